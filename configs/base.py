@@ -1,0 +1,86 @@
+"""The defaults every experiment config starts from: every setting a user can change is here.
+
+Experiment configs import `get_config()` from this file and change what their question needs;
+any field can be overridden on the command line, e.g. `--config.train.epochs=12`.
+Paths to `../shared` are the offline fallbacks of the real sources (tfds, the HF hub).
+"""
+
+from pathlib import Path
+
+import ml_collections
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    # --- model -------------------------------------------------------------------------
+    c.model = m = ml_collections.ConfigDict()
+    m.size = "gpt2"  # gpt2 | gpt2-medium | gpt2-large | gpt2-xl | tiny (architecture when init='scratch')
+    m.init = "pretrained"  # 'pretrained' (m.pretrained from the hub/folder) | 'scratch' | <checkpoint folder>
+    m.pretrained = "gpt2"  # hub name or local folder, used when init == 'pretrained'
+    m.conditioning = "per_class"  # per_class: one LM per class | label_prefix: one LM, label tokens first
+    m.dtype = "bfloat16"  # compute dtype: float32 | bfloat16 | float16 (parameters stay float32)
+    m.remat = "none"  # none | full | dots: recompute activations in the backward pass to save memory
+    m.attention = "xla"  # xla | cudnn (flash attention through cuDNN, GPU only)
+    m.dropout = 0.1
+
+    # --- data --------------------------------------------------------------------------
+    c.data = d = ml_collections.ConfigDict()
+    d.source = "tfds"  # tfds | jsonl | csv | aclimdb
+    d.tfds_name = "imdb_reviews"
+    d.tfds_data_dir = ""  # '' = tfds default
+    d.fallback_to_local = True  # when tfds cannot download, read the local files below
+    d.train_path = str(SHARED / "imdb" / "train.jsonl.gz")
+    d.test_path = str(SHARED / "imdb" / "test.jsonl.gz")
+    d.unsup_path = str(SHARED / "imdb" / "unsup.jsonl.gz")
+    d.text_field = "text"
+    d.label_field = "label"
+    d.label_names = ("neg", "pos")  # () = take them from the data
+    d.tokenizer = "gpt2"  # hub name or folder
+    d.tokenizer_fallback = str(SHARED / "gpt2-tokenizer")
+    d.cache_dir = str(Path("~/.cache/gencls_jax").expanduser())
+    d.clean_html = False  # replace IMDB's <br /> tags with newlines
+    d.append_eos = True  # end every text with <|endoftext|> (trained and scored)
+    d.val_size = 0.05  # fraction (< 1) or count of train held out, stratified
+    d.per_class_limit = 0  # > 0: N training examples per class (seeded, stratified)
+    d.extra_train_path = ""  # jsonl of extra (e.g. synthetic) training texts
+    d.max_len = 1024  # tokens per training row / scoring window
+    d.long_text = "truncate"  # error | truncate | window (texts longer than max_len)
+    d.window_stride = 512  # window mode: tokens advanced per window
+    d.batching = "pack"  # training rows: pack | bucket | pad
+    d.bucket_lengths = (128, 256, 512, 1024)  # bucketed shapes (training and scoring)
+    d.prefetch = 2  # batches prefetched to the device
+
+    # --- training ----------------------------------------------------------------------
+    c.train = t = ml_collections.ConfigDict()
+    t.epochs = 6
+    t.batch_size = 8  # rows per optimizer step per class model (global, over all devices)
+    t.grad_accum = 1  # micro-batches per optimizer step
+    t.lr = 5e-5
+    t.schedule = "cosine"  # constant | linear | cosine (after warmup)
+    t.warmup_steps = 100
+    t.end_lr_factor = 0.0  # final lr = lr * end_lr_factor
+    t.weight_decay = 0.01  # AdamW; not on biases, LayerNorm, embeddings
+    t.b1 = 0.9
+    t.b2 = 0.999
+    t.eps = 1e-8
+    t.grad_clip = 1.0  # global norm; 0 = off
+    t.loss_scale = 2.0**15  # initial dynamic loss scale (float16 only)
+    t.log_every = 50  # steps
+    t.ckpt_every = 500  # steps; also at each epoch end
+    t.keep_checkpoints = 2  # latest K kept, plus the best
+    t.best_metric = "val_loss"  # val_loss | val_accuracy
+    t.early_stop_patience = 0  # epochs without improvement before stopping; 0 = off
+    t.max_steps = 0  # > 0: stop after this many steps (smoke tests, benchmarks)
+
+    # --- evaluation --------------------------------------------------------------------
+    c.eval = e = ml_collections.ConfigDict()
+    e.batch_size = 32  # texts per scoring call
+    e.splits = ("val", "test")
+    e.decision = "bayes"  # bayes (sum log-lik + log prior) | per_token (mean log-lik) | calibrated
+    e.sample_per_class = 500  # the original protocol's 1,000-review sample (500 per class)
+    return c

@@ -1,0 +1,235 @@
+"""GPT-2 in Flax (linen), written from scratch.
+
+The parameter tree mirrors Hugging Face's GPT-2 names (wte, wpe, h/ln_1, h/attn/c_attn, ...),
+so weight conversion is a rename, not a reshuffle. The transformer blocks are one
+`nn.scan` over a stacked layer axis: compile time does not grow with depth (gpt2-xl has 48
+layers) and rematerialisation is one switch.
+
+Masking is by *segment ids*: a token attends to earlier tokens of its own segment only.
+Padding is segment 0, real text is segment >= 1, and several texts packed in one row get
+segments 1, 2, 3, ... with positions restarting per text. One mechanism serves padding,
+left/right padding and packing, and every query row always sees at least itself (no NaN).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class GPT2Config:
+    """Architecture plus the numerics policy. Frozen and hashable: a static jit argument."""
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    layer_norm_epsilon: float = 1e-5
+    dropout: float = 0.1  # embedding and residual dropout (HF's embd_pdrop / resid_pdrop)
+    bos_token_id: int = 50256  # <|endoftext|>: GPT-2's BOS and EOS
+    dtype: str = "float32"  # compute dtype; parameters always stay float32
+    remat: str = "none"  # 'none' | 'full' | 'dots' (save matmul outputs, recompute the rest)
+    attention: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention implementation)
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.remat not in ("none", "full", "dots"):
+            raise ValueError(f"model.remat must be 'none', 'full' or 'dots', got {self.remat!r}")
+        if self.attention not in ("xla", "cudnn"):
+            raise ValueError(f"model.attention must be 'xla' or 'cudnn', got {self.attention!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+    def replace(self, **kw) -> "GPT2Config":
+        return dataclasses.replace(self, **kw)
+
+
+# The published sizes, plus a tiny one for tests and CPU runs.
+SIZES: dict[str, dict[str, int]] = {
+    "gpt2": dict(n_layer=12, n_embd=768, n_head=12),
+    "gpt2-medium": dict(n_layer=24, n_embd=1024, n_head=16),
+    "gpt2-large": dict(n_layer=36, n_embd=1280, n_head=20),
+    "gpt2-xl": dict(n_layer=48, n_embd=1600, n_head=25),
+    "tiny": dict(n_layer=2, n_embd=64, n_head=4, n_positions=256),
+}
+
+
+def config_for(size: str, **overrides: Any) -> GPT2Config:
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; known: {sorted(SIZES)}")
+    return GPT2Config(**{**SIZES[size], **overrides})
+
+
+def _normal(std: float):
+    return nn.initializers.normal(stddev=std)
+
+
+def causal_segment_mask(segment_ids: Array) -> Array:
+    """[B, T] segment ids -> [B, 1, T, T] bool: same segment and not in the future."""
+    t = segment_ids.shape[-1]
+    same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]
+    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+    return same & causal
+
+
+def attention_xla(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    """Plain softmax attention: matmuls in the compute dtype, softmax in float32.
+
+    Written out (rather than jax.nn.dot_product_attention's XLA path) because that path asks
+    for float16 x float16 -> float32 dots, which XLA:CPU lacks."""
+    scale = q.shape[-1] ** -0.5
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * scale
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+
+class Attention(nn.Module):
+    config: GPT2Config
+
+    @nn.compact
+    def __call__(self, x: Array, segment_ids: Array) -> Array:
+        c = self.config
+        b, t, d = x.shape
+        dh = d // c.n_head
+        qkv = nn.Dense(3 * d, dtype=c.compute_dtype, kernel_init=_normal(0.02), name="c_attn")(x)
+        q, k, v = jnp.split(qkv.reshape(b, t, 3, c.n_head, dh), 3, axis=2)
+        q, k, v = (a[:, :, 0] for a in (q, k, v))  # [B, T, H, Dh]
+        mask = causal_segment_mask(segment_ids)
+        if c.attention == "cudnn":
+            y = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")
+        else:
+            y = attention_xla(q, k, v, mask)
+        y = y.reshape(b, t, d)
+        proj_std = 0.02 / (2 * c.n_layer) ** 0.5  # GPT-2's scaled init of residual projections
+        return nn.Dense(d, dtype=c.compute_dtype, kernel_init=_normal(proj_std), name="c_proj")(y)
+
+
+class MLP(nn.Module):
+    config: GPT2Config
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        c = self.config
+        h = nn.Dense(4 * c.n_embd, dtype=c.compute_dtype, kernel_init=_normal(0.02), name="c_fc")(x)
+        h = jax.nn.gelu(h, approximate=True)  # HF's "gelu_new"
+        proj_std = 0.02 / (2 * c.n_layer) ** 0.5
+        return nn.Dense(c.n_embd, dtype=c.compute_dtype, kernel_init=_normal(proj_std), name="c_proj")(h)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm block. The residual stream stays float32 (GPT-2's activations overflow
+    float16); only the matmul inputs are cast to the compute dtype."""
+
+    config: GPT2Config
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array, segment_ids: Array):
+        c = self.config
+        ln = functools.partial(nn.LayerNorm, epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype)
+        drop = nn.Dropout(c.dropout, deterministic=self.deterministic)
+        x = x + drop(Attention(c, name="attn")(ln(name="ln_1")(x), segment_ids))
+        x = x + drop(MLP(c, name="mlp")(ln(name="ln_2")(x)))
+        return x, None
+
+
+class GPT2(nn.Module):
+    """GPT-2 language model. `__call__` returns float32 logits; `return_hidden=True` returns the
+    final-LayerNorm features instead, for losses that apply the tied head in chunks."""
+
+    config: GPT2Config
+
+    @nn.compact
+    def __call__(
+        self,
+        tokens: Array,
+        positions: Array | None = None,
+        segment_ids: Array | None = None,
+        deterministic: bool = True,
+        return_hidden: bool = False,
+    ) -> Array:
+        c = self.config
+        b, t = tokens.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+        if segment_ids is None:
+            segment_ids = jnp.ones((b, t), jnp.int32)
+        wte = nn.Embed(c.vocab_size, c.n_embd, embedding_init=_normal(0.02), name="wte")
+        wpe = nn.Embed(c.n_positions, c.n_embd, embedding_init=_normal(0.02), name="wpe")
+        x = wte(tokens) + wpe(positions)
+        x = nn.Dropout(c.dropout, deterministic=deterministic)(x)
+
+        block = Block
+        if c.remat != "none":
+            policy = None if c.remat == "full" else jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+            block = nn.remat(Block, prevent_cse=False, policy=policy)
+        blocks = nn.scan(
+            block,
+            variable_axes={"params": 0},
+            split_rngs={"params": True, "dropout": True},
+            in_axes=nn.broadcast,
+            length=c.n_layer,
+        )(c, deterministic, name="h")
+        x, _ = blocks(x, segment_ids)
+        h = nn.LayerNorm(epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype, name="ln_f")(x)
+        if return_hidden:
+            return h
+        return lm_logits(h, wte.embedding, c)
+
+
+def lm_logits(hidden: Array, embedding: Array, config: GPT2Config) -> Array:
+    """Tied LM head: features @ wte^T in the compute dtype, accumulated and returned in float32."""
+    dt = config.compute_dtype
+    if dt == jnp.float16 and jax.default_backend() == "cpu":
+        dt = jnp.float32  # XLA:CPU has no float16 x float16 -> float32 dot (GPU does)
+    return jnp.einsum("...d,vd->...v", hidden.astype(dt), embedding.astype(dt), preferred_element_type=jnp.float32)
+
+
+def init_params(config: GPT2Config, seed: int = 0) -> dict:
+    """Random GPT-2 parameters (GPT-2's own init), float32."""
+    tokens = jnp.zeros((1, 8), jnp.int32)
+    return GPT2(config).init(jax.random.key(seed), tokens)["params"]
+
+
+def apply(
+    params: dict,
+    tokens: Array,
+    config: GPT2Config,
+    positions: Array | None = None,
+    segment_ids: Array | None = None,
+    *,
+    dropout_rng: Array | None = None,
+    return_hidden: bool = False,
+) -> Array:
+    """Pure forward pass. Dropout is on exactly when `dropout_rng` is given."""
+    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
+    return GPT2(config).apply(
+        {"params": params},
+        tokens,
+        positions,
+        segment_ids,
+        deterministic=dropout_rng is None,
+        return_hidden=return_hidden,
+        rngs=rngs,
+    )
+
+
+def count_params(params: Any) -> int:
+    return sum(x.size for x in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny random Hugging Face GPT-2 saved to disk, and the ../shared paths."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GENCLS_SHARED", REPO.parent / "shared"))
+TOKENIZER_DIR = SHARED / "data" / "gpt2-tokenizer"
+IMDB_DIR = SHARED / "data" / "imdb"
+
+TINY_HF = dict(vocab_size=1000, n_positions=64, n_embd=64, n_layer=2, n_head=4)
+
+
+@pytest.fixture(scope="session")
+def hf_tiny_dir(tmp_path_factory):
+    """A random transformers.GPT2LMHeadModel (2 layers, width 64), saved as safetensors."""
+    torch = pytest.importorskip("torch")
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(**TINY_HF, bos_token_id=999, eos_token_id=999)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():  # non-trivial LayerNorm and bias values, so a swapped tensor shows
+        for name, p in model.named_parameters():
+            if "ln" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    folder = tmp_path_factory.mktemp("hf_tiny")
+    model.save_pretrained(folder)
+    return folder

@@ -1,0 +1,149 @@
+"""Our Flax GPT-2 against Hugging Face PyTorch GPT-2, and the model's numerics policy."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gencls_jax import model as M
+from gencls_jax.weights import CheckpointError, load_pretrained, save_pretrained
+
+torch = pytest.importorskip("torch")
+import transformers  # noqa: E402
+
+
+def hf_logits(folder, tokens):
+    hf = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        return hf(torch.tensor(np.asarray(tokens), dtype=torch.long)).logits.double().numpy()
+
+
+def random_tokens(rng, shape, vocab=1000):
+    return rng.integers(0, vocab, size=shape).astype(np.int32)
+
+
+def test_logits_match_pytorch(hf_tiny_dir):
+    config, params = load_pretrained(hf_tiny_dir)
+    assert (config.n_layer, config.n_embd, config.vocab_size, config.n_positions) == (2, 64, 1000, 64)
+    tokens = random_tokens(np.random.default_rng(0), (3, 64))
+    ours = np.asarray(M.apply(params, tokens, config))
+    ref = hf_logits(hf_tiny_dir, tokens)
+    assert ours.dtype == np.float32
+    err = np.max(np.abs(ours - ref))
+    assert err < 1e-5, err
+
+
+def test_save_pretrained_round_trip(hf_tiny_dir, tmp_path):
+    config, params = load_pretrained(hf_tiny_dir)
+    # Perturb so the round trip cannot pass by reading the original files back.
+    params = jax.tree_util.tree_map(lambda x: x + 0.01, params)
+    save_pretrained(config, params, tmp_path / "out")
+    tokens = random_tokens(np.random.default_rng(1), (2, 40))
+    ours = np.asarray(M.apply(params, tokens, config))
+    ref = hf_logits(tmp_path / "out", tokens)
+    assert np.max(np.abs(ours - ref)) < 1e-5
+    config2, params2 = load_pretrained(tmp_path / "out")
+    assert config2 == config
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, params2)
+
+
+def test_pytorch_bin_fallback(hf_tiny_dir, tmp_path):
+    hf = transformers.GPT2LMHeadModel.from_pretrained(hf_tiny_dir)
+    torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text((hf_tiny_dir / "config.json").read_text())
+    config, params = load_pretrained(tmp_path)
+    _, ref = load_pretrained(hf_tiny_dir)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, ref)
+
+
+def test_bad_checkpoints_name_the_tensor(hf_tiny_dir, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(next(hf_tiny_dir.glob("*.safetensors"))))
+    cfg = (hf_tiny_dir / "config.json").read_text()
+
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    (missing / "config.json").write_text(cfg)
+    save_file({k: v for k, v in tensors.items() if "h.1.mlp.c_fc.weight" not in k}, str(missing / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"h\.1\.mlp\.c_fc\.weight.*missing"):
+        load_pretrained(missing)
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    c = json.loads(cfg)
+    c["n_embd"] = 32  # config disagrees with the tensors
+    c["n_head"] = 4
+    (wrong / "config.json").write_text(json.dumps(c))
+    save_file(tensors, str(wrong / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"wte\.weight.*\(1000, 64\).*\(1000, 32\)"):
+        load_pretrained(wrong)
+
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        load_pretrained(tmp_path / "does_not_exist" / "x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text(cfg)
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
+        load_pretrained(empty)
+
+
+def test_hub_name_offline_is_one_line_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="could not fetch 'gpt2-nonexistent-xyz'"):
+        load_pretrained("gpt2-nonexistent-xyz")
+
+
+def test_sizes_have_published_parameter_counts():
+    # GPT-2's published sizes (tied head): 124M, 355M, 774M, 1558M parameters.
+    expected = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080, "gpt2-xl": 1_557_611_200}
+    for name, n in expected.items():
+        c = M.config_for(name)
+        shapes = jax.eval_shape(lambda c=c: M.init_params(c))
+        assert M.count_params(shapes) == n, name
+
+
+@pytest.mark.parametrize("dtype,tol", [("bfloat16", 0.05), ("float16", 0.01)])
+def test_low_precision_close_to_float32(hf_tiny_dir, dtype, tol):
+    """bfloat16 keeps 8 mantissa bits: logits agree with float32 to a few hundredths
+    (relative to the logits' scale); float16 (11 bits) to about a hundredth."""
+    config, params = load_pretrained(hf_tiny_dir)
+    tokens = random_tokens(np.random.default_rng(2), (2, 64))
+    ref = np.asarray(M.apply(params, tokens, config))
+    low = M.apply(params, tokens, config.replace(dtype=dtype))
+    assert low.dtype == jnp.float32  # logits always float32
+    rel = np.linalg.norm(np.asarray(low) - ref) / np.linalg.norm(ref)
+    assert rel < tol, rel
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
+
+
+def test_remat_gives_same_gradients(hf_tiny_dir):
+    config, params = load_pretrained(hf_tiny_dir)
+    tokens = random_tokens(np.random.default_rng(3), (2, 32))
+
+    def loss(p, cfg):
+        return jnp.mean(M.apply(p, tokens, cfg) ** 2)
+
+    g0 = jax.grad(loss)(params, config)
+    for remat in ("full", "dots"):
+        g1 = jax.grad(loss)(params, config.replace(remat=remat))
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g0, g1)
+
+
+def test_dropout_only_with_rng(hf_tiny_dir):
+    config, params = load_pretrained(hf_tiny_dir)
+    tokens = random_tokens(np.random.default_rng(4), (2, 16))
+    a = M.apply(params, tokens, config)
+    b = M.apply(params, tokens, config, dropout_rng=jax.random.key(0))
+    c = M.apply(params, tokens, config, dropout_rng=jax.random.key(0))
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(b, c)
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="model.dtype"):
+        M.GPT2Config(dtype="float64")
+    with pytest.raises(ValueError, match="unknown model size"):
+        M.config_for("gpt5")
