@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencls_jax.model import GPT2Config, apply
+from gencls_jax.model import GPT2Config, apply, lm_logits
 
 Array = jax.Array
 
@@ -34,6 +34,26 @@ def token_log_probs(logits: Array, targets: Array) -> Array:
     logits = logits.astype(jnp.float32)
     target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     return target_logit - jax.nn.logsumexp(logits, axis=-1)
+
+
+def chunked_token_log_probs(hidden: Array, embedding: Array, targets: Array, config: GPT2Config, chunk: int = 256):
+    """`token_log_probs(lm_logits(hidden), targets)` without the [B, T, V] float32 logits.
+
+    The tied head and log-softmax run over `chunk` positions at a time under a rematerialised
+    scan, so neither the forward nor the backward pass holds more than one chunk of logits.
+    """
+    b, t, d = hidden.shape
+    pad = (-t) % chunk
+    h = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(b, -1, chunk, d).swapaxes(0, 1)
+    y = jnp.pad(targets, ((0, 0), (0, pad))).reshape(b, -1, chunk).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def one(args):
+        hc, yc = args
+        return token_log_probs(lm_logits(hc, embedding, config), yc)
+
+    out = jax.lax.map(one, (h, y))  # [n_chunks, B, chunk]
+    return out.swapaxes(0, 1).reshape(b, -1)[:, :t]
 
 
 def shift_right(tokens: Array, mask: Array, bos_id: int) -> tuple[Array, Array, Array]:
