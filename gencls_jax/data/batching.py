@@ -1,0 +1,210 @@
+"""Rows -> fixed-shape batches: the contract with the training engine and the scorer.
+
+A training batch is a dict of numpy arrays, each [B, T]:
+  inputs int32, targets int32 (0 at padding), weights float32 (0 at padding and prefix tokens),
+  positions int32 (restart at 0 per text), segment_ids int32 (0 = padding, 1..n = n-th text of the row).
+Schemes: 'pad' (every row padded to max_len), 'bucket' (each row padded to the smallest
+bucket length that fits; a batch holds one bucket), 'pack' (first-fit packing of shuffled rows
+into rows of max_len). A last, partial batch is filled with all-padding rows (weight 0).
+
+Determinism: an epoch's plan (which rows go in which batch) is a pure function of
+(lengths, spec, seed, epoch), so batches(epoch, start=S) is exactly what an uninterrupted
+epoch yields from batch S on.
+
+Per-class (K models trained at once): class k has its own plan; an epoch is
+steps = max_k (batches of class k's own epoch), i.e. the largest class is seen exactly once;
+a smaller class runs out earlier and continues with a fresh reshuffle (cycle 1, 2, ...),
+truncated at `steps`. Each step stacks the K batches [K, B, T], T = the largest of the K
+batches' lengths at that step (the same for all K).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from gencls_jax.data.rows import row_lengths
+from gencls_jax.data.sources import DataError
+from gencls_jax.score import Rows, pad_rows
+
+SCHEMES = ("pad", "bucket", "pack")
+
+BatchPlan = tuple[int, list[list[int]]]  # (T, rows; each row = the row indices packed in it)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpec:
+    scheme: str
+    batch_size: int
+    max_len: int
+    bucket_lengths: tuple[int, ...]
+
+    def __post_init__(self):
+        if self.scheme not in SCHEMES:
+            raise DataError(f"data.batching must be one of {SCHEMES}, got {self.scheme!r}")
+        if self.batch_size <= 0:
+            raise DataError(f"batch size must be > 0, got {self.batch_size}")
+
+    @property
+    def buckets(self) -> np.ndarray:
+        """Bucket lengths up to max_len, always ending with max_len (so every row fits one)."""
+        return bucket_ladder(self.bucket_lengths, self.max_len)
+
+
+def bucket_ladder(bucket_lengths: Sequence[int], max_len: int) -> np.ndarray:
+    b = sorted({int(x) for x in bucket_lengths if 0 < int(x) < max_len} | {int(max_len)})
+    return np.asarray(b, np.int64)
+
+
+def bucket_of(lengths: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Index of the smallest bucket >= each length."""
+    if lengths.size and lengths.max() > buckets[-1]:
+        raise DataError(f"a row of {lengths.max()} tokens is longer than the largest bucket {buckets[-1]}")
+    return np.searchsorted(buckets, lengths, side="left")
+
+
+def first_fit(lengths: np.ndarray, order: np.ndarray, capacity: int) -> list[list[int]]:
+    """Pack items (in `order`) into bins of `capacity`: each goes to the first open bin it fits."""
+    room = np.empty(len(order), np.int64)
+    bins: list[list[int]] = []
+    for i in order:
+        n = lengths[i]
+        fits = np.flatnonzero(room[: len(bins)] >= n)
+        if fits.size:
+            j = fits[0]
+            bins[j].append(int(i))
+            room[j] -= n
+        else:
+            room[len(bins)] = capacity - n
+            bins.append([int(i)])
+    return bins
+
+
+def epoch_plan(lengths: np.ndarray, spec: BatchSpec, key: Sequence[int]) -> list[BatchPlan]:
+    """Which rows form which batch, for one pass over all rows; seeded by `key` (seed, epoch, ...)."""
+    rng = np.random.default_rng([int(k) for k in key])
+    order = rng.permutation(len(lengths))
+    B = spec.batch_size
+    if spec.scheme == "pad":
+        return [(spec.max_len, [[int(i)] for i in order[s : s + B]]) for s in range(0, len(order), B)]
+    if spec.scheme == "bucket":
+        buckets = spec.buckets
+        which = bucket_of(lengths, buckets)
+        plan = []
+        for b, T in enumerate(buckets):
+            members = order[which[order] == b]
+            plan += [(int(T), [[int(i)] for i in members[s : s + B]]) for s in range(0, len(members), B)]
+        return [plan[i] for i in rng.permutation(len(plan))]
+    bins = first_fit(lengths, order, spec.max_len)
+    bins = [bins[i] for i in rng.permutation(len(bins))]
+    return [(spec.max_len, bins[s : s + B]) for s in range(0, len(bins), B)]
+
+
+def make_batch(rows: Rows, plan: BatchPlan, batch_size: int, length: int | None = None) -> dict[str, np.ndarray]:
+    """Materialise one planned batch as the [B, T] dict of the training contract."""
+    T = length or plan[0]
+    out = {
+        "inputs": np.zeros((batch_size, T), np.int32),
+        "targets": np.zeros((batch_size, T), np.int32),
+        "weights": np.zeros((batch_size, T), np.float32),
+        "positions": np.zeros((batch_size, T), np.int32),
+        "segment_ids": np.zeros((batch_size, T), np.int32),
+    }
+    for b, members in enumerate(plan[1]):
+        off = 0
+        for s, r in enumerate(members, start=1):
+            n = len(rows.inputs[r])
+            sl = slice(off, off + n)
+            out["inputs"][b, sl] = rows.inputs[r]
+            out["targets"][b, sl] = rows.targets[r]
+            out["weights"][b, sl] = rows.weights[r]
+            out["positions"][b, sl] = np.arange(n)
+            out["segment_ids"][b, sl] = s
+            off += n
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStream:
+    """One model's training rows: batches of an epoch are a pure function of (seed, epoch)."""
+
+    rows: Rows
+    spec: BatchSpec
+    seed: int
+    stream: int = 0  # distinguishes independent streams with one seed (e.g. class k)
+
+    def plan(self, epoch: int, cycle: int = 0) -> list[BatchPlan]:
+        return epoch_plan(row_lengths(self.rows), self.spec, (self.seed, epoch, self.stream, cycle))
+
+    def num_batches(self, epoch: int = 0) -> int:
+        return len(self.plan(epoch))
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of `epoch` from index `start` on (resume after batch start-1)."""
+        for p in self.plan(epoch)[start:]:
+            yield make_batch(self.rows, p, self.spec.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class PerClassStream:
+    """K class streams stepped together: batches [K, B, T]; see the module docstring for the epoch."""
+
+    classes: tuple[TrainStream, ...]
+
+    def plans(self, epoch: int) -> list[list[BatchPlan]]:
+        """plans[k][step] for every class, each cycled (reshuffled per cycle) to the epoch's steps."""
+        own = [c.plan(epoch) for c in self.classes]
+        steps = max(len(p) for p in own)
+        out = []
+        for c, p in zip(self.classes, own):
+            cycle = 0
+            while len(p) < steps:
+                cycle += 1
+                p = p + c.plan(epoch, cycle)
+            out.append(p[:steps])
+        return out
+
+    def num_batches(self, epoch: int = 0) -> int:
+        return max(c.num_batches(epoch) for c in self.classes)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        plans = self.plans(epoch)
+        for step in range(start, len(plans[0])):
+            T = max(p[step][0] for p in plans)
+            per = [make_batch(c.rows, p[step], c.spec.batch_size, T) for c, p in zip(self.classes, plans)]
+            yield {k: np.stack([b[k] for b in per]) for k in per[0]}
+
+
+def scoring_batches(rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(row indices, inputs, targets, weights) for every row, sorted by length, in fixed shapes
+    [batch_size, bucket]: the scorer compiles once per bucket. Filler rows have index -1,
+    target -1 and weight 0 (`score.row_log_likelihood` scores them 0)."""
+    lengths = row_lengths(rows)
+    buckets = bucket_ladder(bucket_lengths, max_len)
+    order = np.argsort(lengths, kind="stable")
+    which = bucket_of(lengths[order], buckets)
+    for b, T in enumerate(buckets):
+        members = order[which == b]
+        for s in range(0, len(members), batch_size):
+            idx = members[s : s + batch_size]
+            inputs, targets, weights = pad_rows(rows, idx, int(T))
+            fill = batch_size - len(idx)
+            if fill:
+                inputs = np.concatenate([inputs, np.zeros((fill, T), np.int32)])
+                targets = np.concatenate([targets, np.full((fill, T), -1, np.int32)])
+                weights = np.concatenate([weights, np.zeros((fill, T), np.float32)])
+                idx = np.concatenate([idx, np.full(fill, -1, idx.dtype)])
+            yield idx, inputs, targets, weights
+
+
+def padding_fraction(batches) -> float:
+    """1 - real token slots / all token slots, over batches with 'weights'-like masks (segment_ids>0 or targets>=0)."""
+    real = total = 0
+    for b in batches:
+        mask = b["segment_ids"] > 0 if isinstance(b, dict) else b[2] >= 0
+        real += int(mask.sum())
+        total += mask.size
+    return 1.0 - real / max(total, 1)

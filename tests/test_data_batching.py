@@ -1,0 +1,218 @@
+"""Rows and batches: the BOS-shift recipe, pad/bucket/pack layouts, packing == unpacked loss on the
+real model, per-class stepping, resume, scoring batches and the device prefetcher."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gencls_jax import score
+from gencls_jax.data.batching import BatchSpec, PerClassStream, TrainStream, padding_fraction, scoring_batches
+from gencls_jax.data.prefetch import prefetch_to_device
+from gencls_jax.data.rows import make_rows
+from gencls_jax.data.sources import DataError
+from gencls_jax.model import apply, config_for, init_params
+
+BOS = EOS = 999
+KEYS = ("inputs", "targets", "weights", "positions", "segment_ids")
+
+
+def random_texts(n, lo, hi, seed=0, vocab=900):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, vocab, rng.integers(lo, hi + 1)).astype(np.int32) for _ in range(n)]
+
+
+def test_rows_bos_shift_eos_and_prefix():
+    x = np.array([5, 6, 7], np.int32)
+    rows = make_rows([x], 16, BOS, "error", 8, eos_id=EOS)
+    np.testing.assert_array_equal(rows.inputs[0], [BOS, 5, 6, 7])
+    np.testing.assert_array_equal(rows.targets[0], [5, 6, 7, EOS])
+    np.testing.assert_array_equal(rows.weights[0], [1, 1, 1, 1])
+    rows = make_rows([x], 16, BOS, "error", 8, eos_id=None, prefixes=[np.array([40, 41])])
+    np.testing.assert_array_equal(rows.inputs[0], [BOS, 40, 41, 5, 6])
+    np.testing.assert_array_equal(rows.targets[0], [40, 41, 5, 6, 7])
+    np.testing.assert_array_equal(rows.weights[0], [0, 0, 1, 1, 1])
+
+
+def test_rows_long_text_modes():
+    x = np.arange(1, 21, dtype=np.int32)  # 20 tokens + EOS = 21 > max_len 8
+    with pytest.raises(DataError, match=r"^text r7: 21 tokens, more than data.max_len=8"):
+        make_rows([x], 8, BOS, "error", 4, eos_id=EOS, ids=["r7"])
+    t = make_rows([x], 8, BOS, "truncate", 4, eos_id=EOS)
+    assert len(t.inputs) == 1 and list(t.targets[0]) == list(range(1, 9))
+    w = make_rows([x], 8, BOS, "window", 4, eos_id=EOS)
+    scored = np.concatenate([tg[wt > 0] for tg, wt in zip(w.targets, w.weights)])
+    np.testing.assert_array_equal(scored, np.r_[x, EOS])  # every token scored exactly once, in order
+    assert max(len(r) for r in w.inputs) <= 8 and set(w.text_index) == {0}
+
+
+def unpack(batch):
+    """Independent decoding of a batch into its (inputs, targets, weights) segments."""
+    out = []
+    for b in range(batch["inputs"].shape[0]):
+        seg = batch["segment_ids"][b]
+        for s in np.unique(seg[seg > 0]):
+            m = seg == s
+            idx = np.flatnonzero(m)
+            assert np.all(np.diff(idx) == 1), "a segment must be contiguous"
+            np.testing.assert_array_equal(batch["positions"][b, m], np.arange(m.sum()))
+            out.append(tuple(tuple(batch[k][b, m].tolist()) for k in ("inputs", "targets", "weights")))
+        assert np.all(batch["weights"][b, seg == 0] == 0)
+    return out
+
+
+@pytest.mark.parametrize("scheme", ["pad", "bucket", "pack"])
+def test_every_row_exactly_once_per_epoch(scheme):
+    rows = make_rows(random_texts(37, 1, 60), 64, BOS, "window", 32, eos_id=EOS)
+    spec = BatchSpec(scheme, 4, 64, (16, 32, 128))
+    stream = TrainStream(rows, spec, seed=3)
+    batches = list(stream.batches(epoch=0))
+    assert len(batches) == stream.num_batches(0)
+    want = sorted(tuple(tuple(np.asarray(a).tolist()) for a in r) for r in zip(rows.inputs, rows.targets, rows.weights))
+    got = sorted(s for b in batches for s in unpack(b))
+    assert got == want
+    shapes = {b["inputs"].shape for b in batches}
+    for b in batches:
+        assert {b[k].dtype for k in KEYS} == {np.dtype(np.int32), np.dtype(np.float32)}
+        assert b["weights"].dtype == np.float32
+    if scheme == "pad":
+        assert shapes == {(4, 64)} and len(batches) == -(-len(rows.inputs) // 4)
+    if scheme == "bucket":
+        assert {s[1] for s in shapes} <= {16, 32, 64}
+        for b in batches:  # the smallest bucket that fits the longest row in it
+            longest = (b["segment_ids"] > 0).sum(1).max()
+            assert b["inputs"].shape[1] == min(x for x in (16, 32, 64) if x >= longest)
+    if scheme == "pack":
+        assert shapes == {(4, 64)}
+        assert max((b["segment_ids"].max(1)).max() for b in batches) > 1  # rows really hold several texts
+        assert padding_fraction(batches) < padding_fraction(TrainStream(rows, BatchSpec("pad", 4, 64, ()), 3).batches(0))
+
+
+def test_resume_and_determinism():
+    rows = make_rows(random_texts(50, 1, 40), 48, BOS, "truncate", 24, eos_id=EOS)
+    for scheme in ("pad", "bucket", "pack"):
+        s = TrainStream(rows, BatchSpec(scheme, 3, 48, (16, 32)), seed=5)
+        full = list(s.batches(2))
+        for start in (0, 4, len(full) - 1, len(full)):
+            resumed = list(s.batches(2, start=start))
+            assert len(resumed) == len(full) - start
+            for a, b in zip(full[start:], resumed):
+                for k in KEYS:
+                    np.testing.assert_array_equal(a[k], b[k])
+        other = list(s.batches(3))
+        assert any(not np.array_equal(a["inputs"], b["inputs"]) for a, b in zip(full, other))
+        again = TrainStream(rows, BatchSpec(scheme, 3, 48, (16, 32)), seed=5)
+        assert all(np.array_equal(a["targets"], b["targets"]) for a, b in zip(full, again.batches(2)))
+
+
+def test_per_class_stream_epoch_and_cycling():
+    sizes = (13, 5, 2)
+    streams = tuple(TrainStream(make_rows(random_texts(n, 3, 20, seed=k), 32, BOS, "error", 16, eos_id=EOS),
+                                BatchSpec("bucket", 2, 32, (8, 16)), seed=1, stream=k) for k, n in enumerate(sizes))
+    pc = PerClassStream(streams)
+    batches = list(pc.batches(0))
+    assert len(batches) == pc.num_batches(0) == 7  # ceil(13 / 2): the largest class is seen once
+    for b in batches:
+        assert b["inputs"].shape[:2] == (3, 2) and all(b[k].shape == b["inputs"].shape for k in KEYS)
+    for k, n in enumerate(sizes):
+        seen = [s for b in batches for s in unpack({key: v[k] for key, v in b.items()})]
+        rows = streams[k].rows
+        want = {tuple(tuple(np.asarray(a).tolist()) for a in r) for r in zip(rows.inputs, rows.targets, rows.weights)}
+        assert set(seen) == want  # smaller classes cycle: every row at least once
+        if k == 0:
+            assert len(seen) == n
+    resumed = list(pc.batches(0, start=4))
+    for a, b in zip(batches[4:], resumed):
+        np.testing.assert_array_equal(a["inputs"], b["inputs"])
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    cfg = config_for("tiny", vocab_size=1000, dropout=0.0, bos_token_id=BOS)
+    return cfg, init_params(cfg, seed=0)
+
+
+def test_packed_loss_equals_unpacked_loss(tiny_model):
+    """The same texts give the same per-token log-probs packed in rows as each alone (real model)."""
+    cfg, params = tiny_model
+    texts = random_texts(9, 2, 40, seed=7)
+    rows = make_rows(texts, 64, BOS, "error", 32, eos_id=EOS)
+    batches = list(TrainStream(rows, BatchSpec("pack", 2, 64, ()), seed=0).batches(0))
+    assert max(b["segment_ids"].max() for b in batches) >= 3
+    packed = {}
+
+    @jax.jit
+    def log_probs(b):
+        logits = apply(params, b["inputs"], cfg, b["positions"], b["segment_ids"])
+        return score.token_log_probs(logits, b["targets"])
+
+    for b in batches:
+        lp = np.asarray(log_probs(b))
+        for r in range(b["inputs"].shape[0]):
+            for s in np.unique(b["segment_ids"][r][b["segment_ids"][r] > 0]):
+                m = b["segment_ids"][r] == s
+                packed[tuple(b["targets"][r, m].tolist())] = lp[r, m]
+    assert len(packed) == len(texts)
+    # Independent reference, one text per row (no packing), right-padded to one shape.
+    seqs = [np.r_[x, EOS].astype(np.int32) for x in texts]
+    tokens = np.zeros((len(seqs), 64), np.int32)
+    mask = np.zeros((len(seqs), 64), np.int32)
+    for i, q in enumerate(seqs):
+        tokens[i, : len(q)], mask[i, : len(q)] = q, 1
+    ref = np.asarray(jax.jit(score.sequence_log_likelihood, static_argnames="config")(params, tokens, mask, cfg))
+    inputs, positions, segs = score.shift_right(jnp.asarray(tokens), jnp.asarray(mask), BOS)
+    ref_tok = np.asarray(score.token_log_probs(apply(params, inputs, cfg, positions, segs), jnp.asarray(tokens)))
+    for i, q in enumerate(seqs):
+        got = packed[tuple(q.tolist())]
+        np.testing.assert_allclose(got, ref_tok[i, : len(q)], atol=1e-5)
+        np.testing.assert_allclose(got.sum(), ref[i], rtol=1e-5, atol=1e-4)
+
+
+def test_scoring_batches_cover_rows_and_match_sequence_ll(tiny_model):
+    cfg, params = tiny_model
+    texts = random_texts(11, 1, 90, seed=4)
+    rows = make_rows(texts, 64, BOS, "window", 32, eos_id=EOS)
+    ll = np.zeros(len(texts))
+    row_ll = jax.jit(score.row_log_likelihood, static_argnames="config")
+    seen, shapes = [], set()
+    last_len = 0
+    for idx, inputs, targets, weights in scoring_batches(rows, 4, (16, 32), 64):
+        shapes.add(inputs.shape)
+        real = idx >= 0
+        lengths = (targets[real] >= 0).sum(1)
+        assert lengths.min() >= last_len  # sorted by length
+        last_len = lengths.max()
+        assert np.all(weights[~real] == 0) and np.all(targets[~real] == -1)
+        out = np.asarray(row_ll(params, inputs, targets, weights, cfg))
+        np.add.at(ll, rows.text_index[idx[real]], out[real])
+        seen += idx[real].tolist()
+    assert sorted(seen) == list(range(len(rows.inputs)))
+    assert shapes <= {(4, 16), (4, 32), (4, 64)}
+    short = [i for i, x in enumerate(texts) if len(x) + 1 <= 64]
+    assert 0 < len(short) < len(texts)
+    tokens = np.zeros((len(short), 64), np.int32)
+    mask = np.zeros((len(short), 64), np.int32)
+    for j, i in enumerate(short):  # texts that fit: exactly the sequence log-likelihood
+        tokens[j, : len(texts[i]) + 1], mask[j, : len(texts[i]) + 1] = np.r_[texts[i], EOS], 1
+    ref = np.asarray(score.sequence_log_likelihood(params, tokens, mask, cfg))
+    np.testing.assert_allclose(ll[short], ref, rtol=1e-5, atol=1e-4)
+
+
+def test_prefetch_to_device_in_order_and_errors():
+    src = [{"x": np.full((2, 3), i, np.int32)} for i in range(7)]
+    got = list(prefetch_to_device(iter(src), size=2, sharding=jax.devices("cpu")[0]))
+    assert [int(g["x"][0, 0]) for g in got] == list(range(7))
+    assert isinstance(got[0]["x"], jax.Array)
+    assert [int(g["x"][1, 2]) for g in prefetch_to_device(iter(src), size=0)] == list(range(7))
+
+    def broken():
+        yield src[0]
+        raise RuntimeError("bad batch 1")
+
+    it = prefetch_to_device(broken(), size=2)
+    assert int(next(it)["x"][0, 0]) == 0
+    with pytest.raises(RuntimeError, match="bad batch 1"):
+        next(it)
+    early = prefetch_to_device(iter(src), size=1)
+    next(early)
+    early.close()  # stops the producer thread without hanging

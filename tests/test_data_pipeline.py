@@ -1,0 +1,196 @@
+"""Tokenization (real GPT-2 tokenizer) and its cache, splits, and the config-driven pipeline end to end."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import transformers
+
+from configs.base import get_config
+from gencls_jax.data import tokenize as tk
+from gencls_jax.data.pipeline import load_datasets, scoring_rows, train_stream
+from gencls_jax.data.sources import DataError
+from gencls_jax.data.splits import per_class_subset, stratified_split, val_counts
+from tests.conftest import TOKENIZER_DIR
+
+
+@pytest.fixture(scope="module")
+def hf_tok():
+    if not TOKENIZER_DIR.is_dir():
+        pytest.skip(f"no GPT-2 tokenizer at {TOKENIZER_DIR}")
+    return transformers.AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+
+
+@pytest.fixture(scope="module")
+def tok(hf_tok):
+    return tk.from_hf(hf_tok)
+
+
+def counting(tok):
+    calls = []
+
+    def encode(texts):
+        calls.append(len(texts))
+        return tok.encode_batch(texts)
+
+    return tk.Tokenizer(encode, tok.identity, tok.eos_id, tok.bos_id), calls
+
+
+def test_real_tokenizer_ids(tok, hf_tok):
+    assert tok.encode_batch(["Hello world"]) == [[15496, 995]]
+    assert tok.eos_id == tok.bos_id == 50256
+    texts = ["A film.\nGreat!", "naïve café <br /> ok", "x"]
+    t = tk.tokenize_texts(texts, tok, "", batch_size=2)
+    for i, s in enumerate(texts):
+        np.testing.assert_array_equal(t[i], hf_tok(s)["input_ids"])
+    assert t.flat.dtype == np.int32 and t.offsets[-1] == t.flat.size
+
+
+def test_cache_hit_skips_tokenizer(tok, tmp_path):
+    counted, calls = counting(tok)
+    texts = [f"review number {i} is fine" for i in range(25)]
+    a = tk.tokenize_texts(texts, counted, str(tmp_path), batch_size=10)
+    assert calls == [10, 10, 5] and len(list(tmp_path.glob("*.npz"))) == 1
+    b = tk.tokenize_texts(texts, counted, str(tmp_path), batch_size=10)
+    assert calls == [10, 10, 5]  # second time: from the cache, tokenizer not called
+    np.testing.assert_array_equal(a.flat, b.flat)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    tk.tokenize_texts(texts[:-1] + ["changed"], counted, str(tmp_path), batch_size=100)
+    assert calls[-1] == 25  # other texts (source or cleaning changed): a miss
+    other = tk.Tokenizer(counted.encode_batch, "another-vocab", 0, 0)
+    tk.tokenize_texts(texts, other, str(tmp_path), batch_size=100)
+    assert calls[-1] == 25 and len(calls) == 5  # other tokenizer: a miss
+
+
+def test_tokens_take_and_concat():
+    t = tk.Tokens.from_lists([[1, 2], [3], [4, 5, 6]])
+    s = t.take([2, 0])
+    assert [x.tolist() for x in s.to_lists()] == [[4, 5, 6], [1, 2]]
+    c = s.concat(tk.Tokens.from_lists([[7]]))
+    assert [x.tolist() for x in c.to_lists()] == [[4, 5, 6], [1, 2], [7]]
+
+
+def test_load_tokenizer_falls_back_offline(monkeypatch, caplog):
+    real = transformers.AutoTokenizer.from_pretrained
+
+    def offline(name, **kw):
+        if name == "gpt2":
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+        return real(name, **kw)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
+    with caplog.at_level(logging.WARNING):
+        t = tk.load_tokenizer("gpt2", str(TOKENIZER_DIR))
+    assert t.encode_batch(["Hello world"]) == [[15496, 995]] and "fallback" in caplog.text
+    with pytest.raises(DataError, match=r"^tokenizer 'gpt2': could not load \(OSError"):
+        tk.load_tokenizer("gpt2", "")
+
+
+def test_stratified_split_and_limit():
+    labels = np.repeat([0, 1, 2], [100, 40, 10])
+    tr, va = stratified_split(labels, 0.1, seed=0)
+    assert np.bincount(labels[va]).tolist() == [10, 4, 1]
+    assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 150
+    tr2, va2 = stratified_split(labels, 0.1, seed=0)
+    np.testing.assert_array_equal(va, va2)
+    assert not np.array_equal(va, stratified_split(labels, 0.1, seed=1)[1])
+    _, vc = stratified_split(labels, 30, seed=0)  # a count, split in proportion
+    assert np.bincount(labels[vc]).tolist() == [20, 8, 2]
+    assert val_counts(np.array([1, 5]), 0.5).tolist() == [0, 2]  # tie goes to class 0, which must keep its row
+    with pytest.raises(DataError, match="no training rows"):
+        val_counts(np.array([2, 2]), 4)
+    sub = per_class_subset(labels, 7, seed=0)
+    assert np.bincount(labels[sub]).tolist() == [7, 7, 7]
+    assert np.bincount(labels[per_class_subset(labels, 20, seed=0)]).tolist() == [20, 20, 10]
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture
+def config(tmp_path):
+    c = get_config()
+    words = ["good", "bad", "odd"]
+    rng = np.random.default_rng(0)
+    rows = [{"id": i, "label": words[i % 3], "text": f"A {words[i % 3]} movie<br />" + " long" * int(rng.integers(1, 30))}
+            for i in range(60)]
+    d = c.data
+    d.source = "jsonl"
+    d.train_path = write(tmp_path / "train.jsonl", rows)
+    d.test_path = write(tmp_path / "test.jsonl", rows[:9])
+    d.label_names = ()
+    d.cache_dir = str(tmp_path / "cache")
+    d.val_size = 0.25
+    d.clean_html = True
+    d.max_len = 32
+    d.bucket_lengths = (8, 16)
+    c.train.batch_size = 4
+    return c
+
+
+def test_load_datasets_end_to_end(config, tok, tmp_path):
+    d = config.data
+    d.per_class_limit = 5
+    d.extra_train_path = write(tmp_path / "extra.jsonl", [{"text": "synthetic good one", "label": "good"}])
+    ds = load_datasets(config, ("train", "val", "test"), tok)
+    tr, va, te = ds["train"], ds["val"], ds["test"]
+    assert tr.label_names == ("bad", "good", "odd")
+    assert va.class_counts().tolist() == [5, 5, 5]
+    assert tr.class_counts().tolist() == [5, 6, 5]
+    assert (tr.origin == "synthetic").sum() == 1 and tr.texts[-1] == "synthetic good one"
+    assert not set(tr.ids) & set(va.ids)
+    assert "<br />" not in tr.texts[0] and "\n" in tr.texts[0]
+    for split in (tr, va, te):
+        for i in range(len(split)):
+            assert split.tokens[i].tolist() == tok.encode_batch([split.texts[i]])[0]
+    counted, calls = counting(tok)
+    load_datasets(config, ("train", "val", "test"), counted)
+    assert calls == []  # everything from the cache the second time
+
+
+def test_pipeline_streams(config, tok):
+    ds = load_datasets(config, ("train", "val"), tok)
+    pc = train_stream(config, ds["train"], tok)
+    b = next(iter(pc.batches(0)))
+    assert b["inputs"].shape[:2] == (3, 4)
+    assert np.all(b["targets"][b["segment_ids"] > 0][-1:] >= 0)
+    for k in range(3):  # class k's batch holds class k's texts only
+        texts = {tuple((t.tolist() + [tok.eos_id])[:32]) for t, y in zip(ds["train"].tokens.to_lists(), ds["train"].labels) if y == k}
+        seg = b["segment_ids"][k]
+        for r in range(4):
+            if seg[r].max() > 0:
+                assert tuple(b["targets"][k, r][seg[r] == 1].tolist()) in texts
+    config.model.conditioning = "label_prefix"
+    config.data.batching = "pad"
+    config.data.max_len = 64
+    lp = train_stream(config, ds["train"], tok)
+    prefix = tok.encode_batch(["Review sentiment: good\n"])[0]
+    found = 0
+    for batch in lp.batches(0):
+        for r in range(4):
+            t = batch["targets"][r]
+            if t[: len(prefix)].tolist() == prefix:
+                found += 1
+                assert np.all(batch["weights"][r, : len(prefix)] == 0) and batch["weights"][r, len(prefix)] == 1
+                assert batch["inputs"][r, 0] == tok.bos_id
+    assert found == (ds["train"].labels == 1).sum()
+    rows = scoring_rows(config, ds["val"], tok, label=2)
+    odd = tok.encode_batch(["Review sentiment: odd\n"])[0]
+    assert all(t[: len(odd)].tolist() == odd and w[: len(odd)].sum() == 0 for t, w in zip(rows.targets, rows.weights))
+
+
+def test_pipeline_label_errors(config, tok, tmp_path):
+    config.data.label_names = ("good", "bad", "odd", "meh")
+    with pytest.raises(DataError, match=r"label\(s\) \['meh'\] have no examples"):
+        load_datasets(config, ("train",), tok)
+    config.data.label_names = ("good", "bad")
+    with pytest.raises(DataError, match=r"train.jsonl:3: unknown label 'odd'"):
+        load_datasets(config, ("train",), tok)
+    config.data.label_names = ()
+    config.data.clean_html = True
+    config.data.extra_train_path = write(tmp_path / "x.jsonl", [{"text": "ok", "label": "bad"}, {"text": "<br />", "label": "bad"}])
+    with pytest.raises(DataError, match=r"x.jsonl:2: text is empty after cleaning"):
+        load_datasets(config, ("train",), tok)
