@@ -9,13 +9,17 @@ Masking is by *segment ids*: a token attends to earlier tokens of its own segmen
 Padding is segment 0, real text is segment >= 1, and several texts packed in one row get
 segments 1, 2, 3, ... with positions restarting per text. One mechanism serves padding,
 left/right padding and packing, and every query row always sees at least itself (no NaN).
+
+Incremental decoding passes a `KVCache` (explicit, no mutable collection): the new tokens
+attend to the cached slots and to each other, and the call returns the cache with their
+keys/values written at `cache.index`. Without a cache nothing changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -100,11 +104,47 @@ def attention_xla(q: Array, k: Array, v: Array, mask: Array) -> Array:
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
+def attention_cached(q: Array, k: Array, v: Array, mask: Array, k_cache: Array, v_cache: Array, cache_mask: Array):
+    """Attention over [cached slots, new tokens] without writing the new keys into the cache
+    first: one softmax over both score blocks, so the per-layer cache is only read."""
+    scale = q.shape[-1] ** -0.5
+    neg = jnp.finfo(jnp.float32).min
+    s_old = jnp.einsum("bqhd,bkhd->bhqk", q, k_cache).astype(jnp.float32) * scale
+    s_new = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * scale
+    s = jnp.concatenate([jnp.where(cache_mask, s_old, neg), jnp.where(mask, s_new, neg)], axis=-1)
+    probs = jax.nn.softmax(s, axis=-1).astype(v.dtype)
+    p_old, p_new = probs[..., : k_cache.shape[1]], probs[..., k_cache.shape[1] :]
+    return jnp.einsum("bhqk,bkhd->bqhd", p_old, v_cache) + jnp.einsum("bhqk,bkhd->bqhd", p_new, v)
+
+
+class KVCache(NamedTuple):
+    """Keys/values of every layer for incremental decoding (see `init_cache`).
+
+    k, v: [n_layer, B, S, H, Dh] in the compute dtype; segment_ids: [B, S], 0 for empty slots
+    and padding, so both are masked like padding; index: int32 scalar, the slots filled so far."""
+
+    k: Array
+    v: Array
+    segment_ids: Array
+    index: Array
+
+
+def init_cache(config: GPT2Config, batch: int, length: int) -> KVCache:
+    """An empty cache of `length` slots (prompt plus new tokens)."""
+    shape = (config.n_layer, batch, length, config.n_head, config.n_embd // config.n_head)
+    zeros = jnp.zeros(shape, config.compute_dtype)
+    return KVCache(zeros, zeros, jnp.zeros((batch, length), jnp.int32), jnp.zeros((), jnp.int32))
+
+
 class Attention(nn.Module):
     config: GPT2Config
 
     @nn.compact
-    def __call__(self, x: Array, segment_ids: Array) -> Array:
+    def __call__(
+        self, x: Array, segment_ids: Array, kv: tuple[Array, Array] | None = None, cache_mask: Array | None = None
+    ):
+        """Without `kv`: [B, T, D] -> [B, T, D]. With this layer's cached (k, v) [B, S, H, Dh] and
+        `cache_mask` [B, 1, T, S]: returns (output, (new k, new v)) for the caller to store."""
         c = self.config
         b, t, d = x.shape
         dh = d // c.n_head
@@ -112,13 +152,16 @@ class Attention(nn.Module):
         q, k, v = jnp.split(qkv.reshape(b, t, 3, c.n_head, dh), 3, axis=2)
         q, k, v = (a[:, :, 0] for a in (q, k, v))  # [B, T, H, Dh]
         mask = causal_segment_mask(segment_ids)
-        if c.attention == "cudnn":
+        if kv is not None:  # decoding: plain XLA attention (cuDNN's fused kernel is for training shapes)
+            y = attention_cached(q, k, v, mask, kv[0], kv[1], cache_mask)
+        elif c.attention == "cudnn":
             y = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")
         else:
             y = attention_xla(q, k, v, mask)
         y = y.reshape(b, t, d)
         proj_std = 0.02 / (2 * c.n_layer) ** 0.5  # GPT-2's scaled init of residual projections
-        return nn.Dense(d, dtype=c.compute_dtype, kernel_init=_normal(proj_std), name="c_proj")(y)
+        y = nn.Dense(d, dtype=c.compute_dtype, kernel_init=_normal(proj_std), name="c_proj")(y)
+        return y if kv is None else (y, (k, v))
 
 
 class MLP(nn.Module):
@@ -141,18 +184,26 @@ class Block(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x: Array, segment_ids: Array):
+    def __call__(
+        self, x: Array, segment_ids: Array, kv: tuple[Array, Array] | None = None, cache_mask: Array | None = None
+    ):
         c = self.config
         ln = functools.partial(nn.LayerNorm, epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype)
         drop = nn.Dropout(c.dropout, deterministic=self.deterministic)
-        x = x + drop(Attention(c, name="attn")(ln(name="ln_1")(x), segment_ids))
+        new_kv = None
+        if kv is None:
+            y = Attention(c, name="attn")(ln(name="ln_1")(x), segment_ids)
+        else:
+            y, new_kv = Attention(c, name="attn")(ln(name="ln_1")(x), segment_ids, kv, cache_mask)
+        x = x + drop(y)
         x = x + drop(MLP(c, name="mlp")(ln(name="ln_2")(x)))
-        return x, None
+        return x, new_kv
 
 
 class GPT2(nn.Module):
     """GPT-2 language model. `__call__` returns float32 logits; `return_hidden=True` returns the
-    final-LayerNorm features instead, for losses that apply the tied head in chunks."""
+    final-LayerNorm features instead, for losses that apply the tied head in chunks. With a
+    `cache`, it returns (logits or features, updated cache)."""
 
     config: GPT2Config
 
@@ -164,7 +215,8 @@ class GPT2(nn.Module):
         segment_ids: Array | None = None,
         deterministic: bool = True,
         return_hidden: bool = False,
-    ) -> Array:
+        cache: KVCache | None = None,
+    ):
         c = self.config
         b, t = tokens.shape
         if positions is None:
@@ -184,14 +236,26 @@ class GPT2(nn.Module):
             block,
             variable_axes={"params": 0},
             split_rngs={"params": True, "dropout": True},
-            in_axes=nn.broadcast,
+            in_axes=(nn.broadcast, 0, nn.broadcast),  # segment ids, per-layer cached (k, v), cache mask
             length=c.n_layer,
         )(c, deterministic, name="h")
-        x, _ = blocks(x, segment_ids)
+        if cache is None:
+            x, _ = blocks(x, segment_ids, None, None)
+        else:
+            # Cached slot j is visible to a new token iff it is filled (j < index) and in its segment.
+            filled = jnp.arange(cache.segment_ids.shape[1]) < cache.index
+            cache_mask = (segment_ids[:, None, :, None] == cache.segment_ids[:, None, None, :]) & filled
+            x, (k, v) = blocks(x, segment_ids, (cache.k, cache.v), cache_mask)
+            at = (0, 0, cache.index, 0, 0)
+            cache = KVCache(
+                jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), at),
+                jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), at),
+                jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids.astype(jnp.int32), (0, cache.index)),
+                cache.index + t,
+            )
         h = nn.LayerNorm(epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype, name="ln_f")(x)
-        if return_hidden:
-            return h
-        return lm_logits(h, wte.embedding, c)
+        out = h if return_hidden else lm_logits(h, wte.embedding, c)
+        return out if cache is None else (out, cache)
 
 
 def lm_logits(hidden: Array, embedding: Array, config: GPT2Config) -> Array:
@@ -217,8 +281,10 @@ def apply(
     *,
     dropout_rng: Array | None = None,
     return_hidden: bool = False,
-) -> Array:
-    """Pure forward pass. Dropout is on exactly when `dropout_rng` is given."""
+    cache: KVCache | None = None,
+):
+    """Pure forward pass. Dropout is on exactly when `dropout_rng` is given. With a `cache`
+    (decoding), returns (logits, updated cache); `positions` must then be given."""
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
     return GPT2(config).apply(
         {"params": params},
@@ -227,6 +293,7 @@ def apply(
         segment_ids,
         deterministic=dropout_rng is None,
         return_hidden=return_hidden,
+        cache=cache,
         rngs=rngs,
     )
 
