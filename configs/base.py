@@ -23,9 +23,11 @@ def get_config() -> ml_collections.ConfigDict:
     m.init = "pretrained"  # 'pretrained' (m.pretrained from the hub/folder) | 'scratch' | <checkpoint folder>
     m.pretrained = "gpt2"  # hub name or local folder, used when init == 'pretrained'
     m.conditioning = "per_class"  # per_class: one LM per class | label_prefix: one LM, label tokens first
+    #                               | unconditional: one LM of all texts (in-domain pretraining)
     m.dtype = "bfloat16"  # compute dtype: float32 | bfloat16 | float16 (parameters stay float32)
     m.remat = "none"  # none | full | dots: recompute activations in the backward pass to save memory
-    m.attention = "xla"  # xla | cudnn (flash attention through cuDNN, GPU only)
+    m.attention = "auto"  # auto (cudnn on GPU, else xla) | xla | cudnn (flash attention through cuDNN)
+    m.layer_unroll = 0  # transformer layers per scan iteration; 0 = all (fastest), 1 = fastest compile
     m.dropout = 0.1
 
     # --- data --------------------------------------------------------------------------
@@ -48,12 +50,18 @@ def get_config() -> ml_collections.ConfigDict:
     d.val_size = 0.05  # fraction (< 1) or count of train held out, stratified
     d.per_class_limit = 0  # > 0: N training examples per class (seeded, stratified)
     d.extra_train_path = ""  # jsonl of extra (e.g. synthetic) training texts
+    d.pretrain_splits = ("unsup", "train")  # conditioning='unconditional': texts whose labels are ignored
     d.max_len = 1024  # tokens per training row / scoring window
     d.long_text = "truncate"  # error | truncate | window (texts longer than max_len)
     d.window_stride = 512  # window mode: tokens advanced per window
     d.batching = "pack"  # training rows: pack | bucket | pad
     d.bucket_lengths = (128, 256, 512, 1024)  # bucketed shapes (training and scoring)
     d.prefetch = 2  # batches prefetched to the device
+    d.tfds_splits = ml_collections.ConfigDict(dict(train="train", test="test", unsup="unsupervised"))
+    d.aclimdb_path = ""  # source 'aclimdb': the aclImdb folder (or its parent) or aclImdb_v1.tar.gz
+    d.id_field = "id"  # jsonl/csv: row id field (missing -> 'file:row')
+    d.tokenize_batch_size = 1000  # texts per tokenizer call
+    d.label_prefix_template = "Review sentiment: {label_name}\n"  # label_prefix conditioning; weight 0
 
     # --- training ----------------------------------------------------------------------
     c.train = t = ml_collections.ConfigDict()
@@ -76,11 +84,36 @@ def get_config() -> ml_collections.ConfigDict:
     t.best_metric = "val_loss"  # val_loss | val_accuracy
     t.early_stop_patience = 0  # epochs without improvement before stopping; 0 = off
     t.max_steps = 0  # > 0: stop after this many steps (smoke tests, benchmarks)
+    t.stack_classes = True  # per_class: vmap the K models in one step; False: lax.map, one class at a time
+    t.distributed = False  # multi-host: call jax.distributed.initialize() first
+    t.loss_scale_period = 2000  # float16: finite steps in a row before the loss scale grows
+    t.loss_scale_factor = 2.0  # float16: scale *= factor after a good period, /= factor on overflow
+    t.loss_scale_min = 1.0  # float16: the scale never drops below this
+    t.async_checkpoint = True  # orbax writes checkpoints in the background
+    t.tensorboard = True  # also write TensorBoard events (if tensorboardX / torch.utils.tensorboard imports)
+    t.progress_bar = True  # tqdm bar per epoch
+    t.plot = True  # curves.png in the workdir at the end
 
     # --- evaluation --------------------------------------------------------------------
     c.eval = e = ml_collections.ConfigDict()
     e.batch_size = 32  # texts per scoring call
     e.splits = ("val", "test")
-    e.decision = "bayes"  # bayes (sum log-lik + log prior) | per_token (mean log-lik) | calibrated
+    e.decision = "bayes"  # headline rule: bayes (log-lik + log prior) | per_token (mean log-lik) | calibrated (offsets fit on val)
     e.sample_per_class = 500  # the original protocol's 1,000-review sample (500 per class)
+    e.test_per_class = 0  # > 0: score only this many test texts per class (seeded); 0 = all
+    e.report_rules = ("bayes", "per_token", "calibrated")  # decision rules reported side by side
+
+    # --- generation (run.py --mode=generate) ---------------------------------------------
+    c.generate = g = ml_collections.ConfigDict()
+    g.per_class = 16  # synthetic texts per class
+    g.batch_size = 64
+    g.max_new_tokens = 400
+    g.temperature = 1.0
+    g.top_k = 0  # 0 = off
+    g.top_p = 0.95  # 1.0 = off
+    g.seed = 0
+    g.min_tokens = 20  # drop shorter samples
+    g.dedupe = True  # drop exact duplicates
+    g.min_margin = float("-inf")  # keep samples with log p(x|c) - max_other log p(x|c') >= this
+    g.output = "synthetic.jsonl"  # in the workdir
     return c

@@ -2,13 +2,16 @@
 
 The parameter tree mirrors Hugging Face's GPT-2 names (wte, wpe, h/ln_1, h/attn/c_attn, ...),
 so weight conversion is a rename, not a reshuffle. The transformer blocks are one
-`nn.scan` over a stacked layer axis: compile time does not grow with depth (gpt2-xl has 48
-layers) and rematerialisation is one switch.
+`nn.scan` over a stacked layer axis (one parameter layout for every depth, rematerialisation
+as one switch), unrolled by default (`layer_unroll`): a rolled loop cost 25% of the step time
+on an H100 (BUILD_NOTES.md), and `layer_unroll=1` keeps compile time flat for deep models.
 
 Masking is by *segment ids*: a token attends to earlier tokens of its own segment only.
 Padding is segment 0, real text is segment >= 1, and several texts packed in one row get
 segments 1, 2, 3, ... with positions restarting per text. One mechanism serves padding,
 left/right padding and packing, and every query row always sees at least itself (no NaN).
+Without segment ids the mask is causal only, which is exact for the real tokens of
+right-padded rows (padding comes after them) and lets cuDNN use its built-in causal kernel.
 
 Incremental decoding passes a `KVCache` (explicit, no mutable collection): the new tokens
 attend to the cached slots and to each other, and the call returns the cache with their
@@ -45,6 +48,7 @@ class GPT2Config:
     dtype: str = "float32"  # compute dtype; parameters always stay float32
     remat: str = "none"  # 'none' | 'full' | 'dots' (save matmul outputs, recompute the rest)
     attention: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention implementation)
+    layer_unroll: int = 0  # layers per scan iteration; 0 = all (fastest on GPU, slower to compile)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -84,12 +88,13 @@ def _normal(std: float):
     return nn.initializers.normal(stddev=std)
 
 
-def causal_segment_mask(segment_ids: Array) -> Array:
-    """[B, T] segment ids -> [B, 1, T, T] bool: same segment and not in the future."""
-    t = segment_ids.shape[-1]
-    same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]
-    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
-    return same & causal
+def causal_segment_mask(segment_ids: Array | None, t: int) -> Array:
+    """[B, T] segment ids -> [B, 1, T, T] bool: same segment and not in the future.
+    Without segment ids: the causal mask alone, [1, 1, T, T]."""
+    causal = jnp.tril(jnp.ones((t, t), dtype=bool))[None, None]
+    if segment_ids is None:
+        return causal
+    return (segment_ids[:, None, :, None] == segment_ids[:, None, None, :]) & causal
 
 
 def attention_xla(q: Array, k: Array, v: Array, mask: Array) -> Array:
@@ -141,7 +146,7 @@ class Attention(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: Array, segment_ids: Array, kv: tuple[Array, Array] | None = None, cache_mask: Array | None = None
+        self, x: Array, segment_ids: Array | None, kv: tuple[Array, Array] | None = None, cache_mask: Array | None = None
     ):
         """Without `kv`: [B, T, D] -> [B, T, D]. With this layer's cached (k, v) [B, S, H, Dh] and
         `cache_mask` [B, 1, T, S]: returns (output, (new k, new v)) for the caller to store."""
@@ -151,9 +156,11 @@ class Attention(nn.Module):
         qkv = nn.Dense(3 * d, dtype=c.compute_dtype, kernel_init=_normal(0.02), name="c_attn")(x)
         q, k, v = jnp.split(qkv.reshape(b, t, 3, c.n_head, dh), 3, axis=2)
         q, k, v = (a[:, :, 0] for a in (q, k, v))  # [B, T, H, Dh]
-        mask = causal_segment_mask(segment_ids)
+        mask = causal_segment_mask(segment_ids, t)
         if kv is not None:  # decoding: plain XLA attention (cuDNN's fused kernel is for training shapes)
             y = attention_cached(q, k, v, mask, kv[0], kv[1], cache_mask)
+        elif c.attention == "cudnn" and segment_ids is None:  # cuDNN's own causal mask: no [T, T] tensor
+            y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
         elif c.attention == "cudnn":
             y = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")
         else:
@@ -185,7 +192,7 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: Array, segment_ids: Array, kv: tuple[Array, Array] | None = None, cache_mask: Array | None = None
+        self, x: Array, segment_ids: Array | None, kv: tuple[Array, Array] | None = None, cache_mask: Array | None = None
     ):
         c = self.config
         ln = functools.partial(nn.LayerNorm, epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype)
@@ -221,7 +228,7 @@ class GPT2(nn.Module):
         b, t = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-        if segment_ids is None:
+        if segment_ids is None and cache is not None:
             segment_ids = jnp.ones((b, t), jnp.int32)
         wte = nn.Embed(c.vocab_size, c.n_embd, embedding_init=_normal(0.02), name="wte")
         wpe = nn.Embed(c.n_positions, c.n_embd, embedding_init=_normal(0.02), name="wpe")
@@ -238,6 +245,7 @@ class GPT2(nn.Module):
             split_rngs={"params": True, "dropout": True},
             in_axes=(nn.broadcast, 0, nn.broadcast),  # segment ids, per-layer cached (k, v), cache mask
             length=c.n_layer,
+            unroll=c.layer_unroll or c.n_layer,
         )(c, deterministic, name="h")
         if cache is None:
             x, _ = blocks(x, segment_ids, None, None)
@@ -263,7 +271,30 @@ def lm_logits(hidden: Array, embedding: Array, config: GPT2Config) -> Array:
     dt = config.compute_dtype
     if dt == jnp.float16 and jax.default_backend() == "cpu":
         dt = jnp.float32  # XLA:CPU has no float16 x float16 -> float32 dot (GPU does)
-    return jnp.einsum("...d,vd->...v", hidden.astype(dt), embedding.astype(dt), preferred_element_type=jnp.float32)
+    return _head(hidden.astype(dt), embedding.astype(dt))
+
+
+@jax.custom_vjp
+def _head(h: Array, e: Array) -> Array:
+    return jnp.einsum("...d,vd->...v", h, e, preferred_element_type=jnp.float32)
+
+
+def _head_fwd(h, e):
+    return _head(h, e), (h, e)
+
+
+def _head_bwd(res, g):
+    """Backward matmuls in the compute dtype. Autodiff of the float32-output einsum would
+    multiply the float32 logit cotangent with bfloat16 operands as float32 matmuls: on an
+    H100 that made the head's two backward matmuls ~5x slower than bfloat16 ones."""
+    h, e = res
+    g = g.astype(h.dtype)
+    dh = jnp.einsum("...v,vd->...d", g, e)
+    de = jnp.einsum("nv,nd->vd", g.reshape(-1, g.shape[-1]), h.reshape(-1, h.shape[-1]), preferred_element_type=jnp.float32)
+    return dh, de.astype(e.dtype)
+
+
+_head.defvjp(_head_fwd, _head_bwd)
 
 
 def init_params(config: GPT2Config, seed: int = 0) -> dict:

@@ -82,12 +82,12 @@ def sequence_log_likelihood(params: dict, tokens: Array, mask: Array, config: GP
 def row_log_likelihood(params: dict, inputs: Array, targets: Array, weights: Array, config: GPT2Config) -> Array:
     """[B, T] rows -> [B] float32 sum_t weights_t * log p(targets_t | inputs_<=t).
 
-    A row's real tokens are a prefix; padding is marked by target -1 (see `pad_rows`), sits
-    in segment 0 and scores nothing."""
+    A row's real tokens are a prefix; padding is marked by target -1 (see `pad_rows`) and
+    scores nothing."""
     real = targets >= 0
-    segment_ids = real.astype(jnp.int32)
-    positions = jnp.broadcast_to(jnp.arange(inputs.shape[1], dtype=jnp.int32), inputs.shape)
-    logits = apply(params, inputs, config, positions, segment_ids)
+    # Right padding: causal masking alone keeps real tokens from seeing the padding after
+    # them, so no segment ids are passed and the fast causal attention kernels apply.
+    logits = apply(params, inputs, config)
     ll = token_log_probs(logits, jnp.maximum(targets, 0))
     return jnp.sum(jnp.where(real, ll * weights, 0.0), axis=-1)
 

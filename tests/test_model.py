@@ -147,3 +147,14 @@ def test_bad_config_values():
         M.GPT2Config(dtype="float64")
     with pytest.raises(ValueError, match="unknown model size"):
         M.config_for("gpt5")
+
+
+def test_layer_unroll_and_causal_only_mask_agree(hf_tiny_dir):
+    """A rolled scan equals the unrolled one; no segment ids equals all-ones segment ids."""
+    config, params = load_pretrained(hf_tiny_dir)
+    tokens = random_tokens(np.random.default_rng(5), (2, 24))
+    ref = np.asarray(M.apply(params, tokens, config))
+    rolled = M.apply(params, tokens, config.replace(layer_unroll=1))
+    np.testing.assert_allclose(rolled, ref, rtol=1e-6, atol=1e-6)
+    ones = M.apply(params, tokens, config, segment_ids=np.ones((2, 24), np.int32))
+    np.testing.assert_allclose(ones, ref, rtol=1e-6, atol=1e-6)

@@ -26,7 +26,7 @@ from gencls_jax.score import Rows
 log = logging.getLogger(__name__)
 
 SOURCES = ("tfds", "jsonl", "csv", "aclimdb")
-CONDITIONINGS = ("per_class", "label_prefix")
+CONDITIONINGS = ("per_class", "label_prefix", "unconditional")
 
 
 def split_path(d, split: str) -> str:
@@ -129,7 +129,8 @@ def _rows(config, ds: Dataset, tok: Tokenizer, prefixes=None) -> Rows:
 
 def train_stream(config, train: Dataset, tokenizer: Tokenizer, batch_size: int | None = None
                  ) -> PerClassStream | TrainStream:
-    """per_class: a PerClassStream ([K, B, T] batches); label_prefix: one TrainStream ([B, T]) of prefixed texts."""
+    """per_class: a PerClassStream ([K, B, T] batches); label_prefix: one TrainStream ([B, T]) of
+    prefixed texts; unconditional: one TrainStream of the texts, labels ignored."""
     conditioning = config.model.conditioning
     if conditioning not in CONDITIONINGS:
         raise DataError(f"model.conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
@@ -140,6 +141,8 @@ def train_stream(config, train: Dataset, tokenizer: Tokenizer, batch_size: int |
             TrainStream(_rows(config, train.subset(np.flatnonzero(train.labels == k)), tokenizer), spec, config.seed, k)
             for k in range(train.num_classes)
         ))
+    if conditioning == "unconditional":  # one LM of the texts alone (in-domain pretraining)
+        return TrainStream(_rows(config, train, tokenizer), spec, config.seed)
     prefixes = label_prefixes(tokenizer, config.data.label_prefix_template, train.label_names)
     return TrainStream(_rows(config, train, tokenizer, [prefixes[k] for k in train.labels]), spec, config.seed)
 

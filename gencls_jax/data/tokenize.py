@@ -74,6 +74,8 @@ class Tokenizer:
     identity: str  # hash of everything that decides the token ids
     eos_id: int
     bos_id: int
+    decode_batch: Callable[[list[list[int]]], list[str]] | None = None  # for generated samples
+    vocab_size: int = 0  # ids are < vocab_size (0: unknown)
 
 
 def from_hf(tok) -> Tokenizer:
@@ -84,7 +86,11 @@ def from_hf(tok) -> Tokenizer:
     def encode_batch(texts: list[str]) -> list[list[int]]:
         return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
 
-    return Tokenizer(encode_batch, identity, int(tok.eos_token_id), int(tok.bos_token_id))
+    def decode_batch(ids: list[list[int]]) -> list[str]:
+        return backend.decode_batch([list(map(int, x)) for x in ids], skip_special_tokens=True)
+
+    return Tokenizer(encode_batch, identity, int(tok.eos_token_id), int(tok.bos_token_id), decode_batch,
+                     int(backend.get_vocab_size()))
 
 
 def load_tokenizer(name: str, fallback: str = "") -> Tokenizer:

@@ -1,0 +1,158 @@
+"""Where does a train step's time go? Ablations plus a per-kernel profile (GPU).
+
+    python bench/profile_step.py --batch 16 --length 1024 --ablations base,causal,causal+unroll --profile causal
+
+Ablations patch the model in this process only (they are experiments, not features):
+  causal  -- cuDNN attention with its built-in causal mask instead of an explicit [B,1,T,T] mask
+             (exact for right-padded rows: real tokens never see later padding)
+  unroll  -- unroll the scan over layers (XLA sees straight-line code and fuses across layers)
+  fused   -- chunked tied head + log-softmax (no [B,T,V] float32 logits)
+The profile aggregates device time per kernel from a jax.profiler trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import glob
+import os
+import time
+
+import numpy as np
+
+
+def patch(ablation: set[str]):
+    import flax.linen as nn
+    import jax
+
+    from gencls_jax import model as M
+
+    orig_dpa = patch.__dict__.setdefault("dpa", jax.nn.dot_product_attention)
+    orig_scan = patch.__dict__.setdefault("scan", nn.scan)
+    if "causal" in ablation:
+
+        def dpa(q, k, v, mask=None, implementation=None, **kw):
+            return orig_dpa(q, k, v, is_causal=True, implementation=implementation, **kw)
+
+        M.jax.nn.dot_product_attention = dpa
+    else:
+        M.jax.nn.dot_product_attention = orig_dpa
+    M.nn.scan = functools.partial(orig_scan, unroll=64) if "unroll" in ablation else orig_scan
+
+
+def build_step(size, batch, length, fused, attention):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from gencls_jax import model as M
+    from gencls_jax.score import chunked_token_log_probs, token_log_probs
+
+    config = M.config_for(size, dtype="bfloat16", dropout=0.0, attention=attention)
+    params = M.init_params(config)
+    opt = optax.adamw(3e-4, weight_decay=0.01)
+
+    def loss_fn(p, tokens):
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        if fused:
+            h = M.apply(p, inputs, config, return_hidden=True)
+            lp = chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
+        else:
+            lp = token_log_probs(M.apply(p, inputs, config), targets)
+        return -jnp.mean(lp)
+
+    def step(state, tokens):
+        p, o = state
+        loss, g = jax.value_and_grad(loss_fn)(p, tokens)
+        upd, o = opt.update(g, o, p)
+        return (optax.apply_updates(p, upd), o), loss
+
+    rng = np.random.default_rng(0)
+    data = [jnp.asarray(rng.integers(0, 50257, (batch, length + 1)), jnp.int32) for _ in range(4)]
+    return jax.jit(step, donate_argnums=0), (params, opt.init(params)), data
+
+
+def time_steps(step, state, data, steps):
+    for i in range(2):
+        state, loss = step(state, data[i])
+    loss.block_until_ready()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        state, loss = step(state, data[i % 4])
+    loss.block_until_ready()
+    return (time.perf_counter() - t0) / steps, state
+
+
+def top_kernels(trace_dir: str, n: int = 30, steps: int = 1):
+    import jax
+
+    path = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True))[-1]
+    pd = jax.profiler.ProfileData.from_file(path)
+    totals = collections.Counter()
+    counts = collections.Counter()
+    for plane in pd.planes:
+        if not plane.name.startswith("/device:GPU"):
+            continue
+        for line in plane.lines:
+            if "Ops" in line.name or "Kernel" in line.name or "Stream" in line.name:
+                for ev in line.events:
+                    totals[(line.name, ev.name[:90])] += ev.duration_ns
+                    counts[(line.name, ev.name[:90])] += 1
+    by_line = collections.Counter()
+    for (ln, _), t in totals.items():
+        by_line[ln] += t
+    print("device lines (ms per step):", {k: round(v / 1e6 / steps, 2) for k, v in by_line.items()})
+    if not by_line:
+        print("no GPU lines; planes:", [(p.name, [l.name for l in p.lines][:6]) for p in pd.planes])
+        return
+    line = max(by_line, key=lambda k: by_line[k])
+    print(f"top kernels on '{line}' (ms per step, calls per step):")
+    for (ln, name), t in totals.most_common():
+        if ln != line:
+            continue
+        print(f"  {t / 1e6 / steps:8.2f}  {counts[(ln, name)] // steps:4d}  {name}")
+        n -= 1
+        if n == 0:
+            break
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="gpt2")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--length", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--ablations", default="base,causal,causal+unroll,causal+unroll+fused")
+    ap.add_argument("--profile", default="causal+unroll", help="ablation to profile ('' = none)")
+    ap.add_argument("--attention", default="cudnn")
+    ap.add_argument("--trace-dir", default="/tmp/gencls_trace")
+    args = ap.parse_args()
+    import jax
+
+    flops = None
+    for ab in args.ablations.split(","):
+        parts = set(ab.split("+"))
+        patch(parts)
+        step, state, data = build_step(args.size, args.batch, args.length, "fused" in parts, args.attention)
+        dt, state = time_steps(step, state, data, args.steps)
+        toks = args.batch * args.length
+        if flops is None:
+            from gencls_jax import model as M
+
+            n = M.count_params(state[0])
+            c = M.config_for(args.size)
+            flops = (6 * n + 12 * c.n_layer * args.length * c.n_embd) * toks
+        print(f"{ab:28s} step {dt * 1e3:7.1f} ms  {toks / dt:9.0f} tok/s  {flops / dt / 1e12:6.1f} TFLOP/s", flush=True)
+        if ab == args.profile:
+            jax.profiler.start_trace(args.trace_dir)
+            for i in range(3):
+                state, loss = step(state, data[i])
+            loss.block_until_ready()
+            jax.profiler.stop_trace()
+            top_kernels(args.trace_dir, steps=3)
+        del state, step
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""From per-class log-likelihoods to decisions and the figures researchers report.
+
+Everything here is NumPy on the host: the [N, K] log-likelihoods are small, and keeping the
+decision rules out of the compiled scorer lets one scoring pass serve every rule.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+DECISIONS = ("bayes", "per_token", "calibrated")
+
+
+def log_prior(train_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """log p(c) from the training label counts (a class with no examples is an error upstream)."""
+    counts = np.bincount(train_labels, minlength=num_classes).astype(np.float64)
+    return np.log(counts / counts.sum())
+
+
+def scores(ll: np.ndarray, n_tokens: np.ndarray, rule: str, prior: np.ndarray, offset: np.ndarray | None = None):
+    """[N, K] decision scores under a rule.
+
+    bayes      -- log p(x|c) + log p(c): the generative classifier's Bayes rule.
+    per_token  -- log p(x|c) / |x|: length-normalised (the prior is negligible per token).
+    calibrated -- log p(x|c) + offset_c, offsets fitted on validation (`fit_offsets`).
+    """
+    if rule == "bayes":
+        return ll + prior[None, :]
+    if rule == "per_token":
+        return ll / np.maximum(n_tokens, 1)[:, None]
+    if rule == "calibrated":
+        if offset is None:
+            raise ValueError("the 'calibrated' rule needs offsets fitted on the validation split")
+        return ll + offset[None, :]
+    raise ValueError(f"unknown decision rule {rule!r}; choose from {DECISIONS}")
+
+
+def fit_offsets(ll: np.ndarray, labels: np.ndarray, iters: int = 3, max_candidates: int = 2001) -> np.ndarray:
+    """Per-class additive offsets maximising validation accuracy (coordinate search).
+
+    Class-conditional LMs differ in how many nats they spend per text; a constant offset
+    per class absorbs that bias. Offset 0 is fixed for class 0 (only differences matter).
+    For each other class, every threshold where a validation decision flips is tried.
+    """
+    k = ll.shape[1]
+    off = np.zeros(k)
+    for _ in range(iters):
+        for c in range(1, k):
+            others = np.delete(ll + off, c, axis=1).max(1)
+            # Class c wins on row i iff ll[i,c] + off_c > others[i]: candidates at the flips.
+            flips = np.sort(others - ll[:, c])
+            cands = np.concatenate([[flips[0] - 1.0], (flips[:-1] + flips[1:]) / 2, [flips[-1] + 1.0]])
+            if cands.size > max_candidates:  # large validation sets: quantiles of the flips suffice
+                cands = np.quantile(cands, np.linspace(0, 1, max_candidates))
+            best, best_acc = off[c], -1.0
+            for cand in cands:
+                trial = off.copy()
+                trial[c] = cand
+                acc = np.mean((ll + trial).argmax(1) == labels)
+                if acc > best_acc + 1e-12:
+                    best, best_acc = cand, acc
+            off[c] = best
+    return off
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    m = np.zeros((k, k), np.int64)
+    np.add.at(m, (labels, pred), 1)
+    return m
+
+
+def classification_metrics(labels: np.ndarray, pred: np.ndarray, label_names: Sequence[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1, the confusion matrix (rows: true) and the F1 gap."""
+    k = len(label_names)
+    m = confusion(labels, pred, k)
+    per_class = {}
+    for c, name in enumerate(label_names):
+        tp = m[c, c]
+        precision = tp / m[:, c].sum() if m[:, c].sum() else 0.0
+        recall = tp / m[c, :].sum() if m[c, :].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = dict(precision=float(precision), recall=float(recall), f1=float(f1), support=int(m[c].sum()))
+    f1s = [v["f1"] for v in per_class.values()]
+    return dict(
+        n=int(len(labels)),
+        accuracy=float(np.mean(labels == pred)) if len(labels) else float("nan"),
+        per_class=per_class,
+        macro_f1=float(np.mean(f1s)),
+        f1_gap=float(max(f1s) - min(f1s)),
+        confusion=m.tolist(),
+    )
+
+
+def stratified_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """`per_class` indices of each class (fewer if a class is smaller), seeded: the original
+    protocol's 1,000-review evaluation sample."""
+    rng = np.random.default_rng(seed)
+    idx = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        idx.append(rng.choice(members, size=min(per_class, members.size), replace=False))
+    return np.sort(np.concatenate(idx))
+
+
+def evaluate_split(
+    ll: np.ndarray,
+    labels: np.ndarray,
+    n_tokens: np.ndarray,
+    label_names: Sequence[str],
+    prior: np.ndarray,
+    offsets: np.ndarray | None,
+    rules: Sequence[str],
+    sample_per_class: int = 0,
+    seed: int = 0,
+) -> dict:
+    """Metrics of every requested decision rule on one split (and on the seeded sample)."""
+    out = {}
+    for rule in rules:
+        if rule == "calibrated" and offsets is None:
+            continue
+        pred = scores(ll, n_tokens, rule, prior, offsets).argmax(1)
+        out[rule] = classification_metrics(labels, pred, label_names)
+        if sample_per_class:
+            idx = stratified_sample(labels, sample_per_class, seed)
+            out[rule]["sample"] = classification_metrics(labels[idx], pred[idx], label_names)
+    return out

@@ -1,0 +1,147 @@
+"""What a training run leaves behind for people: metrics.jsonl, TensorBoard events, a PNG.
+
+`metrics.jsonl` is the source of truth: one JSON object per line with a `step` and any of
+train_loss, lr, tokens_per_s, steps_per_s, skipped_steps, loss_scale, val_loss, val_accuracy.
+A run resumed from a checkpoint appends to the same file; if a crash lost steps after the last
+checkpoint they are logged twice, and `read_metrics` keeps the last record per (step, kind).
+TensorBoard is written only if `tensorboardX` or `torch.utils.tensorboard` imports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from absl import logging
+
+
+def _tensorboard_writer(logdir: Path):
+    for module in ("tensorboardX", "torch.utils.tensorboard"):
+        try:
+            mod = __import__(module, fromlist=["SummaryWriter"])
+            return mod.SummaryWriter(str(logdir))
+        except Exception:  # not installed, or a broken install: TensorBoard is optional
+            continue
+    return None
+
+
+class MetricsWriter:
+    """Append-only metrics log (jsonl) plus optional TensorBoard scalars."""
+
+    def __init__(self, workdir: str | Path, tensorboard: bool = True, enabled: bool = True):
+        self.path = Path(workdir) / "metrics.jsonl"
+        self.enabled = enabled
+        self.tb = _tensorboard_writer(Path(workdir) / "tensorboard") if (enabled and tensorboard) else None
+
+    def write(self, step: int, kind: str, values: dict[str, float]) -> None:
+        """`kind` is 'train' or 'eval' (keeps the two streams apart when reading back)."""
+        if not self.enabled:
+            return
+        record = {"step": int(step), "kind": kind, **{k: _jsonable(v) for k, v in values.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(f"{kind}/{k}", v, int(step))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _jsonable(v: Any) -> Any:
+    v = float(v) if hasattr(v, "__float__") and not isinstance(v, (int, bool)) else v
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/Inf
+    return v
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Records of a metrics.jsonl, sorted by step; a (step, kind) logged twice keeps the last."""
+    records: dict[tuple[int, str], dict] = {}
+    p = Path(path)
+    if not p.exists():
+        return []
+    for line in p.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            records[(r["step"], r.get("kind", ""))] = r
+    return [records[k] for k in sorted(records)]
+
+
+def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
+    """Train/val loss (and val accuracy, if logged) against step, as a PNG."""
+    records = read_metrics(metrics_path)
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(kind: str, key: str):
+        pts = [(r["step"], r[key]) for r in records if r.get("kind") == kind and isinstance(r.get(key), (int, float))]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    has_acc = bool(series("eval", "val_accuracy")[0])
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(*series("train", "train_loss"), label="train loss")
+    xs, ys = series("eval", "val_loss")
+    if xs:
+        ax.plot(xs, ys, "o-", label="val loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    if has_acc:
+        axes[0, 1].plot(*series("eval", "val_accuracy"), "o-", color="C2")
+        axes[0, 1].set_xlabel("step")
+        axes[0, 1].set_ylabel("val accuracy")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return Path(png_path)
+
+
+class Throughput:
+    """Tokens/s and steps/s over the window since the last `rates()` call."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.t0, self.tokens, self.steps = time.perf_counter(), 0.0, 0
+
+    def add(self, tokens: float) -> None:
+        self.tokens += tokens
+        self.steps += 1
+
+    def rates(self, reset: bool = True) -> dict[str, float]:
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        out = {"tokens_per_s": self.tokens / dt, "steps_per_s": self.steps / dt}
+        if reset:
+            self.reset()
+        return out
+
+
+def progress_bar(total: int, initial: int, epoch: int, enabled: bool) -> Any:
+    """A tqdm bar for one epoch (tqdm supplies the ETA); a no-op object when disabled."""
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch}", unit="step", dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, *a, **k) -> None: ...
+    def close(self) -> None: ...
+
+
+def log_line(step: int, values: dict[str, float], keys: Iterable[str]) -> None:
+    logging.info("step %d: %s", step, ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values))

@@ -1,0 +1,382 @@
+"""The training engine on CPU with the tiny model: optimizer pieces, step equivalences, the loop.
+
+Run as a script (`python tests/test_train.py OUT.npz`) it trains briefly and saves the
+parameters: the multi-device test runs it in a subprocess with 8 emulated CPU devices.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import functools
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gencls_jax import model as M  # noqa: E402
+from gencls_jax import optim  # noqa: E402
+from gencls_jax import train as T  # noqa: E402
+from gencls_jax.checkpoint import Checkpointer  # noqa: E402
+from gencls_jax.metrics import read_metrics  # noqa: E402
+from gencls_jax.score import stack_params, token_log_probs  # noqa: E402
+
+VOCAB, SEQ = 64, 16
+
+
+def base_config(**train_overrides):
+    spec = importlib.util.spec_from_file_location("configs_base", REPO / "configs" / "base.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config()
+    c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = "tiny", "float32", 0.0, "label_prefix"
+    t = c.train
+    t.epochs, t.batch_size, t.lr, t.warmup_steps, t.schedule = 2, 8, 3e-3, 2, "constant"
+    t.log_every, t.ckpt_every, t.progress_bar, t.plot, t.tensorboard = 1, 0, False, False, False
+    for k, v in train_overrides.items():
+        setattr(t, k, v)
+    return c
+
+
+def model_config(config, **kw):
+    base = M.config_for("tiny", vocab_size=VOCAB, n_positions=SEQ)
+    return T.resolve_model_config(config, base).replace(**kw)
+
+
+def make_batch(rng, rows, cls=0, pad=True):
+    """Rows of the class-c pattern x_{t+1} = (x_t + c + 1) mod V, right-padded at random."""
+    start = rng.integers(0, VOCAB, size=(rows, 1))
+    seq = (start + (cls + 1) * np.arange(SEQ + 1)[None]) % VOCAB
+    lengths = rng.integers(SEQ // 2, SEQ + 1, size=rows) if pad else np.full(rows, SEQ)
+    real = np.arange(SEQ)[None] < lengths[:, None]
+    return {
+        "inputs": np.where(real, seq[:, :-1], 0).astype(np.int32),
+        "targets": np.where(real, seq[:, 1:], 0).astype(np.int32),
+        "weights": real.astype(np.float32),
+        "positions": np.broadcast_to(np.arange(SEQ, dtype=np.int32), (rows, SEQ)).copy(),
+        "segment_ids": real.astype(np.int32),
+    }
+
+
+def make_epochs(epochs, n, rows, classes=None, seed=0):
+    """Fixed batches per epoch; classes=K gives [K, B, T] batches (class k's pattern)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(epochs):
+        ep = []
+        for _ in range(n):
+            if classes is None:
+                ep.append(make_batch(rng, rows))
+            else:
+                bs = [make_batch(rng, rows, c) for c in range(classes)]
+                ep.append({k: np.stack([b[k] for b in bs]) for k in bs[0]})
+        out.append(ep)
+    return out
+
+
+def batches_fn(data):
+    return lambda epoch, start: iter(data[epoch][start:])
+
+
+@functools.lru_cache(maxsize=None)
+def _init(mc, seed):
+    return to_np(jax.jit(M.init_params, static_argnums=0)(mc, seed))  # jitted: op-by-op init is slow
+
+
+def tiny_params(mc, classes=None, seed=0):
+    """Fresh (never donated) float32 params; K stacked class models when classes=K."""
+    if classes is None:
+        return jax.tree_util.tree_map(jnp.asarray, _init(mc, seed))
+    return stack_params([_init(mc, seed + c) for c in range(classes)])
+
+
+def run_steps(config, mc, params, batches, per_class=False, loss_scale=None, state=None):
+    """Drive the jitted step directly (no loop): returns final state and per-step metrics.
+    Continues from `state` if given. Same settings -> one compilation (memoised)."""
+    mesh = T.make_mesh()
+    tc = ml_collections.FrozenConfigDict(config.train)
+    tx, _, step = T.compiled_train_step(mc, tc, per_class, 100, mesh)
+    if state is None:
+        k = T.num_stacked_classes(params) if per_class else None
+        params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)  # the step donates it
+        state = T.init_state(params, tx, tc, config.seed, k)
+        if loss_scale is not None:
+            state = state._replace(loss_scale=state.loss_scale._replace(scale=jnp.float32(loss_scale)))
+        state = jax.device_put(state, T.replicated(mesh))
+    sh = T.batch_sharding(mesh, per_class)
+    ms = []
+    for b in batches:
+        state, m = step(state, T.shard_batch(b, sh))
+        ms.append(jax.device_get(m))
+    return state, ms
+
+
+def to_np(tree):
+    return jax.tree_util.tree_map(lambda x: np.array(x), jax.device_get(tree))
+
+
+def assert_trees(fn, a, b):
+    jax.tree_util.tree_map(fn, to_np(a), to_np(b))
+
+
+# --- optimizer pieces -----------------------------------------------------------------------
+
+
+def test_decay_mask_names_and_effect():
+    mc = model_config(base_config())
+    params = tiny_params(mc)
+    mask = optim.decay_mask(params)
+    flat = {"/".join(str(getattr(p, "key", p)) for p in path): v for path, v in jax.tree_util.tree_flatten_with_path(mask)[0]}
+    decayed = sorted(k for k, v in flat.items() if v)
+    assert decayed == ["h/attn/c_attn/kernel", "h/attn/c_proj/kernel", "h/mlp/c_fc/kernel", "h/mlp/c_proj/kernel"]
+    assert not flat["wte/embedding"] and not flat["wpe/embedding"] and not flat["h/ln_1/scale"]
+    assert not flat["h/attn/c_attn/bias"] and not flat["ln_f/bias"]
+    # With zero gradients AdamW only decays: masked leaves move by exactly -lr * wd * p.
+    config = base_config(warmup_steps=0, weight_decay=0.5, lr=0.1, grad_clip=0.0)
+    tx, _ = optim.make_optimizer(config.train, 10)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    updates, _ = jax.jit(tx.update)(zeros, tx.init(params), params)
+    for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]:
+        name = "/".join(str(getattr(p, "key", p)) for p in path)
+        p = np.asarray(flat_get(params, path))
+        want = -0.1 * 0.5 * p if name in decayed else np.zeros_like(p)
+        np.testing.assert_allclose(np.asarray(u), want, rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def flat_get(tree, path):
+    for p in path:
+        tree = tree[p.key]
+    return tree
+
+
+@pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
+def test_schedule_values(kind):
+    config = base_config(schedule=kind, lr=1.0, warmup_steps=4, end_lr_factor=0.1)
+    s = optim.make_schedule(config.train, 24)
+    assert float(s(0)) == 0.0 and abs(float(s(2)) - 0.5) < 1e-7 and abs(float(s(4)) - 1.0) < 1e-7
+    frac = 10 / 20  # step 14: halfway through the 20 decay steps
+    want = {"constant": 1.0, "linear": 1.0 - 0.9 * frac, "cosine": 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))}[kind]
+    assert abs(float(s(14)) - want) < 1e-6
+    assert abs(float(s(24)) - (1.0 if kind == "constant" else 0.1)) < 1e-6
+
+
+def test_loss_sums_match_numpy():
+    config = base_config()
+    mc = model_config(config)
+    params = tiny_params(mc)
+    b = make_batch(np.random.default_rng(0), 4)
+    nll, w = jax.jit(T.token_loss_sums, static_argnums=2)(params, b, mc, None)
+    logits = np.asarray(jax.jit(M.apply, static_argnums=2)(params, b["inputs"], mc, b["positions"], b["segment_ids"]), np.float64)
+    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    ref = -(np.take_along_axis(logp, b["targets"][..., None], -1)[..., 0] * b["weights"]).sum()
+    assert abs(float(nll) - ref) < 1e-3 and float(w) == b["weights"].sum()
+
+
+# --- step equivalences ----------------------------------------------------------------------
+
+
+def test_grad_accum_equals_big_batch():
+    rng = np.random.default_rng(1)
+    batches = [make_batch(rng, 16) for _ in range(3)]
+    outs = []
+    for accum in (1, 4):
+        config = base_config(grad_accum=accum)
+        mc = model_config(config)
+        state, ms = run_steps(config, mc, tiny_params(mc), batches)
+        outs.append((state, [float(m["nll_sum"]) for m in ms]))
+    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-5)
+    assert_trees(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), outs[0][0].params, outs[1][0].params)
+    # ... and it trained: a step moved the parameters.
+    p0 = tiny_params(model_config(base_config()))
+    assert not np.allclose(np.asarray(p0["wte"]["embedding"]), np.asarray(outs[1][0].params["wte"]["embedding"]))
+
+
+def test_per_class_equals_separate_models_and_lax_map():
+    """Stacked (vmap) K=2 training == each class model trained alone == lax.map fallback."""
+    data = make_epochs(1, 2, 8, classes=2)[0]
+    config = base_config()
+    config.model.conditioning = "per_class"
+    mc = model_config(config, dropout=0.0)
+    stacked, _ = run_steps(config, mc, tiny_params(mc, 2), data, per_class=True)
+    config.train.stack_classes = False
+    looped, _ = run_steps(config, mc, tiny_params(mc, 2), data, per_class=True)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # noqa: E731
+    assert_trees(close, stacked.params, looped.params)
+    for c in range(2):
+        alone, _ = run_steps(config, mc, tiny_params(mc, seed=c), [{k: v[c] for k, v in b.items()} for b in data])
+        assert_trees(close, jax.tree_util.tree_map(lambda x: x[c], stacked.params), alone.params)
+
+
+# --- float16 loss scaling -------------------------------------------------------------------
+
+
+def poisoned(b):
+    """A batch whose loss is NaN: the injected overflow."""
+    b = {k: v.copy() for k, v in b.items()}
+    b["weights"][0, 0] = np.nan
+    return b
+
+
+def test_float16_loss_scaling_skips_and_recovers():
+    config = base_config(loss_scale=2.0**10, loss_scale_period=2, loss_scale_factor=2.0, loss_scale_min=1.0)
+    config.model.dtype = "float16"
+    mc = model_config(config)
+    rng = np.random.default_rng(2)
+    good = [make_batch(rng, 8) for _ in range(5)]
+    state, ms = run_steps(config, mc, tiny_params(mc), good[:2])
+    assert float(state.loss_scale.scale) == 2.0**11  # two good steps -> doubled
+    before = to_np(state.params)
+    state, ms = run_steps(config, mc, None, [poisoned(good[2])], state=state)
+    assert not ms[-1]["finite"] and int(state.skipped) == 1
+    assert float(state.loss_scale.scale) == 2.0**10  # halved
+    assert_trees(np.testing.assert_array_equal, before, state.params)  # update skipped
+    state, ms = run_steps(config, mc, None, good[3:5], state=state)
+    assert all(m["finite"] for m in ms) and np.isfinite(float(ms[-1]["nll_sum"]))
+    assert not np.array_equal(before["wte"]["embedding"], np.asarray(state.params["wte"]["embedding"]))
+    assert float(state.loss_scale.scale) == 2.0**11 and int(state.skipped) == 1
+
+
+def test_float16_genuine_overflow_is_skipped():
+    config = base_config(loss_scale=2.0**10, loss_scale_period=2, loss_scale_factor=2.0, loss_scale_min=1.0)
+    config.model.dtype = "float16"
+    mc = model_config(config)
+    params = tiny_params(mc)
+    state, ms = run_steps(config, mc, params, [make_batch(np.random.default_rng(3), 8)], loss_scale=2.0**127)
+    assert not ms[0]["finite"] and float(state.loss_scale.scale) == 2.0**126 and int(state.skipped) == 1
+    assert_trees(np.testing.assert_array_equal, params, state.params)
+
+
+def test_nonfinite_loss_raises_without_loss_scaling(tmp_path):
+    config = base_config()
+    mc = model_config(config)
+    data = make_epochs(1, 4, 8)
+    data[0][2] = poisoned(data[0][2])
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 3"):
+        T.train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 4)
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+def val_evaluator(config, mc, classes=None):
+    val = make_epochs(1, 2, 8, classes=classes, seed=99)[0]
+    return T.make_loss_evaluator(config, mc, lambda: iter(val))
+
+
+def test_label_prefix_learns_and_writes_outputs(tmp_path):
+    config = base_config(epochs=3, progress_bar=True, plot=True, log_every=2)
+    mc = model_config(config, dropout=0.1)
+    data = make_epochs(3, 6, 8)
+    res = T.train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 6, val_evaluator(config, mc))
+    assert res.stop_reason == "completed" and res.step == 18 and res.epoch == 3
+    losses = [h["loss"] for h in res.history]
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+    assert res.evals[-1]["val_loss"] < res.evals[0]["val_loss"]
+    recs = read_metrics(tmp_path / "metrics.jsonl")
+    train_recs = [r for r in recs if r["kind"] == "train"]
+    assert [r["step"] for r in train_recs] == list(range(2, 19, 2))
+    assert {"train_loss", "lr", "tokens_per_s", "steps_per_s", "skipped_steps"} <= set(train_recs[0])
+    assert len([r for r in recs if r["kind"] == "eval"]) == 3
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["epochs"] == 3
+    # A second call with the same workdir finds the run complete and does nothing.
+    again = T.train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 6)
+    assert again.step == 18 and again.history == []
+
+
+def test_per_class_learns(tmp_path):
+    config = base_config(epochs=2, lr=1e-2)
+    config.model.conditioning = "per_class"
+    mc = model_config(config)
+    data = make_epochs(2, 6, 8, classes=2)
+    res = T.train(config, tmp_path, mc, tiny_params(mc, 2), batches_fn(data), 6)
+    losses = [h["loss"] for h in res.history]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    # Each class model learned its own pattern: model c scores class c's data better.
+    ev = T.make_eval_step(mc, per_class=True)
+    b0 = make_batch(np.random.default_rng(5), 8, cls=0)
+    nll, _ = ev(res.params, {k: np.stack([v, v]) for k, v in b0.items()})
+    assert float(nll[0]) < float(nll[1])
+
+
+def test_resume_is_bit_exact(tmp_path):
+    """Interrupted by SIGINT after step 5 and resumed == uninterrupted (params and losses)."""
+    config = base_config(epochs=2, ckpt_every=3, keep_checkpoints=1)
+    mc = model_config(config, dropout=0.1)  # dropout on: its keys must replay exactly
+    data = make_epochs(2, 4, 8)
+    full = T.train(config, tmp_path / "full", mc, tiny_params(mc), batches_fn(data), 4)
+
+    def interrupt(step, _rec):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    part = T.train(config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4, callbacks=[interrupt])
+    assert part.stop_reason == "interrupted" and part.step == 5 and (part.epoch, len(part.history)) == (1, 5)
+    assert Checkpointer(tmp_path / "part" / "checkpoints", 1, "").latest_step() == 5
+    rest = T.train(config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4)
+    assert rest.stop_reason == "completed" and rest.step == 8
+    assert [h["loss"] for h in part.history + rest.history] == [h["loss"] for h in full.history]
+    assert_trees(np.testing.assert_array_equal, full.state.params, rest.state.params)
+    assert_trees(np.testing.assert_array_equal, full.state.opt_state, rest.state.opt_state)
+    logged = [r["train_loss"] for r in read_metrics(tmp_path / "part" / "metrics.jsonl") if r["kind"] == "train"]
+    assert logged == [r["train_loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl") if r["kind"] == "train"]
+
+
+def test_early_stopping_and_best_checkpoint_kept(tmp_path):
+    config = base_config(epochs=10, early_stop_patience=2, keep_checkpoints=1, best_metric="val_loss")
+    mc = model_config(config)
+    data = make_epochs(10, 2, 8)
+    fake = iter([3.0, 2.0, 2.5, 2.1, 1.0])  # best at epoch 1, then two epochs without improvement
+
+    res = T.train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 2, lambda p: {"val_loss": next(fake)})
+    assert res.stop_reason == "early_stop" and res.epoch == 4 and res.step == 8
+    assert (res.best, res.best_step) == (2.0, 4)
+    steps = Checkpointer(tmp_path / "checkpoints", 1, "val_loss").all_steps()
+    assert steps == [4, 8], steps  # the best (step 4) and the latest
+
+
+def run_for_devices(out: str) -> None:
+    """Two short runs (label_prefix with accumulation, per_class) on all devices -> npz."""
+    import tempfile
+
+    arrays = {"n_devices": np.asarray(jax.device_count())}
+    for mode, classes in (("label_prefix", None), ("per_class", 2)):
+        config = base_config(epochs=1, grad_accum=2, batch_size=16)
+        config.model.conditioning = mode
+        mc = model_config(config, dropout=0.0)
+        data = make_epochs(1, 2, 16, classes=classes, seed=7)
+        with tempfile.TemporaryDirectory() as d:
+            res = T.train(config, d, mc, tiny_params(mc, classes), batches_fn(data), 2)
+        for path, x in jax.tree_util.tree_flatten_with_path(to_np(res.params))[0]:
+            arrays[mode + "/" + "/".join(str(getattr(p, "key", p)) for p in path)] = x
+    np.savez(out, **arrays)
+
+
+def test_eight_devices_match_one(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    eight = subprocess.Popen([sys.executable, __file__, str(tmp_path / "eight.npz")], env=env, cwd=REPO)
+    try:
+        run_for_devices(str(tmp_path / "one.npz"))  # meanwhile, the 1-device reference here
+        assert eight.wait(timeout=300) == 0
+    finally:
+        eight.kill()
+    one, eight = np.load(tmp_path / "one.npz"), np.load(tmp_path / "eight.npz")
+    assert int(one["n_devices"]) == 1 and int(eight["n_devices"]) == 8
+    assert set(one.files) == set(eight.files)
+    for k in sorted(set(one.files) - {"n_devices"}):
+        np.testing.assert_allclose(one[k], eight[k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+if __name__ == "__main__":
+    run_for_devices(sys.argv[1])
