@@ -4,6 +4,7 @@ Random-init gpt2 (124M), bfloat16 compute, AdamW, fixed batch x length. Prints t
 MFU for each, with the GPU's bf16 matmul rate measured in the same run, and the ratios.
 
     python bench/bench_train_step.py --lengths 512,1024 --batch 16 --steps 20
+Variants: cudnn = right-padded rows (causal kernel), cudnn+packed = packed rows (segment-id mask).
 MFU counts model FLOPs: 6 * params * tokens (weights incl. the tied head) plus attention
 12 * layers * T * d per token (forward+backward of QK^T and AV; causal work counted in full,
 as PaLM's appendix does).
@@ -36,48 +37,48 @@ def model_flops_per_token(n_params: int, n_layer: int, d: int, t: int) -> float:
     return 6 * n_params + 12 * n_layer * t * d
 
 
-def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, fused: bool) -> dict:
+def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, packed: bool) -> dict:
+    """Our real train step (gencls_jax.train: AdamW, clipping, schedule, donation), one model."""
     import jax
     import jax.numpy as jnp
-    import optax
+    import ml_collections
 
+    from configs import base
     from gencls_jax import model as M
-    from gencls_jax.score import chunked_token_log_probs, token_log_probs
+    from gencls_jax import train as T
 
-    config = M.config_for(size, dtype="bfloat16", dropout=0.0, attention=attention)
+    c = base.get_config()
+    c.train.batch_size, c.model.attention, c.model.dtype, c.model.dropout = batch, attention, "bfloat16", 0.0
+    c.model.conditioning = "unconditional"
+    c.data.batching = "pack" if packed else "bucket"
+    config = T.resolve_model_config(c, M.config_for(size))
     params = M.init_params(config)
-    opt = optax.adamw(3e-4, weight_decay=0.01)
-    state = (params, opt.init(params))
-
-    def loss_fn(p, tokens):
-        inputs, targets = tokens[:, :-1], tokens[:, 1:]
-        if fused:
-            h = M.apply(p, inputs, config, return_hidden=True)
-            lp = chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
-        else:
-            lp = token_log_probs(M.apply(p, inputs, config), targets)
-        return -jnp.mean(lp)
-
-    @jax.jit
-    def step(state, tokens):
-        p, o = state
-        loss, g = jax.value_and_grad(loss_fn)(p, tokens)
-        upd, o = opt.update(g, o, p)
-        return (optax.apply_updates(p, upd), o), loss
-
-    step = jax.jit(step.__wrapped__, donate_argnums=0)
+    mesh = T.make_mesh()
+    tx, _, step = T.compiled_train_step(config, ml_collections.FrozenConfigDict(c.train), False, 100_000, mesh, T.loss_fn_for(c))
+    state = jax.device_put(T.init_state(params, tx, c.train, 0, None), T.replicated(mesh))
     rng = np.random.default_rng(0)
-    data = [jnp.asarray(rng.integers(0, 50257, (batch, length + 1)), jnp.int32) for _ in range(4)]
-    state, loss = step(state, data[0])
-    loss.block_until_ready()
-    state, loss = step(state, data[1])
-    loss.block_until_ready()
+
+    def make_batch():
+        tokens = rng.integers(0, 50257, (batch, length + 1)).astype(np.int32)
+        # Packed rows: texts of ~300 tokens (IMDB's mean), positions restarting per text.
+        seg = np.minimum(np.arange(length) // 300 + 1, 99) if packed else np.ones(length, np.int32)
+        pos = np.arange(length) - (np.arange(length) // 300) * 300 if packed else np.arange(length)
+        b = dict(inputs=tokens[:, :-1], targets=tokens[:, 1:], weights=np.ones((batch, length), np.float32),
+                 positions=np.broadcast_to(pos, (batch, length)).astype(np.int32),
+                 segment_ids=np.broadcast_to(seg, (batch, length)).astype(np.int32))
+        return jax.device_put(b, T.batch_sharding(mesh, False))
+
+    data = [make_batch() for _ in range(4)]
+    for i in range(2):
+        state, m = step(state, data[i])
+    jax.block_until_ready(m)
     t0 = time.perf_counter()
     for i in range(steps):
-        state, loss = step(state, data[i % 4])
-    loss.block_until_ready()
+        state, m = step(state, data[i % 4])
+    jax.block_until_ready(m)
     dt = (time.perf_counter() - t0) / steps
-    return dict(step_s=dt, tokens_s=batch * length / dt, n_params=M.count_params(params), config=config)
+    del state
+    return dict(step_s=dt, tokens_s=batch * length / dt)
 
 
 def bench_torch(batch: int, length: int, steps: int, compile: bool) -> dict:
@@ -108,6 +109,8 @@ def bench_torch(batch: int, length: int, steps: int, compile: bool) -> dict:
         step(data[i % 4])
     torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) / steps
+    del model, opt
+    torch.cuda.empty_cache()
     return dict(step_s=dt, tokens_s=batch * length / dt)
 
 
@@ -117,11 +120,16 @@ def main() -> None:
     ap.add_argument("--lengths", default="512,1024")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--variants", default="xla,cudnn,cudnn+fused", help="JAX variants: attention[+fused]")
+    ap.add_argument("--variants", default="cudnn,cudnn+packed,xla", help="ours: attention[+packed] (packed = segment-id mask)")
     ap.add_argument("--matmul-n", type=int, default=8192, help="size of the matmul that measures the peak rate")
     ap.add_argument("--peers", default="eager,compile", help="PyTorch peers to run ('' for none)")
     args = ap.parse_args()
 
+    import os
+    import sys
+
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave room for the torch peer
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
     import jax
 
     print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
@@ -146,9 +154,9 @@ def main() -> None:
             except Exception as e:  # keep the table even if a peer fails
                 print(f"torch {name} failed: {type(e).__name__}: {e}")
         for variant in args.variants.split(","):
-            attention, _, fused = variant.partition("+")
+            attention, _, packed = variant.partition("+")
             try:
-                r = bench_jax(args.size, args.batch, length, args.steps, attention, fused == "fused")
+                r = bench_jax(args.size, args.batch, length, args.steps, attention, packed == "packed")
             except Exception as e:
                 print(f"jax {variant} failed: {type(e).__name__}: {str(e)[:300]}")
                 continue

@@ -1,20 +1,21 @@
 """Where does a train step's time go? Ablations plus a per-kernel profile (GPU).
 
-    python bench/profile_step.py --batch 16 --length 1024 --ablations base,causal,causal+unroll --profile causal
+    python bench/profile_step.py --batch 16 --length 1024 --ablations base,rolled,packed --profile base
 
-Ablations patch the model in this process only (they are experiments, not features):
-  causal  -- cuDNN attention with its built-in causal mask instead of an explicit [B,1,T,T] mask
-             (exact for right-padded rows: real tokens never see later padding)
-  unroll  -- unroll the scan over layers (XLA sees straight-line code and fuses across layers)
+Ablations (model settings, one process):
+  base    -- the defaults: layers unrolled, right-padded rows (cuDNN causal kernel)
+  rolled  -- layer_unroll=1: the scan over layers as a loop
+  packed  -- segment ids (packed rows): cuDNN with an explicit mask
   fused   -- chunked tied head + log-softmax (no [B,T,V] float32 logits)
 The profile aggregates device time per kernel from a jax.profiler trace.
+(v0 of this script patched jax.nn.dot_product_attention and nn.scan; its results are in
+bench/results/2026-11-25_h100_profile_step_v0.log and BUILD_NOTES.md.)
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import glob
 import os
 import time
@@ -22,26 +23,7 @@ import time
 import numpy as np
 
 
-def patch(ablation: set[str]):
-    import flax.linen as nn
-    import jax
-
-    from gencls_jax import model as M
-
-    orig_dpa = patch.__dict__.setdefault("dpa", jax.nn.dot_product_attention)
-    orig_scan = patch.__dict__.setdefault("scan", nn.scan)
-    if "causal" in ablation:
-
-        def dpa(q, k, v, mask=None, implementation=None, **kw):
-            return orig_dpa(q, k, v, is_causal=True, implementation=implementation, **kw)
-
-        M.jax.nn.dot_product_attention = dpa
-    else:
-        M.jax.nn.dot_product_attention = orig_dpa
-    M.nn.scan = functools.partial(orig_scan, unroll=64) if "unroll" in ablation else orig_scan
-
-
-def build_step(size, batch, length, fused, attention):
+def build_step(size, batch, length, parts, attention):
     import jax
     import jax.numpy as jnp
     import optax
@@ -49,17 +31,20 @@ def build_step(size, batch, length, fused, attention):
     from gencls_jax import model as M
     from gencls_jax.score import chunked_token_log_probs, token_log_probs
 
-    config = M.config_for(size, dtype="bfloat16", dropout=0.0, attention=attention)
+    config = M.config_for(size, dtype="bfloat16", dropout=0.0, attention=attention,
+                          layer_unroll=1 if "rolled" in parts else 0)
+    fused, packed = "fused" in parts, "packed" in parts
+    seg = jnp.asarray(np.minimum(np.arange(length) // 300 + 1, 99)[None].repeat(batch, 0), jnp.int32) if packed else None
     params = M.init_params(config)
     opt = optax.adamw(3e-4, weight_decay=0.01)
 
     def loss_fn(p, tokens):
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         if fused:
-            h = M.apply(p, inputs, config, return_hidden=True)
+            h = M.apply(p, inputs, config, segment_ids=seg, return_hidden=True)
             lp = chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
         else:
-            lp = token_log_probs(M.apply(p, inputs, config), targets)
+            lp = token_log_probs(M.apply(p, inputs, config, segment_ids=seg), targets)
         return -jnp.mean(lp)
 
     def step(state, tokens):
@@ -123,8 +108,8 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--length", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=15)
-    ap.add_argument("--ablations", default="base,causal,causal+unroll,causal+unroll+fused")
-    ap.add_argument("--profile", default="causal+unroll", help="ablation to profile ('' = none)")
+    ap.add_argument("--ablations", default="base,rolled,packed,fused")
+    ap.add_argument("--profile", default="base", help="ablation to profile ('' = none)")
     ap.add_argument("--attention", default="cudnn")
     ap.add_argument("--trace-dir", default="/tmp/gencls_trace")
     args = ap.parse_args()
@@ -133,8 +118,7 @@ def main():
     flops = None
     for ab in args.ablations.split(","):
         parts = set(ab.split("+"))
-        patch(parts)
-        step, state, data = build_step(args.size, args.batch, args.length, "fused" in parts, args.attention)
+        step, state, data = build_step(args.size, args.batch, args.length, parts, args.attention)
         dt, state = time_steps(step, state, data, args.steps)
         toks = args.batch * args.length
         if flops is None:

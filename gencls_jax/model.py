@@ -161,7 +161,9 @@ class Attention(nn.Module):
             y = attention_cached(q, k, v, mask, kv[0], kv[1], cache_mask)
         elif c.attention == "cudnn" and segment_ids is None:  # cuDNN's own causal mask: no [T, T] tensor
             y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
-        elif c.attention == "cudnn":
+        elif c.attention == "cudnn":  # packed rows: the segment mask, one copy per head (cuDNN's
+            # mask layout; a broadcast head axis breaks under the class-axis vmap)
+            mask = jnp.broadcast_to(mask, (b, c.n_head, t, t))
             y = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")
         else:
             y = attention_xla(q, k, v, mask)

@@ -74,9 +74,14 @@ def shift_right(tokens: Array, mask: Array, bos_id: int) -> tuple[Array, Array, 
 def sequence_log_likelihood(params: dict, tokens: Array, mask: Array, config: GPT2Config) -> Array:
     """[B, T] tokens and mask (1 = text, 0 = padding) -> [B] float32 sum of log p(x_t | x_<t)."""
     inputs, positions, segment_ids = shift_right(tokens, mask, config.bos_token_id)
-    logits = apply(params, inputs, config, positions, segment_ids)
-    ll = token_log_probs(logits, tokens)
+    ll = _log_probs(params, inputs, tokens, config, positions, segment_ids)
     return jnp.sum(jnp.where(mask.astype(bool), ll, 0.0), axis=-1)
+
+
+def _log_probs(params, inputs, targets, config, positions=None, segment_ids=None):
+    """Per-token log p through the chunked head: a scoring batch never holds [B, T, V] logits."""
+    hidden = apply(params, inputs, config, positions, segment_ids, return_hidden=True)
+    return chunked_token_log_probs(hidden, params["wte"]["embedding"], targets, config)
 
 
 def row_log_likelihood(params: dict, inputs: Array, targets: Array, weights: Array, config: GPT2Config) -> Array:
@@ -87,8 +92,7 @@ def row_log_likelihood(params: dict, inputs: Array, targets: Array, weights: Arr
     real = targets >= 0
     # Right padding: causal masking alone keeps real tokens from seeing the padding after
     # them, so no segment ids are passed and the fast causal attention kernels apply.
-    logits = apply(params, inputs, config)
-    ll = token_log_probs(logits, jnp.maximum(targets, 0))
+    ll = _log_probs(params, inputs, jnp.maximum(targets, 0), config)
     return jnp.sum(jnp.where(real, ll * weights, 0.0), axis=-1)
 
 

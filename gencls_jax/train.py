@@ -129,6 +129,17 @@ def token_loss_sums(params: Any, batch: Batch, model_config: GPT2Config, dropout
     return -jnp.sum(w * lp), jnp.sum(w)
 
 
+def causal_token_loss_sums(params: Any, batch: Batch, model_config: GPT2Config, dropout_rng: Array | None):
+    """`token_loss_sums` for right-padded rows (one text per row): the causal mask alone is exact
+    for their real tokens, so segment ids are dropped and cuDNN runs its built-in causal kernel."""
+    return token_loss_sums(params, {k: v for k, v in batch.items() if k != "segment_ids"}, model_config, dropout_rng)
+
+
+def loss_fn_for(config: Any) -> LossFn:
+    """Packed rows need segment ids; pad/bucket rows do not."""
+    return token_loss_sums if config.data.batching == "pack" else causal_token_loss_sums
+
+
 def _split_micro(x: Array, accum: int) -> Array:
     """[B, ...] -> [B/A, A, ...]: micro-batch j is rows j, j+A, ... so a row-sharded batch
     splits without moving data between devices."""
@@ -312,7 +323,7 @@ def make_loss_evaluator(
 ) -> Callable[[Any], dict[str, float]]:
     """An `eval_fn` for `train`: params -> {'val_loss': ...} over `val_batches()`."""
     per_class = is_per_class(config)
-    step = make_eval_step(model_config, per_class)
+    step = make_eval_step(model_config, per_class, loss_fn_for(config))
     sharding = batch_sharding(mesh or make_mesh(), per_class)
     return lambda params: evaluate_loss(step, params, val_batches(), sharding)
 
@@ -393,7 +404,7 @@ def train(
     eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
     *,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
-    loss_fn: LossFn = token_loss_sums,
+    loss_fn: LossFn | None = None,
 ) -> TrainResult:
     """Train (or resume training in `workdir`) and return the final state.
 
@@ -403,6 +414,7 @@ def train(
     eval_fn(params) -> metrics (e.g. val_loss, val_accuracy) runs at each epoch end.
     callbacks(step, step_metrics) run after every step (hooks for tests and tooling)."""
     setup_distributed(config)
+    loss_fn = loss_fn or loss_fn_for(config)
     tc, workdir = config.train, Path(workdir)
     nb = num_batches if callable(num_batches) else (lambda _e, n=int(num_batches): n)
     per_class = is_per_class(config)
