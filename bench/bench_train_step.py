@@ -40,7 +40,6 @@ def model_flops_per_token(n_params: int, n_layer: int, d: int, t: int) -> float:
 def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, packed: bool) -> dict:
     """Our real train step (gencls_jax.train: AdamW, clipping, schedule, donation), one model."""
     import jax
-    import jax.numpy as jnp
     import ml_collections
 
     from configs import base
@@ -109,8 +108,6 @@ def bench_torch(batch: int, length: int, steps: int, compile: bool) -> dict:
         step(data[i % 4])
     torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) / steps
-    del model, opt
-    torch.cuda.empty_cache()
     return dict(step_s=dt, tokens_s=batch * length / dt)
 
 
@@ -149,6 +146,9 @@ def main() -> None:
         for name in filter(None, args.peers.split(",")):
             try:
                 r = bench_torch(args.batch, length, args.steps, compile=name == "compile")
+                import torch
+
+                torch.cuda.empty_cache()  # the peer's model is gone: hand its memory back for ours
                 peer[name] = r["tokens_s"]
                 rows.append((f"HF torch {name}", length, r["tokens_s"], mfu(r["tokens_s"], length), r["step_s"]))
             except Exception as e:  # keep the table even if a peer fails

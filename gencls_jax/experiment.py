@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 
@@ -150,7 +149,8 @@ def load_data(config, splits):
 
 
 def _val_metrics_fn(config, model_config, val, tok):
-    """eval_fn for the trainer: validation loss, and accuracy of the classifier (Bayes rule)."""
+    """eval_fn for the trainer: validation loss, and the classifier's accuracy (Bayes rule with a
+    uniform prior: the best-checkpoint choice should not lean on the class balance)."""
     stream = pipeline.train_stream(config, val, tok, batch_size=config.eval.batch_size)
     loss_eval = T.make_loss_evaluator(config, model_config, lambda: stream.batches(0))
     if config.model.conditioning == "unconditional":

@@ -1,9 +1,7 @@
 """The pure scorer against a float64 NumPy computation from Hugging Face PyTorch logits."""
 
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -30,7 +30,7 @@ from gencls_jax import optim  # noqa: E402
 from gencls_jax import train as T  # noqa: E402
 from gencls_jax.checkpoint import Checkpointer  # noqa: E402
 from gencls_jax.metrics import read_metrics  # noqa: E402
-from gencls_jax.score import stack_params, token_log_probs  # noqa: E402
+from gencls_jax.score import stack_params  # noqa: E402
 
 VOCAB, SEQ = 64, 16
 
