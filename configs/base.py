@@ -100,6 +100,7 @@ def get_config() -> ml_collections.ConfigDict:
     e.splits = ("val", "test")
     e.decision = "bayes"  # headline rule: bayes (log-lik + log prior) | per_token (mean log-lik) | calibrated (offsets fit on val)
     e.sample_per_class = 500  # the original protocol's 1,000-review sample (500 per class)
+    e.train_sample_per_class = 500  # training texts per class re-scored for the train/validation gap
     e.test_per_class = 0  # > 0: score only this many test texts per class (seeded); 0 = all
     e.report_rules = ("bayes", "per_token", "calibrated")  # decision rules reported side by side
 

@@ -28,6 +28,7 @@ def get_config():
     c.eval.batch_size = 16
     c.eval.test_per_class = 50
     c.eval.sample_per_class = 20
+    c.eval.train_sample_per_class = 16
     c.generate.per_class = 8
     c.generate.batch_size = 8
     c.generate.max_new_tokens = 48

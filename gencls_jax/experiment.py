@@ -225,12 +225,16 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
     k = len(label_names)
     prior = E.log_prior(np.asarray(ds["train"].labels) if "train" in ds else np.repeat(np.arange(k), info["train_class_counts"]), k)
     scored, timings = {}, {}
-    for split in [s for s in ("val", "test") if s in config.eval.splits and s in ds]:
+    splits = {s: ds[s] for s in ("val", "test") if s in config.eval.splits and s in ds}
+    if "train" in ds and config.eval.train_sample_per_class > 0:  # for the train/validation gap
+        idx = E.stratified_sample(ds["train"].labels, int(config.eval.train_sample_per_class), int(config.seed))
+        splits = {"train_sample": ds["train"].subset(idx), **splits}
+    for split, data in splits.items():
         t0 = time.time()
-        ll, n_tok = class_log_likelihoods(params, ds[split], tok, config, model_config, desc=f"scoring {split}")
+        ll, n_tok = class_log_likelihoods(params, data, tok, config, model_config, desc=f"scoring {split}")
         timings[split] = time.time() - t0
-        scored[split] = (ds[split], ll, n_tok)
-        logging.info("scored %s: %d texts x %d classes in %.1f s", split, len(ds[split]), k, timings[split])
+        scored[split] = (data, ll, n_tok)
+        logging.info("scored %s: %d texts x %d classes in %.1f s", split, len(data), k, timings[split])
     offsets = None
     if "val" in scored:
         v, ll, _ = scored["val"]

@@ -78,10 +78,11 @@ def write_run_report(workdir: Path, config, info: dict, summary: dict) -> None:
         png = workdir / f"confusion_{split}.png"
         plot_confusion(head["confusion"], names, png, f"{split}: {summary.get('decision', 'bayes')}")
         lines += ["", f"![confusion {split}]({png.name})"]
-    val, test = summary.get("results", {}).get("val"), summary.get("results", {}).get("test")
-    if val and test:
-        rule = summary.get("decision", "bayes")
-        lines += ["", f"Validation - test accuracy gap ({rule}): {100 * (val[rule]['accuracy'] - test[rule]['accuracy']):+.2f} points"]
+    res, rule = summary.get("results", {}), summary.get("decision", "bayes")
+    for a, b, what in (("train_sample", "val", "Train (sample) - validation"), ("val", "test", "Validation - test")):
+        if a in res and b in res and rule in res[a] and rule in res[b]:
+            gap = 100 * (res[a][rule]["accuracy"] - res[b][rule]["accuracy"])
+            lines += ["", f"{what} accuracy gap ({rule}): {gap:+.2f} points"]
     if (workdir / "curves.png").exists():
         lines += ["", "![curves](curves.png)"]
     (workdir / "report.md").write_text("\n".join(lines) + "\n")

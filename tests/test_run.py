@@ -60,6 +60,9 @@ def test_train_resume_writes_everything(workdir):
     assert math.isclose(acc, m["accuracy"]) and math.isclose(acc, m["results"]["test"]["bayes"]["accuracy"])
     report = (workdir / "report.md").read_text()
     assert f"{100 * acc:.2f}%" in report and "| calibrated |" in report
+    gap = 100 * (m["results"]["train_sample"]["bayes"]["accuracy"] - m["results"]["val"]["bayes"]["accuracy"])
+    assert m["results"]["train_sample"]["bayes"]["n"] == 32  # 16 per class
+    assert f"Train (sample) - validation accuracy gap (bayes): {gap:+.2f} points" in report
 
 
 def test_eval_mode_reproduces_the_training_run_figures(workdir):
