@@ -114,6 +114,13 @@ def test_programmatic_classifier(workdir):
     np.testing.assert_allclose(np.asarray(direct)[0], ll[0], rtol=1e-5)
 
 
+def test_workdir_of_another_model_size_is_refused(workdir):
+    p = run(f"--workdir={workdir}", *SMALL, "--config.model.size=gpt2", check=False)
+    assert p.returncode != 0
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "n_positions=256, this config builds n_positions=1024" in last and "another --workdir" in last
+
+
 def test_bad_input_is_one_line(tmp_path):
     p = run(f"--workdir={tmp_path / 'x'}", "--config.train.epochz=3", check=False)
     assert p.returncode != 0 and "epochz" in p.stderr
