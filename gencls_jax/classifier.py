@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -23,7 +22,6 @@ from gencls_jax import evaluate as E
 from gencls_jax import experiment as X
 from gencls_jax import model as M
 from gencls_jax import score
-from gencls_jax import train as T
 from gencls_jax.classify import class_log_likelihoods
 from gencls_jax.data.clean import clean_text
 from gencls_jax.data.sources import Dataset
@@ -38,8 +36,7 @@ class GenerativeClassifier:
         self.model_config = model_config
         self.params = params  # per_class: stacked on a leading class axis
         self.tokenizer = tokenizer
-        counts = np.asarray(info["train_class_counts"])
-        self.log_prior = E.log_prior(np.repeat(np.arange(len(counts)), counts), len(counts))
+        self.log_prior = E.log_prior(info["train_class_counts"])
 
     @classmethod
     def load(cls, workdir: str | Path, which: str = "best") -> "GenerativeClassifier":
@@ -49,13 +46,7 @@ class GenerativeClassifier:
         if not cfg_path.exists():
             raise X.RunError(f"{workdir} has no config.json: not a gencls_jax run")
         config = ml_collections.ConfigDict(json.loads(cfg_path.read_text()))
-        info = X.read_run_info(workdir)
-        if info["conditioning"] == "unconditional":
-            raise X.RunError(f"{workdir} holds an unconditional LM, not a classifier")
-        model_config = T.resolve_model_config(config, X.model_config_from_info(info))
-        k = len(info["label_names"]) if info["conditioning"] == "per_class" else 0
-        like = jax.eval_shape(lambda: score.stack_params([M.init_params(model_config)] * k) if k else M.init_params(model_config))
-        params, _ = X.restore_params(config, workdir, model_config, like, which)
+        info, model_config, params, _ = X.load_run(config, workdir, which)
         tok = load_tokenizer(config.data.tokenizer, config.data.tokenizer_fallback)
         return cls(config, info, model_config, params, tok)
 

@@ -13,9 +13,9 @@ import numpy as np
 DECISIONS = ("bayes", "per_token", "calibrated")
 
 
-def log_prior(train_labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """log p(c) from the training label counts (a class with no examples is an error upstream)."""
-    counts = np.bincount(train_labels, minlength=num_classes).astype(np.float64)
+def log_prior(class_counts) -> np.ndarray:
+    """log p(c) from the training examples per class (a class with none is an error upstream)."""
+    counts = np.asarray(class_counts, np.float64)
     return np.log(counts / counts.sum())
 
 

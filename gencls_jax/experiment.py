@@ -97,6 +97,19 @@ def model_config_from_info(info: dict) -> M.GPT2Config:
     return M.GPT2Config(**info["model"])
 
 
+def load_run(config, workdir: str | Path, which: str = "best", purpose: str = "classify with") -> tuple:
+    """(run_info, model config, best/latest params, step) of a trained class-conditional run."""
+    workdir = Path(workdir)
+    info = read_run_info(workdir)
+    if info["conditioning"] == "unconditional":
+        raise RunError(f"{workdir} holds an unconditional LM: it has no classes to {purpose}")
+    model_config = T.resolve_model_config(config, model_config_from_info(info))
+    k = len(info["label_names"]) if info["conditioning"] == "per_class" else 0
+    like = jax.eval_shape(lambda: stack_params([M.init_params(model_config)] * k) if k else M.init_params(model_config))
+    params, step = restore_params(config, workdir, model_config, like, which)
+    return info, model_config, params, step
+
+
 def restore_params(config, workdir: Path, model_config: M.GPT2Config, like_params: Any, which: str = "best"):
     """Parameters of the best (or latest) checkpoint in `workdir`, as float32 arrays."""
     ckpt_dir = Path(workdir) / "checkpoints"
@@ -223,7 +236,7 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
     """Score val and test, decide under every rule, write predictions, metrics.json, report.md."""
     label_names = info["label_names"]
     k = len(label_names)
-    prior = E.log_prior(np.asarray(ds["train"].labels) if "train" in ds else np.repeat(np.arange(k), info["train_class_counts"]), k)
+    prior = E.log_prior(info["train_class_counts"])
     scored, timings = {}, {}
     splits = {s: ds[s] for s in ("val", "test") if s in config.eval.splits and s in ds}
     if "train" in ds and config.eval.train_sample_per_class > 0:  # for the train/validation gap
@@ -263,12 +276,6 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
 def evaluate(config, workdir: str | Path, which: str = "best") -> dict:
     """Eval mode: a finished or interrupted run's checkpoint on the configured splits."""
     workdir = Path(workdir)
-    info = read_run_info(workdir)
-    if info["conditioning"] == "unconditional":
-        raise RunError(f"{workdir} holds an unconditional LM: there is nothing to classify with it")
-    model_config = T.resolve_model_config(config, model_config_from_info(info))
+    info, model_config, params, step = load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"))
-    k = len(info["label_names"]) if info["conditioning"] == "per_class" else 0
-    like = jax.eval_shape(lambda: stack_params([M.init_params(model_config)] * k) if k else M.init_params(model_config))
-    params, step = restore_params(config, workdir, model_config, like, which)
     return evaluate_params(config, workdir, model_config, params, tok, ds, info, {"evaluated_step": step})

@@ -17,13 +17,10 @@ from absl import logging
 
 from gencls_jax import experiment as X
 from gencls_jax import generate as G
-from gencls_jax import model as M
-from gencls_jax import train as T
 from gencls_jax.classify import class_log_likelihoods
 from gencls_jax.data.pipeline import label_prefixes
 from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import Tokens, load_tokenizer
-from gencls_jax.score import stack_params
 
 
 def sample_class(params, model_config, g, k: int, prefix, eos_id: int, conditioning: str) -> list[list[int]]:
@@ -46,16 +43,9 @@ def sample_class(params, model_config, g, k: int, prefix, eos_id: int, condition
 
 def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict:
     workdir = Path(workdir)
-    info = X.read_run_info(workdir)
-    conditioning = info["conditioning"]
-    if conditioning == "unconditional":
-        raise X.RunError(f"{workdir} holds an unconditional LM: it has no classes to generate for")
-    names = info["label_names"]
+    info, model_config, params, step = X.load_run(config, workdir, which, purpose="generate for")
+    conditioning, names = info["conditioning"], info["label_names"]
     g, d = config.generate, config.data
-    model_config = T.resolve_model_config(config, X.model_config_from_info(info))
-    k_classes = len(names) if conditioning == "per_class" else 0
-    like = jax.eval_shape(lambda: stack_params([M.init_params(model_config)] * k_classes) if k_classes else M.init_params(model_config))
-    params, step = X.restore_params(config, workdir, model_config, like, which)
     tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
     prefixes = label_prefixes(tok, d.label_prefix_template, names)
 
