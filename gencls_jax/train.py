@@ -186,7 +186,7 @@ def make_train_step(
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """Pure (state, batch) -> (state, metrics); jit it with `jit_train_step`.
 
-    metrics (per class when stacked): nll_sum, weight, grad_norm, lr, finite, loss_scale."""
+    metrics (per class when stacked): nll_sum, weight, grad_norm, lr, finite, loss_scale, skipped."""
     accum = int(tc.grad_accum)
     use_scale = model_config.dtype == "float16"
     use_dropout = model_config.dropout > 0
@@ -207,7 +207,7 @@ def make_train_step(
             skipped = skipped + (~finite).astype(jnp.int32)
         else:
             new_ls = ls
-        m = dict(nll_sum=nll, weight=w, grad_norm=optax.tree.norm(g), lr=lr, finite=finite, loss_scale=scale)
+        m = dict(nll_sum=nll, weight=w, grad_norm=optax.tree.norm(g), lr=lr, finite=finite, loss_scale=scale, skipped=skipped)
         return new_params, new_opt, new_ls, skipped, m
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
@@ -311,10 +311,9 @@ def check_batch(batch: Batch, *, per_class: bool, num_classes: int | None, accum
 
 def evaluate_loss(eval_step: Callable, params: Any, batches: Iterable[Batch], sharding: NamedSharding) -> dict[str, float]:
     """Token-mean validation loss over all batches (and all classes when stacked)."""
-    nll = weight = 0.0
-    for b in batches:
-        n, w = jax.device_get(eval_step(params, shard_batch(b, sharding)))
-        nll, weight = nll + float(np.sum(n)), weight + float(np.sum(w))
+    sums = [eval_step(params, shard_batch(b, sharding)) for b in batches]  # no host sync in between
+    sums = jax.device_get(sums)
+    nll, weight = sum(float(np.sum(n)) for n, _ in sums), sum(float(np.sum(w)) for _, w in sums)
     return {"val_loss": nll / max(weight, 1e-30)}
 
 
@@ -450,6 +449,40 @@ def train(
 
     window = {"nll": 0.0, "weight": 0.0}
     speed = metrics_lib.Throughput()
+
+    def record(done: int, i: int, m_device: dict, epoch: int, bar) -> dict:
+        """Host side of a finished step: fetch its metrics, log, run callbacks. Called one step
+        late (while the next step runs) so that the host never waits for the device in between."""
+        nonlocal window
+        m = jax.device_get(m_device)
+        nll, w = float(np.sum(m["nll_sum"])), float(np.sum(m["weight"]))
+        finite = bool(np.all(m["finite"]))
+        if not finite and not use_scale:
+            raise FloatingPointError(f"non-finite loss at step {done} (epoch {epoch}, batch {i}): loss sum {nll}")
+        rec = {"step": done, "loss": nll / max(w, 1e-30), "lr": float(np.mean(m["lr"])),
+               "grad_norm": float(np.mean(m["grad_norm"])), "tokens": w, "finite": finite}
+        if use_scale:
+            rec["loss_scale"] = float(np.min(m["loss_scale"]))
+        history.append(rec)
+        if finite:
+            window["nll"] += nll
+            window["weight"] += w
+        speed.add(w)
+        bar.update(1)
+        if done % int(tc.log_every) == 0:
+            logged = {"train_loss": window["nll"] / max(window["weight"], 1e-30), "lr": rec["lr"],
+                      "grad_norm": rec["grad_norm"], "skipped_steps": int(np.sum(m["skipped"])), **speed.rates()}
+            if use_scale:
+                logged["loss_scale"] = rec["loss_scale"]
+            window = {"nll": 0.0, "weight": 0.0}
+            writer.write(done, "train", logged)
+            metrics_lib.log_line(done, logged, ("train_loss", "lr", "tokens_per_s", "steps_per_s", "skipped_steps"))
+            bar.set_postfix(loss=f"{logged['train_loss']:.4f}", tok_s=f"{logged['tokens_per_s']:.0f}",
+                            it_s=f"{logged['steps_per_s']:.2f}")
+        for cb in callbacks:
+            cb(done, rec)
+        return rec
+
     try:
         with _StopOnSignal() as stop:
             epoch = int(meta["epoch"])
@@ -462,47 +495,27 @@ def train(
                 bar = metrics_lib.progress_bar(total, start, epoch, lead and tc.get("progress_bar", True))
                 check = functools.partial(check_batch, per_class=per_class, num_classes=k, accum=int(tc.grad_accum), n_devices=mesh.size)
                 batches = _prefetch(train_batches(epoch, start), bsharding, int(config.data.get("prefetch", 2)), check)
+                pending = None  # (step, batch index, device metrics) of the step in flight
                 for i, batch in enumerate(batches, start):
                     state, m = step_fn(state, batch)
-                    m = jax.device_get(m)
                     step += 1
                     meta.update(epoch=epoch, batch=i + 1)
-                    nll, w = float(np.sum(m["nll_sum"])), float(np.sum(m["weight"]))
-                    finite = bool(np.all(m["finite"]))
-                    if not finite and not use_scale:
-                        raise FloatingPointError(f"non-finite loss at step {step} (epoch {epoch}, batch {i}): loss sum {nll}")
-                    rec = {"step": step, "loss": nll / max(w, 1e-30), "lr": float(np.mean(m["lr"])),
-                           "grad_norm": float(np.mean(m["grad_norm"])), "tokens": w, "finite": finite}
-                    if use_scale:
-                        rec["loss_scale"] = float(np.min(m["loss_scale"]))
-                    history.append(rec)
-                    if finite:
-                        window["nll"] += nll
-                        window["weight"] += w
-                    speed.add(w)
-                    bar.update(1)
-                    if step % int(tc.log_every) == 0:
-                        logged = {"train_loss": window["nll"] / max(window["weight"], 1e-30), "lr": rec["lr"],
-                                  "grad_norm": rec["grad_norm"], "skipped_steps": int(np.sum(state.skipped)), **speed.rates()}
-                        if use_scale:
-                            logged["loss_scale"] = rec["loss_scale"]
-                        window = {"nll": 0.0, "weight": 0.0}
-                        writer.write(step, "train", logged)
-                        metrics_lib.log_line(step, logged, ("train_loss", "lr", "tokens_per_s", "steps_per_s", "skipped_steps"))
-                        bar.set_postfix(loss=f"{logged['train_loss']:.4f}", tok_s=f"{logged['tokens_per_s']:.0f}",
-                                        it_s=f"{logged['steps_per_s']:.2f}")
-                    for cb in callbacks:
-                        cb(step, rec)
+                    if pending is not None:
+                        record(*pending, epoch, bar)  # waits for the previous step only
+                    pending = (step, i, m)
                     last_of_epoch = i + 1 >= total
                     if tc.max_steps > 0 and step >= tc.max_steps:
                         reason = "max_steps"
                     elif stop.signum is not None:
-                        reason = "interrupted"
+                        reason = "interrupted"  # the step in flight when the signal came is kept
+                    if reason is not None or (tc.ckpt_every > 0 and step % int(tc.ckpt_every) == 0 and not last_of_epoch):
+                        record(*pending, epoch, bar)
+                        pending = None
+                        save()
                     if reason is not None:
-                        save()
                         break
-                    if tc.ckpt_every > 0 and step % int(tc.ckpt_every) == 0 and not last_of_epoch:
-                        save()
+                if pending is not None:
+                    record(*pending, epoch, bar)
                 bar.close()  # (left open if a step raised: the traceback matters more)
                 if reason is not None:
                     break
