@@ -2,11 +2,14 @@
 
     python bench/profile_step.py --batch 16 --length 1024 --ablations base,rolled,packed --profile base
 
-Ablations (model settings, one process):
-  base    -- the defaults: layers unrolled, right-padded rows (cuDNN causal kernel)
-  rolled  -- layer_unroll=1: the scan over layers as a loop
-  packed  -- segment ids (packed rows): cuDNN with an explicit mask
-  fused   -- chunked tied head + log-softmax (no [B,T,V] float32 logits)
+Ablations (model settings, one process; join with '+'):
+  base      -- the defaults: layers unrolled, right-padded rows (cuDNN causal kernel), the
+               fused head + log-softmax of `model.head_log_probs` (padded vocabulary)
+  rolled    -- layer_unroll=1: the scan over layers as a loop
+  packed    -- segment ids (packed rows): cuDNN with an explicit mask
+  plainhead -- autodiff of lm_logits -> token_log_probs (the v1 head)
+  chunked   -- chunked tied head + log-softmax (no [B,T,V] float32 logits)
+  bN        -- batch N instead of --batch (e.g. b32)
 The profile aggregates device time per kernel from a jax.profiler trace.
 (v0 of this script patched jax.nn.dot_product_attention and nn.scan; its results are in
 bench/results/2026-11-25_h100_profile_step_v0.log and BUILD_NOTES.md.)
@@ -33,18 +36,19 @@ def build_step(size, batch, length, parts, attention):
 
     config = M.config_for(size, dtype="bfloat16", dropout=0.0, attention=attention,
                           layer_unroll=1 if "rolled" in parts else 0)
-    fused, packed = "fused" in parts, "packed" in parts
+    packed = "packed" in parts
     seg = jnp.asarray(np.minimum(np.arange(length) // 300 + 1, 99)[None].repeat(batch, 0), jnp.int32) if packed else None
     params = M.init_params(config)
     opt = optax.adamw(3e-4, weight_decay=0.01)
 
     def loss_fn(p, tokens):
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
-        if fused:
-            h = M.apply(p, inputs, config, segment_ids=seg, return_hidden=True)
-            lp = chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
-        else:
+        if "plainhead" in parts:
             lp = token_log_probs(M.apply(p, inputs, config, segment_ids=seg), targets)
+        else:
+            h = M.apply(p, inputs, config, segment_ids=seg, return_hidden=True)
+            head = chunked_token_log_probs if "chunked" in parts else M.head_log_probs
+            lp = head(h, p["wte"]["embedding"], targets, config)
         return -jnp.mean(lp)
 
     def step(state, tokens):
@@ -108,25 +112,24 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--length", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=15)
-    ap.add_argument("--ablations", default="base,rolled,packed,fused")
+    ap.add_argument("--ablations", default="base,plainhead,packed,b32")
     ap.add_argument("--profile", default="base", help="ablation to profile ('' = none)")
     ap.add_argument("--attention", default="cudnn")
     ap.add_argument("--trace-dir", default="/tmp/gencls_trace")
     args = ap.parse_args()
     import jax
 
-    flops = None
+    from gencls_jax import model as M
+
+    c = M.config_for(args.size)
+    n = M.count_params(jax.eval_shape(lambda: M.init_params(c)))
     for ab in args.ablations.split(","):
         parts = set(ab.split("+"))
-        step, state, data = build_step(args.size, args.batch, args.length, parts, args.attention)
+        batch = next((int(x[1:]) for x in parts if x[:1] == "b" and x[1:].isdigit()), args.batch)
+        step, state, data = build_step(args.size, batch, args.length, parts, args.attention)
         dt, state = time_steps(step, state, data, args.steps)
-        toks = args.batch * args.length
-        if flops is None:
-            from gencls_jax import model as M
-
-            n = M.count_params(state[0])
-            c = M.config_for(args.size)
-            flops = (6 * n + 12 * c.n_layer * args.length * c.n_embd) * toks
+        toks = batch * args.length
+        flops = (6 * n + 12 * c.n_layer * args.length * c.n_embd) * toks
         print(f"{ab:28s} step {dt * 1e3:7.1f} ms  {toks / dt:9.0f} tok/s  {flops / dt / 1e12:6.1f} TFLOP/s", flush=True)
         if ab == args.profile:
             jax.profiler.start_trace(args.trace_dir)

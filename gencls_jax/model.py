@@ -299,6 +299,57 @@ def _head_bwd(res, g):
 _head.defvjp(_head_fwd, _head_bwd)
 
 
+# The head's vocabulary axis is padded to a multiple of this inside `head_log_probs` (50257 ->
+# 50304): an odd row length makes the [tokens, vocab] matmuls and their outputs misaligned for
+# the GPU's matrix units. The parameters keep GPT-2's own shape.
+VOCAB_ALIGN = 128
+
+
+def head_log_probs(hidden: Array, embedding: Array, targets: Array, config: GPT2Config) -> Array:
+    """log p(target) through the tied head, float32: `token_log_probs(lm_logits(...), targets)`
+    as one custom-VJP op, the training loss's head.
+
+    Why: autodiff of logits -> log-softmax -> gather writes several float32 [tokens, vocab]
+    arrays (softmax, a scattered one-hot, their sum); here the backward pass reads the saved
+    logits once and writes the bf16 gradient of the logits once."""
+    dt = config.compute_dtype
+    if dt == jnp.float16 and jax.default_backend() == "cpu":
+        dt = jnp.float32  # as in lm_logits
+    lead, d = hidden.shape[:-1], hidden.shape[-1]
+    out = _head_lp(hidden.reshape(-1, d).astype(dt), embedding.astype(dt), targets.reshape(-1))
+    return out.reshape(lead)
+
+
+def _pad_vocab(e: Array) -> Array:
+    return jnp.pad(e, ((0, -e.shape[0] % VOCAB_ALIGN), (0, 0)))
+
+
+@jax.custom_vjp
+def _head_lp(h: Array, e: Array, y: Array) -> Array:
+    return _head_lp_fwd(h, e, y)[0]
+
+
+def _head_lp_fwd(h, e, y):
+    logits = jnp.einsum("nd,vd->nv", h, _pad_vocab(e), preferred_element_type=jnp.float32)
+    valid = jnp.arange(logits.shape[-1]) < e.shape[0]
+    lse = jax.nn.logsumexp(jnp.where(valid, logits, -jnp.inf), axis=-1)
+    target = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
+    return target - lse, (h, e, logits, lse, y)
+
+
+def _head_lp_bwd(res, ct):
+    h, e, logits, lse, y = res
+    cols = jnp.arange(logits.shape[-1])
+    p = jnp.where(cols < e.shape[0], jnp.exp(logits - lse[:, None]), 0.0)
+    g = (((cols == y[:, None]).astype(jnp.float32) - p) * ct[:, None]).astype(h.dtype)  # d logp / d logits
+    dh = g @ _pad_vocab(e)
+    de = jnp.einsum("nv,nd->vd", g, h, preferred_element_type=jnp.float32)[: e.shape[0]]
+    return dh, de.astype(e.dtype), None
+
+
+_head_lp.defvjp(_head_lp_fwd, _head_lp_bwd)
+
+
 def init_params(config: GPT2Config, seed: int = 0) -> dict:
     """Random GPT-2 parameters (GPT-2's own init), float32."""
     tokens = jnp.zeros((1, 8), jnp.int32)

@@ -36,8 +36,7 @@ from jax.sharding import PartitionSpec as P
 from gencls_jax import metrics as metrics_lib
 from gencls_jax import optim
 from gencls_jax.checkpoint import Checkpointer, metric_mode
-from gencls_jax.model import GPT2Config, apply
-from gencls_jax.score import token_log_probs
+from gencls_jax.model import GPT2Config, apply, head_log_probs
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -121,11 +120,11 @@ def num_stacked_classes(params: Any) -> int:
 
 def token_loss_sums(params: Any, batch: Batch, model_config: GPT2Config, dropout_rng: Array | None) -> tuple[Array, Array]:
     """(sum of weights * -log p(targets), sum of weights) over a [B, T] batch, float32."""
-    logits = apply(
-        params, batch["inputs"], model_config, batch.get("positions"), batch.get("segment_ids"), dropout_rng=dropout_rng
-    )
+    hidden = apply(params, batch["inputs"], model_config, batch.get("positions"), batch.get("segment_ids"),
+                   dropout_rng=dropout_rng, return_hidden=True)
     w = batch["weights"].astype(jnp.float32)
-    lp = token_log_probs(logits, jnp.maximum(batch["targets"], 0))  # padding targets may be < 0
+    targets = jnp.maximum(batch["targets"], 0)  # padding targets may be < 0
+    lp = head_log_probs(hidden, params["wte"]["embedding"], targets, model_config)
     return -jnp.sum(w * lp), jnp.sum(w)
 
 

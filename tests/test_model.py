@@ -158,3 +158,28 @@ def test_layer_unroll_and_causal_only_mask_agree(hf_tiny_dir):
     np.testing.assert_allclose(rolled, ref, rtol=1e-6, atol=1e-6)
     ones = M.apply(params, tokens, config, segment_ids=np.ones((2, 24), np.int32))
     np.testing.assert_allclose(ones, ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("vocab", [1000, 1024])  # padded to 1024 inside the op / already aligned
+def test_fused_head_log_probs_match_float64(vocab):
+    """head_log_probs (padded vocabulary, custom VJP) against a float64 NumPy log-softmax and its
+    analytic gradients, with random cotangents, and under a class-axis vmap."""
+    rng = np.random.default_rng(vocab)
+    h, e = rng.normal(size=(2, 7, 16)), 0.3 * rng.normal(size=(vocab, 16))
+    y, ct = rng.integers(0, vocab, size=(2, 7)), rng.uniform(size=(2, 7))
+    config = M.config_for("tiny", dtype="float32")
+
+    logits = h @ e.T
+    lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    ref = np.take_along_axis(logits, y[..., None], -1)[..., 0] - lse
+    dlogits = ct[..., None] * (np.eye(vocab)[y] - np.exp(logits - lse[..., None]))
+    ref_dh, ref_de = dlogits @ e, np.einsum("btv,btd->vd", dlogits, h)
+
+    f = lambda h, e: jnp.sum(jnp.asarray(ct, jnp.float32) * M.head_log_probs(h, e, jnp.asarray(y), config))  # noqa: E731
+    h32, e32 = jnp.asarray(h, jnp.float32), jnp.asarray(e, jnp.float32)
+    np.testing.assert_allclose(M.head_log_probs(h32, e32, jnp.asarray(y), config), ref, rtol=1e-5, atol=1e-5)
+    dh, de = jax.grad(f, (0, 1))(h32, e32)
+    np.testing.assert_allclose(dh, ref_dh, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(de, ref_de, rtol=1e-4, atol=1e-5)
+    stacked = jax.vmap(jax.grad(f, 1), in_axes=(None, 0))(h32, jnp.stack([e32, 2 * e32]))
+    np.testing.assert_allclose(stacked[0], ref_de, rtol=1e-4, atol=1e-5)
