@@ -11,6 +11,7 @@ The same --workdir resumes an interrupted run (Ctrl-C saves a checkpoint first).
 
 import json
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -18,7 +19,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where the run's checkpoints, metrics and reports live")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "generate", "report"], "what to do")
-_WORKDIRS = flags.DEFINE_list("workdirs", [], "report mode: the runs to compare")
+_WORKDIRS = flags.DEFINE_list("workdirs", [], "report mode: the runs to compare (the first is the baseline)")
+_REPORT_FILE = flags.DEFINE_string("report_file", "", "report mode: also write the comparison (markdown) here")
 _WHICH = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "eval/generate: which checkpoint")
 
 
@@ -38,7 +40,10 @@ def main(argv):
     if _MODE.value == "report":
         if not _WORKDIRS.value:
             sys.exit("--mode=report needs --workdirs=run_a,run_b,...")
-        print(report.history_table(_WORKDIRS.value))
+        text = report.comparison_report(_WORKDIRS.value)
+        print(text)
+        if _REPORT_FILE.value:
+            Path(_REPORT_FILE.value).write_text(text)
         return
     try:
         config = _CONFIG.value

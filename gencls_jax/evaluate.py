@@ -6,6 +6,7 @@ decision rules out of the compiled scorer lets one scoring pass serve every rule
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -126,3 +127,19 @@ def evaluate_split(
             idx = stratified_sample(labels, sample_per_class, seed)
             out[rule]["sample"] = classification_metrics(labels[idx], pred[idx], label_names)
     return out
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """McNemar's test of two classifiers on the same examples: do they differ beyond chance?
+
+    Only the discordant pairs count (b: a right and b wrong, c: the reverse). Two-sided p from
+    the exact binomial(b + c, 1/2) tail, summed in log space so that 25,000 examples are fine."""
+    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    b, c = int(np.sum(a & ~b_)), int(np.sum(~a & b_))
+    n, k = b + c, min(b, c)
+    if n == 0:
+        return {"a_only": b, "b_only": c, "p_value": 1.0}
+    log_pmf = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+    top = max(log_pmf)
+    tail = math.exp(top) * sum(math.exp(x - top) for x in log_pmf)
+    return {"a_only": b, "b_only": c, "p_value": min(1.0, 2 * tail)}

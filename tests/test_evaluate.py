@@ -50,3 +50,48 @@ def test_stratified_sample_and_prior():
     np.testing.assert_array_equal(idx, E.stratified_sample(labels, 250, seed=1))
     assert not np.array_equal(idx, E.stratified_sample(labels, 250, seed=2))
     np.testing.assert_allclose(np.exp(E.log_prior(np.bincount(labels, minlength=2))), [0.7, 0.3])
+
+
+@pytest.mark.parametrize("b, c", [(10, 3), (0, 0), (7, 7), (400, 330)])
+def test_mcnemar_against_exact_binomial(b, c):
+    """Two-sided exact McNemar p against math.comb sums (integers, no floating tail tricks)."""
+    import math
+
+    a_right = np.array([True] * b + [False] * c + [True] * 50)
+    b_right = np.array([False] * b + [True] * c + [True] * 50)
+    t = E.mcnemar(a_right, b_right)
+    n, k = b + c, min(b, c)
+    ref = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    assert (t["a_only"], t["b_only"]) == (b, c)
+    assert t["p_value"] == pytest.approx(ref, rel=1e-9)
+
+
+def test_comparison_report_pairs_predictions_and_shows_synthetic_stats(tmp_path):
+    import json
+
+    from gencls_jax import report
+
+    labels = np.array([0, 1] * 50)
+    base_pred = labels.copy()
+    base_pred[:20] = 1 - labels[:20]  # base: 80% right
+    aug_pred = labels.copy()
+    aug_pred[:2] = 1 - labels[:2]  # augmented: 98% right; 18 texts only it gets right
+    (tmp_path / "synth").mkdir()
+    stats = {"per_class": {n: {"generated": 10, "kept": 9, "mean_tokens": 123.0, "distinct_1": 0.4, "distinct_2": 0.8,
+                               "mean_margin": 5.5, "classified_as_own_class": 0.9} for n in ("neg", "pos")}}
+    (tmp_path / "synth" / "synthetic_stats.json").write_text(json.dumps(stats))
+    for name, pred, extra in (("base", base_pred, ""), ("aug", aug_pred, str(tmp_path / "synth" / "synthetic.jsonl"))):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"data": {"extra_train_path": extra}, "train": {"epochs": 6}}))
+        metrics = E.classification_metrics(labels, pred, ["neg", "pos"])
+        (d / "metrics.json").write_text(json.dumps({"results": {"test": {"bayes": metrics}}, "accuracy": metrics["accuracy"]}))
+        with open(d / "predictions_test.jsonl", "w") as f:
+            for i in range(100)[::-1]:  # another order: pairing goes by id
+                f.write(json.dumps({"id": f"t{i}", "label": int(labels[i]), "prediction": int(pred[i])}) + "\n")
+    text = report.comparison_report([tmp_path / "base", tmp_path / "aug", tmp_path / "never_ran"])
+    p = E.mcnemar(base_pred == labels, aug_pred == labels)["p_value"]
+    assert "| aug | 100 | 98.00% |" in text and "+18.00 points | 0 / 18 |" in text and f"{p:.3g}" in text
+    assert "| never_ran | - | not evaluated |" in text
+    assert "| aug | neg | 10 | 9 | 123.0 | 0.400 | 0.800 | +5.5 | 90.00% |" in text
+    assert "**aug** vs base: 98.00% vs 80.00% (+18.00 points" in text and "better at alpha 0.05" in text
