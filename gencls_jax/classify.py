@@ -7,6 +7,7 @@ class axis). Label-prefix models score each class's prefixed rows with the one s
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Sequence
 
@@ -49,12 +50,21 @@ def score_rows(
     k = jax.tree_util.tree_leaves(params)[0].shape[0] if stacked else 1
     per_row = np.zeros((len(rows.inputs), k), np.float64)
     device_batches = prefetch_to_device((b[1:] for b in batches), prefetch)
+    pending: collections.deque = collections.deque()  # (row indices, device result) in flight
+
+    def collect() -> None:
+        idx, out = pending.popleft()
+        keep = idx >= 0
+        per_row[idx[keep]] = np.asarray(out)[keep]
+
     for (idx, *_), (inputs, targets, weights) in tqdm(
         zip(batches, device_batches), total=len(batches), desc=desc, leave=False
     ):
-        out = np.asarray(fn(params, inputs, targets, weights, config=config))
-        keep = idx >= 0
-        per_row[idx[keep]] = out[keep]
+        pending.append((idx, fn(params, inputs, targets, weights, config=config)))
+        if len(pending) > max(prefetch, 1):  # fetch results a few batches late: the device never waits for the host
+            collect()
+    while pending:
+        collect()
     totals = np.zeros((n_texts, k), np.float64)
     np.add.at(totals, rows.text_index, per_row)
     return totals

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 from typing import Sequence
@@ -131,10 +132,14 @@ def _synthetic_stats(workdir: Path) -> dict | None:
 
 
 def _test_results(workdir: Path, rule: str) -> tuple[dict | None, dict[str, bool]]:
-    """(test metrics under `rule`, {example id: correct under the Bayes rule}) of a run."""
+    """(test metrics under `rule`, {(id, label, repeat): correct under the Bayes rule}) of a run."""
     met, pred = workdir / "metrics.json", workdir / "predictions_test.jsonl"
     results = json.loads(met.read_text()).get("results", {}).get("test", {}).get(rule) if met.exists() else None
-    correct = {r["id"]: r["prediction"] == r["label"] for r in read_predictions(pred)} if pred.exists() else {}
+    correct, seen = {}, collections.Counter()
+    for r in read_predictions(pred) if pred.exists() else []:
+        key = (r["id"], r["label"])  # IMDB's ids repeat across classes (neg/0, pos/0)
+        correct[(*key, seen[key])] = r["prediction"] == r["label"]  # and a repeat count for any other duplicate
+        seen[key] += 1
     return results, correct
 
 

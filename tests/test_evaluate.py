@@ -88,10 +88,11 @@ def test_comparison_report_pairs_predictions_and_shows_synthetic_stats(tmp_path)
         (d / "metrics.json").write_text(json.dumps({"results": {"test": {"bayes": metrics}}, "accuracy": metrics["accuracy"]}))
         with open(d / "predictions_test.jsonl", "w") as f:
             for i in range(100)[::-1]:  # another order: pairing goes by id
-                f.write(json.dumps({"id": f"t{i}", "label": int(labels[i]), "prediction": int(pred[i])}) + "\n")
+                # ids repeat across classes, as IMDB's do (neg/0 and pos/0); pairing must not merge them
+                f.write(json.dumps({"id": i // 2, "label": int(labels[i]), "prediction": int(pred[i])}) + "\n")
     text = report.comparison_report([tmp_path / "base", tmp_path / "aug", tmp_path / "never_ran"])
     p = E.mcnemar(base_pred == labels, aug_pred == labels)["p_value"]
     assert "| aug | 100 | 98.00% |" in text and "+18.00 points | 0 / 18 |" in text and f"{p:.3g}" in text
     assert "| never_ran | - | not evaluated |" in text
     assert "| aug | neg | 10 | 9 | 123.0 | 0.400 | 0.800 | +5.5 | 90.00% |" in text
-    assert "**aug** vs base: 98.00% vs 80.00% (+18.00 points" in text and "better at alpha 0.05" in text
+    assert "**aug** vs base: 98.00% vs 80.00% (+18.00 points" in text and "on 100 paired test texts): better at alpha 0.05" in text
