@@ -1,0 +1,303 @@
+"""One epoch of the real IMDB train set: our per-class train step against the Hugging Face way.
+
+    python bench/bench_epoch.py --data /work/shared/data --steps 200            # gpt2, H100
+    python bench/bench_epoch.py --data /work/shared/data --size tiny --max-len 256 --steps 3   # CPU smoke test
+
+Ours: the real per-class step (K=2 class models stacked, vmapped; `train.compiled_train_step`
+with `loss_fn_for(config)`), 8 rows per class, batches from `pipeline.train_stream` for
+data.batching = pack, then bucket. Peer: `transformers.GPT2LMHeadModel` (random init, no
+dropout), one model per class, 8 texts of that class per step (shuffled, fixed seed), each
+batch padded to its longest text (DataCollatorWithPadding: attention_mask, labels -100 on
+padding), fused AdamW, bf16 autocast, gradient clipping at train.grad_clip (the Trainer's
+max_grad_norm); eager, and with --peer-compile `torch.compile(dynamic=True)`. Both see the same
+token ids: each text + EOS (data.append_eos), truncated to --max-len.
+
+Useful tokens = real (non-padding) token positions: the sum of `weights` for ours, of
+`attention_mask` for the peer (for a text of n tokens both run n positions; ours predicts all
+n from a BOS-prefixed row, HF's shifted labels predict n-1 of them). Epoch wall = useful tokens
+of the whole train split (both classes, validation held out as in `run.py`) / useful tokens/s
+of the timed steps. Host batch assembly happens before the clock for both (bench_input.py
+measures it); host->device copies are inside. Compile time = the first step of each distinct
+batch shape (ours) or the first step (compiled peer), excluded from the timed steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+
+def build_config(args: argparse.Namespace, batching: str = "pack") -> Any:
+    """configs/base.py with the local IMDB files, a scratch model and the per-class setup."""
+    from configs import base
+
+    c = base.get_config()
+    c.seed = args.seed
+    c.data.source = "jsonl"
+    c.data.train_path = f"{args.data}/imdb/train.jsonl.gz"
+    c.data.test_path = f"{args.data}/imdb/test.jsonl.gz"
+    c.data.tokenizer = c.data.tokenizer_fallback = f"{args.data}/gpt2-tokenizer"
+    c.data.cache_dir = args.cache_dir
+    c.data.max_len = args.max_len
+    c.data.batching = batching
+    c.model.init = "scratch"
+    c.model.size = args.size
+    c.model.dtype = args.dtype
+    c.model.dropout = 0.0
+    c.model.conditioning = "per_class"
+    c.train.batch_size = args.batch_size
+    return c
+
+
+def load_train(config: Any) -> tuple[Any, Any]:
+    """(tokenizer, the tokenized train split), validation held out as in a real run."""
+    from gencls_jax.data import pipeline
+    from gencls_jax.data.tokenize import load_tokenizer
+
+    d = config.data
+    tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
+    t0 = time.perf_counter()
+    train = pipeline.load_datasets(config, ("train",), tok)["train"]
+    print(f"train split: {len(train)} texts, per class {train.class_counts().tolist()}, "
+          f"mean {train.tokens.lengths.mean():.0f} tokens (loaded in {time.perf_counter() - t0:.1f} s)")
+    return tok, train
+
+
+def class_sequences(train: Any, k: int, eos_id: int | None, max_len: int) -> list[np.ndarray]:
+    """Token ids of class k's texts as our rows hold them: text + EOS, truncated to max_len."""
+    eos = np.asarray([eos_id] if eos_id is not None else [], np.int32)
+    return [np.concatenate([train.tokens[i], eos])[:max_len] for i in np.flatnonzero(train.labels == k)]
+
+
+def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> dict:
+    """Our real per-class step on the first warmup+steps batches of epoch 0's stream."""
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+
+    from gencls_jax import experiment as E
+    from gencls_jax import train as T
+    from gencls_jax.data import batching, pipeline
+    from gencls_jax.score import stack_params
+
+    model_config, params = E.initial_model(config, tok.vocab_size)
+    k = train.num_classes
+    params = stack_params([params] * k)  # as experiment.train_and_evaluate: K copies of one init
+    stream = pipeline.train_stream(config, train, tok)
+    epoch_steps = stream.num_batches(0)
+    epoch_tokens = sum(float(w.sum()) for cls in stream.classes for w in cls.rows.weights)
+    mesh = T.make_mesh()
+    tc = ml_collections.FrozenConfigDict(config.train)
+    tx, _, step = T.compiled_train_step(model_config, tc, True, int(config.train.epochs) * epoch_steps, mesh,
+                                        T.loss_fn_for(config))
+    # A copy: the step donates the state, and `params` would otherwise be donated with it.
+    state = T.init_state(jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params), tx, config.train,
+                         int(config.seed), k)
+    state = jax.device_put(state, T.replicated(mesh))
+    sharding = T.batch_sharding(mesh, True)
+    host = list(itertools.islice(stream.batches(0), warmup + steps))
+    if len(host) <= warmup:
+        raise SystemExit(f"the epoch has only {len(host)} steps: lower --warmup")
+    timed = host[warmup:]
+
+    # Compile every batch shape that occurs (bucket: up to one per bucket length) before the clock.
+    compile_s, seen = 0.0, set()
+    for b in host:
+        if b["inputs"].shape in seen:
+            continue
+        seen.add(b["inputs"].shape)
+        t0 = time.perf_counter()
+        state, m = step(state, T.shard_batch(b, sharding))
+        jax.block_until_ready(m)
+        compile_s += time.perf_counter() - t0
+    for b in host[:warmup]:
+        state, m = step(state, T.shard_batch(b, sharding))
+    jax.block_until_ready((state, m))
+    t0 = time.perf_counter()
+    for b in timed:
+        state, m = step(state, T.shard_batch(b, sharding))
+    jax.block_until_ready((state, m))
+    wall = time.perf_counter() - t0
+    useful = float(sum(b["weights"].sum() for b in timed))
+    del state
+    step_s = wall / len(timed)
+    return dict(impl="ours", batching=config.data.batching, padding=batching.padding_fraction(timed),
+                tokens_s=useful / wall, epoch_s=epoch_tokens / (useful / wall), compile_s=compile_s,
+                step_s=step_s, steps_timed=len(timed), shapes=sorted(seen), epoch_steps=epoch_steps,
+                epoch_s_by_steps=epoch_steps * step_s, epoch_tokens=epoch_tokens)
+
+
+def collate(seqs: list[np.ndarray], idx: np.ndarray, pad_id: int) -> dict:
+    """DataCollatorWithPadding for causal LM: pad to the longest, attention_mask, labels -100 on padding."""
+    import torch
+
+    t = max(len(seqs[i]) for i in idx)
+    ids = np.full((len(idx), t), pad_id, np.int64)
+    mask = np.zeros((len(idx), t), np.int64)
+    for j, i in enumerate(idx):
+        ids[j, : len(seqs[i])] = seqs[i]
+        mask[j, : len(seqs[i])] = 1
+    labels = np.where(mask > 0, ids, -100)
+    return dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), labels=torch.from_numpy(labels))
+
+
+def peer_step(model: Any, fwd: Any, opt: Any, device: str, clip: float, batch: dict) -> Any:
+    """One HF training step: bf16 autocast (CUDA), backward, clip (the Trainer's max_grad_norm), AdamW."""
+    import torch
+
+    cuda = device == "cuda"
+    batch = {name: v.to(device, non_blocking=True) for name, v in batch.items()}
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=cuda):
+        loss = fwd(**batch).loss
+    loss.backward()
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=cuda)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
+def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int, warmup: int, compile: bool) -> dict:
+    """HF GPT2LMHeadModel, one model per class, steps split between the classes (class 0 first)."""
+    import torch
+    import transformers
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = device == "cuda"
+    cfg = transformers.GPT2Config(
+        vocab_size=model_config.vocab_size, n_positions=model_config.n_positions, n_embd=model_config.n_embd,
+        n_layer=model_config.n_layer, n_head=model_config.n_head, layer_norm_epsilon=model_config.layer_norm_epsilon,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,  # training: no KV cache objects
+    )
+    tc, d = config.train, config.data
+    eos = tok.eos_id if d.append_eos else None
+    k_classes = train.num_classes
+    per_class_steps = [steps // k_classes + (k < steps % k_classes) for k in range(k_classes)]
+    epoch_tokens, useful, real, slots, wall, compile_s = 0.0, 0.0, 0, 0, 0.0, 0.0
+    for k in range(k_classes):
+        seqs = class_sequences(train, k, eos, d.max_len)
+        epoch_tokens += float(sum(len(s) for s in seqs))
+        n = per_class_steps[k]
+        if n == 0:
+            continue
+        order = np.random.default_rng([int(config.seed), k]).permutation(len(seqs))
+        B = int(tc.batch_size)
+        batches = [collate(seqs, order[s : s + B], tok.eos_id) for s in range(0, (warmup + n) * B, B)
+                   if s < len(order)]
+        if len(batches) <= warmup:
+            raise SystemExit(f"class {k} has only {len(batches)} peer batches: lower --warmup")
+        torch.manual_seed(int(config.seed) + k)
+        model = transformers.GPT2LMHeadModel(cfg).to(device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(tc.b1, tc.b2), eps=tc.eps,
+                                weight_decay=tc.weight_decay, fused=cuda)
+        fwd = torch.compile(model, dynamic=True) if compile else model
+        step = functools.partial(peer_step, model, fwd, opt, device, float(tc.grad_clip))
+        sync = torch.cuda.synchronize if cuda else (lambda: None)
+        t0 = time.perf_counter()
+        step(batches[0])  # first step: compilation (compiled peer), CUDA/cuBLAS start-up (eager)
+        sync()
+        if compile:
+            compile_s += time.perf_counter() - t0
+        for b in batches[1:warmup]:
+            step(b)
+        sync()
+        timed = batches[warmup:]
+        t0 = time.perf_counter()
+        for b in timed:
+            step(b)
+        sync()
+        wall += time.perf_counter() - t0
+        for b in timed:
+            useful += float(b["attention_mask"].sum())
+            real += int(b["attention_mask"].sum())
+            slots += b["attention_mask"].numel()
+        del model, opt, fwd, step
+        if cuda:
+            torch.cuda.empty_cache()  # hand the memory back before the next model (and ours)
+    n_timed = sum(per_class_steps)
+    return dict(impl=f"HF torch {'compile' if compile else 'eager'}", batching="pad-to-longest",
+                padding=1.0 - real / max(slots, 1), tokens_s=useful / wall, epoch_s=epoch_tokens / (useful / wall),
+                compile_s=compile_s if compile else None, step_s=wall / n_timed, steps_timed=n_timed,
+                epoch_tokens=epoch_tokens, device=device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="folder with imdb/train.jsonl.gz, imdb/test.jsonl.gz, gpt2-tokenizer/")
+    ap.add_argument("--size", default="gpt2", help="gencls_jax.model.SIZES key")
+    ap.add_argument("--max-len", type=int, default=1024, help="data.max_len (tiny: 256, its n_positions)")
+    ap.add_argument("--cache-dir", default="/tmp/gencls_cache", help="tokenization cache")
+    ap.add_argument("--steps", type=int, default=200, help="timed steps per implementation and batching")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the clock (after compilation)")
+    ap.add_argument("--batch-size", type=int, default=8, help="rows (texts for the peer) per class per step")
+    ap.add_argument("--dtype", default="bfloat16", help="our model.dtype (the peer: bf16 autocast on CUDA)")
+    ap.add_argument("--batchings", default="pack,bucket", help="our data.batching schemes, in order")
+    ap.add_argument("--seed", type=int, default=0, help="config seed: init, shuffles, validation hold-out")
+    ap.add_argument("--peer-compile", action="store_true", help="also time the torch.compile(dynamic=True) peer")
+    ap.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
+    ap.add_argument("--out", default="", help="write the result rows as JSON here")
+    args = ap.parse_args()
+
+    import logging
+    import os
+    import sys
+
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave room for the torch peer
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+    logging.basicConfig(level=logging.WARNING)
+    import jax
+
+    from gencls_jax import experiment as E
+
+    print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
+    config = build_config(args)
+    tok, train = load_train(config)
+    model_config, _ = E.initial_model(config, tok.vocab_size)
+    print(f"model {args.size}: {model_config.n_layer} layers, width {model_config.n_embd}, context "
+          f"{model_config.n_positions}, vocab {model_config.vocab_size}; attention {model_config.attention}, "
+          f"dtype {model_config.dtype}; max_len {args.max_len}, {args.batch_size} rows per class")
+
+    rows: list[dict] = []
+    peers = [] if args.no_peer else [False] + ([True] if args.peer_compile else [])
+    for compile in peers:  # the peer first: its memory goes back to the driver before ours runs
+        try:
+            r = bench_peer(config, model_config, train, tok, args.steps, args.warmup, compile)
+        except Exception as e:  # keep the table even if a peer fails
+            print(f"peer {'compile' if compile else 'eager'} failed: {type(e).__name__}: {str(e)[:300]}")
+            continue
+        rows.append(r)
+        print(f"{r['impl']}: {r['steps_timed']} steps, {1000 * r['step_s']:.1f} ms/step")
+    for scheme in args.batchings.split(","):
+        r = bench_ours(build_config(args, scheme), train, tok, args.steps, args.warmup)
+        rows.append(r)
+        print(f"ours {scheme}: {r['steps_timed']} steps, {1000 * r['step_s']:.1f} ms/step, shapes {r['shapes']}, "
+              f"compile {r['compile_s']:.1f} s; epoch = {r['epoch_steps']} steps -> {r['epoch_s_by_steps']:.1f} s "
+              f"at this step time")
+
+    epoch_tokens = {r["epoch_tokens"] for r in rows}
+    if len(epoch_tokens) > 1:  # the peer's sequences are built independently of our rows: they must agree
+        print(f"WARNING: the epoch's useful tokens differ between implementations: {sorted(epoch_tokens)}")
+    peer_rate = {r["impl"].split()[-1]: r["tokens_s"] for r in rows if r["impl"] != "ours"}
+    print(f"\nepoch = {rows[-1]['epoch_tokens']:,.0f} useful tokens (both classes, {len(train)} texts)")
+    print(f"{'impl':18s} {'batching':15s} {'padding':>8s} {'useful tok/s':>13s} {'epoch s':>9s} {'compile s':>10s}"
+          f"  vs eager  vs compile")
+    for r in rows:
+        ratios = "  ".join(f"{r['tokens_s'] / peer_rate[p]:7.2f}x" if r["impl"] == "ours" and p in peer_rate
+                           else "       -" for p in ("eager", "compile"))
+        comp = f"{r['compile_s']:10.1f}" if r["compile_s"] is not None else f"{'-':>10s}"
+        print(f"{r['impl']:18s} {r['batching']:15s} {r['padding']:8.3f} {r['tokens_s']:13.0f} {r['epoch_s']:9.1f} "
+              f"{comp}  {ratios}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(dict(args=vars(args), device=jax.devices()[0].device_kind, rows=rows), f, indent=2)
+        print(f"rows written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
