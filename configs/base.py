@@ -116,5 +116,6 @@ def get_config() -> ml_collections.ConfigDict:
     g.min_tokens = 20  # drop shorter samples
     g.dedupe = True  # drop exact duplicates
     g.min_margin = float("-inf")  # keep samples with log p(x|c) - max_other log p(x|c') >= this
+    g.max_margin = float("inf")  # ... and <= this (keep the samples near the decision boundary)
     g.output = "synthetic.jsonl"  # in the workdir
     return c

@@ -41,6 +41,18 @@ def sample_class(params, model_config, g, k: int, prefix, eos_id: int, condition
     return out[: g.per_class]
 
 
+def select(texts: list[str], lengths: np.ndarray, margin: np.ndarray, g) -> np.ndarray:
+    """Which samples to keep: at least `g.min_tokens` tokens, not blank, the first of exact
+    duplicates (`g.dedupe`), margin in [`g.min_margin`, `g.max_margin`]. A high floor keeps the
+    models' most typical texts; a ceiling keeps those near the decision boundary."""
+    keep = (np.asarray(lengths) >= int(g.min_tokens)) & np.array([bool(t.strip()) for t in texts], bool)
+    if g.dedupe:
+        first = np.zeros(len(texts), bool)
+        first[G.dedupe(texts)] = True
+        keep &= first
+    return keep & (margin >= float(g.min_margin)) & (margin <= float(g.max_margin))
+
+
 def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict:
     workdir = Path(workdir)
     info, model_config, params, step = X.load_run(config, workdir, which, purpose="generate for")
@@ -60,12 +72,6 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
     labels = np.asarray(labels, np.int32)
     lengths = np.array([len(t) for t in toks])
 
-    keep = lengths >= int(g.min_tokens)
-    keep &= np.array([bool(t.strip()) for t in texts])
-    if g.dedupe:
-        first = np.zeros(len(texts), bool)
-        first[G.dedupe(texts)] = True
-        keep &= first
     # The classifier's margin on every sample (scored as the data pipeline would score it).
     scored_tokens = [t + ([tok.eos_id] if d.append_eos else []) for t in toks]
     ds = Dataset([t or " " for t in texts], labels, [f"synthetic-{i}" for i in range(len(texts))],
@@ -74,7 +80,7 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
     own = ll[np.arange(len(labels)), labels]
     other = np.where(np.eye(len(names), dtype=bool)[labels], -np.inf, ll).max(1)
     margin = own - other
-    keep &= margin >= float(g.min_margin)
+    keep = select(texts, lengths, margin, g)
 
     sampling = {k: g[k] for k in ("temperature", "top_k", "top_p", "max_new_tokens", "seed")}
     out_path = workdir / g.output

@@ -191,3 +191,20 @@ def test_distinct_ngrams_and_dedupe():
     assert G.distinct_ngrams([[1, 2, 3], [1, 2, 4]], 2) == 3 / 4
     assert G.distinct_ngrams([[1]], 2) == 0.0
     assert G.dedupe(["a b", "c", "a  b ", "c", "d"]) == [0, 1, 4]
+
+
+def test_synthetic_selection_rules():
+    """Length floor, blank texts, exact duplicates (first kept), and the margin window."""
+    import ml_collections
+
+    from gencls_jax.synthetic import select
+
+    texts = ["a good film", "  ", "a good film", "bad", "fine movie", "great"]
+    lengths = np.array([3, 2, 3, 1, 2, 1])
+    margin = np.array([5.0, 5.0, 5.0, 5.0, 40.0, -2.0])
+    g = ml_collections.ConfigDict(dict(min_tokens=2, dedupe=True, min_margin=float("-inf"), max_margin=float("inf")))
+    np.testing.assert_array_equal(select(texts, lengths, margin, g), [True, False, False, False, True, False])
+    g.min_tokens, g.dedupe = 1, False
+    np.testing.assert_array_equal(select(texts, lengths, margin, g), [True, False, True, True, True, True])
+    g.min_margin, g.max_margin = 0.0, 10.0  # near the boundary, on the right side
+    np.testing.assert_array_equal(select(texts, lengths, margin, g), [True, False, True, True, False, False])
