@@ -44,7 +44,9 @@ class RunError(RuntimeError):
 
 
 def initial_model(config, vocab_size: int) -> tuple[M.GPT2Config, Any]:
-    """(architecture, float32 params of one model) from `model.init`."""
+    """(architecture, float32 params of one model) from `model.init`. A scratch model's context
+    is its size's (1024 for the GPT-2 sizes) or `data.max_len` if longer; a loaded one must
+    already cover `data.max_len`."""
     m = config.model
     if m.init == "scratch":
         base = M.config_for(m.size, vocab_size=vocab_size, n_positions=max(M.SIZES[m.size].get("n_positions", 1024), config.data.max_len))
