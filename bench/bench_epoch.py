@@ -31,26 +31,13 @@ import time
 from typing import Any
 
 import numpy as np
+from imdb_setup import add_imdb_args, imdb_config, start
 
 
 def build_config(args: argparse.Namespace, batching: str = "pack") -> Any:
-    """configs/base.py with the local IMDB files, a scratch model and the per-class setup."""
-    from configs import base
-
-    c = base.get_config()
-    c.seed = args.seed
-    c.data.source = "jsonl"
-    c.data.train_path = f"{args.data}/imdb/train.jsonl.gz"
-    c.data.test_path = f"{args.data}/imdb/test.jsonl.gz"
-    c.data.tokenizer = c.data.tokenizer_fallback = f"{args.data}/gpt2-tokenizer"
-    c.data.cache_dir = args.cache_dir
-    c.data.max_len = args.max_len
+    """The shared IMDB per-class config with `batching` and the train batch size."""
+    c = imdb_config(args)
     c.data.batching = batching
-    c.model.init = "scratch"
-    c.model.size = args.size
-    c.model.dtype = args.dtype
-    c.model.dropout = 0.0
-    c.model.conditioning = "per_class"
     c.train.batch_size = args.batch_size
     return c
 
@@ -229,28 +216,17 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="folder with imdb/train.jsonl.gz, imdb/test.jsonl.gz, gpt2-tokenizer/")
-    ap.add_argument("--size", default="gpt2", help="gencls_jax.model.SIZES key")
-    ap.add_argument("--max-len", type=int, default=1024, help="data.max_len (tiny: 256, its n_positions)")
-    ap.add_argument("--cache-dir", default="/tmp/gencls_cache", help="tokenization cache")
+    add_imdb_args(ap, "config seed: init, shuffles, validation hold-out")
     ap.add_argument("--steps", type=int, default=200, help="timed steps per implementation and batching")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the clock (after compilation)")
     ap.add_argument("--batch-size", type=int, default=8, help="rows (texts for the peer) per class per step")
-    ap.add_argument("--dtype", default="bfloat16", help="our model.dtype (the peer: bf16 autocast on CUDA)")
     ap.add_argument("--batchings", default="pack,bucket", help="our data.batching schemes, in order")
-    ap.add_argument("--seed", type=int, default=0, help="config seed: init, shuffles, validation hold-out")
     ap.add_argument("--peer-compile", action="store_true", help="also time the torch.compile(dynamic=True) peer")
     ap.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
 
-    import logging
-    import os
-    import sys
-
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave room for the torch peer
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
-    logging.basicConfig(level=logging.WARNING)
+    start()
     import jax
 
     from gencls_jax import experiment as E

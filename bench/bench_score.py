@@ -33,25 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from imdb_setup import add_imdb_args, imdb_config, start
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """configs/base.py with the local IMDB files, scratch per-class models and our eval batch size."""
-    from configs import base
-
-    c = base.get_config()
-    c.seed = args.seed
-    c.data.source = "jsonl"
-    c.data.train_path = f"{args.data}/imdb/train.jsonl.gz"
-    c.data.test_path = f"{args.data}/imdb/test.jsonl.gz"
-    c.data.tokenizer = c.data.tokenizer_fallback = f"{args.data}/gpt2-tokenizer"
-    c.data.cache_dir = args.cache_dir
-    c.data.max_len = args.max_len
-    c.model.init = "scratch"
-    c.model.size = args.size
-    c.model.dtype = args.dtype
-    c.model.dropout = 0.0
-    c.model.conditioning = "per_class"
+    """The shared IMDB per-class config with our eval batch size."""
+    c = imdb_config(args)
     c.eval.batch_size = args.batch_size
     if c.data.long_text != "truncate":  # the peer below reproduces 'truncate' rows only
         raise SystemExit(f"data.long_text={c.data.long_text!r}: this bench compares 'truncate' scoring only")
@@ -214,27 +201,16 @@ def compare(ours: dict, peer: dict, labels: np.ndarray) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="folder with imdb/train.jsonl.gz, imdb/test.jsonl.gz, gpt2-tokenizer/")
-    ap.add_argument("--size", default="gpt2", help="gencls_jax.model.SIZES key")
-    ap.add_argument("--max-len", type=int, default=1024, help="data.max_len (tiny: 256, its n_positions)")
-    ap.add_argument("--cache-dir", default="/tmp/gencls_cache", help="tokenization cache")
+    add_imdb_args(ap, "config seed (the --limit sample)")
     ap.add_argument("--limit", type=int, default=0, help="score limit // 2 test texts per class (seeded); 0 = all")
     ap.add_argument("--batch-size", type=int, default=32, help="texts per scoring batch (eval.batch_size), both")
-    ap.add_argument("--dtype", default="bfloat16", help="our model.dtype")
     ap.add_argument("--seeds", default="0,1", help="init seeds of the class models, one per class")
-    ap.add_argument("--seed", type=int, default=0, help="config seed (the --limit sample)")
     ap.add_argument("--peer-precisions", default="autocast,bf16", help="peers: autocast and/or bf16 ('' for none)")
     ap.add_argument("--peer-compile", action="store_true", help="also time each peer under torch.compile(dynamic=True)")
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
 
-    import logging
-    import os
-    import sys
-
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave room for the torch peer
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
-    logging.basicConfig(level=logging.WARNING)
+    start()
     import jax
 
     from gencls_jax.score import stack_params

@@ -1,0 +1,47 @@
+"""What bench_epoch.py and bench_score.py share: their common flags, the start-up that lets a
+torch peer share the GPU, and the per-class config over the local IMDB files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+
+def add_imdb_args(ap: argparse.ArgumentParser, seed_help: str) -> None:
+    ap.add_argument("--data", required=True, help="folder with imdb/train.jsonl.gz, imdb/test.jsonl.gz, gpt2-tokenizer/")
+    ap.add_argument("--size", default="gpt2", help="gencls_jax.model.SIZES key")
+    ap.add_argument("--max-len", type=int, default=1024, help="data.max_len (tiny: 256, its n_positions)")
+    ap.add_argument("--cache-dir", default="/tmp/gencls_cache", help="tokenization cache")
+    ap.add_argument("--dtype", default="bfloat16", help="our model.dtype")
+    ap.add_argument("--seed", type=int, default=0, help=seed_help)
+
+
+def start() -> None:
+    """Call before importing jax: leave GPU memory for the torch peer; make configs/ importable."""
+    import logging
+
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    logging.basicConfig(level=logging.WARNING)
+
+
+def imdb_config(args: argparse.Namespace) -> Any:
+    """configs/base.py with the local IMDB files and scratch per-class models without dropout."""
+    from configs import base
+
+    c = base.get_config()
+    c.seed = args.seed
+    c.data.source = "jsonl"
+    c.data.train_path = f"{args.data}/imdb/train.jsonl.gz"
+    c.data.test_path = f"{args.data}/imdb/test.jsonl.gz"
+    c.data.tokenizer = c.data.tokenizer_fallback = f"{args.data}/gpt2-tokenizer"
+    c.data.cache_dir = args.cache_dir
+    c.data.max_len = args.max_len
+    c.model.init = "scratch"
+    c.model.size = args.size
+    c.model.dtype = args.dtype
+    c.model.dropout = 0.0
+    c.model.conditioning = "per_class"
+    return c
