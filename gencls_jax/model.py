@@ -270,10 +270,15 @@ class GPT2(nn.Module):
 
 def lm_logits(hidden: Array, embedding: Array, config: GPT2Config) -> Array:
     """Tied LM head: features @ wte^T in the compute dtype, accumulated and returned in float32."""
-    dt = config.compute_dtype
-    if dt == jnp.float16 and jax.default_backend() == "cpu":
-        dt = jnp.float32  # XLA:CPU has no float16 x float16 -> float32 dot (GPU does)
+    dt = _head_dtype(config)
     return _head(hidden.astype(dt), embedding.astype(dt))
+
+
+def _head_dtype(config: GPT2Config):
+    """The tied head's matmul dtype: the compute dtype, except float16 on CPU, where XLA has no
+    float16 x float16 -> float32 dot (GPUs do)."""
+    dt = config.compute_dtype
+    return jnp.float32 if dt == jnp.float16 and jax.default_backend() == "cpu" else dt
 
 
 @jax.custom_vjp
@@ -312,9 +317,7 @@ def head_log_probs(hidden: Array, embedding: Array, targets: Array, config: GPT2
     Why: autodiff of logits -> log-softmax -> gather writes several float32 [tokens, vocab]
     arrays (softmax, a scattered one-hot, their sum); here the backward pass reads the saved
     logits once and writes the bf16 gradient of the logits once."""
-    dt = config.compute_dtype
-    if dt == jnp.float16 and jax.default_backend() == "cpu":
-        dt = jnp.float32  # as in lm_logits
+    dt = _head_dtype(config)
     lead, d = hidden.shape[:-1], hidden.shape[-1]
     out = _head_lp(hidden.reshape(-1, d).astype(dt), embedding.astype(dt), targets.reshape(-1))
     return out.reshape(lead)

@@ -157,7 +157,7 @@ def comparison_report(workdirs: Sequence[str | Path], rule: str = "bayes", alpha
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     verdicts = []
     for d in dirs:
-        res, ok = _test_results(d, rule)
+        res, ok = (base_res, base_ok) if d == dirs[0] else _test_results(d, rule)  # the baseline is read once
         if res is None:
             lines.append(f"| {d.name} | - | not evaluated |" + " |" * (len(names) + 3))
             continue
