@@ -49,6 +49,7 @@ class GPT2Config:
     remat: str = "none"  # 'none' | 'full' | 'dots' (save matmul outputs, recompute the rest)
     attention: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention implementation)
     layer_unroll: int = 0  # layers per scan iteration; 0 = all (fastest on GPU, slower to compile)
+    head_chunk: int = 8192  # scoring: tokens per chunk of the head (bounds its float32 [tokens, vocab] logits)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -57,6 +58,8 @@ class GPT2Config:
             raise ValueError(f"model.remat must be 'none', 'full' or 'dots', got {self.remat!r}")
         if self.attention not in ("xla", "cudnn"):
             raise ValueError(f"model.attention must be 'xla' or 'cudnn', got {self.attention!r}")
+        if self.head_chunk <= 0:
+            raise ValueError(f"model.head_chunk must be > 0, got {self.head_chunk}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencls_jax.model import GPT2Config, apply, lm_logits
+from gencls_jax.model import GPT2Config, apply, head_log_probs
 
 Array = jax.Array
 
@@ -36,24 +36,27 @@ def token_log_probs(logits: Array, targets: Array) -> Array:
     return target_logit - jax.nn.logsumexp(logits, axis=-1)
 
 
-def chunked_token_log_probs(hidden: Array, embedding: Array, targets: Array, config: GPT2Config, chunk: int = 256):
-    """`token_log_probs(lm_logits(hidden), targets)` without the [B, T, V] float32 logits.
+def chunked_token_log_probs(hidden: Array, embedding: Array, targets: Array, config: GPT2Config) -> Array:
+    """`token_log_probs(lm_logits(hidden), targets)` in chunks of `config.head_chunk` tokens.
 
-    The tied head and log-softmax run over `chunk` positions at a time under a rematerialised
-    scan, so neither the forward nor the backward pass holds more than one chunk of logits.
+    Each chunk goes through the fused head (`model.head_log_probs`: vocabulary padded to the
+    matrix units' alignment, one float32 log-softmax) under a rematerialised map, so neither
+    the forward nor the backward pass holds more than one chunk of logits, whatever the batch.
     """
-    b, t, d = hidden.shape
-    pad = (-t) % chunk
-    h = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(b, -1, chunk, d).swapaxes(0, 1)
-    y = jnp.pad(targets, ((0, 0), (0, pad))).reshape(b, -1, chunk).swapaxes(0, 1)
+    lead, d = hidden.shape[:-1], hidden.shape[-1]
+    h, y = hidden.reshape(-1, d), targets.reshape(-1)
+    n = h.shape[0]
+    chunk = min(config.head_chunk, n)
+    pad = (-n) % chunk
+    h = jnp.pad(h, ((0, pad), (0, 0))).reshape(-1, chunk, d)
+    y = jnp.pad(y, (0, pad)).reshape(-1, chunk)
 
     @jax.checkpoint
     def one(args):
         hc, yc = args
-        return token_log_probs(lm_logits(hc, embedding, config), yc)
+        return head_log_probs(hc, embedding, yc, config)
 
-    out = jax.lax.map(one, (h, y))  # [n_chunks, B, chunk]
-    return out.swapaxes(0, 1).reshape(b, -1)[:, :t]
+    return jax.lax.map(one, (h, y)).reshape(-1)[:n].reshape(lead)
 
 
 def shift_right(tokens: Array, mask: Array, bos_id: int) -> tuple[Array, Array, Array]:

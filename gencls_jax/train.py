@@ -48,13 +48,13 @@ LossFn = Callable[[Any, Batch, GPT2Config, Array | None], tuple[Array, Array]]
 
 def resolve_model_config(config: Any, base: GPT2Config) -> GPT2Config:
     """`base` (e.g. from the pretrained weights) with the numerics and regularisation of
-    `config.model` applied: dtype, remat, attention, dropout, layer unroll."""
+    `config.model` applied: dtype, remat, attention, dropout, layer unroll, head chunk."""
     m = config.model
     attention = m.attention
     if attention == "auto":  # cuDNN flash attention where there is cuDNN, XLA elsewhere
         attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
     return base.replace(dtype=m.dtype, remat=m.remat, attention=attention, dropout=float(m.dropout),
-                        layer_unroll=int(m.get("layer_unroll", 0)))
+                        layer_unroll=int(m.get("layer_unroll", 0)), head_chunk=int(m.get("head_chunk", base.head_chunk)))
 
 
 _DISTRIBUTED_READY = False

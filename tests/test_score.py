@@ -149,11 +149,13 @@ def test_bad_scoring_input(tiny):
         S.text_rows([[1]], config.n_positions, BOS, long_text="drop")
 
 
-def test_chunked_log_probs_equal_full_logits(tiny):
+@pytest.mark.parametrize("head_chunk", [16, 4096])  # 100 tokens: 7 chunks, the last padded; one chunk
+def test_chunked_log_probs_equal_full_logits(tiny, head_chunk):
     """Values and gradients of the chunked head equal the full [B, T, V] computation."""
     from gencls_jax.model import apply
 
     config, params, _ = tiny
+    config = config.replace(head_chunk=head_chunk)
     tokens = np.random.default_rng(6).integers(0, 999, (2, 50)).astype(np.int32)
     targets = np.roll(tokens, -1, axis=1)
 
@@ -162,7 +164,7 @@ def test_chunked_log_probs_equal_full_logits(tiny):
 
     def chunked(p):
         h = apply(p, tokens, config, return_hidden=True)
-        return S.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config, chunk=16)
+        return S.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
 
     np.testing.assert_allclose(chunked(params), full(params), rtol=1e-6, atol=1e-6)
     g_full = jax.grad(lambda p: full(p).sum())(params)

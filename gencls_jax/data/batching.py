@@ -180,7 +180,10 @@ class PerClassStream:
 def scoring_batches(rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int
                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(row indices, inputs, targets, weights) for every row, sorted by length, in fixed shapes
-    [batch_size, bucket]: the scorer compiles once per bucket. Filler rows have index -1,
+    [rows, bucket]: the scorer compiles once per bucket. A batch holds `batch_size` rows at
+    `max_len` and proportionally more in shorter buckets (batch_size * max_len // bucket), so
+    every call carries about the same number of tokens: short rows in batches of a fixed row
+    count would leave the accelerator waiting on kernel launches. Filler rows have index -1,
     target -1 and weight 0 (`score.row_log_likelihood` scores them 0)."""
     lengths = row_lengths(rows)
     buckets = bucket_ladder(bucket_lengths, max_len)
@@ -188,10 +191,11 @@ def scoring_batches(rows: Rows, batch_size: int, bucket_lengths: Sequence[int], 
     which = bucket_of(lengths[order], buckets)
     for b, T in enumerate(buckets):
         members = order[which == b]
-        for s in range(0, len(members), batch_size):
-            idx = members[s : s + batch_size]
+        n = max(batch_size * int(max_len) // int(T), 1)
+        for s in range(0, len(members), n):
+            idx = members[s : s + n]
             inputs, targets, weights = pad_rows(rows, idx, int(T))
-            fill = batch_size - len(idx)
+            fill = n - len(idx)
             if fill:
                 inputs = np.concatenate([inputs, np.zeros((fill, T), np.int32)])
                 targets = np.concatenate([targets, np.full((fill, T), -1, np.int32)])
