@@ -120,11 +120,12 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
                 epoch_s_by_steps=epoch_steps * step_s, epoch_tokens=epoch_tokens)
 
 
-def collate(seqs: list[np.ndarray], idx: np.ndarray, pad_id: int) -> dict:
-    """DataCollatorWithPadding for causal LM: pad to the longest, attention_mask, labels -100 on padding."""
+def collate(seqs: list[np.ndarray], idx: np.ndarray, pad_id: int, multiple: int = 1) -> dict:
+    """DataCollatorWithPadding for causal LM: pad to the longest (rounded up to `multiple`, its
+    pad_to_multiple_of), attention_mask, labels -100 on padding."""
     import torch
 
-    t = max(len(seqs[i]) for i in idx)
+    t = -(-max(len(seqs[i]) for i in idx) // multiple) * multiple
     ids = np.full((len(idx), t), pad_id, np.int64)
     mask = np.zeros((len(idx), t), np.int64)
     for j, i in enumerate(idx):
@@ -150,8 +151,13 @@ def peer_step(model: Any, fwd: Any, opt: Any, device: str, clip: float, batch: d
     return loss
 
 
-def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int, warmup: int, compile: bool) -> dict:
-    """HF GPT2LMHeadModel, one model per class, steps split between the classes (class 0 first)."""
+def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int, warmup: int, compile: bool,
+               multiple: int = 1, warm_shapes: bool = False) -> dict:
+    """HF GPT2LMHeadModel, one model per class, steps split between the classes (class 0 first).
+
+    `warm_shapes`: one untimed step on every distinct batch shape of the timed steps first, i.e.
+    the steady state once an epoch has shown the model every length (torch's cuDNN attention
+    builds a plan per new shape, ~0.2 s each on an H100: BUILD_NOTES, peer_shapes)."""
     import torch
     import transformers
 
@@ -166,7 +172,7 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
     eos = tok.eos_id if d.append_eos else None
     k_classes = train.num_classes
     per_class_steps = [steps // k_classes + (k < steps % k_classes) for k in range(k_classes)]
-    epoch_tokens, useful, real, slots, wall, compile_s = 0.0, 0.0, 0, 0, 0.0, 0.0
+    epoch_tokens, useful, real, slots, wall, compile_s, epoch_shapes = 0.0, 0.0, 0, 0, 0.0, 0.0, set()
     for k in range(k_classes):
         seqs = class_sequences(train, k, eos, d.max_len)
         epoch_tokens += float(sum(len(s) for s in seqs))
@@ -175,7 +181,10 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
             continue
         order = np.random.default_rng([int(config.seed), k]).permutation(len(seqs))
         B = int(tc.batch_size)
-        batches = [collate(seqs, order[s : s + B], tok.eos_id) for s in range(0, (warmup + n) * B, B)
+        lengths = np.asarray([len(x) for x in seqs])
+        epoch_shapes |= {(min(len(order) - s, B), -(-int(lengths[order[s : s + B]].max()) // multiple) * multiple)
+                         for s in range(0, len(order), B)}
+        batches = [collate(seqs, order[s : s + B], tok.eos_id, multiple) for s in range(0, (warmup + n) * B, B)
                    if s < len(order)]
         if len(batches) <= warmup:
             raise SystemExit(f"class {k} has only {len(batches)} peer batches: lower --warmup")
@@ -191,10 +200,13 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
         sync()
         if compile:
             compile_s += time.perf_counter() - t0
-        for b in batches[1:warmup]:
+        timed = batches[warmup:]
+        warm = batches[1:warmup]
+        if warm_shapes:  # one step per distinct timed shape: no first-time plan inside the clock
+            warm += list({tuple(b["input_ids"].shape): b for b in timed}.values())
+        for b in warm:
             step(b)
         sync()
-        timed = batches[warmup:]
         t0 = time.perf_counter()
         for b in timed:
             step(b)
@@ -208,7 +220,9 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
         if cuda:
             torch.cuda.empty_cache()  # hand the memory back before the next model (and ours)
     n_timed = sum(per_class_steps)
-    return dict(impl=f"HF torch {'compile' if compile else 'eager'}", batching="pad-to-longest",
+    name = f"HF torch {'compile' if compile else 'eager'}{' warm' if warm_shapes else ''}"
+    return dict(impl=name, batching="pad-to-longest" + (f"%{multiple}" if multiple > 1 else ""),
+                epoch_shapes=len(epoch_shapes),
                 padding=1.0 - real / max(slots, 1), tokens_s=useful / wall, epoch_s=epoch_tokens / (useful / wall),
                 compile_s=compile_s if compile else None, step_s=wall / n_timed, steps_timed=n_timed,
                 epoch_tokens=epoch_tokens, device=device)
@@ -223,6 +237,9 @@ def main() -> None:
     ap.add_argument("--batchings", default="pack,bucket", help="our data.batching schemes, in order")
     ap.add_argument("--peer-compile", action="store_true", help="also time the torch.compile(dynamic=True) peer")
     ap.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
+    ap.add_argument("--peer-pad-multiple", type=int, default=1, help="peer: pad to a multiple of this (pad_to_multiple_of)")
+    ap.add_argument("--peer-warm-shapes", default="0", help="peer runs: 0 = as is, 1 = every timed shape seen once "
+                    "first (steady state), '0,1' = both")
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
 
@@ -240,15 +257,18 @@ def main() -> None:
           f"dtype {model_config.dtype}; max_len {args.max_len}, {args.batch_size} rows per class")
 
     rows: list[dict] = []
-    peers = [] if args.no_peer else [False] + ([True] if args.peer_compile else [])
-    for compile in peers:  # the peer first: its memory goes back to the driver before ours runs
+    peers = [] if args.no_peer else itertools.product([False] + ([True] if args.peer_compile else []),
+                                                       [bool(int(w)) for w in args.peer_warm_shapes.split(",")])
+    for compile, warm_shapes in peers:  # the peer first: its memory goes back to the driver before ours runs
         try:
-            r = bench_peer(config, model_config, train, tok, args.steps, args.warmup, compile)
+            r = bench_peer(config, model_config, train, tok, args.steps, args.warmup, compile,
+                           args.peer_pad_multiple, warm_shapes)
         except Exception as e:  # keep the table even if a peer fails
             print(f"peer {'compile' if compile else 'eager'} failed: {type(e).__name__}: {str(e)[:300]}")
             continue
         rows.append(r)
-        print(f"{r['impl']}: {r['steps_timed']} steps, {1000 * r['step_s']:.1f} ms/step")
+        print(f"{r['impl']} ({r['batching']}): {r['steps_timed']} steps, {1000 * r['step_s']:.1f} ms/step; "
+              f"{r['epoch_shapes']} distinct batch shapes in a whole epoch")
     for scheme in args.batchings.split(","):
         r = bench_ours(build_config(args, scheme), train, tok, args.steps, args.warmup)
         rows.append(r)
@@ -259,16 +279,15 @@ def main() -> None:
     epoch_tokens = {r["epoch_tokens"] for r in rows}
     if len(epoch_tokens) > 1:  # the peer's sequences are built independently of our rows: they must agree
         print(f"WARNING: the epoch's useful tokens differ between implementations: {sorted(epoch_tokens)}")
-    peer_rate = {r["impl"].split()[-1]: r["tokens_s"] for r in rows if r["impl"] != "ours"}
+    ours = next((r for r in rows if r["impl"] == "ours"), None)
     print(f"\nepoch = {rows[-1]['epoch_tokens']:,.0f} useful tokens (both classes, {len(train)} texts)")
-    print(f"{'impl':18s} {'batching':15s} {'padding':>8s} {'useful tok/s':>13s} {'epoch s':>9s} {'compile s':>10s}"
-          f"  vs eager  vs compile")
+    print(f"{'impl':22s} {'batching':17s} {'padding':>8s} {'useful tok/s':>13s} {'epoch s':>9s} {'compile s':>10s}"
+          f"  {'ours is':>8s}   (ours is = ours {ours['batching'] if ours else '-'} useful tok/s / this row's)")
     for r in rows:
-        ratios = "  ".join(f"{r['tokens_s'] / peer_rate[p]:7.2f}x" if r["impl"] == "ours" and p in peer_rate
-                           else "       -" for p in ("eager", "compile"))
+        ratio = f"{ours['tokens_s'] / r['tokens_s']:7.2f}x" if ours and r["impl"] != "ours" else f"{'-':>8s}"
         comp = f"{r['compile_s']:10.1f}" if r["compile_s"] is not None else f"{'-':>10s}"
-        print(f"{r['impl']:18s} {r['batching']:15s} {r['padding']:8.3f} {r['tokens_s']:13.0f} {r['epoch_s']:9.1f} "
-              f"{comp}  {ratios}")
+        print(f"{r['impl']:22s} {r['batching']:17s} {r['padding']:8.3f} {r['tokens_s']:13.0f} {r['epoch_s']:9.1f} "
+              f"{comp}  {ratio}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(dict(args=vars(args), device=jax.devices()[0].device_kind, rows=rows), f, indent=2)

@@ -86,7 +86,7 @@ def main() -> None:
         for _, inputs, _, _ in sb:
             shapes[inputs.shape] = shapes.get(inputs.shape, 0) + 1
         print(f"{split:6} {'score':7} {len(sb):8d} {batching.padding_fraction(sb):8.3f}   (scoring batches of "
-              f"{args.eval_batch_size}, shapes {dict(sorted(shapes.items()))})")
+              f"{args.eval_batch_size} rows at max_len, shapes {dict(sorted(shapes.items()))})")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
     python bench/bench_score.py --data /work/shared/data --size tiny --max-len 256 --limit 64   # CPU smoke test
 
 Two random-init class models (seeds --seeds), stacked. Ours: `classify.class_log_likelihoods`,
-the path `run.py` eval takes (rows, length buckets `data.bucket_lengths`, batches of
---batch-size, both classes in one vmapped call), timed twice in one process: cold (compiles
+the path `run.py` eval takes (rows, length buckets `data.bucket_lengths` or --buckets,
+--batch-size rows at max_len and proportionally more in shorter buckets, both classes in one
+vmapped call), timed twice in one process: cold (compiles
 each bucket shape) and warm. Peer: each class model written with `weights.save_pretrained`,
 loaded with `GPT2LMHeadModel.from_pretrained`, bf16 (--peer-precisions: `autocast` = float32
 weights under torch.autocast, the numerics of ours; `bf16` = `model.to(torch.bfloat16)`),
@@ -26,6 +27,7 @@ random-init models the classes are close, so agreement says little unless the ma
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -99,9 +101,11 @@ def peer_sequences(test: Any, tok: Any, config: Any) -> tuple[list[np.ndarray], 
     return inputs, targets
 
 
-def peer_batches(inputs: list[np.ndarray], targets: list[np.ndarray], batch_size: int, pad_id: int) -> list[tuple]:
-    """Texts sorted by length, batches of `batch_size`, each right-padded to its longest:
-    (text indices, input_ids, targets (0 at padding), attention_mask) as CPU tensors."""
+def peer_batches(inputs: list[np.ndarray], targets: list[np.ndarray], batch_size: int, pad_id: int,
+                 multiple: int = 1) -> list[tuple]:
+    """Texts sorted by length, batches of `batch_size`, each right-padded to its longest rounded
+    up to `multiple` (DataCollatorWithPadding's pad_to_multiple_of): (text indices, input_ids,
+    targets (0 at padding), attention_mask) as CPU tensors."""
     import torch
 
     lengths = np.fromiter((len(t) for t in targets), np.int64, len(targets))
@@ -109,7 +113,7 @@ def peer_batches(inputs: list[np.ndarray], targets: list[np.ndarray], batch_size
     out = []
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
-        t = int(lengths[idx].max())
+        t = -(-int(lengths[idx].max()) // multiple) * multiple
         ids = np.full((len(idx), t), pad_id, np.int64)
         tgt = np.zeros((len(idx), t), np.int64)
         mask = np.zeros((len(idx), t), np.int64)
@@ -121,7 +125,7 @@ def peer_batches(inputs: list[np.ndarray], targets: list[np.ndarray], batch_size
 
 
 def bench_peer(model_config: Any, params: list[dict], test: Any, tok: Any, config: Any, precision: str,
-               compile: bool, workdir: Path) -> dict:
+               compile: bool, multiple: int, workdir: Path) -> dict:
     """HF GPT2LMHeadModel per class from our weights; [N, K] log-likelihoods and the walls."""
     import torch
     import transformers
@@ -152,7 +156,7 @@ def bench_peer(model_config: Any, params: list[dict], test: Any, tok: Any, confi
 
     @torch.inference_mode()
     def one_pass() -> np.ndarray:
-        batches = peer_batches(inputs, targets, bs, tok.eos_id)
+        batches = peer_batches(inputs, targets, bs, tok.eos_id, multiple)
         out = torch.zeros((len(models), len(targets)), dtype=torch.float32, device=device)
         for k, model in enumerate(models):
             for idx, ids, tgt, mask in batches:
@@ -160,7 +164,7 @@ def bench_peer(model_config: Any, params: list[dict], test: Any, tok: Any, confi
         return out.T.double().cpu().numpy()
 
     # Warm-up on the largest batch (sizes the allocator; compiles the compiled peer).
-    largest = max(peer_batches(inputs, targets, bs, tok.eos_id), key=lambda b: b[1].numel())
+    largest = max(peer_batches(inputs, targets, bs, tok.eos_id, multiple), key=lambda b: b[1].numel())
     t0 = time.perf_counter()
     for model in models:
         batch_ll(model, *largest[1:])
@@ -178,7 +182,7 @@ def bench_peer(model_config: Any, params: list[dict], test: Any, tok: Any, confi
     models.clear()
     if device == "cuda":
         torch.cuda.empty_cache()  # hand the memory back before ours runs
-    name = f"HF torch {precision}{' compile' if compile else ''}"
+    name = f"HF torch {precision}{' compile' if compile else ''}{f' pad%{multiple}' if multiple > 1 else ''}"
     return dict(impl=name, cold_s=warmup_s + first_s, warm_s=warm_s, texts_s=len(test) / warm_s, ll=ll,
                 n_tokens=n_tokens, device=device, attention=attn)
 
@@ -207,6 +211,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1", help="init seeds of the class models, one per class")
     ap.add_argument("--peer-precisions", default="autocast,bf16", help="peers: autocast and/or bf16 ('' for none)")
     ap.add_argument("--peer-compile", action="store_true", help="also time each peer under torch.compile(dynamic=True)")
+    ap.add_argument("--peer-pad-multiples", default="1", help="peer batches padded to a multiple of each of these "
+                    "(pad_to_multiple_of; 1 = the longest text): fewer distinct shapes")
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
 
@@ -231,9 +237,10 @@ def main() -> None:
     peers: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench_score_") as tmp:
         for precision in filter(None, args.peer_precisions.split(",")):
-            for compile in [False] + ([True] if args.peer_compile else []):
+            for compile, multiple in itertools.product([False] + ([True] if args.peer_compile else []),
+                                                       [int(m) for m in args.peer_pad_multiples.split(",")]):
                 try:
-                    r = bench_peer(model_config, params, test, tok, config, precision, compile, Path(tmp))
+                    r = bench_peer(model_config, params, test, tok, config, precision, compile, multiple, Path(tmp))
                 except Exception as e:  # keep the table even if a peer fails
                     print(f"peer {precision}{' compile' if compile else ''} failed: {type(e).__name__}: {str(e)[:300]}")
                     continue

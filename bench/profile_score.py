@@ -1,0 +1,121 @@
+"""Where a scoring call's time goes: one compiled call per bucket shape, K class models stacked.
+
+    python bench/profile_score.py                                   # gpt2, H100
+    python bench/profile_score.py --size tiny --max-len 256 --buckets 64,128,256 --iters 2   # CPU smoke
+
+For each bucket length T the call scores batch_size * max_len // T rows (the token budget of
+`data.batching.scoring_batches`) against --classes random-init models, and prints the compile
+time, ms per call, token-forwards/s (rows x T x K) and model TFLOP/s (2 x params per token plus
+causal attention 2 x layers x T x d, i.e. the forward third of bench_train_step's count).
+Variants:
+  fused   -- what `classify` runs: `score.class_row_log_likelihoods` (chunked fused head)
+  plain   -- the same body, head = float32 logits of the whole batch -> `score.token_log_probs`
+  nohead  -- the body alone (sum of the final hidden states): the head's share is fused - nohead
+  packed  -- T = max_len only: rows packed with several texts (~300 tokens each, segment ids:
+             the masked attention path) instead of right-padded rows
+`--profile T` traces the fused call at bucket T and prints its top GPU kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def build(variant: str, config, k: int):
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from gencls_jax import model as M
+    from gencls_jax import score as S
+
+    def plain(p, inputs, targets, weights):
+        ll = S.token_log_probs(M.apply(p, inputs, config), jnp.maximum(targets, 0))
+        return jnp.sum(jnp.where(targets >= 0, ll * weights, 0.0), -1)
+
+    def nohead(p, inputs, targets, weights):
+        return jnp.sum(M.apply(p, inputs, config, return_hidden=True).astype(jnp.float32), (-1, -2))
+
+    def packed(p, inputs, targets, weights):
+        t = inputs.shape[1]
+        seg = jnp.minimum(jnp.arange(t) // 300 + 1, 99)[None].repeat(inputs.shape[0], 0)
+        pos = (jnp.arange(t) % 300)[None].repeat(inputs.shape[0], 0)
+        h = M.apply(p, inputs, config, pos, seg, return_hidden=True)
+        ll = S.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
+        return jnp.sum(ll * weights, -1)
+
+    if variant == "fused":
+        return jax.jit(functools.partial(S.class_row_log_likelihoods, config=config))
+    one = dict(plain=plain, nohead=nohead, packed=packed)[variant]
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="gpt2")
+    ap.add_argument("--max-len", type=int, default=1024)
+    ap.add_argument("--batch-size", type=int, default=32, help="rows per call at max-len (eval.batch_size)")
+    ap.add_argument("--buckets", default="128,192,256,320,384,512,640,768,1024")
+    ap.add_argument("--variants", default="fused,plain,nohead,packed")
+    ap.add_argument("--classes", type=int, default=2)
+    ap.add_argument("--head-chunk", type=int, default=8192)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--profile", type=int, default=0, help="trace the fused call at this bucket (0 = none)")
+    ap.add_argument("--trace-dir", default="/tmp/gencls_score_trace")
+    args = ap.parse_args()
+    import jax
+
+    from gencls_jax import model as M
+    from gencls_jax.score import stack_params
+
+    attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
+    config = M.config_for(args.size, dtype="bfloat16", dropout=0.0, attention=attention,
+                          n_positions=max(args.max_len, M.SIZES[args.size].get("n_positions", 1024)),
+                          head_chunk=args.head_chunk)
+    params = stack_params([M.init_params(config, seed=s) for s in range(args.classes)])
+    n_params = M.count_params(params) // args.classes
+    print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}  model {args.size} ({n_params / 1e6:.1f}M), "
+          f"attention {attention}, {args.classes} classes, head chunk {args.head_chunk} tokens")
+    print(f"{'variant':8s} {'T':>5s} {'rows':>5s} {'compile s':>10s} {'ms/call':>9s} {'tok-fwd/s':>11s} {'TFLOP/s':>8s}")
+    rng = np.random.default_rng(0)
+    for T in [int(x) for x in args.buckets.split(",")]:
+        rows = max(args.batch_size * args.max_len // T, 1)
+        data = []
+        for _ in range(2):
+            inputs = rng.integers(0, config.vocab_size, (rows, T)).astype(np.int32)
+            targets = rng.integers(0, config.vocab_size, (rows, T)).astype(np.int32)
+            data.append(jax.device_put((inputs, targets, np.ones((rows, T), np.float32))))
+        for variant in args.variants.split(","):
+            if variant == "packed" and T != args.max_len:
+                continue
+            fn = build(variant, config, args.classes)
+            t0 = time.perf_counter()
+            fn = fn.lower(params, *data[0]).compile()
+            compile_s = time.perf_counter() - t0
+            fn(params, *data[0]).block_until_ready()
+            t0 = time.perf_counter()
+            for i in range(args.iters):
+                out = fn(params, *data[i % 2])
+            out.block_until_ready()
+            dt = (time.perf_counter() - t0) / args.iters
+            toks = rows * T * args.classes
+            flops = (2 * n_params + 2 * config.n_layer * T * config.n_embd) * toks
+            print(f"{variant:8s} {T:5d} {rows:5d} {compile_s:10.1f} {dt * 1e3:9.2f} {toks / dt:11.0f} "
+                  f"{flops / dt / 1e12:8.1f}", flush=True)
+            if variant == "fused" and T == args.profile:
+                from profile_step import top_kernels
+
+                jax.profiler.start_trace(args.trace_dir)
+                for i in range(3):
+                    out = fn(params, *data[i % 2])
+                out.block_until_ready()
+                jax.profiler.stop_trace()
+                top_kernels(args.trace_dir, n=20, steps=3)
+
+
+if __name__ == "__main__":
+    main()
