@@ -53,6 +53,9 @@ def main(argv):
         sys.exit(f"error: the config file {given} does not load ({type(e).__name__}: {str(e).splitlines()[0]})")
     if config is None or not _WORKDIR.value:
         sys.exit(f"--mode={_MODE.value} needs --config=configs/<name>.py and --workdir=<folder>")
+    from gencls_jax.train import setup_compilation_cache
+
+    setup_compilation_cache(config)
     try:
         if _MODE.value == "train":
             out = experiment.train_and_evaluate(config, _WORKDIR.value)

@@ -220,9 +220,11 @@ def main() -> None:
     import jax
 
     from gencls_jax.score import stack_params
+    from gencls_jax.train import setup_compilation_cache
 
     print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
     config = build_config(args)
+    setup_compilation_cache(config)
     tok, test = load_test(config, args.limit)
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(seeds) != test.num_classes:

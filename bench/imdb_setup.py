@@ -16,6 +16,7 @@ def add_imdb_args(ap: argparse.ArgumentParser, seed_help: str) -> None:
     ap.add_argument("--cache-dir", default="/tmp/gencls_cache", help="tokenization cache")
     ap.add_argument("--dtype", default="bfloat16", help="our model.dtype")
     ap.add_argument("--seed", type=int, default=0, help=seed_help)
+    ap.add_argument("--compile-cache-dir", default="", help="config.compile_cache_dir ('' = off, as before)")
     ap.add_argument("--buckets", default="", help="data.bucket_lengths, comma-separated ('' = the config's)")
 
 
@@ -40,6 +41,7 @@ def imdb_config(args: argparse.Namespace) -> Any:
     c.data.tokenizer = c.data.tokenizer_fallback = f"{args.data}/gpt2-tokenizer"
     c.data.cache_dir = args.cache_dir
     c.data.max_len = args.max_len
+    c.compile_cache_dir = args.compile_cache_dir
     if args.buckets:
         c.data.bucket_lengths = tuple(int(x) for x in args.buckets.split(","))
     c.model.init = "scratch"

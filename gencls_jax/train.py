@@ -57,6 +57,15 @@ def resolve_model_config(config: Any, base: GPT2Config) -> GPT2Config:
                         layer_unroll=int(m.get("layer_unroll", 0)), head_chunk=int(m.get("head_chunk", base.head_chunk)))
 
 
+def setup_compilation_cache(config: Any) -> None:
+    """JAX's persistent compilation cache at `config.compile_cache_dir` ('' = off). Process-wide:
+    call it once, before the first compilation (run.py does)."""
+    path = config.get("compile_cache_dir", "")
+    if path:
+        jax.config.update("jax_compilation_cache_dir", str(Path(path).expanduser()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", float(config.get("compile_cache_min_secs", 1.0)))
+
+
 _DISTRIBUTED_READY = False
 
 

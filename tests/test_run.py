@@ -5,6 +5,8 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,11 @@ from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
 pytestmark = pytest.mark.skipif(not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
                                 reason="needs ../shared/data")
 
-SMALL = ["--config.data.per_class_limit=24", "--config.data.val_size=16", "--config.eval.test_per_class=16",
+# Every run.py call here shares one compilation cache: later calls (the resume, eval mode) run
+# programs compiled by earlier ones, and their figures must still match.
+CACHE = Path(tempfile.mkdtemp(prefix="gencls_xla_cache_"))
+SMALL = ["--config.compile_cache_dir=" + str(CACHE), "--config.compile_cache_min_secs=0",
+         "--config.data.per_class_limit=24", "--config.data.val_size=16", "--config.eval.test_per_class=16",
          "--config.eval.sample_per_class=8", "--config.data.tokenizer=" + str(TOKENIZER_DIR),
          "--config.data.train_path=" + str(IMDB_DIR / "train.jsonl.gz"),
          "--config.data.test_path=" + str(IMDB_DIR / "test.jsonl.gz")]
@@ -60,6 +66,7 @@ def test_train_resume_writes_everything(workdir):
     assert math.isclose(acc, m["accuracy"]) and math.isclose(acc, m["results"]["test"]["bayes"]["accuracy"])
     report = (workdir / "report.md").read_text()
     assert f"{100 * acc:.2f}%" in report and "| calibrated |" in report
+    assert any(CACHE.iterdir()), "no compiled program was stored in config.compile_cache_dir"
     gap = 100 * (m["results"]["train_sample"]["bayes"]["accuracy"] - m["results"]["val"]["bayes"]["accuracy"])
     assert m["results"]["train_sample"]["bayes"]["n"] == 32  # 16 per class
     assert f"Train (sample) - validation accuracy gap (bayes): {gap:+.2f} points" in report
