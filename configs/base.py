@@ -97,7 +97,7 @@ def get_config() -> ml_collections.ConfigDict:
     t.loss_scale_min = 1.0  # float16: the scale never drops below this
     t.async_checkpoint = True  # orbax writes checkpoints in the background
     t.tensorboard = True  # also write TensorBoard events (if tensorboardX / torch.utils.tensorboard imports)
-    t.progress_bar = True  # tqdm bar per epoch
+    t.progress_bar = True  # tqdm bars: each training epoch and each scoring pass
     t.plot = True  # curves.png in the workdir at the end
 
     # --- evaluation --------------------------------------------------------------------

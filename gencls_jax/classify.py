@@ -43,6 +43,7 @@ def score_rows(
     max_len: int,
     prefetch: int = 2,
     desc: str = "scoring",
+    progress: bool = True,
 ) -> np.ndarray:
     """Sum of row log-likelihoods per text: [n_texts, K] if `stacked` else [n_texts, 1]."""
     fn = _score_classes if stacked else _score_one
@@ -58,7 +59,7 @@ def score_rows(
         per_row[idx[keep]] = np.asarray(out)[keep]
 
     for (idx, *_), (inputs, targets, weights) in tqdm(
-        zip(batches, device_batches), total=len(batches), desc=desc, leave=False
+        zip(batches, device_batches), total=len(batches), desc=desc, leave=False, disable=not progress
     ):
         pending.append((idx, fn(params, inputs, targets, weights, config=config)))
         if len(pending) > max(prefetch, 1):  # fetch results a few batches late: the device never waits for the host
@@ -89,6 +90,7 @@ def class_log_likelihoods(
         bucket_lengths=tuple(config.data.bucket_lengths),
         max_len=config.data.max_len,
         prefetch=config.data.prefetch,
+        progress=bool(config.train.get("progress_bar", True)),
     )
     if config.model.conditioning == "per_class":
         rows = scoring_rows(config, ds, tokenizer)
