@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 import numpy as np
-from imdb_setup import add_imdb_args, imdb_config, start
+from imdb_setup import add_imdb_args, imdb_config, padded_length, start
 
 
 def build_config(args: argparse.Namespace, batching: str = "pack") -> Any:
@@ -125,7 +125,7 @@ def collate(seqs: list[np.ndarray], idx: np.ndarray, pad_id: int, multiple: int 
     pad_to_multiple_of), attention_mask, labels -100 on padding."""
     import torch
 
-    t = -(-max(len(seqs[i]) for i in idx) // multiple) * multiple
+    t = padded_length(max(len(seqs[i]) for i in idx), multiple)
     ids = np.full((len(idx), t), pad_id, np.int64)
     mask = np.zeros((len(idx), t), np.int64)
     for j, i in enumerate(idx):
@@ -182,7 +182,7 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
         order = np.random.default_rng([int(config.seed), k]).permutation(len(seqs))
         B = int(tc.batch_size)
         lengths = np.asarray([len(x) for x in seqs])
-        epoch_shapes |= {(min(len(order) - s, B), -(-int(lengths[order[s : s + B]].max()) // multiple) * multiple)
+        epoch_shapes |= {(min(len(order) - s, B), padded_length(lengths[order[s : s + B]].max(), multiple))
                          for s in range(0, len(order), B)}
         batches = [collate(seqs, order[s : s + B], tok.eos_id, multiple) for s in range(0, (warmup + n) * B, B)
                    if s < len(order)]

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from imdb_setup import add_imdb_args, imdb_config, start
+from imdb_setup import add_imdb_args, imdb_config, padded_length, start
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -113,7 +113,7 @@ def peer_batches(inputs: list[np.ndarray], targets: list[np.ndarray], batch_size
     out = []
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
-        t = -(-int(lengths[idx].max()) // multiple) * multiple
+        t = padded_length(lengths[idx].max(), multiple)
         ids = np.full((len(idx), t), pad_id, np.int64)
         tgt = np.zeros((len(idx), t), np.int64)
         mask = np.zeros((len(idx), t), np.int64)

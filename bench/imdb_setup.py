@@ -20,6 +20,12 @@ def add_imdb_args(ap: argparse.ArgumentParser, seed_help: str) -> None:
     ap.add_argument("--buckets", default="", help="data.bucket_lengths, comma-separated ('' = the config's)")
 
 
+def padded_length(longest: int, multiple: int) -> int:
+    """A peer batch's length: its longest text rounded up to `multiple` (DataCollatorWithPadding's
+    pad_to_multiple_of; 1 = the longest text itself)."""
+    return -(-int(longest) // multiple) * multiple
+
+
 def start() -> None:
     """Call before importing jax: leave GPU memory for the torch peer; make configs/ importable."""
     import logging

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 
-def build(variant: str, config, k: int):
+def build(variant: str, config):
     import functools
 
     import jax
@@ -92,7 +92,7 @@ def main() -> None:
         for variant in args.variants.split(","):
             if variant == "packed" and T != args.max_len:
                 continue
-            fn = build(variant, config, args.classes)
+            fn = build(variant, config)
             t0 = time.perf_counter()
             fn = fn.lower(params, *data[0]).compile()
             compile_s = time.perf_counter() - t0
