@@ -2,9 +2,11 @@
 
     clf = GenerativeClassifier.load("runs/full_6e")
     clf.predict(["A wonderful film.", "Two hours I will never get back."])   # -> ['pos', 'neg']
+    clf.predict("A wonderful film.")                                          # -> 'pos'
     ll = clf.log_likelihoods(texts)                                           # [N, K] numpy
-    # Inside your own JAX program: the pure scorer and the stacked parameters.
+    # Inside your own JAX program: the pure scorer, the parameters, the texts' own tokens.
     f = jax.jit(clf.scorer)            # f(params, tokens, mask) -> [B, K]
+    tokens, mask = clf.encode(texts)
     f(clf.params, tokens, mask)
 """
 
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -23,9 +26,25 @@ from gencls_jax import experiment as X
 from gencls_jax import model as M
 from gencls_jax import score
 from gencls_jax.classify import class_log_likelihoods
-from gencls_jax.data.clean import clean_text
+from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
-from gencls_jax.data.tokenize import load_tokenizer, tokenize_texts
+from gencls_jax.data.tokenize import load_tokenizer
+
+
+def score_texts(params, tokens: jax.Array, mask: jax.Array, *, config: M.GPT2Config, eos_id: int | None,
+                prefixes: tuple[tuple[int, ...], ...] | None) -> jax.Array:
+    """[B, K] log p(text | class) of right-padded text tokens, under a run's conventions: EOS
+    appended (`eos_id`, when the run appends one), then the K stacked class models (`prefixes`
+    None) or the one model conditioned on each class's label prefix."""
+    width = tokens.shape[1] + (eos_id is not None) + max((len(p) for p in prefixes or ()), default=0)
+    if width > config.n_positions:
+        raise ValueError(f"tokens of width {tokens.shape[1]} need {width} positions with the run's EOS and label prefix, "
+                         f"more than the model's {config.n_positions}; score long texts with log_likelihoods()")
+    if eos_id is not None:
+        tokens, mask = score.append_token(tokens, mask, eos_id)
+    if prefixes is None:
+        return score.class_log_likelihoods(params, tokens, mask, config)
+    return score.prefixed_class_log_likelihoods(params, tokens, mask, prefixes, config)
 
 
 class GenerativeClassifier:
@@ -52,28 +71,47 @@ class GenerativeClassifier:
 
     @property
     def scorer(self):
-        """The pure scoring function (params, tokens, mask) -> [B, K] log p(text | class), for
-        per-class models (texts right-padded, fitting the context). Jit it, vmap it, shard it."""
+        """The pure scoring function (params, tokens, mask) -> [B, K] log p(text | class). Jit it,
+        vmap it, shard it. `tokens`, `mask` are the texts' own tokens, right-padded, as `encode`
+        gives them: the run's EOS and (label_prefix runs) class prefixes are added inside. It equals
+        `log_likelihoods` on texts within the context (tokens + EOS <= data.max_len less the longest
+        label prefix); score longer texts, which `data.long_text` truncates or windows, with
+        `log_likelihoods`."""
+        d = self.config.data
+        prefixes = None
         if self.conditioning != "per_class":
-            raise NotImplementedError("the (params, tokens, mask) scorer is for per_class runs; use log_likelihoods()")
-        return functools.partial(score.class_log_likelihoods, config=self.model_config)
+            per_class = label_prefixes(self.tokenizer, d.label_prefix_template, self.label_names)
+            prefixes = tuple(tuple(int(t) for t in p) for p in per_class)
+        return functools.partial(score_texts, config=self.model_config,
+                                 eos_id=self.tokenizer.eos_id if d.append_eos else None, prefixes=prefixes)
 
     def _dataset(self, texts: Sequence[str]) -> Dataset:
-        if any(not t.strip() for t in texts):
-            raise ValueError("empty text: nothing to classify")
-        d = self.config.data
-        texts = [clean_text(t, d.clean_html) for t in texts]  # as the training texts were cleaned
-        tokens = tokenize_texts(texts, self.tokenizer, "", d.tokenize_batch_size)  # EOS: added by the rows
+        """Texts prepared as a test split is (cleaned, tokenized); no cache file for users' texts."""
         n = len(texts)
-        return Dataset(list(texts), np.zeros(n, np.int32), [str(i) for i in range(n)], np.array(["real"] * n),
-                       tuple(self.label_names), tokens)
+        raw = Dataset(list(texts), np.zeros(n, np.int32), [str(i) for i in range(n)], np.full(n, "real"),
+                      tuple(self.label_names))
+        return tokenize_dataset(self.config, raw, self.tokenizer, [f"texts[{i}]" for i in range(n)], cache=False)
 
-    def log_likelihoods(self, texts: Sequence[str]) -> np.ndarray:
-        """[N, K] log p(text | class), long texts handled as `data.long_text` says."""
-        ll, _ = class_log_likelihoods(self.params, self._dataset(texts), self.tokenizer, self.config, self.model_config)
-        return ll
+    def encode(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens, mask) int32 [B, T] for `scorer`: each text's own tokens (no EOS, no prefix),
+        right-padded to the longest; a single string gives B = 1."""
+        tokens = self._dataset([texts] if isinstance(texts, str) else texts).tokens
+        lengths = tokens.lengths
+        mask = (np.arange(int(lengths.max(initial=0)))[None, :] < lengths[:, None]).astype(np.int32)
+        out = np.zeros(mask.shape, np.int32)
+        out[mask.astype(bool)] = tokens.flat
+        return out, mask
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        """Label names under Bayes' rule with the training class prior."""
+    def log_likelihoods(self, texts: str | Sequence[str]) -> np.ndarray:
+        """[N, K] log p(text | class) ([K] for a single string), long texts handled as `data.long_text` says."""
+        one = isinstance(texts, str)
+        ll, _ = class_log_likelihoods(self.params, self._dataset([texts] if one else texts), self.tokenizer,
+                                      self.config, self.model_config)
+        return ll[0] if one else ll
+
+    def predict(self, texts: str | Sequence[str]) -> str | list[str]:
+        """Label names under Bayes' rule with the training class prior: one for a single string,
+        a list for a list."""
         ll = self.log_likelihoods(texts)
-        return [self.label_names[i] for i in (ll + self.log_prior[None, :]).argmax(1)]
+        pred = [self.label_names[i] for i in np.atleast_2d(ll + self.log_prior).argmax(1)]
+        return pred[0] if isinstance(texts, str) else pred

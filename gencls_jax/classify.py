@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from gencls_jax import score
 from gencls_jax.data.batching import scoring_batches
 from gencls_jax.data.prefetch import prefetch_to_device
+from gencls_jax.data.rows import scored_tokens
 from gencls_jax.model import GPT2Config
 
 
@@ -81,7 +82,8 @@ def class_log_likelihoods(
 ) -> tuple[np.ndarray, np.ndarray]:
     """([N, K] log p(text | class), [N] scored tokens per text) for a tokenized Dataset.
 
-    per_class: `params` are stacked over classes; label_prefix: one model, K prefixed passes.
+    per_class: `params` are stacked over classes; label_prefix: one model, K prefixed passes,
+    which score the same text tokens (the rows give every class one text budget).
     """
     from gencls_jax.data.pipeline import scoring_rows
 
@@ -94,13 +96,12 @@ def class_log_likelihoods(
     )
     if config.model.conditioning == "per_class":
         rows = scoring_rows(config, ds, tokenizer)
-        ll = score_rows(params, rows, len(ds), model_config, stacked=True, desc=desc, **kw)
-    else:
-        cols = []
-        for c, name in enumerate(ds.label_names):
-            rows = scoring_rows(config, ds, tokenizer, label=c)
-            cols.append(score_rows(params, rows, len(ds), model_config, stacked=False, desc=f"{desc} [{name}]", **kw))
-        ll = np.concatenate(cols, axis=1)
-    n_tokens = np.zeros(len(ds), np.float64)
-    np.add.at(n_tokens, rows.text_index, [w.sum() for w in rows.weights])
-    return ll, n_tokens
+        return score_rows(params, rows, len(ds), model_config, stacked=True, desc=desc, **kw), scored_tokens(rows, len(ds))
+    cols, counts = [], []
+    for c, name in enumerate(ds.label_names):
+        rows = scoring_rows(config, ds, tokenizer, label=c)
+        cols.append(score_rows(params, rows, len(ds), model_config, stacked=False, desc=f"{desc} [{name}]", **kw))
+        counts.append(scored_tokens(rows, len(ds)))
+    if any(not np.array_equal(n, counts[0]) for n in counts):
+        raise RuntimeError("label prefixes: the classes scored different numbers of text tokens")
+    return np.concatenate(cols, axis=1), counts[0]

@@ -12,6 +12,8 @@ Two levels:
   windows: each window sees up to n_positions tokens and scores only those no earlier window
   scored, the standard sliding-window perplexity recipe.
 `class_log_likelihoods` adds the class axis: K models' parameters stacked on axis 0, one vmap.
+`prefixed_class_log_likelihoods` is the label-prefix counterpart: one model, K prefixes, each
+conditioning the text and not scored.
 """
 
 from __future__ import annotations
@@ -111,6 +113,33 @@ def class_row_log_likelihoods(stacked_params: dict, inputs: Array, targets: Arra
     return f(stacked_params, inputs, targets, weights, config).T
 
 
+def append_token(tokens: Array, mask: Array, token_id: int) -> tuple[Array, Array]:
+    """Right-padded [B, T] rows -> [B, T+1] rows with `token_id` right after each row's text:
+    the EOS the training rows end every text with (`data.append_eos`)."""
+    mask = mask.astype(jnp.int32)
+    tokens, mask = jnp.pad(tokens, ((0, 0), (0, 1))), jnp.pad(mask, ((0, 0), (0, 1)))
+    at = jnp.arange(tokens.shape[1])[None, :] == jnp.sum(mask, axis=1, keepdims=True)
+    return jnp.where(at, token_id, tokens), jnp.where(at, 1, mask)
+
+
+def prefixed_log_likelihood(params: dict, tokens: Array, mask: Array, prefix: Sequence[int], config: GPT2Config) -> Array:
+    """[B] log p(text | prefix) of right-padded texts: each row is BOS + prefix + text (the first
+    row `text_rows` makes with a prefix); the prefix conditions and is not scored."""
+    b, p = tokens.shape[0], len(prefix)
+    real = mask.astype(bool)
+    targets = jnp.concatenate([jnp.broadcast_to(jnp.asarray(prefix, jnp.int32), (b, p)),
+                               jnp.where(real, tokens, -1).astype(jnp.int32)], axis=1)
+    inputs = jnp.concatenate([jnp.full((b, 1), config.bos_token_id, jnp.int32), jnp.maximum(targets[:, :-1], 0)], axis=1)
+    weights = jnp.concatenate([jnp.zeros((b, p), jnp.float32), real.astype(jnp.float32)], axis=1)
+    return row_log_likelihood(params, inputs, targets, weights, config)
+
+
+def prefixed_class_log_likelihoods(params: dict, tokens: Array, mask: Array, prefixes: Sequence[Sequence[int]],
+                                   config: GPT2Config) -> Array:
+    """One label-prefix model, class c conditioned on `prefixes[c]` -> [B, K] log p(text | class)."""
+    return jnp.stack([prefixed_log_likelihood(params, tokens, mask, p, config) for p in prefixes], axis=1)
+
+
 def stack_params(params_per_class: Sequence[dict]) -> dict:
     """[params_0, ..., params_{K-1}] -> one tree with a leading class axis."""
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *params_per_class)
@@ -131,8 +160,9 @@ def text_rows(
     bos_id: int,
     long_text: str = "error",
     stride: int | None = None,
+    prefixes: Sequence[Sequence[int]] | None = None,
 ) -> Rows:
-    """Turn token lists into scoring rows of at most `context` tokens.
+    """Turn token lists into scoring rows of at most `context` text tokens.
 
     long_text:
       'error'    -- a text of more than `context` tokens raises ValueError naming it;
@@ -140,6 +170,10 @@ def text_rows(
       'window'   -- strided windows: each new window advances by `stride` tokens (default
                     context // 2), keeps context - stride tokens of overlap as conditioning,
                     and scores only the new tokens. Every token is scored exactly once.
+    prefixes: conditioning tokens per text (the label prefix). Every row of text i, each window
+      included, then starts with BOS + prefixes[i] at weight 0, followed by up to `context` text
+      tokens: a row holds len(prefixes[i]) + context tokens at most, and a window is conditioned
+      on the prefix as well as on the text tokens before it.
     """
     if long_text not in LONG_TEXT_MODES:
         raise ValueError(f"long_text must be one of {LONG_TEXT_MODES}, got {long_text!r}")
@@ -149,6 +183,7 @@ def text_rows(
     inputs, targets, weights, index = [], [], [], []
     for i, text in enumerate(texts):
         t = np.asarray(text, dtype=np.int32)
+        p = np.asarray(prefixes[i] if prefixes is not None else (), dtype=np.int32)
         if t.size == 0:
             raise ValueError(f"text {i} is empty: nothing to score")
         if t.size > context:
@@ -159,21 +194,27 @@ def text_rows(
                 )
             if long_text == "truncate":
                 t = t[:context]
-        # First window: BOS + t[:context-1] predicts t[:context].
+        # First window: BOS + prefix + t[:context-1] predicts prefix + t[:context].
         end = min(context, t.size)
-        inputs.append(np.concatenate([[bos_id], t[: end - 1]]).astype(np.int32))
-        targets.append(t[:end])
-        weights.append(np.ones(end, np.float32))
+        inputs.append(np.concatenate([[bos_id], p, t[: end - 1]]).astype(np.int32))
+        targets.append(np.concatenate([p, t[:end]]))
+        weights.append(np.concatenate([np.zeros(p.size, np.float32), np.ones(end, np.float32)]))
         index.append(i)
         scored = end
         while scored < t.size:
-            # Window over t[start:stop]: inputs t[start:stop-1] predict t[start+1:stop].
             stop = min(scored + stride, t.size)
-            start = max(stop - context - 1, 0)
-            inputs.append(t[start : stop - 1])
-            targets.append(t[start + 1 : stop])
-            w = np.zeros(stop - start - 1, np.float32)
-            w[scored - start - 1 :] = 1.0
+            if prefixes is None:  # window over t[start:stop]: inputs t[start:stop-1] predict t[start+1:stop]
+                start = max(stop - context - 1, 0)
+                inputs.append(t[start : stop - 1])
+                targets.append(t[start + 1 : stop])
+                w = np.zeros(stop - start - 1, np.float32)
+                w[scored - start - 1 :] = 1.0
+            else:  # as the first window: BOS + prefix + t[start:stop-1] predicts prefix + t[start:stop]
+                start = max(stop - context, 0)
+                inputs.append(np.concatenate([[bos_id], p, t[start : stop - 1]]).astype(np.int32))
+                targets.append(np.concatenate([p, t[start:stop]]))
+                w = np.zeros(p.size + stop - start, np.float32)
+                w[p.size + scored - start :] = 1.0
             weights.append(w)
             index.append(i)
             scored = stop

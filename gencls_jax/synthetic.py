@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -18,9 +19,10 @@ from absl import logging
 from gencls_jax import experiment as X
 from gencls_jax import generate as G
 from gencls_jax.classify import class_log_likelihoods
-from gencls_jax.data.pipeline import label_prefixes
+from gencls_jax.data.clean import clean_text
+from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
-from gencls_jax.data.tokenize import Tokens, load_tokenizer
+from gencls_jax.data.tokenize import Tokenizer, load_tokenizer
 
 
 def sample_class(params, model_config, g, k: int, prefix, eos_id: int, conditioning: str) -> list[list[int]]:
@@ -53,6 +55,24 @@ def select(texts: list[str], lengths: np.ndarray, margin: np.ndarray, g) -> np.n
     return keep & (margin >= float(g.min_margin)) & (margin <= float(g.max_margin))
 
 
+def sample_margins(config, params, model_config, tok: Tokenizer, texts: list[str], labels: np.ndarray,
+                   names: Sequence[str]) -> np.ndarray:
+    """The classifier's margin log p(x|c) - max_{c' != c} log p(x|c') on each decoded sample,
+    scored exactly as a test text (cleaned, re-tokenized, EOS from the rows): the text written
+    to synthetic.jsonl is what a later run trains on. NaN for a sample with no text to score
+    (blank once cleaned), which no margin filter keeps."""
+    n = len(texts)
+    scored = np.flatnonzero([bool(clean_text(t, config.data.clean_html).strip()) for t in texts])
+    raw = Dataset(texts, labels, [f"synthetic-{i}" for i in range(n)], np.full(n, "synthetic"), tuple(names))
+    ds = tokenize_dataset(config, raw.subset(scored), tok)
+    ll, _ = class_log_likelihoods(params, ds, tok, config, model_config, desc="scoring samples")
+    own = ll[np.arange(len(ds)), ds.labels]
+    other = np.where(np.eye(len(names), dtype=bool)[ds.labels], -np.inf, ll).max(1)
+    margin = np.full(n, np.nan)
+    margin[scored] = own - other
+    return margin
+
+
 def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict:
     workdir = Path(workdir)
     info, model_config, params, step = X.load_run(config, workdir, which, purpose="generate for")
@@ -71,15 +91,7 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
         logging.info("class %s: %d samples", name, len(lists))
     labels = np.asarray(labels, np.int32)
     lengths = np.array([len(t) for t in toks])
-
-    # The classifier's margin on every sample (scored as the data pipeline would score it).
-    scored_tokens = [t + ([tok.eos_id] if d.append_eos else []) for t in toks]
-    ds = Dataset([t or " " for t in texts], labels, [f"synthetic-{i}" for i in range(len(texts))],
-                 np.array(["synthetic"] * len(texts)), tuple(names), Tokens.from_lists([t or [tok.eos_id] for t in scored_tokens]))
-    ll, _ = class_log_likelihoods(params, ds, tok, config, model_config, desc="scoring samples")
-    own = ll[np.arange(len(labels)), labels]
-    other = np.where(np.eye(len(names), dtype=bool)[labels], -np.inf, ll).max(1)
-    margin = own - other
+    margin = sample_margins(config, params, model_config, tok, texts, labels, names)
     keep = select(texts, lengths, margin, g)
 
     sampling = {k: g[k] for k in ("temperature", "top_k", "top_p", "max_new_tokens", "seed")}

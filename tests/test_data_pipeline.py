@@ -2,6 +2,7 @@
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from gencls_jax.data import tokenize as tk
 from gencls_jax.data.pipeline import load_datasets, scoring_rows, train_stream
 from gencls_jax.data.sources import DataError
 from gencls_jax.data.splits import per_class_subset, stratified_split, val_counts
+from gencls_jax.evaluate import stratified_sample
 from tests.conftest import TOKENIZER_DIR
 
 
@@ -149,6 +151,30 @@ def test_load_datasets_end_to_end(config, tok, tmp_path):
     counted, calls = counting(tok)
     load_datasets(config, ("train", "val", "test"), counted)
     assert calls == []  # everything from the cache the second time
+
+
+def test_load_datasets_chooses_rows_by_label_then_tokenizes_only_those(config, tok, tmp_path):
+    """Validation hold-out, per-class limit and the eval.test_per_class sample are the rows the
+    split functions pick from the labels (in file order); only those texts reach the tokenizer."""
+    d = config.data
+    d.per_class_limit = 5
+    config.eval.test_per_class = 2
+    names = ["bad", "good", "odd"]
+    train_rows = [json.loads(line) for line in Path(d.train_path).read_text().splitlines()]
+    test_rows = [{"id": 100 + i, "label": names[i % 3], "text": f"test review {i}<br />"} for i in range(30)]
+    d.test_path = write(tmp_path / "test30.jsonl", test_rows)
+    counted, calls = counting(tok)
+    ds = load_datasets(config, ("train", "val", "test"), counted)
+    labels = np.array([names.index(r["label"]) for r in train_rows])
+    tr, va = stratified_split(labels, d.val_size, config.seed)
+    tr = tr[per_class_subset(labels[tr], 5, config.seed)]
+    te = stratified_sample(np.array([names.index(r["label"]) for r in test_rows]), 2, config.seed)
+    for split, idx, rows in (("train", tr, train_rows), ("val", va, train_rows), ("test", te, test_rows)):
+        assert ds[split].ids == [str(rows[i]["id"]) for i in idx]
+        assert ds[split].texts == [rows[i]["text"].replace("<br />", "\n") for i in idx]
+        assert ds[split].labels.tolist() == [names.index(rows[i]["label"]) for i in idx]
+        assert [t.tolist() for t in ds[split].tokens.to_lists()] == tok.encode_batch(ds[split].texts)
+    assert sum(calls) == len(tr) + len(va) + len(te) == 15 + 15 + 6
 
 
 def test_pipeline_streams(config, tok):

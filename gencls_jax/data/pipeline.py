@@ -1,13 +1,16 @@
 """The config-driven data pipeline: `config.data` -> tokenized splits -> training / scoring streams.
 
-load_datasets: read (tfds with local fallback, jsonl, csv, aclImdb), resolve labels, clean,
-tokenize (cached), hold out a stratified validation split, apply the per-class limit, merge
-extra (synthetic) training texts. train_stream / scoring_rows turn a split into the batches
+load_datasets: read (tfds with local fallback, jsonl, csv, aclImdb), resolve labels, choose the
+rows by label (stratified validation hold-out, per-class limit, test sample), then clean and
+tokenize (cached) only the chosen texts, and merge extra (synthetic) training texts.
+`tokenize_dataset` is that cleaning and tokenization, also for texts scored the way test texts
+are (synthetic samples, users' texts). train_stream / scoring_rows turn a split into the batches
 and rows of `batching` and `rows`, for per-class models or one label-prefixed model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +24,7 @@ from gencls_jax.data.rows import make_rows
 from gencls_jax.data.sources import DataError, Dataset, RawSplit
 from gencls_jax.data.splits import per_class_subset, stratified_split
 from gencls_jax.data.tokenize import Tokenizer, load_tokenizer, tokenize_texts
+from gencls_jax.evaluate import stratified_sample
 from gencls_jax.score import Rows
 
 log = logging.getLogger(__name__)
@@ -67,41 +71,68 @@ def read_split(d, split: str) -> tuple[RawSplit, tuple[str, ...]]:
     return _read_file(d, split_path(d, split), d.source, split), ()
 
 
-def _prepare(d, raw: RawSplit, names: Sequence[str], tok: Tokenizer, origin: str) -> Dataset:
-    """Labels resolved, texts cleaned and tokenized (through the cache)."""
-    ds = sources.to_dataset(raw, names, origin)
-    texts = clean_texts(raw.texts, raw.where, d.clean_html)
-    tokens = tokenize_texts(texts, tok, d.cache_dir, d.tokenize_batch_size, progress=len(texts) > 5000)
-    return Dataset(texts, ds.labels, ds.ids, ds.origin, ds.label_names, tokens)
+def tokenize_dataset(config, ds: Dataset, tokenizer: Tokenizer, where: Sequence[str] | None = None,
+                     cache: bool = True) -> Dataset:
+    """`ds` with its texts cleaned (`data.clean_html`) and tokenized, through the cache unless
+    `cache` is False, without EOS (the rows add it): every text is prepared this way, training
+    and test splits, synthetic samples and users' texts alike. `where` names each text in
+    errors (default: its id); a text left empty is a DataError."""
+    d = config.data
+    texts = clean_texts(ds.texts, ds.ids if where is None else where, d.clean_html)
+    tokens = tokenize_texts(texts, tokenizer, d.cache_dir if cache else "", d.tokenize_batch_size,
+                            progress=len(texts) > 5000)
+    return dataclasses.replace(ds, texts=texts, tokens=tokens)
+
+
+def _tokenized_parts(config, ds: Dataset, where: Sequence[str], parts: dict[str, np.ndarray], tok: Tokenizer
+                     ) -> dict[str, Dataset]:
+    """The rows `parts[name]` of the untokenized `ds`, tokenized together (one cache entry): the
+    texts no part uses are never tokenized."""
+    used = np.unique(np.concatenate(list(parts.values())))
+    done = tokenize_dataset(config, ds.subset(used), tok, [where[i] for i in used])
+    return {name: done.subset(np.searchsorted(used, idx)) for name, idx in parts.items()}
+
+
+def _check_label_kind(raw: RawSplit, train: RawSplit) -> None:
+    """Integer labels count as class indices only where the training labels are integers too:
+    read against another run's class names (e.g. IMDB's 0/1 against four topic names) they
+    would silently become classes 0 and 1. (Names are safe: they must match a class name.)"""
+    if sources.label_kind(raw) == "index" and sources.label_kind(train) == "name":
+        name = lambda r: r.source.get("path") or r.identity  # noqa: E731
+        raise DataError(f"{name(raw)}: its labels are integers, but the training labels ({name(train)}) are class "
+                        "names: give its rows the class names")
 
 
 def load_datasets(config, splits: Sequence[str] = ("train", "val", "test"), tokenizer: Tokenizer | None = None
                   ) -> dict[str, Dataset]:
-    """Tokenized splits named in `splits` ('train', 'val', 'test', 'unsup'); val is held out of train."""
+    """Tokenized splits named in `splits` ('train', 'val', 'test', 'unsup'); val is held out of
+    train, and test is the seeded `eval.test_per_class` sample when that is > 0."""
     d = config.data
     tok = tokenizer or load_tokenizer(d.tokenizer, d.tokenizer_fallback)
     raw_train, declared = read_split(d, "train")
     names = tuple(d.label_names) or declared or sources.infer_label_names(raw_train)
-    full = _prepare(d, raw_train, names, tok, "real")
+    full = sources.to_dataset(raw_train, names, "real")
     sources.check_every_class_present(full, f"{raw_train.identity}")
-    out: dict[str, Dataset] = {}
     tr, va = stratified_split(full.labels, d.val_size, config.seed)
-    train = full.subset(tr)
     if d.per_class_limit > 0:
-        train = train.subset(per_class_subset(train.labels, d.per_class_limit, config.seed))
+        tr = tr[per_class_subset(full.labels[tr], d.per_class_limit, config.seed)]
+    out = _tokenized_parts(config, full, raw_train.where, {"train": tr, **({"val": va} if "val" in splits else {})}, tok)
     if d.extra_train_path:
         raw_extra = sources.read_jsonl(d.extra_train_path, d.text_field, d.label_field, d.id_field)
-        extra = _prepare(d, raw_extra, names, tok, "synthetic")
+        _check_label_kind(raw_extra, raw_train)
+        extra = tokenize_dataset(config, sources.to_dataset(raw_extra, names, "synthetic"), tok, raw_extra.where)
         if (extra.labels < 0).any():
             raise DataError(f"{raw_extra.where[int(np.argmax(extra.labels < 0))]}: extra training text without a label")
-        train = sources.concat(train, extra)
-    out["train"] = train
-    if "val" in splits:
-        out["val"] = full.subset(va)
+        out["train"] = sources.concat(out["train"], extra)
     for split in ("test", "unsup"):
         if split in splits:
             raw, _ = read_split(d, split)
-            out[split] = _prepare(d, raw, names, tok, "real")
+            _check_label_kind(raw, raw_train)
+            ds = sources.to_dataset(raw, names, "real")
+            idx = np.arange(len(ds))
+            if split == "test" and config.eval.test_per_class > 0:
+                idx = stratified_sample(ds.labels, int(config.eval.test_per_class), int(config.seed))
+            out.update(_tokenized_parts(config, ds, raw.where, {split: idx}, tok))
     for k, v in out.items():
         log.info("%s: %d texts, per class %s, synthetic %d", k, len(v), v.class_counts().tolist(), int((v.origin == "synthetic").sum()))
     return out
@@ -121,10 +152,17 @@ def batch_spec(config, batch_size: int | None = None) -> BatchSpec:
     return BatchSpec(d.batching, batch_size or config.train.batch_size, d.max_len, tuple(d.bucket_lengths))
 
 
-def _rows(config, ds: Dataset, tok: Tokenizer, prefixes=None) -> Rows:
+def _rows(config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None) -> Rows:
+    """The rows of `ds`; with `labels`, text i carries class labels[i]'s label prefix, and every
+    text is cut to the room the longest class prefix leaves, so that all classes train on and
+    score the same text tokens."""
     d = config.data
+    prefixes = room = None
+    if labels is not None:
+        per_class = label_prefixes(tok, d.label_prefix_template, ds.label_names)
+        prefixes, room = [per_class[k] for k in labels], max(len(p) for p in per_class)
     return make_rows(ds.tokens.to_lists(), d.max_len, tok.bos_id, d.long_text, d.window_stride,
-                     tok.eos_id if d.append_eos else None, prefixes, ds.ids)
+                     tok.eos_id if d.append_eos else None, prefixes, ds.ids, room)
 
 
 def train_stream(config, train: Dataset, tokenizer: Tokenizer, batch_size: int | None = None
@@ -143,13 +181,9 @@ def train_stream(config, train: Dataset, tokenizer: Tokenizer, batch_size: int |
         ))
     if conditioning == "unconditional":  # one LM of the texts alone (in-domain pretraining)
         return TrainStream(_rows(config, train, tokenizer), spec, config.seed)
-    prefixes = label_prefixes(tokenizer, config.data.label_prefix_template, train.label_names)
-    return TrainStream(_rows(config, train, tokenizer, [prefixes[k] for k in train.labels]), spec, config.seed)
+    return TrainStream(_rows(config, train, tokenizer, train.labels), spec, config.seed)
 
 
 def scoring_rows(config, ds: Dataset, tokenizer: Tokenizer, label: int | None = None) -> Rows:
     """Rows to score `ds` (for `batching.scoring_batches`); with `label`, prefixed by that class's label prefix."""
-    if label is None:
-        return _rows(config, ds, tokenizer)
-    prefix = label_prefixes(tokenizer, config.data.label_prefix_template, ds.label_names)[label]
-    return _rows(config, ds, tokenizer, [prefix] * len(ds))
+    return _rows(config, ds, tokenizer, None if label is None else np.full(len(ds), label))

@@ -1,0 +1,262 @@
+"""Label-prefix rows (one text budget for every class, a prefix on every window), synthetic
+samples scored as test texts, and `GenerativeClassifier`'s pure scorer against its log-likelihoods."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from configs.base import get_config
+from gencls_jax import classify, synthetic
+from gencls_jax import experiment as X
+from gencls_jax import model as M
+from gencls_jax.classifier import GenerativeClassifier
+from gencls_jax.data.pipeline import label_prefixes, load_datasets, scoring_rows, train_stream
+from gencls_jax.data.sources import DataError, Dataset
+from gencls_jax.data.tokenize import Tokenizer, Tokens, load_tokenizer
+from gencls_jax.score import stack_params
+from gencls_jax.weights import load_pretrained
+from tests.conftest import TOKENIZER_DIR
+
+torch = pytest.importorskip("torch")
+import transformers  # noqa: E402
+
+BOS = EOS = 999  # the tiny fixture model's <|endoftext|>
+# Labels written as their token ids, so the toy tokenizer below gives prefixes of 5 and 3 tokens.
+# The longer prefix comes first: a count taken from the last class alone would show.
+TOY_LABELS = ("4 5 6 7 8", "1 2 3")
+TOY = Tokenizer(lambda texts: [[int(w) for w in t.split()] for t in texts], "toy", EOS, BOS)
+
+
+def toy_config(long_text: str):
+    c = get_config()
+    c.model.conditioning = "label_prefix"
+    c.model.dtype = "float32"
+    d = c.data
+    d.label_prefix_template = "{label_name}"
+    d.max_len, d.bucket_lengths, d.window_stride, d.long_text = 64, (32, 64), 16, long_text
+    d.batching = "pad"
+    c.train.batch_size = 4
+    c.eval.batch_size = 4
+    c.train.progress_bar = False
+    return c
+
+
+def toy_dataset(lengths, labels, seed=0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    lists = [rng.integers(0, 999, n).tolist() for n in lengths]
+    n = len(lists)
+    return Dataset([" ".join(map(str, t)) for t in lists], np.asarray(labels, np.int32), [f"t{i}" for i in range(n)],
+                   np.array(["real"] * n), TOY_LABELS, Tokens.from_lists(lists))
+
+
+def windows(n: int, context: int, stride: int, long_text: str):
+    """(first text token of the window's context, tokens it scores) of a text of n tokens:
+    the first window scores the first `context` tokens, each next one `stride` more."""
+    if long_text == "truncate":
+        return [(0, range(min(n, context)))]
+    out, scored = [], 0
+    while scored < n:
+        stop = min(context, n) if not out else min(scored + stride, n)
+        out.append((max(stop - context, 0), range(scored, stop)))
+        scored = stop
+    return out
+
+
+def scored_targets(rows, i):
+    return np.concatenate([t[w > 0] for t, w, k in zip(rows.targets, rows.weights, rows.text_index) if k == i])
+
+
+@pytest.mark.parametrize("long_text", ["truncate", "window"])
+def test_label_prefix_rows_give_every_class_the_same_text_tokens(long_text):
+    """Prefixes of 5 and 3 tokens: every class's rows (scoring and training) hold the text cut to
+    max_len - 5 tokens, each row starts with BOS + the prefix (weight 0), no row exceeds max_len."""
+    config = toy_config(long_text)
+    ds = toy_dataset([150, 70, 58, 59, 10], [0, 1, 1, 0, 1])
+    prefixes = [p.tolist() for p in label_prefixes(TOY, "{label_name}", TOY_LABELS)]
+    assert [len(p) for p in prefixes] == [5, 3]
+    context = 64 - 5
+    train = train_stream(config, ds, TOY).rows
+    for c in range(2):
+        rows = scoring_rows(config, ds, TOY, label=c)
+        for i in range(len(ds)):
+            s = ds.tokens[i].tolist() + [EOS]
+            expect = [s[j] for _, scored in windows(len(s), context, 16, long_text) for j in scored]
+            assert scored_targets(rows, i).tolist() == expect
+            if ds.labels[i] == c:
+                assert scored_targets(train, i).tolist() == expect  # training sees the tokens scoring sees
+        for r in range(len(rows.inputs)):
+            p = prefixes[c]
+            assert rows.inputs[r][: 1 + len(p)].tolist() == [BOS] + p
+            assert rows.targets[r][: len(p)].tolist() == p and not rows.weights[r][: len(p)].any()
+            assert len(rows.inputs[r]) <= 64
+    for r in range(len(train.inputs)):
+        p = prefixes[ds.labels[train.text_index[r]]]
+        assert train.inputs[r][: 1 + len(p)].tolist() == [BOS] + p and not train.weights[r][: len(p)].any()
+
+
+def test_label_prefix_row_errors_count_the_longest_prefix():
+    ds = toy_dataset([58, 59], [1, 1])  # 59 and 60 tokens with EOS; 64 - 5 = 59 fit
+    with pytest.raises(DataError, match=r"^text t1: 60 tokens, more than data.max_len=64 less the 5-token label prefix; set"):
+        scoring_rows(toy_config("error"), ds, TOY, label=1)  # class 1's own prefix has 3 tokens
+    config = toy_config("window")
+    config.data.window_stride = 60
+    with pytest.raises(DataError, match=r"^data.window_stride must be in \(0, data.max_len=64 less the 5-token label prefix\], got"):
+        train_stream(config, ds, TOY)
+    config.data.max_len = 5
+    with pytest.raises(DataError, match=r"^a label prefix of 5 tokens leaves no room for the text in data.max_len=5$"):
+        train_stream(config, ds, TOY)
+
+
+@pytest.fixture(scope="module")
+def hf_tiny(hf_tiny_dir):
+    model_config, params = load_pretrained(hf_tiny_dir)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(hf_tiny_dir).eval().double()
+    return model_config, params, hf
+
+
+def ref_next_log_prob(hf, context, target) -> float:
+    """float64 log p(target | context) from the PyTorch model run in float64."""
+    with torch.no_grad():
+        logits = hf(torch.tensor([context], dtype=torch.long)).logits[0, -1].numpy()
+    logits = logits - logits.max()
+    return float(logits[target] - np.log(np.exp(logits).sum()))
+
+
+@pytest.mark.parametrize("long_text", ["truncate", "window"])
+def test_label_prefix_scores_match_float64_reference(hf_tiny, long_text):
+    """log p(text | c) = sum over scored text tokens of log p(token | BOS, prefix_c, the window's
+    preceding text tokens), each text token scored once; n_tokens counts them, per text."""
+    model_config, params, hf = hf_tiny
+    config = toy_config(long_text)
+    ds = toy_dataset([150, 20, 61], [0, 1, 0], seed=1)
+    ll, n_tokens = classify.class_log_likelihoods(params, ds, TOY, config, model_config)
+    context = 64 - 5
+    ref = np.zeros((len(ds), 2))
+    counts = np.zeros(len(ds))
+    for i in range(len(ds)):
+        s = ds.tokens[i].tolist() + [EOS]
+        for c, label in enumerate(TOY_LABELS):
+            prefix = [int(w) for w in label.split()]
+            for start, scored in windows(len(s), context, 16, long_text):
+                for j in scored:
+                    ref[i, c] += ref_next_log_prob(hf, [BOS] + prefix + s[start:j], s[j])
+        counts[i] = sum(len(scored) for _, scored in windows(len(s), context, 16, long_text))
+    if long_text == "window":
+        np.testing.assert_array_equal(counts, [151, 21, 62])  # every text token exactly once
+    np.testing.assert_array_equal(n_tokens, counts)
+    np.testing.assert_allclose(ll, ref, rtol=1e-5)
+
+
+# --- real tokenizer, tiny random model: synthetic margins and the GenerativeClassifier -----------
+
+
+@pytest.fixture(scope="module")
+def tok():
+    if not TOKENIZER_DIR.is_dir():
+        pytest.skip(f"no GPT-2 tokenizer at {TOKENIZER_DIR}")
+    return load_tokenizer(str(TOKENIZER_DIR))
+
+
+MODEL = M.config_for("tiny", vocab_size=50257, n_positions=64)
+
+
+def spread(params):
+    """Larger-than-init weights: classes then differ by whole nats, so an extra token shows."""
+    return jax.tree_util.tree_map(lambda x: x * 3.0 if x.ndim > 1 else x, params)
+
+
+def run_params(conditioning):
+    if conditioning == "per_class":
+        return stack_params([spread(M.init_params(MODEL, seed=k)) for k in range(2)])
+    return spread(M.init_params(MODEL, seed=0))
+
+
+def real_config(conditioning, tmp_path):
+    c = get_config()
+    c.model.conditioning = conditioning
+    c.model.dtype = "float32"
+    d = c.data
+    d.tokenizer = str(TOKENIZER_DIR)
+    d.source = "jsonl"
+    d.cache_dir = str(tmp_path / "cache")
+    d.clean_html = True
+    d.label_names = ("neg", "pos")
+    d.max_len, d.bucket_lengths = 64, (32, 64)
+    d.val_size = 0
+    c.eval.batch_size = 4
+    c.train.progress_bar = False
+    return c
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize("conditioning", ["per_class", "label_prefix"])
+def test_synthetic_margin_equals_the_test_path_margin(conditioning, tok, tmp_path, monkeypatch):
+    """A kept sample's margin is that of its decoded text read back as a test split and scored;
+    a sample with no text once cleaned is not scored and not kept."""
+    config = real_config(conditioning, tmp_path)
+    g = config.generate
+    g.per_class, g.min_tokens = 3, 1
+    params = run_params(conditioning)
+    info = dict(label_names=["neg", "pos"], conditioning=conditioning, train_class_counts=[1, 1])
+    monkeypatch.setattr(X, "load_run", lambda *a, **k: (info, MODEL, params, 7))
+    hel, lo = tok.encode_batch(["Hel", "lo"])  # "Hello" in two pieces: decoded and re-tokenized, it is one
+    samples = [
+        [tok.encode_batch(["Dull.<br />Two hours lost."])[0], hel + lo + tok.encode_batch([" there, dull"])[0],
+         tok.encode_batch([" Boring"])[0], tok.encode_batch(["<br />"])[0]],  # the last: blank once cleaned
+        [tok.encode_batch(["A fine film, great cast."])[0], tok.encode_batch(["Loved it<br /><br />!"])[0],
+         tok.encode_batch(["Wonderful"])[0]],
+    ]
+    monkeypatch.setattr(synthetic, "sample_class", lambda params, mc, g, k, *a: samples[k])
+    stats = synthetic.generate_synthetic(config, tmp_path)
+    kept = [json.loads(line) for line in (tmp_path / g.output).read_text().splitlines()]
+    assert stats["generated"] == 7 and len(kept) == 6 and "<br />" not in [r["text"] for r in kept]
+
+    config.data.train_path = write_jsonl(tmp_path / "train.jsonl", [{"text": "x", "label": 0}, {"text": "y", "label": 1}])
+    config.data.test_path = write_jsonl(tmp_path / "test.jsonl", [{"text": r["text"], "label": r["label"]} for r in kept])
+    test = load_datasets(config, ("test",), tok)["test"]
+    ll, _ = classify.class_log_likelihoods(params, test, tok, config, MODEL)
+    own = ll[np.arange(len(test)), test.labels]
+    margin = own - ll[np.arange(len(test)), 1 - test.labels]
+    np.testing.assert_allclose([r["margin"] for r in kept], margin, rtol=1e-6, atol=1e-4)
+
+
+def classifier(conditioning, tok, tmp_path) -> GenerativeClassifier:
+    info = dict(label_names=["neg", "pos"], conditioning=conditioning, train_class_counts=[3, 1])
+    return GenerativeClassifier(real_config(conditioning, tmp_path), info, MODEL, run_params(conditioning), tok)
+
+
+TEXTS = ["A wonderful film.", "Two hours I will never get back.<br />Never again.", "Meh"]
+
+
+@pytest.mark.parametrize("conditioning", ["per_class", "label_prefix"])
+def test_scorer_equals_log_likelihoods(conditioning, tok, tmp_path):
+    """The pure (params, tokens, mask) scorer applies the run's EOS and label prefix itself."""
+    clf = classifier(conditioning, tok, tmp_path)
+    tokens, mask = clf.encode(TEXTS)
+    assert tokens.shape == mask.shape == (3, int(mask.sum(1).max()))
+    for i, t in enumerate(TEXTS):  # the texts' own tokens, cleaned as in training, right-padded
+        own = tok.encode_batch([t.replace("<br />", "\n")])[0]
+        assert tokens[i, : len(own)].tolist() == own
+        assert mask[i].tolist() == [1] * len(own) + [0] * (tokens.shape[1] - len(own))
+    ll = clf.log_likelihoods(TEXTS)
+    np.testing.assert_allclose(clf.scorer(clf.params, tokens, mask), ll, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(clf.scorer)(clf.params, tokens, mask), ll, rtol=1e-5)
+
+
+def test_single_string_and_empty_text(tok, tmp_path):
+    clf = classifier("per_class", tok, tmp_path)
+    one = clf.predict(TEXTS[0])
+    assert isinstance(one, str) and one == clf.predict(TEXTS)[0]
+    np.testing.assert_allclose(clf.log_likelihoods(TEXTS[0]), clf.log_likelihoods(TEXTS)[0], rtol=1e-6)
+    tokens, mask = clf.encode(TEXTS[0])
+    assert tokens.shape == mask.shape == (1, 4)
+    with pytest.raises(DataError, match=r"^texts\[1\]: text is empty$"):
+        clf.predict(["fine", "  "])
+    with pytest.raises(ValueError, match=r"^tokens of width 64 need 65 positions with the run's EOS and label prefix, more"):
+        clf.scorer(clf.params, np.ones((1, 64), np.int32), np.ones((1, 64), np.int32))
