@@ -46,7 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
     d.unsup_path = str(SHARED / "imdb" / "unsup.jsonl.gz")
     d.text_field = "text"
     d.label_field = "label"
-    d.label_names = ("neg", "pos")  # () = take them from the data
+    d.label_names = ()  # () = from the data (the source's declared names, else the sorted labels / 0..max);
+    #                     naming them fixes the class order, e.g. ("neg", "pos") in the IMDB configs
     d.tokenizer = "gpt2"  # hub name or folder
     d.tokenizer_fallback = str(SHARED / "gpt2-tokenizer")
     d.cache_dir = str(Path("~/.cache/gencls_jax").expanduser())
@@ -71,13 +72,15 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- training ----------------------------------------------------------------------
     c.train = t = ml_collections.ConfigDict()
-    t.epochs = 6
+    t.epochs = 6  # per_class: every class model sees its own texts once per epoch, on its own schedule
     t.batch_size = 8  # rows per optimizer step per class model (global, over all devices)
     t.grad_accum = 1  # micro-batches per optimizer step
     t.lr = 5e-5
     t.schedule = "cosine"  # constant | linear | cosine (after warmup)
-    t.warmup_steps = 100
-    t.end_lr_factor = 0.0  # final lr = lr * end_lr_factor
+    t.warmup_steps = 100  # linear warmup updates (0 = none); the first update already gets lr / warmup
+    t.warmup_max_fraction = 0.1  # ... but at most this fraction of a model's updates (at least 1):
+    #   warmup = min(warmup_steps, max(1, floor(fraction * updates))); a small class or data set is not all warmup
+    t.end_lr_factor = 0.0  # decay towards lr * end_lr_factor (the last update stays just above it, so > 0)
     t.weight_decay = 0.01  # AdamW; not on biases, LayerNorm, embeddings
     t.b1 = 0.9
     t.b2 = 0.999
@@ -91,7 +94,7 @@ def get_config() -> ml_collections.ConfigDict:
     t.early_stop_patience = 0  # epochs without improvement before stopping; 0 = off
     t.max_steps = 0  # > 0: stop after this many steps (smoke tests, benchmarks)
     t.stack_classes = True  # per_class: vmap the K models in one step; False: lax.map, one class at a time
-    t.distributed = False  # multi-host: call jax.distributed.initialize() first
+    t.distributed = False  # multi-host: jax.distributed.initialize() is called before training
     t.loss_scale_period = 2000  # float16: finite steps in a row before the loss scale grows
     t.loss_scale_factor = 2.0  # float16: scale *= factor after a good period, /= factor on overflow
     t.loss_scale_min = 1.0  # float16: the scale never drops below this
@@ -109,6 +112,9 @@ def get_config() -> ml_collections.ConfigDict:
     e.train_sample_per_class = 500  # training texts per class re-scored for the train/validation gap
     e.test_per_class = 0  # > 0: score only this many test texts per class (seeded); 0 = all
     e.report_rules = ("bayes", "per_token", "calibrated")  # decision rules reported side by side
+    e.degenerate_margin_ratio = 1e-4  # warn that the class models barely differ when the median over texts of
+    #   (best - runner-up class log-likelihood) / |mean class log-likelihood| is below this (0.1 nat on a
+    #   1,000-nat review; identical class models give 0); see evaluate.degenerate_warning
 
     # --- generation (run.py --mode=generate) ---------------------------------------------
     c.generate = g = ml_collections.ConfigDict()

@@ -11,4 +11,5 @@ from configs import base
 def get_config():
     c = base.get_config()
     c.train.epochs = 6
+    c.data.label_names = ("neg", "pos")  # IMDB's classes, in this order (the data has 0/1)
     return c

@@ -11,6 +11,7 @@ from configs import base
 def get_config():
     c = base.get_config()
     c.data.per_class_limit = 500
+    c.data.label_names = ("neg", "pos")  # IMDB's classes, in this order (the data has 0/1)
     c.train.epochs = 1
     c.train.warmup_steps = 10
     c.train.ckpt_every = 50

@@ -15,6 +15,7 @@ def get_config():
     c.model.dtype = "float32"
     c.data.source = "jsonl"  # the local copy of IMDB (no tfds download)
     c.data.tokenizer = c.data.tokenizer_fallback  # the local GPT-2 tokenizer files
+    c.data.label_names = ("neg", "pos")  # IMDB's classes, in this order (the data has 0/1)
     c.data.per_class_limit = 64
     c.data.val_size = 32
     c.data.max_len = 128

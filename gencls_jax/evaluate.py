@@ -129,6 +129,36 @@ def evaluate_split(
     return out
 
 
+def degenerate_warning(ll: np.ndarray, labels: np.ndarray, pred: np.ndarray, label_names: Sequence[str], *,
+                       margin_ratio: float, split: str) -> str | None:
+    """One line saying that a split's results do not come from distinct class models, else None.
+
+    A run with too few optimizer steps leaves the K class models (nearly) equal, and its
+    accuracy is then the prior's (majority class), not a classifier's. Two signs, either fires:
+    every prediction is one class while the labels hold several; or the median over texts of
+    (best - runner-up log p(x|c)) / |mean_c log p(x|c)| is below `margin_ratio`
+    (`eval.degenerate_margin_ratio`). `ll` [N, K] log-likelihoods, `pred` the reported decisions."""
+    n, k = ll.shape
+    if n == 0 or k < 2:
+        return None
+    signs = []
+    if len(np.unique(labels)) > 1 and len(np.unique(pred)) == 1:
+        signs.append(f"all {n} {split} predictions are {label_names[int(pred[0])]!r} while its labels hold "
+                     f"{len(np.unique(labels))} classes")
+    top2 = np.sort(ll, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    size = np.abs(ll.mean(1))
+    ratio = float(np.median(margin / np.maximum(size, np.finfo(np.float64).tiny)))
+    if ratio < margin_ratio:
+        signs.append(f"median margin {np.median(margin):.3g} nats between the best and the runner-up class, "
+                     f"{ratio:.2g} of a text's |log-likelihood| (median {np.median(size):.4g} nats; "
+                     f"eval.degenerate_margin_ratio={margin_ratio:g})")
+    if not signs:
+        return None
+    return (f"WARNING: the class models barely differ on {split}: {'; '.join(signs)}. The accuracy is not a trained "
+            "classifier's: check the number of optimizer steps and the learning rate in the training log.")
+
+
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     """McNemar's test of two classifiers on the same examples: do they differ beyond chance?
 

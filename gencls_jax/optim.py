@@ -1,11 +1,15 @@
 """Optimizer, learning-rate schedule, weight-decay mask and dynamic loss scaling.
 
 Everything is built from `config.train` (no constants of its own) and is a pure function or
-an optax transformation, so the train step can vmap it over a stacked class axis.
+an optax transformation, so the train step can vmap it over a stacked class axis. The learning
+rate is not inside the optimizer: the step computes it from each model's own schedule (its own
+total of optimizer updates, see `make_schedule`) and passes it to `tx.update(...,
+learning_rate=lr)`, so K stacked class models can follow K different schedules.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -21,23 +25,44 @@ SCHEDULES = ("constant", "linear", "cosine")
 DECAYED_LEAF_NAMES = ("kernel",)
 
 
+def warmup_length(tc: Any, total_steps: int) -> int:
+    """Warmup updates of a run of `total_steps`: min(warmup_steps, max(1, floor(warmup_max_fraction
+    * total_steps))), 0 when `warmup_steps` is 0. Short runs (a small class, a small data set)
+    warm up over at most that fraction of their updates instead of spending all of them there."""
+    fraction = float(tc.warmup_max_fraction)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"train.warmup_max_fraction must be in [0, 1], got {fraction}")
+    if int(tc.warmup_steps) <= 0:
+        return 0
+    return min(int(tc.warmup_steps), max(1, math.floor(fraction * int(total_steps))))
+
+
 def make_schedule(tc: Any, total_steps: int) -> optax.Schedule:
-    """Linear warmup from 0 to `tc.lr` over `tc.warmup_steps`, then constant / linear / cosine
-    decay to `tc.lr * tc.end_lr_factor` at `total_steps` (counted in optimizer updates)."""
+    """lr of the update after `count` applied updates, in a run of `total_steps` updates.
+
+    Warmup (W = `warmup_length`): update t < W gets lr * (t + 1) / W, so the first update
+    already trains and update W - 1 is at the peak. Then constant / linear / cosine decay from
+    the peak towards lr * end_lr_factor with progress p = (t - W + 1) / (T - W + 1): the last
+    update (t = T - 1) has p < 1, so its lr is > 0 even with end_lr_factor 0. The cosine is
+    written as sin^2(pi (1 - p) / 2) so that float32 keeps that last lr above 0 for long runs."""
     if tc.schedule not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {tc.schedule!r}")
     peak, end = float(tc.lr), float(tc.lr) * float(tc.end_lr_factor)
-    warm = max(0, min(int(tc.warmup_steps), int(total_steps)))
-    decay_steps = max(int(total_steps) - warm, 1)
-    if tc.schedule == "constant":
-        after = optax.constant_schedule(peak)
-    elif tc.schedule == "linear":
-        after = optax.linear_schedule(peak, end, decay_steps)
-    else:
-        after = optax.cosine_decay_schedule(peak, decay_steps, alpha=float(tc.end_lr_factor))
-    if warm == 0:
-        return after
-    return optax.join_schedules([optax.linear_schedule(0.0, peak, warm), after], [warm])
+    total = max(int(total_steps), 1)
+    warm = warmup_length(tc, total)
+
+    def schedule(count):
+        t = jnp.asarray(count, jnp.float32)
+        rest = jnp.clip((total - t) / (total - warm + 1), 0.0, 1.0)  # 1 - p: from 1 at the peak down to > 0
+        if tc.schedule == "constant":
+            after = jnp.full_like(rest, peak)
+        elif tc.schedule == "linear":
+            after = end + (peak - end) * rest
+        else:
+            after = end + (peak - end) * jnp.sin(0.5 * jnp.pi * rest) ** 2
+        return after if warm == 0 else jnp.where(t < warm, peak * (t + 1) / warm, after)
+
+    return schedule
 
 
 def _leaf_name(path: tuple) -> str:
@@ -52,23 +77,32 @@ def decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(lambda p, _: _leaf_name(p) in DECAYED_LEAF_NAMES, params)
 
 
-def make_optimizer(tc: Any, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Global-norm clipping (if `tc.grad_clip` > 0) then AdamW with the decay mask."""
-    schedule = make_schedule(tc, total_steps)
+def scale_by_given_learning_rate() -> optax.GradientTransformationExtraArgs:
+    """updates * -learning_rate, with the rate given to `update` as a keyword (no state)."""
+
+    def update(updates, state, params=None, *, learning_rate, **_extra):
+        return jax.tree_util.tree_map(lambda u: -learning_rate * u, updates), state
+
+    return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(tc: Any) -> optax.GradientTransformationExtraArgs:
+    """Global-norm clipping (if `tc.grad_clip` > 0) then AdamW with the decay mask; the
+    learning rate comes with each update: `tx.update(grads, state, params, learning_rate=lr)`."""
     parts = []
     if tc.grad_clip and tc.grad_clip > 0:
         parts.append(optax.clip_by_global_norm(float(tc.grad_clip)))
-    parts.append(
-        optax.adamw(
-            schedule,
-            b1=float(tc.b1),
-            b2=float(tc.b2),
-            eps=float(tc.eps),
-            weight_decay=float(tc.weight_decay),
-            mask=decay_mask,
-        )
-    )
-    return optax.chain(*parts), schedule
+    parts += [
+        optax.scale_by_adam(b1=float(tc.b1), b2=float(tc.b2), eps=float(tc.eps)),
+        optax.masked(optax.add_decayed_weights(float(tc.weight_decay)), decay_mask),
+        scale_by_given_learning_rate(),
+    ]
+    return optax.chain(*parts)
+
+
+def applied_updates(opt_state: Any) -> Array:
+    """Updates applied so far (Adam's count: a skipped step restores the old state, count included)."""
+    return optax.tree_utils.tree_get(opt_state, "count")
 
 
 # --- dynamic loss scaling (float16) -------------------------------------------------------

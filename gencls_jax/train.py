@@ -11,6 +11,12 @@
   batch of A*B rows up to float rounding.
 - Dropout keys are fold_in(seed, step, class, micro-batch): resuming replays them exactly.
 - float16 (`model.dtype`): dynamic loss scaling; a step with non-finite grads is skipped.
+- Unequal class sizes (per_class): each class model trains exactly as if fine-tuned alone on
+  its class's texts. It sees its data once per epoch (an epoch has max_k n_k steps; class k's
+  n_k batches come first, then padding, see `data.batching`); a step where its batch has no
+  real token leaves its params, optimizer state and loss scale untouched; and it follows its
+  own learning-rate schedule (warmup + decay, `optim.make_schedule`) over its own number of
+  real steps in the run, advanced only by the updates it applies.
 
 Entry point: `train(config, workdir, model_config, init_params, train_batches, num_batches)`.
 """
@@ -70,8 +76,8 @@ _DISTRIBUTED_READY = False
 
 
 def setup_distributed(config: Any) -> None:
-    """`jax.distributed.initialize()` when `train.distributed` is set. Call it before any other
-    JAX work (run.py's first line); `train` calls it too, and a second call is a no-op."""
+    """`jax.distributed.initialize()` when `train.distributed` is set, before the first JAX
+    work of the run: `experiment.train_and_evaluate` and `train` call it (a second call is a no-op)."""
     global _DISTRIBUTED_READY
     if config.train.get("distributed", False) and not _DISTRIBUTED_READY:
         jax.distributed.initialize()
@@ -187,47 +193,58 @@ def _accumulated_grads(params, batch, key, scale, model_config, accum, loss_fn, 
 def make_train_step(
     model_config: GPT2Config,
     tc: Any,
-    tx: optax.GradientTransformation,
-    schedule: optax.Schedule,
+    tx: optax.GradientTransformationExtraArgs,
+    schedules: Sequence[optax.Schedule],
     per_class: bool,
     loss_fn: LossFn = token_loss_sums,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """Pure (state, batch) -> (state, metrics); jit it with `jit_train_step`.
 
-    metrics (per class when stacked): nll_sum, weight, grad_norm, lr, finite, loss_scale, skipped."""
+    `schedules`: one per class model (class c follows schedules[c]), or one for every model.
+    A model whose batch has no real token (all weights 0) takes no step: params, optimizer
+    state (hence its schedule position) and loss scale stay as they are.
+    metrics (per class when stacked): nll_sum, weight, grad_norm, lr, finite, real, loss_scale, skipped."""
     accum = int(tc.grad_accum)
     use_scale = model_config.dtype == "float16"
     use_dropout = model_config.dropout > 0
 
-    def one_model(params, opt_state, ls, skipped, batch, key, step):
+    def learning_rate(count, c):
+        if len(schedules) == 1:
+            return schedules[0](count)
+        return jnp.stack([s(count) for s in schedules])[c]
+
+    def one_model(params, opt_state, ls, skipped, batch, key, c):
         scale = ls.scale if use_scale else jnp.float32(1)
         g, nll, w = _accumulated_grads(params, batch, key, scale, model_config, accum, loss_fn, use_dropout)
         if use_scale:
             g = jax.tree_util.tree_map(lambda x: x / scale, g)
         finite = optim.all_finite(g) & jnp.isfinite(nll)
-        lr = schedule(step - skipped)  # optax's count only advances on applied updates
-        updates, new_opt = tx.update(g, opt_state, params)
+        real = jnp.any(batch["weights"] != 0)  # (not w > 0: a NaN weight is an overflow to skip, not padding)
+        lr = learning_rate(optim.applied_updates(opt_state), c)
+        updates, new_opt = tx.update(g, opt_state, params, learning_rate=lr)
         new_params = optax.apply_updates(params, updates)
+        applied = real & finite if use_scale else real
+        new_params = optim.select_tree(applied, new_params, params)
+        new_opt = optim.select_tree(applied, new_opt, opt_state)
         if use_scale:
-            new_params = optim.select_tree(finite, new_params, params)
-            new_opt = optim.select_tree(finite, new_opt, opt_state)
-            new_ls = optim.update_loss_scale(ls, finite, tc)
-            skipped = skipped + (~finite).astype(jnp.int32)
+            new_ls = optim.select_tree(real, optim.update_loss_scale(ls, finite, tc), ls)
+            skipped = skipped + (real & ~finite).astype(jnp.int32)
         else:
             new_ls = ls
-        m = dict(nll_sum=nll, weight=w, grad_norm=optax.tree.norm(g), lr=lr, finite=finite, loss_scale=scale, skipped=skipped)
+        m = dict(nll_sum=nll, weight=w, grad_norm=optax.tree.norm(g), lr=lr, finite=finite, real=real,
+                 loss_scale=scale, skipped=skipped)
         return new_params, new_opt, new_ls, skipped, m
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         args = (state.params, state.opt_state, state.loss_scale, state.skipped, batch)
         if not per_class:
-            out = one_model(*args, key, state.step)
+            out = one_model(*args, key, 0)
         else:
             k = state.skipped.shape[0]
 
             def per(p, o, ls, sk, b, c):
-                return one_model(p, o, ls, sk, b, jax.random.fold_in(key, c), state.step)
+                return one_model(p, o, ls, sk, b, jax.random.fold_in(key, c), c)
 
             classes = jnp.arange(k)
             if tc.get("stack_classes", True):
@@ -280,14 +297,18 @@ def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
 
 @functools.lru_cache(maxsize=8)
 def compiled_train_step(
-    model_config: GPT2Config, tc: ml_collections.FrozenConfigDict, per_class: bool, total_steps: int, mesh: Mesh,
-    loss_fn: LossFn = token_loss_sums,
-) -> tuple[optax.GradientTransformation, optax.Schedule, Callable]:
-    """(optimizer, schedule, jitted step), memoised so that repeated `train` calls in one process
-    (resume, sweeps, tests) with the same settings reuse one compilation."""
-    tx, schedule = optim.make_optimizer(tc, total_steps)
-    step = jit_train_step(make_train_step(model_config, tc, tx, schedule, per_class, loss_fn), mesh)
-    return tx, schedule, step
+    model_config: GPT2Config, tc: ml_collections.FrozenConfigDict, per_class: bool, total_steps: int | tuple[int, ...],
+    mesh: Mesh, loss_fn: LossFn = token_loss_sums,
+) -> tuple[optax.GradientTransformationExtraArgs, tuple[optax.Schedule, ...], Callable]:
+    """(optimizer, schedules, jitted step), memoised so that repeated `train` calls in one process
+    (resume, sweeps, tests) with the same settings reuse one compilation. `total_steps`: the
+    optimizer updates of each class model in the run (a tuple, one per class), or one int for
+    every model; each model's schedule runs over its own total."""
+    totals = total_steps if isinstance(total_steps, tuple) else (int(total_steps),)
+    schedules = tuple(optim.make_schedule(tc, n) for n in totals)
+    tx = optim.make_optimizer(tc)
+    step = jit_train_step(make_train_step(model_config, tc, tx, schedules, per_class, loss_fn), mesh)
+    return tx, schedules, step
 
 
 def _prefetch(batches: Iterable[Batch], sharding: NamedSharding, size: int, check: Callable[[Batch], None]) -> Iterator[dict]:
@@ -348,6 +369,7 @@ class TrainResult:
     best_step: int | None
     history: list[dict]  # this call's per-step {'step', 'loss', 'lr', ...} (exact, not windowed)
     evals: list[dict]  # this call's per-epoch eval metrics
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
 
     @property
     def params(self) -> Any:
@@ -381,9 +403,24 @@ class _StopOnSignal:
             signal.signal(s, h)
 
 
-def _total_steps(tc: Any, num_batches: Callable[[int], int]) -> int:
-    total = sum(int(num_batches(e)) for e in range(int(tc.epochs)))
-    return min(total, int(tc.max_steps)) if tc.max_steps > 0 else total
+def _steps_per_model(n: int | Sequence[int]) -> tuple[int, ...]:
+    """num_batches(epoch) as a tuple: one count per class model, or one for every model."""
+    return (int(n),) if np.ndim(n) == 0 else tuple(int(x) for x in n)
+
+
+def _total_steps(tc: Any, num_batches: Callable[[int], int | Sequence[int]]) -> tuple[int, ...]:
+    """Optimizer updates of each model over the run: its real steps of every epoch, cut where
+    `max_steps` ends the run (an epoch's steps are its largest count; a model's come first)."""
+    left = int(tc.max_steps) if tc.max_steps > 0 else None
+    totals = None
+    for e in range(int(tc.epochs)):
+        n = _steps_per_model(num_batches(e))
+        steps = max(n) if left is None else min(max(n), left)
+        done = tuple(min(x, steps) for x in n)
+        totals = done if totals is None else tuple(a + b for a, b in zip(totals, done))
+        if left is not None:
+            left -= steps
+    return totals or (0,)
 
 
 def _track_best(meta: dict, ev: Mapping[str, float], step: int, tc: Any) -> bool:
@@ -407,7 +444,7 @@ def train(
     model_config: GPT2Config,
     init_params: Any,
     train_batches: Callable[[int, int], Iterable[Batch]],
-    num_batches: int | Callable[[int], int],
+    num_batches: int | Callable[[int], int | Sequence[int]],
     eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
     *,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
@@ -417,7 +454,10 @@ def train(
 
     train_batches(epoch, start) yields the host batches of `epoch` from batch index `start` on
     (one batch = one optimizer step: `train.batch_size` rows, [K, B, T] for per_class);
-    num_batches(epoch) says how many there are (for the schedule and the progress bar).
+    num_batches(epoch) says how many steps each model takes in it: an int, or for per_class a
+    tuple of K counts (`PerClassStream.steps_per_model`: class k's real batches come first, then
+    padding). The epoch has the largest count of steps; each model's schedule runs over its own
+    total (an int means every class model takes every step).
     eval_fn(params) -> metrics (e.g. val_loss, val_accuracy) runs at each epoch end.
     callbacks(step, step_metrics) run after every step (hooks for tests and tooling)."""
     setup_distributed(config)
@@ -432,8 +472,13 @@ def train(
 
     mesh = make_mesh()
     k = num_stacked_classes(init_params) if per_class else None
+    totals = _total_steps(tc, nb)
+    if len(totals) not in (1, k or 1):
+        raise ValueError(f"num_batches gives {len(totals)} step counts per epoch for {k or 1} model(s)")
+    logging.info("optimizer updates per model over the run: %s (warmup %s)", list(totals),
+                 [optim.warmup_length(tc, n) for n in totals])
     tx, _, step_fn = compiled_train_step(
-        model_config, ml_collections.FrozenConfigDict(tc), per_class, _total_steps(tc, nb), mesh, loss_fn
+        model_config, ml_collections.FrozenConfigDict(tc), per_class, totals, mesh, loss_fn
     )
     # A copy: the step donates the state, and the caller's `init_params` must stay valid.
     params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), init_params)
@@ -444,7 +489,7 @@ def train(
     ckpt = Checkpointer(workdir / "checkpoints", tc.keep_checkpoints, tc.best_metric, tc.get("async_checkpoint", True))
     meta = {"epoch": 0, "batch": 0, "best": None, "best_step": None, "bad_epochs": 0, "stop_reason": None}
     if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(ckpt.latest_step(), state)
+        state, meta, _ = ckpt.restore(state, "latest", set_aside_damaged=True)
         logging.info("resumed from step %d (epoch %d, batch %d) in %s", int(state.step), meta["epoch"], meta["batch"], workdir)
     writer = metrics_lib.MetricsWriter(workdir, tensorboard=tc.get("tensorboard", True), enabled=lead)
     history: list[dict] = []
@@ -467,8 +512,13 @@ def train(
         finite = bool(np.all(m["finite"]))
         if not finite and not use_scale:
             raise FloatingPointError(f"non-finite loss at step {done} (epoch {epoch}, batch {i}): loss sum {nll}")
-        rec = {"step": done, "loss": nll / max(w, 1e-30), "lr": float(np.mean(m["lr"])),
-               "grad_norm": float(np.mean(m["grad_norm"])), "tokens": w, "finite": finite}
+        real = np.atleast_1d(m["real"])  # class models that took this step (the others had padding only)
+
+        def of_real(x) -> float:
+            return float(np.mean(np.atleast_1d(x)[real])) if real.any() else 0.0
+
+        rec = {"step": done, "loss": nll / max(w, 1e-30), "lr": of_real(m["lr"]),
+               "grad_norm": of_real(m["grad_norm"]), "tokens": w, "finite": finite}
         if use_scale:
             rec["loss_scale"] = float(np.min(m["loss_scale"]))
         history.append(rec)
@@ -499,7 +549,7 @@ def train(
                     reason = "max_steps"
                     break
                 start = int(meta["batch"]) if epoch == int(meta["epoch"]) else 0
-                total = int(nb(epoch))
+                total = max(_steps_per_model(nb(epoch)))
                 bar = metrics_lib.progress_bar(total, start, epoch, lead and tc.get("progress_bar", True))
                 check = functools.partial(check_batch, per_class=per_class, num_classes=k, accum=int(tc.grad_accum), n_devices=mesh.size)
                 batches = _prefetch(train_batches(epoch, start), bsharding, int(config.data.get("prefetch", 2)), check)
@@ -545,4 +595,5 @@ def train(
         writer.close()
     if lead and tc.get("plot", True):
         metrics_lib.plot_curves(writer.path, workdir / "curves.png")
-    return TrainResult(state, reason, int(meta["epoch"]), step, meta["best"], meta["best_step"], history, evals)
+    return TrainResult(state, reason, int(meta["epoch"]), step, meta["best"], meta["best_step"], history, evals,
+                       stop.signum if reason == "interrupted" else None)

@@ -105,25 +105,39 @@ def test_resume_and_determinism():
         assert all(np.array_equal(a["targets"], b["targets"]) for a, b in zip(full, again.batches(2)))
 
 
-def test_per_class_stream_epoch_and_cycling():
+def test_per_class_stream_sees_each_class_once_per_epoch():
+    """Imbalanced classes (13 / 5 / 2 texts, batch 2, two buckets): an epoch has max_k(own
+    batches) steps; class k's own batches come first, then all-padding batches; every row of
+    every class appears exactly once per epoch (no cycling)."""
+    from collections import Counter
+
     sizes = (13, 5, 2)
     streams = tuple(TrainStream(make_rows(random_texts(n, 3, 20, seed=k), 32, BOS, "error", 16, eos_id=EOS),
                                 BatchSpec("bucket", 2, 32, (8, 16)), seed=1, stream=k) for k, n in enumerate(sizes))
     pc = PerClassStream(streams)
-    batches = list(pc.batches(0))
-    assert len(batches) == pc.num_batches(0) == 7  # ceil(13 / 2): the largest class is seen once
-    for b in batches:
-        assert b["inputs"].shape[:2] == (3, 2) and all(b[k].shape == b["inputs"].shape for k in KEYS)
-    for k, n in enumerate(sizes):
-        seen = [s for b in batches for s in unpack({key: v[k] for key, v in b.items()})]
-        rows = streams[k].rows
-        want = {tuple(tuple(np.asarray(a).tolist()) for a in r) for r in zip(rows.inputs, rows.targets, rows.weights)}
-        assert set(seen) == want  # smaller classes cycle: every row at least once
-        if k == 0:
-            assert len(seen) == n
-    resumed = list(pc.batches(0, start=4))
-    for a, b in zip(batches[4:], resumed):
-        np.testing.assert_array_equal(a["inputs"], b["inputs"])
+    for epoch in (0, 1):
+        batches = list(pc.batches(epoch))
+        own_counts = pc.steps_per_model(epoch)
+        assert own_counts == tuple(len(st.plan(epoch)) for st in streams)
+        assert own_counts[0] > own_counts[1] > own_counts[2] >= 1
+        assert len(batches) == pc.num_batches(epoch) == own_counts[0]
+        for b in batches:
+            assert b["inputs"].shape[:2] == (3, 2) and all(b[k].shape == b["inputs"].shape for k in KEYS)
+            real = [b["segment_ids"][k] > 0 for k in range(3)]
+            assert b["inputs"].shape[2] == min(x for x in (8, 16, 32) if x >= max(r.sum(1).max() for r in real))
+        for k in range(len(sizes)):
+            own = [{key: v[k] for key, v in b.items()} for b in batches]
+            n_real = own_counts[k]
+            assert all(o["weights"].sum() > 0 for o in own[:n_real])
+            assert all(not o[key].any() for o in own[n_real:] for key in KEYS)  # padding only: weight 0
+            rows = streams[k].rows
+            want = Counter(tuple(tuple(np.asarray(a).tolist()) for a in r) for r in zip(rows.inputs, rows.targets, rows.weights))
+            assert Counter(s for o in own for s in unpack(o)) == want
+        resumed = list(pc.batches(epoch, start=4))
+        assert len(resumed) == len(batches) - 4
+        for a, b in zip(batches[4:], resumed):
+            for key in KEYS:
+                np.testing.assert_array_equal(a[key], b[key])
 
 
 @pytest.fixture(scope="module")

@@ -74,8 +74,17 @@ def test_unknown_label_name(tmp_path):
     raw = sources.read_jsonl(p, "text", "label", "id")
     with pytest.raises(DataError, match=rf"^{p}:2: unknown label 'meh'"):
         sources.resolve_labels(raw, ("neg", "pos"))
-    with pytest.raises(DataError, match=rf"{p}:1: unknown label 'neg'"):
+    with pytest.raises(DataError, match=rf"{p}:1: unknown label 'neg'") as e:
         sources.resolve_labels(raw, ("a", "b"))
+    assert "--config.data.label_names=()" in str(e.value)  # how to take the names from the data
+
+
+def test_label_names_come_from_the_data_unless_an_imdb_config_names_them():
+    import importlib
+
+    assert tuple(importlib.import_module("configs.base").get_config().data.label_names) == ()
+    for name in ("tiny", "full_6e", "full_10e", "augmented_6e", "subset_500_1e"):
+        assert tuple(importlib.import_module(f"configs.{name}").get_config().data.label_names) == ("neg", "pos"), name
 
 
 def test_empty_file(tmp_path):

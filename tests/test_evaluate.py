@@ -52,6 +52,45 @@ def test_stratified_sample_and_prior():
     np.testing.assert_allclose(np.exp(E.log_prior(np.bincount(labels, minlength=2))), [0.7, 0.3])
 
 
+def _ll_with_signal(n, k, signal, seed=0):
+    """[n, k] log-likelihoods of texts of 100-400 tokens at ~3 nats each; the true class gets +signal."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % k
+    base = -3.0 * rng.integers(100, 400, n)[:, None] + rng.normal(0, 1, (n, 1))
+    return base + signal * (labels[:, None] == np.arange(k)[None]) + rng.normal(0, 0.01 * signal, (n, k)), labels
+
+
+def test_degenerate_warning_fires_on_identical_models_and_one_class_predictions():
+    from configs.base import get_config
+
+    ratio = get_config().eval.degenerate_margin_ratio
+    names = ["a", "b", "c"]
+    ll, labels = _ll_with_signal(60, 3, signal=5.0)
+    # Identical class models: equal columns; the Bayes rule then predicts the majority class only.
+    same = np.repeat(ll[:, :1], 3, axis=1)
+    pred = E.scores(same, None, "bayes", E.log_prior([50, 30, 20])).argmax(1)
+    msg = E.degenerate_warning(same, labels, pred, names, margin_ratio=ratio, split="test")
+    assert msg is not None and "\n" not in msg
+    assert "all 60 test predictions are 'a'" in msg and "3 classes" in msg and "median margin 0" in msg
+    # Barely different models (float noise), varied predictions: the margins alone give it away.
+    noisy = same * (1 + 1e-7 * np.random.default_rng(1).normal(size=same.shape))
+    msg = E.degenerate_warning(noisy, labels, noisy.argmax(1), names, margin_ratio=ratio, split="val")
+    assert msg is not None and "val" in msg and "predictions are" not in msg
+    # Trained models that still call everything one class (e.g. a strong bias): the predictions give it away.
+    msg = E.degenerate_warning(ll, labels, np.zeros(60, int), names, margin_ratio=ratio, split="test")
+    assert msg is not None and "all 60 test predictions are 'a'" in msg and "margin" not in msg
+
+
+def test_degenerate_warning_silent_on_a_working_classifier():
+    from configs.base import get_config
+
+    ratio = get_config().eval.degenerate_margin_ratio
+    ll, labels = _ll_with_signal(60, 2, signal=5.0)  # ~5 nats margin on ~750-nat texts
+    assert E.degenerate_warning(ll, labels, ll.argmax(1), ["neg", "pos"], margin_ratio=ratio, split="test") is None
+    one = labels == 0  # a split with a single class: one predicted class is no sign of anything
+    assert E.degenerate_warning(ll[one], labels[one], np.zeros(one.sum(), int), ["neg", "pos"], margin_ratio=ratio, split="test") is None
+
+
 @pytest.mark.parametrize("b, c", [(10, 3), (0, 0), (7, 7), (400, 330)])
 def test_mcnemar_against_exact_binomial(b, c):
     """Two-sided exact McNemar p against math.comb sums (integers, no floating tail tricks)."""

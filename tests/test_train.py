@@ -20,6 +20,7 @@ import functools
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +44,10 @@ def base_config(**train_overrides):
     c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = "tiny", "float32", 0.0, "label_prefix"
     t = c.train
     t.epochs, t.batch_size, t.lr, t.warmup_steps, t.schedule = 2, 8, 3e-3, 2, "constant"
+    # Adam moves a weight by ~lr * g / eps where |g| < eps: with eps = 1e-8, float noise in near-zero
+    # gradients (e.g. the attention key bias, whose true gradient is exactly 0) becomes update
+    # differences of ~1e-5 between equivalent computations (vmap / lax.map / one model / 8 devices).
+    t.eps = 1e-6
     t.log_every, t.ckpt_every, t.progress_bar, t.plot, t.tensorboard = 1, 0, False, False, False
     for k, v in train_overrides.items():
         setattr(t, k, v)
@@ -143,10 +148,10 @@ def test_decay_mask_names_and_effect():
     assert not flat["wte/embedding"] and not flat["wpe/embedding"] and not flat["h/ln_1/scale"]
     assert not flat["h/attn/c_attn/bias"] and not flat["ln_f/bias"]
     # With zero gradients AdamW only decays: masked leaves move by exactly -lr * wd * p.
-    config = base_config(warmup_steps=0, weight_decay=0.5, lr=0.1, grad_clip=0.0)
-    tx, _ = optim.make_optimizer(config.train, 10)
+    config = base_config(weight_decay=0.5, grad_clip=0.0)
+    tx = optim.make_optimizer(config.train)
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    updates, _ = jax.jit(tx.update)(zeros, tx.init(params), params)
+    updates, _ = jax.jit(functools.partial(tx.update, learning_rate=0.1))(zeros, tx.init(params), params)
     for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]:
         name = "/".join(str(getattr(p, "key", p)) for p in path)
         p = np.asarray(flat_get(params, path))
@@ -160,15 +165,48 @@ def flat_get(tree, path):
     return tree
 
 
+def reference_lr(kind, t, total, warmup, peak, end_factor):
+    """Closed form of the schedule in float64: warmup step t of W gets peak*(t+1)/W; after it the
+    decay has progress p = (t - W + 1) / (T - W + 1), which stays below 1 on the last step."""
+    if t < warmup:
+        return peak * (t + 1) / warmup
+    p = (t - warmup + 1) / (total - warmup + 1)
+    end = peak * end_factor
+    return {"constant": peak, "linear": peak + (end - peak) * p, "cosine": end + (peak - end) * 0.5 * (1 + np.cos(np.pi * p))}[kind]
+
+
 @pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
 def test_schedule_values(kind):
-    config = base_config(schedule=kind, lr=1.0, warmup_steps=4, end_lr_factor=0.1)
+    config = base_config(schedule=kind, lr=1.0, warmup_steps=4, warmup_max_fraction=0.5, end_lr_factor=0.1)
+    for total, warmup in ((24, 4), (6, 3), (1, 1)):  # warmup: min(4, max(1, floor(0.5 * total)))
+        assert optim.warmup_length(config.train, total) == warmup
+        s = optim.make_schedule(config.train, total)
+        got = np.array([float(s(t)) for t in range(total)])
+        want = np.array([reference_lr(kind, t, total, warmup, 1.0, 0.1) for t in range(total)])
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f"total={total}")
     s = optim.make_schedule(config.train, 24)
-    assert float(s(0)) == 0.0 and abs(float(s(2)) - 0.5) < 1e-7 and abs(float(s(4)) - 1.0) < 1e-7
-    frac = 10 / 20  # step 14: halfway through the 20 decay steps
-    want = {"constant": 1.0, "linear": 1.0 - 0.9 * frac, "cosine": 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))}[kind]
-    assert abs(float(s(14)) - want) < 1e-6
-    assert abs(float(s(24)) - (1.0 if kind == "constant" else 0.1)) < 1e-6
+    assert float(s(0)) == 0.25 and float(s(3)) == 1.0  # warmup reaches the peak on its last step
+
+
+def test_warmup_length_rule():
+    """warmup = min(train.warmup_steps, max(1, floor(train.warmup_max_fraction * total))); 0 = off."""
+    tc = base_config(warmup_steps=100, warmup_max_fraction=0.1).train
+    assert [optim.warmup_length(tc, n) for n in (1, 2, 9, 10, 35, 999, 1000, 5000)] == [1, 1, 1, 1, 3, 99, 100, 100]
+    assert optim.warmup_length(base_config(warmup_steps=0).train, 50) == 0
+    with pytest.raises(ValueError, match="warmup_max_fraction"):
+        optim.warmup_length(base_config(warmup_max_fraction=1.5).train, 10)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_every_step_has_a_positive_lr(kind):
+    """Even with end_lr_factor 0, one-step runs and the last step of a long run (float32) train."""
+    for warmup in (0, 1, 100):
+        tc = base_config(schedule=kind, lr=5e-5, warmup_steps=warmup, end_lr_factor=0.0).train
+        for total in (1, 2, 3, 7, 50, 200_000):
+            s = jax.jit(optim.make_schedule(tc, total))
+            steps = np.r_[np.arange(min(total, 60)), np.arange(max(total - 60, 0), total)]
+            lrs = np.array([float(s(t)) for t in steps])
+            assert np.all(lrs > 0), (warmup, total, lrs.min())
 
 
 def test_loss_sums_match_numpy():
@@ -202,6 +240,10 @@ def test_grad_accum_equals_big_batch():
     assert not np.allclose(np.asarray(p0["wte"]["embedding"]), np.asarray(outs[1][0].params["wte"]["embedding"]))
 
 
+def assert_models_close(a, b):
+    assert_trees(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+
+
 def test_per_class_equals_separate_models_and_lax_map():
     """Stacked (vmap) K=2 training == each class model trained alone == lax.map fallback."""
     data = make_epochs(1, 2, 8, classes=2)[0]
@@ -211,11 +253,112 @@ def test_per_class_equals_separate_models_and_lax_map():
     stacked, _ = run_steps(config, mc, tiny_params(mc, 2), data, per_class=True)
     config.train.stack_classes = False
     looped, _ = run_steps(config, mc, tiny_params(mc, 2), data, per_class=True)
-    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # noqa: E731
-    assert_trees(close, stacked.params, looped.params)
+    assert_models_close(stacked.params, looped.params)
     for c in range(2):
         alone, _ = run_steps(config, mc, tiny_params(mc, seed=c), [{k: v[c] for k, v in b.items()} for b in data])
-        assert_trees(close, jax.tree_util.tree_map(lambda x: x[c], stacked.params), alone.params)
+        assert_models_close(jax.tree_util.tree_map(lambda x: x[c], stacked.params), alone.params)
+
+
+def test_empty_class_step_changes_nothing():
+    """A class with no real tokens in a step (weight 0 everywhere) keeps its params, optimizer
+    state (so its schedule does not advance) and loss scale bit for bit; the other class trains."""
+    for dtype in ("float32", "float16"):
+        config = base_config(weight_decay=0.1)
+        config.model.conditioning, config.model.dtype = "per_class", dtype
+        mc = model_config(config, dropout=0.0)
+        data = make_epochs(1, 2, 8, classes=2)[0]
+        state, _ = run_steps(config, mc, tiny_params(mc, 2), data[:1], per_class=True)
+        before = to_np(state)
+        empty = {k: v.copy() for k, v in data[1].items()}
+        empty["weights"][1] = 0.0  # class 1: padding only
+        state, ms = run_steps(config, mc, None, [empty], per_class=True, state=state)
+        after = to_np(state)
+        for field in ("params", "opt_state", "loss_scale", "skipped"):
+            assert_trees(np.testing.assert_array_equal, jax.tree_util.tree_map(lambda x: x[1], getattr(before, field)),
+                         jax.tree_util.tree_map(lambda x: x[1], getattr(after, field)))
+        assert not np.array_equal(before.params["wte"]["embedding"][0], after.params["wte"]["embedding"][0])
+        assert list(ms[0]["real"]) == [True, False]
+
+
+def test_one_step_run_trains(tmp_path):
+    """A run of a single optimizer step (warmup_steps far above it) still moves the parameters."""
+    config = base_config(epochs=1, warmup_steps=100, schedule="cosine", end_lr_factor=0.0)
+    mc = model_config(config)
+    params = tiny_params(mc)
+    res = T.train(config, tmp_path, mc, params, batches_fn(make_epochs(1, 1, 8)), 1)
+    assert res.step == 1 and res.history[0]["lr"] == pytest.approx(config.train.lr)
+    assert not np.allclose(np.asarray(params["wte"]["embedding"]), np.asarray(res.params["wte"]["embedding"]))
+
+
+BOS_ID = VOCAB - 1  # also EOS: the tiny rows' token ids stay inside the tiny vocabulary
+
+
+def class_streams(sizes, batch_size, seed=0):
+    """Per-class TrainStreams of random texts (ids < VOCAB - 1, rows <= SEQ tokens), 'pad' batches."""
+    from gencls_jax.data.batching import BatchSpec, TrainStream
+    from gencls_jax.data.rows import make_rows
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, n in enumerate(sizes):
+        texts = [rng.integers(0, VOCAB - 1, rng.integers(3, SEQ)).astype(np.int32) for _ in range(n)]
+        rows = make_rows(texts, SEQ, BOS_ID, "error", SEQ, eos_id=BOS_ID)
+        out.append(TrainStream(rows, BatchSpec("pad", batch_size, SEQ, ()), seed=3, stream=k))
+    return tuple(out)
+
+
+def test_imbalanced_classes_train_as_if_alone(tmp_path):
+    """3 classes of 3 / 10 / 21 texts, 2 epochs, cosine with warmup: each class model of the stacked
+    run (vmap, and lax.map) equals that model fine-tuned alone on its own batches, with its own
+    schedule over its own 2 / 6 / 12 steps."""
+    from gencls_jax.data.batching import PerClassStream
+
+    streams = class_streams((3, 10, 21), batch_size=4)
+    pc = PerClassStream(streams)
+    assert [pc.steps_per_model(e) for e in (0, 1)] == [(1, 3, 6)] * 2
+    config = base_config(epochs=2, lr=1e-2, schedule="cosine", warmup_steps=3, warmup_max_fraction=0.25, end_lr_factor=0.0)
+    config.data.batching = "pad"
+    config.model.conditioning = "per_class"
+    mc = model_config(config, dropout=0.0)
+    stacked = T.train(config, tmp_path / "vmap", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model)
+    assert stacked.step == 12
+    config.train.stack_classes = False
+    looped = T.train(config, tmp_path / "map", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model)
+    assert_models_close(stacked.params, looped.params)
+    alone_config = config.copy_and_resolve_references()
+    alone_config.model.conditioning = "label_prefix"  # one model, [B, T] batches
+    for k, stream in enumerate(streams):
+        alone = T.train(alone_config, tmp_path / f"alone{k}", mc, tiny_params(mc, seed=k), stream.batches, stream.num_batches)
+        assert alone.step == 2 * stream.num_batches(0)
+        assert_models_close(jax.tree_util.tree_map(lambda x: x[k], stacked.params), alone.params)
+        n_updates = int(optax.tree_utils.tree_get(jax.tree_util.tree_map(lambda x: x[k], stacked.state.opt_state), "count"))
+        assert n_updates == alone.step  # the small class's schedule advanced on its real steps only
+
+
+def test_validation_loss_counts_each_text_once():
+    """Imbalanced validation classes (2 / 7 / 13 texts): the per-class validation loss equals the
+    token-weighted mean nll over every validation text once, each scored by its class's model."""
+    from gencls_jax.data.batching import PerClassStream
+
+    streams = class_streams((2, 7, 13), batch_size=4, seed=1)
+    config = base_config()
+    config.data.batching = "pad"
+    config.model.conditioning = "per_class"
+    mc = model_config(config, dropout=0.0)
+    params = tiny_params(mc, 3)
+    pc = PerClassStream(streams)
+    got = T.make_loss_evaluator(config, mc, lambda: pc.batches(0))(params)["val_loss"]
+    nll = weight = 0.0
+    apply = jax.jit(M.apply, static_argnums=2)
+    for k, stream in enumerate(streams):
+        pk = jax.tree_util.tree_map(lambda x: x[k], params)
+        for x, y, w in zip(stream.rows.inputs, stream.rows.targets, stream.rows.weights):
+            logits = np.asarray(apply(pk, np.asarray(x)[None], mc), np.float64)[0]
+            logp = logits - logits.max(-1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+            nll -= float(np.sum(np.take_along_axis(logp, np.asarray(y)[:, None], -1)[:, 0] * w))
+            weight += float(np.sum(w))
+    assert got == pytest.approx(nll / weight, rel=1e-5)
 
 
 # --- float16 loss scaling -------------------------------------------------------------------

@@ -11,11 +11,12 @@ Determinism: an epoch's plan (which rows go in which batch) is a pure function o
 (lengths, spec, seed, epoch), so batches(epoch, start=S) is exactly what an uninterrupted
 epoch yields from batch S on.
 
-Per-class (K models trained at once): class k has its own plan; an epoch is
-steps = max_k (batches of class k's own epoch), i.e. the largest class is seen exactly once;
-a smaller class runs out earlier and continues with a fresh reshuffle (cycle 1, 2, ...),
-truncated at `steps`. Each step stacks the K batches [K, B, T], T = the largest of the K
-batches' lengths at that step (the same for all K).
+Per-class (K models trained at once): class k has its own plan of n_k batches, and every class
+sees each of its rows exactly once per epoch, as if its model were fine-tuned alone. An epoch
+has max_k n_k steps: class k's n_k batches come first, then all-padding batches (weight 0),
+on which the trainer leaves class k's model untouched (no update, no schedule step). No class
+is cycled, so a validation loss over one epoch counts every validation text once. Each step
+stacks the K batches [K, B, T], T = the largest of the K batches' lengths at that step.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from gencls_jax.score import Rows, pad_rows
 SCHEMES = ("pad", "bucket", "pack")
 
 BatchPlan = tuple[int, list[list[int]]]  # (T, rows; each row = the row indices packed in it)
+EMPTY_PLAN: BatchPlan = (0, [])  # a class past its own batches: all padding, at the step's length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +137,8 @@ class TrainStream:
     seed: int
     stream: int = 0  # distinguishes independent streams with one seed (e.g. class k)
 
-    def plan(self, epoch: int, cycle: int = 0) -> list[BatchPlan]:
-        return epoch_plan(row_lengths(self.rows), self.spec, (self.seed, epoch, self.stream, cycle))
+    def plan(self, epoch: int) -> list[BatchPlan]:
+        return epoch_plan(row_lengths(self.rows), self.spec, (self.seed, epoch, self.stream))
 
     def num_batches(self, epoch: int = 0) -> int:
         return len(self.plan(epoch))
@@ -154,20 +156,18 @@ class PerClassStream:
     classes: tuple[TrainStream, ...]
 
     def plans(self, epoch: int) -> list[list[BatchPlan]]:
-        """plans[k][step] for every class, each cycled (reshuffled per cycle) to the epoch's steps."""
+        """plans[k][step] for every class: class k's own epoch, then empty plans up to the epoch's steps."""
         own = [c.plan(epoch) for c in self.classes]
         steps = max(len(p) for p in own)
-        out = []
-        for c, p in zip(self.classes, own):
-            cycle = 0
-            while len(p) < steps:
-                cycle += 1
-                p = p + c.plan(epoch, cycle)
-            out.append(p[:steps])
-        return out
+        return [p + [EMPTY_PLAN] * (steps - len(p)) for p in own]
 
     def num_batches(self, epoch: int = 0) -> int:
-        return max(c.num_batches(epoch) for c in self.classes)
+        """Steps of the epoch: the largest class's batches."""
+        return max(self.steps_per_model(epoch))
+
+    def steps_per_model(self, epoch: int = 0) -> tuple[int, ...]:
+        """Real batches of each class in the epoch (what `train.train` needs for the schedules)."""
+        return tuple(c.num_batches(epoch) for c in self.classes)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
         plans = self.plans(epoch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -39,11 +40,12 @@ class RawSplit:
     ids: list[str]
     where: list[str]  # 'file:row' of each text, for error messages
     identity: str  # what was read (path, size, mtime / tfds name), for logs
+    source: dict = dataclasses.field(default_factory=dict)  # provenance: file path + sha256, or the tfds build
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A split ready for training or scoring. `tokens` is filled in by `tokenize.tokenize_dataset`."""
+    """A split ready for training or scoring. `tokens` is filled in by `pipeline.tokenize_dataset`."""
 
     texts: list[str]
     labels: np.ndarray  # int32 [N], class index, UNLABELED for unlabeled texts
@@ -51,6 +53,7 @@ class Dataset:
     origin: np.ndarray  # str [N]: 'real' | 'synthetic'
     label_names: tuple[str, ...]
     tokens: Any = None  # tokenize.Tokens or None
+    sources: tuple[dict, ...] = ()  # where the texts were read from (RawSplit.source of each part)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -68,6 +71,7 @@ class Dataset:
             origin=self.origin[idx],
             label_names=self.label_names,
             tokens=None if self.tokens is None else self.tokens.take(idx),
+            sources=self.sources,
         )
 
     def class_counts(self) -> np.ndarray:
@@ -83,7 +87,7 @@ def concat(a: Dataset, b: Dataset) -> Dataset:
     tokens = None if a.tokens is None else a.tokens.concat(b.tokens)
     return Dataset(
         a.texts + b.texts, np.concatenate([a.labels, b.labels]), a.ids + b.ids,
-        np.concatenate([a.origin, b.origin]), a.label_names, tokens,
+        np.concatenate([a.origin, b.origin]), a.label_names, tokens, a.sources + b.sources,
     )
 
 
@@ -119,6 +123,15 @@ def file_identity(path: str | os.PathLike) -> str:
     return f"{p}:{st.st_size}:{st.st_mtime_ns}"
 
 
+def file_source(path: str | os.PathLike) -> dict:
+    """Provenance of a data file: its absolute path and the sha256 of its bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"path": str(Path(path).resolve()), "sha256": h.hexdigest()}
+
+
 def read_jsonl(path: str | os.PathLike, text_field: str, label_field: str, id_field: str,
                labeled: bool = True) -> RawSplit:
     """One JSON object per line; blank lines are skipped; rows are numbered from 1.
@@ -139,7 +152,7 @@ def read_jsonl(path: str | os.PathLike, text_field: str, label_field: str, id_fi
         labels.append(_label_of(obj, label_field, w) if labeled or obj.get(label_field) is not None else None)
         ids.append(str(obj.get(id_field, f"{Path(path).name}:{row}")))
         where.append(w)
-    return RawSplit(texts, labels, ids, where, file_identity(path))
+    return RawSplit(texts, labels, ids, where, file_identity(path), file_source(path))
 
 
 def read_csv(path: str | os.PathLike, text_field: str, label_field: str, id_field: str,
@@ -164,7 +177,7 @@ def read_csv(path: str | os.PathLike, text_field: str, label_field: str, id_fiel
         where.append(w)
     if not texts:
         raise DataError(f"{path}: no data rows after the header")
-    return RawSplit(texts, labels, ids, where, file_identity(path))
+    return RawSplit(texts, labels, ids, where, file_identity(path), file_source(path))
 
 
 def _text_of(obj: dict, field: str, where: str) -> str:
@@ -225,7 +238,8 @@ def read_aclimdb(path: str | os.PathLike, split: str) -> RawSplit:
     texts = [_decode(b, w) for _, _, w, b in found]
     labels = [None if label == "unsup" else label for label, _, _, _ in found]
     ids = [f"{split}/{label}/{i}" for label, i, _, _ in found]
-    return RawSplit(texts, labels, ids, [w for _, _, w, _ in found], f"aclimdb:{p.resolve()}:{split}")
+    return RawSplit(texts, labels, ids, [w for _, _, w, _ in found], f"aclimdb:{p.resolve()}:{split}",
+                    {"aclimdb": str(p.resolve()), "split": split})
 
 
 def read_tfds(name: str, split: str, data_dir: str, text_field: str, label_field: str) -> tuple[RawSplit, tuple[str, ...]]:
@@ -245,7 +259,8 @@ def read_tfds(name: str, split: str, data_dir: str, text_field: str, label_field
     labels = [None if v < 0 else v for v in raw]
     ids = [f"{split}:{i}" for i in range(len(texts))]
     where = [f"tfds {name}/{split}:{i}" for i in range(len(texts))]
-    return RawSplit(texts, labels, ids, where, f"tfds:{name}:{info.version}:{split}"), names
+    return RawSplit(texts, labels, ids, where, f"tfds:{name}:{info.version}:{split}",
+                    {"tfds": name, "version": str(info.version), "split": split}), names
 
 
 # --- labels ------------------------------------------------------------------------------
@@ -257,6 +272,15 @@ def _as_int(v: Any) -> int | None:
     if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
         return int(v)
     return None
+
+
+def label_kind(raw: RawSplit) -> str | None:
+    """'index' when every label is an integer (IMDB's 0/1), 'name' when they are names, None
+    when the split has no labels."""
+    labels = [v for v in raw.raw_labels if v is not None]
+    if not labels:
+        return None
+    return "index" if all(_as_int(v) is not None for v in labels) else "name"
 
 
 def infer_label_names(raw: RawSplit) -> tuple[str, ...]:
@@ -284,7 +308,8 @@ def resolve_labels(raw: RawSplit, label_names: Sequence[str]) -> np.ndarray:
         elif (i := _as_int(v)) is not None and 0 <= i < len(label_names):
             out[j] = i
         else:
-            raise DataError(f"{raw.where[j]}: unknown label {v!r}; label names are {tuple(label_names)}")
+            raise DataError(f"{raw.where[j]}: unknown label {v!r}; label names are {tuple(label_names)} "
+                            "(set --config.data.label_names=() to take them from the data)")
     return out
 
 
@@ -299,4 +324,5 @@ def check_every_class_present(ds: Dataset, what: str) -> None:
 def to_dataset(raw: RawSplit, label_names: Sequence[str], origin: str = "real") -> Dataset:
     """A RawSplit with labels resolved against `label_names`."""
     labels = resolve_labels(raw, label_names)
-    return Dataset(list(raw.texts), labels, list(raw.ids), np.full(len(raw.texts), origin), tuple(label_names))
+    return Dataset(list(raw.texts), labels, list(raw.ids), np.full(len(raw.texts), origin), tuple(label_names),
+                   sources=(raw.source,))
