@@ -4,12 +4,22 @@ Each checkpoint holds two items: `state` (params, optimizer state, step, rng, lo
 pytree of arrays) and `meta` (JSON: epoch, batch index within the epoch, early-stopping
 bookkeeping), so a resumed run continues from the exact data position. Orbax writes each step
 to a temporary folder and renames it when complete, so an interrupted save never corrupts the
-latest good checkpoint. Retention: the latest `keep` checkpoints plus the best one by
-`best_metric` (only epoch-end checkpoints carry metrics).
+latest good checkpoint.
+
+Retention: the latest `keep` checkpoints plus the best one by `best_metric`. The metric is
+written *with* each epoch-end checkpoint (orbax does so only when `best_fn` is set), so a new
+process, a resumed run or an evaluation finds the best step on disk: without it, orbax's
+`best_step()` silently returned the latest step and the BestN policy forgot the true best
+after a restart.
+
+A checkpoint that does not restore (a truncated file, say) is reported in one line and the
+next candidate is used; it is never deleted (a resuming run moves it to
+`checkpoints_damaged/`, out of orbax's way, so that a later save cannot replace it).
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +29,32 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers as cm
 
 
+class RestoreError(RuntimeError):
+    """No usable checkpoint: the message says which steps were tried and why they failed."""
+
+
 def metric_mode(best_metric: str) -> str:
     """'min' for losses, 'max' for anything else (accuracy, F1, ...)."""
     return "min" if best_metric.endswith("loss") else "max"
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}"
 
 
 class Checkpointer:
     """Thin wrapper over `ocp.CheckpointManager` for (state, meta) pairs."""
 
     def __init__(self, directory: str | Path, keep: int, best_metric: str, async_save: bool = True):
+        self.directory = Path(directory).absolute()
         self.best_metric = best_metric
         policies: list[Any] = [cm.LatestN(max(int(keep), 1))]
+        best: dict[str, Any] = {}
         if best_metric:
             policies.append(
                 cm.BestN(
@@ -39,15 +64,21 @@ class Checkpointer:
                     keep_checkpoints_without_metrics=False,
                 )
             )
+            best = dict(best_fn=lambda m: m[best_metric], best_mode=metric_mode(best_metric))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=cm.AnyPreservationPolicy(policies),
             enable_async_checkpointing=async_save,
             create=True,
+            **best,
         )
-        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        """The step with the best saved `best_metric`; the latest step when none carries one."""
+        return self.manager.best_step()
 
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
@@ -65,22 +96,77 @@ class Checkpointer:
             self.manager.delete(step)
         self.manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(state=ocp.args.PyTreeSave(state), meta=ocp.args.JsonSave(meta)),
             metrics=metrics,
             force=True,
         )
 
-    def restore(self, step: int, like_state: Any) -> tuple[Any, dict]:
-        """Restore into the structure, dtypes and shardings of `like_state`."""
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like_state)
-        out = self.manager.restore(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
-        )
-        return out.state, dict(out.meta)
+    def _candidates(self, which: str | int) -> list[int]:
+        """Steps to try, in order: the one asked for, then the others newest first."""
+        steps = sorted(self.all_steps(), reverse=True)
+        if isinstance(which, int):
+            return [which] if which in steps else []
+        if which not in ("best", "latest"):
+            raise ValueError(f"which must be 'best', 'latest' or a step, got {which!r}")
+        first = self.best_step() if which == "best" else self.latest_step()
+        return ([first] if first is not None else []) + [s for s in steps if s != first]
 
-    def wait(self) -> None:
+    def _restore_first(self, which: str | int, restore_one, set_aside_damaged: bool) -> tuple[Any, int]:
+        """`restore_one(step)` on the first candidate that restores; damaged ones are reported."""
+        tried = []
+        for step in self._candidates(which):
+            try:
+                out = restore_one(step)
+            except Exception as e:  # orbax/tensorstore/JSON errors of a damaged checkpoint
+                tried.append(f"step {step} ({_one_line(e)})")
+                where = self._set_aside(step) if set_aside_damaged else self.directory / str(step)
+                logging.warning("checkpoint step %d is damaged and was skipped (%s); it is kept at %s",
+                                step, _one_line(e), where)
+                continue
+            if tried:
+                logging.warning("using checkpoint step %d instead of the damaged %s", step, ", ".join(tried))
+            return out, step
+        if not tried:
+            raise RestoreError(f"{self.directory} holds no checkpoint ({which})")
+        raise RestoreError(f"{self.directory}: no checkpoint restores; tried {'; '.join(tried)}")
+
+    def _set_aside(self, step: int) -> Path:
+        """Move a damaged step out of orbax's folder (kept for inspection, never deleted)."""
         self.manager.wait_until_finished()
+        dest = self.directory.parent / f"{self.directory.name}_damaged" / str(step)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            dest = dest.with_name(f"{step}.{len(list(dest.parent.iterdir()))}")
+        shutil.move(str(self.directory / str(step)), str(dest))
+        self.manager.reload()
+        return dest
+
+    def restore(self, like_state: Any, which: str | int = "latest", *, set_aside_damaged: bool = False
+                ) -> tuple[Any, dict, int]:
+        """(state, meta, step) of the latest / best / given step, in the structure, dtypes and
+        shardings of `like_state`; a damaged step is skipped for the next newest (warned)."""
+        abstract = _abstract(like_state)
+
+        def one(step):
+            out = self.manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(abstract), meta=ocp.args.JsonRestore())
+            )
+            return out.state, dict(out.meta)
+
+        (state, meta), step = self._restore_first(which, one, set_aside_damaged)
+        return state, meta, step
+
+    def restore_params(self, like_params: Any, which: str | int = "best") -> tuple[Any, int]:
+        """(params, step): only the parameters of a saved train state (orbax partial restore),
+        so loading a trained model needs no optimizer."""
+        abstract = {"params": _abstract(like_params)}
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+
+        def one(step):
+            args = ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
+            return self.manager.restore(step, args=ocp.args.Composite(state=args)).state["params"]
+
+        return self._restore_first(which, one, set_aside_damaged=False)
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -1,10 +1,12 @@
 """One experiment, end to end: data -> class-conditional LMs -> scores -> decisions -> report.
 
-`run.py` calls `train_and_evaluate`, `evaluate`, `generate`; `GenerativeClassifier` (in
-`classifier.py`) reuses `load_run`. A workdir holds everything a run made:
-    config.json          the resolved config (the run is reproducible from it)
+`run.py` calls `train_and_evaluate` and `evaluate` (and `synthetic.generate_synthetic`);
+`GenerativeClassifier` (in `classifier.py`) reuses `load_run`. A workdir holds everything a run made:
+    config.json          the resolved config (the run is reproducible from it; `workdir.py`)
     run_info.json        label names, conditioning, architecture, class prior, data counts
+    history.jsonl        every command run in the workdir: time, mode, git revision, changes
     checkpoints/         orbax: latest K steps + the best by validation metric
+    train_summary.json   how training went, over every call (stop reason, steps, wall time)
     metrics.jsonl        train/eval curves; curves.png
     export/<label>/      each class model as a Hugging Face folder (export/ alone: one model)
     predictions_<split>.jsonl, metrics.json, report.md, confusion_<split>.png
@@ -26,12 +28,12 @@ from gencls_jax import evaluate as E
 from gencls_jax import model as M
 from gencls_jax import report
 from gencls_jax import train as T
-from gencls_jax.checkpoint import Checkpointer
+from gencls_jax import workdir as wd
+from gencls_jax.checkpoint import Checkpointer, RestoreError
 from gencls_jax.classify import class_log_likelihoods
 from gencls_jax.data import pipeline
 from gencls_jax.data.sources import concat
 from gencls_jax.data.tokenize import load_tokenizer
-from gencls_jax.optim import make_optimizer
 from gencls_jax.score import stack_params
 from gencls_jax.weights import CheckpointError, load_pretrained, save_pretrained
 
@@ -67,25 +69,12 @@ def initial_model(config, vocab_size: int) -> tuple[M.GPT2Config, Any]:
 
 # --- run bookkeeping --------------------------------------------------------------------------
 
-_ARCH = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
-
 
 def write_run_info(workdir: Path, info: dict) -> None:
-    """Record what makes a workdir what it is; refuse a workdir made by an incompatible config."""
-    path = workdir / "run_info.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        for key in ("conditioning", "label_names"):
-            if old.get(key) != info.get(key):
-                raise RunError(f"{workdir} was made with {key}={old.get(key)}, this config has {info.get(key)}; use another --workdir")
-        for key in _ARCH:
-            if old["model"].get(key) != info["model"].get(key):
-                raise RunError(
-                    f"{workdir} holds a model with {key}={old['model'].get(key)}, this config builds {key}={info['model'].get(key)} "
-                    "(another model size?); use another --workdir"
-                )
+    """Record what the run is (label names, conditioning, architecture, class counts); the
+    config check (`workdir.check_resume`) has already refused a workdir made by another config."""
     workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=2))
+    (workdir / "run_info.json").write_text(json.dumps(info, indent=2))
 
 
 def read_run_info(workdir: Path) -> dict:
@@ -108,36 +97,35 @@ def load_run(config, workdir: str | Path, which: str = "best", purpose: str = "c
     model_config = T.resolve_model_config(config, model_config_from_info(info))
     k = len(info["label_names"]) if info["conditioning"] == "per_class" else 0
     like = jax.eval_shape(lambda: stack_params([M.init_params(model_config)] * k) if k else M.init_params(model_config))
-    params, step = restore_params(config, workdir, model_config, like, which)
+    params, step = restore_params(workdir, like, which)
     return info, model_config, params, step
 
 
-def restore_params(config, workdir: Path, model_config: M.GPT2Config, like_params: Any, which: str = "best"):
-    """Parameters of the best (or latest) checkpoint in `workdir`, as float32 arrays."""
+def restore_params(workdir: Path, like_params: Any, which: str = "best") -> tuple[Any, int]:
+    """(float32 parameters, step) of the best (or latest) checkpoint in `workdir`: the
+    parameters alone, no optimizer. A damaged checkpoint is skipped with a warning."""
     ckpt_dir = Path(workdir) / "checkpoints"
     if not ckpt_dir.exists():
         raise RunError(f"{workdir} has no checkpoints yet: train first (--mode=train)")
-    ckpt = Checkpointer(ckpt_dir, config.train.keep_checkpoints, config.train.best_metric, async_save=False)
+    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev), like_params)
+    ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=_best_metric(workdir), async_save=False)
     try:
-        steps = ckpt.all_steps()
-        if not steps:
-            raise RunError(f"{ckpt_dir} holds no checkpoint: train first (--mode=train)")
-        step = ckpt.manager.best_step() if which == "best" else None
-        step = step if step is not None else max(steps)
-        tx, _ = make_optimizer(config.train, total_steps=1)
-        per_class = T.is_per_class(config)
-        k = T.num_stacked_classes(like_params) if per_class else None
-        dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        like = jax.eval_shape(lambda p: T.init_state(p, tx, config.train, int(config.seed), k), like_params)
-        like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev), like)
-        try:
-            state, meta = ckpt.restore(step, like)
-        except (ValueError, KeyError) as e:
-            raise RunError(f"checkpoint {ckpt_dir}/{step} does not fit this config's model ({type(e).__name__}); another model size?") from None
+        params, step = ckpt.restore_params(like, which)
+    except RestoreError as e:
+        raise RunError(str(e)) from None
+    except (ValueError, KeyError) as e:
+        raise RunError(f"checkpoint {ckpt_dir} does not fit this config's model ({type(e).__name__}); another model size?") from None
     finally:
         ckpt.close()
     logging.info("restored step %d (%s) from %s", step, which, ckpt_dir)
-    return state.params, step
+    return params, step
+
+
+def _best_metric(workdir: Path) -> str:
+    """The metric the run chose its best checkpoint by (its own config, not today's defaults)."""
+    saved = wd.saved_config(workdir)
+    return saved.train.best_metric if saved is not None else ""
 
 
 # --- datasets --------------------------------------------------------------------------------
@@ -153,11 +141,7 @@ def load_data(config, splits):
         for s in wanted:
             train = concat(train, ds[s])
         return tok, {"train": train, "val": ds["val"]}
-    ds = pipeline.load_datasets(config, splits=splits, tokenizer=tok)
-    if "test" in ds and config.eval.test_per_class > 0:
-        idx = E.stratified_sample(ds["test"].labels, int(config.eval.test_per_class), int(config.seed))
-        ds["test"] = ds["test"].subset(idx)
-    return tok, ds
+    return tok, pipeline.load_datasets(config, splits=splits, tokenizer=tok)
 
 
 # --- train -----------------------------------------------------------------------------------
@@ -182,8 +166,14 @@ def _val_metrics_fn(config, model_config, val, tok):
 
 
 def train_and_evaluate(config, workdir: str | Path) -> dict:
+    """Train (or continue the run in `workdir`), then evaluate its best checkpoint. A workdir
+    whose run was made by another config is refused before any file is written."""
     T.setup_distributed(config)
     workdir = Path(workdir)
+    try:
+        changes = wd.check_resume(workdir, config)
+    except wd.ConfigMismatch as e:
+        raise RunError(str(e)) from None
     t0 = time.time()
     tok, ds = load_data(config, splits=("train", "val", "test") if config.eval.splits else ("train", "val"))
     train, val = ds["train"], ds["val"]
@@ -200,26 +190,53 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         tokenizer=config.data.tokenizer,
     )
     write_run_info(workdir, info)
+    wd.append_history(workdir, "train", changes)
     if conditioning == "per_class":
         params = stack_params([params] * train.num_classes)
     stream = pipeline.train_stream(config, train, tok)
     logging.info("training %s: %d texts, %d steps per epoch, %d parameters per model",
                  conditioning, len(train), stream.num_batches(0), M.count_params(params) // (train.num_classes if conditioning == "per_class" else 1))
-    result = T.train(config, workdir, model_config, params, stream.batches, stream.num_batches,
-                     _val_metrics_fn(config, model_config, val, tok))
-    train_s = time.time() - t0
-    summary = dict(stop_reason=result.stop_reason, steps=result.step, epochs_done=result.epoch,
-                   best=result.best, best_step=result.best_step, train_wall_s=train_s)
-    final_loss = [r["loss"] for r in result.history[-50:]]
-    summary["final_train_loss"] = float(np.mean(final_loss)) if final_loss else None
+    steps = stream.steps_per_model if conditioning == "per_class" else stream.num_batches  # each class its own schedule
+    result = T.train(config, workdir, model_config, params, stream.batches, steps, _val_metrics_fn(config, model_config, val, tok))
+    summary = _train_summary(workdir, result, time.time() - t0)
     if result.stop_reason == "interrupted":
         logging.info("interrupted at step %d; run again with the same --workdir to resume", result.step)
         return summary
-    best_params, _ = restore_params(config, workdir, model_config, params)
+    best_params, step = restore_params(workdir, params)
     export(workdir, model_config, best_params, conditioning, label_names)
     if conditioning != "unconditional" and config.eval.splits:
-        summary.update(evaluate_params(config, workdir, model_config, best_params, tok, ds, info, summary))
+        summary.update(evaluate_params(config, workdir, model_config, best_params, tok, ds, info,
+                                       {**summary, "evaluated_step": step}))
     return summary
+
+
+RECENT_STEPS = 50  # final_train_loss: the mean loss of the run's last RECENT_STEPS steps (over resumes too)
+
+
+def _train_summary(workdir: Path, result, wall_s: float) -> dict:
+    """How training went, over every call that trained this run (a resumed run adds to the
+    interrupted one's wall time and steps), kept in `train_summary.json` for eval mode."""
+    path = workdir / "train_summary.json"
+    before = json.loads(path.read_text()) if path.exists() else {}
+    first = result.history[0]["step"] if result.history else result.step + 1
+    recent = [r for r in before.get("recent_steps", []) if r[0] < first]
+    recent = (recent + [[h["step"], h["loss"]] for h in result.history if h["finite"]])[-RECENT_STEPS:]
+    summary = dict(
+        stop_reason=result.stop_reason, signal=result.signal, steps=result.step, epochs_done=result.epoch,
+        best=result.best, best_step=result.best_step,
+        train_wall_s=float(before.get("train_wall_s", 0.0)) + wall_s,
+        train_calls=int(before.get("train_calls", 0)) + 1,
+        final_train_loss=float(np.mean([r[1] for r in recent])) if recent else None,
+    )
+    path.write_text(json.dumps({**summary, "recent_steps": recent}, indent=2))
+    return summary
+
+
+def read_train_summary(workdir: Path) -> dict:
+    path = Path(workdir) / "train_summary.json"
+    if not path.exists():
+        return {}
+    return {k: v for k, v in json.loads(path.read_text()).items() if k != "recent_steps"}
 
 
 def export(workdir: Path, model_config, params, conditioning: str, label_names) -> None:
@@ -234,8 +251,12 @@ def export(workdir: Path, model_config, params, conditioning: str, label_names) 
 # --- evaluate --------------------------------------------------------------------------------
 
 
-def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, summary=None) -> dict:
-    """Score val and test, decide under every rule, write predictions, metrics.json, report.md."""
+def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, summary=None,
+                    out_dir: Path | None = None) -> dict:
+    """Score val and test, decide under every rule, write predictions, metrics.json, report.md
+    (into `out_dir`, the workdir by default)."""
+    out_dir = Path(out_dir or workdir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     label_names = info["label_names"]
     k = len(label_names)
     prior = E.log_prior(info["train_class_counts"])
@@ -255,29 +276,47 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
         v, ll, _ = scored["val"]
         offsets = E.fit_offsets(ll, v.labels)
     rules = list(dict.fromkeys([config.eval.decision, *config.eval.report_rules]))
-    results = {}
+    results, warnings = {}, []
     for split, (d, ll, n_tok) in scored.items():
         results[split] = E.evaluate_split(ll, d.labels, n_tok, label_names, prior, offsets, rules,
                                           int(config.eval.sample_per_class) if split == "test" else 0, int(config.seed))
-        report.write_predictions(workdir / f"predictions_{split}.jsonl", d, ll, n_tok,
-                                 E.scores(ll, n_tok, "bayes", prior).argmax(1), label_names)
+        pred = E.scores(ll, n_tok, "bayes", prior).argmax(1)
+        report.write_predictions(out_dir / f"predictions_{split}.jsonl", d, ll, n_tok, pred, label_names)
+        warning = E.degenerate_warning(ll, d.labels, pred, label_names,
+                                       margin_ratio=float(config.eval.degenerate_margin_ratio), split=split)
+        if warning:
+            logging.warning("%s", warning)
+            warnings.append(warning)
     out = dict(
         decision=config.eval.decision,
         prior=prior.tolist(),
         offsets=None if offsets is None else offsets.tolist(),
         results=results,
         scoring_wall_s=timings,
+        warnings=warnings,
+        provenance=dict(git_revision=wd.git_revision(), workdir=str(workdir), data=ds_provenance(ds, splits)),
     )
     headline = results.get("test", results.get("val", {})).get(config.eval.decision)
     if headline:
         out["accuracy"] = headline["accuracy"]
-    report.write_run_report(workdir, config, info, {**(summary or {}), **out})
+    report.write_run_report(out_dir, config, info, {**(summary or {}), **out})
     return out
 
 
-def evaluate(config, workdir: str | Path, which: str = "best") -> dict:
-    """Eval mode: a finished or interrupted run's checkpoint on the configured splits."""
-    workdir = Path(workdir)
+def ds_provenance(ds: dict, scored: dict) -> dict:
+    """What each scored split was read from: data files (path and sha256) or a tfds build."""
+    origin = {"val": "train", "train_sample": "train"}
+    return {split: list(ds[origin.get(split, split)].sources) for split in scored}
+
+
+def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | None = None) -> dict:
+    """Eval mode: a run's best (or latest) checkpoint, with the run's own config (`config`, from
+    `workdir.eval_config`); `changed` says which keys a --config changed. Another test set
+    (`data.test_path` changed) is reported in `<workdir>/eval_<file name>/`, not over the run's report."""
+    workdir, changed = Path(workdir), changed or {}
     info, model_config, params, step = load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"))
-    return evaluate_params(config, workdir, model_config, params, tok, ds, info, {"evaluated_step": step})
+    out_dir = workdir / f"eval_{Path(config.data.test_path).name.split('.')[0]}" if "data.test_path" in changed else workdir
+    wd.append_history(workdir, "eval", changed, checkpoint=which, evaluated_step=step, out_dir=str(out_dir))
+    summary = {**read_train_summary(workdir), "evaluated_step": step, "evaluated_checkpoint": which}
+    return evaluate_params(config, workdir, model_config, params, tok, ds, info, summary, out_dir)

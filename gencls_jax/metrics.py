@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -73,6 +74,9 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [records[k] for k in sorted(records)]
 
 
+FEW_POINTS = 30  # curves with at most this many points are drawn with markers
+
+
 def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     """Train/val loss (and val accuracy, if logged) against step, as a PNG."""
     records = read_metrics(metrics_path)
@@ -87,10 +91,14 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
         pts = [(r["step"], r[key]) for r in records if r.get("kind") == kind and isinstance(r.get(key), (int, float))]
         return [p[0] for p in pts], [p[1] for p in pts]
 
+    def style(xs) -> str:  # a line alone hides a curve of a few points: mark them
+        return "o-" if len(xs) <= FEW_POINTS else "-"
+
     has_acc = bool(series("eval", "val_accuracy")[0])
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
     ax = axes[0, 0]
-    ax.plot(*series("train", "train_loss"), label="train loss")
+    xs, ys = series("train", "train_loss")
+    ax.plot(xs, ys, style(xs), label="train loss")
     xs, ys = series("eval", "val_loss")
     if xs:
         ax.plot(xs, ys, "o-", label="val loss")
@@ -126,6 +134,28 @@ class Throughput:
         if reset:
             self.reset()
         return out
+
+
+class _TqdmStream:
+    """A stream for absl's log lines that writes through `tqdm.write`: an open progress bar is
+    cleared, the line printed, and the bar redrawn below it (instead of the two overwriting
+    each other in a terminal)."""
+
+    def write(self, text: str) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, end="", file=sys.stderr)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def close(self) -> None:  # stderr is not ours to close
+        self.flush()
+
+
+def route_logging_through_progress_bars() -> None:
+    """Send absl's log lines through tqdm (run.py calls this once; harmless without bars)."""
+    logging.get_absl_handler().python_handler.stream = _TqdmStream()
 
 
 def progress_bar(total: int, initial: int, epoch: int, enabled: bool) -> Any:

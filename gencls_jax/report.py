@@ -36,9 +36,10 @@ def plot_confusion(matrix: Sequence[Sequence[int]], label_names, path: Path, tit
 
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(1.2 * len(label_names) + 2, 1.2 * len(label_names) + 1.5))
-    ax.imshow(m, cmap="Blues")
-    for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black")
+    image = ax.imshow(m, cmap="Blues", vmin=0, vmax=max(int(m.max()), 1))
+    for (i, j), v in np.ndenumerate(m):  # dark text on light cells, white on dark ones
+        r, g, b, _ = image.cmap(image.norm(v))
+        ax.text(j, i, str(v), ha="center", va="center", color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
     ax.set_xticks(range(len(label_names)), label_names)
     ax.set_yticks(range(len(label_names)), label_names)
     ax.set_xlabel("predicted")
@@ -49,21 +50,39 @@ def plot_confusion(matrix: Sequence[Sequence[int]], label_names, path: Path, tit
     plt.close(fig)
 
 
+def confusion_table(matrix: Sequence[Sequence[int]], label_names) -> list[str]:
+    """The confusion matrix as markdown (rows: true class, columns: predicted)."""
+    lines = ["| true \\ predicted | " + " | ".join(label_names) + " |", "| --- " * (len(label_names) + 1) + "|"]
+    for name, row in zip(label_names, matrix):
+        lines.append(f"| {name} | " + " | ".join(str(int(v)) for v in row) + " |")
+    return lines
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def write_run_report(workdir: Path, config, info: dict, summary: dict) -> None:
-    """metrics.json (everything) and report.md (tables a person reads), plus confusion PNGs."""
-    workdir = Path(workdir)
-    (workdir / "metrics.json").write_text(json.dumps(summary, indent=2))
+def write_run_report(out_dir: Path, config, info: dict, summary: dict) -> None:
+    """metrics.json (everything) and report.md (tables a person reads), plus confusion PNGs.
+    Warnings (e.g. class models that barely differ) open the report."""
+    out_dir = Path(out_dir)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     names = info["label_names"]
-    lines = [f"# Run report: {workdir.name}", "", f"- conditioning: {info['conditioning']}",
-             f"- model: {info['model']['n_layer']} layers, width {info['model']['n_embd']}, dtype {info['model']['dtype']}",
-             f"- training texts: {info['n_train']} (per class {info['train_class_counts']}, synthetic {info['n_synthetic']})"]
-    for key in ("stop_reason", "steps", "epochs_done", "final_train_loss", "train_wall_s", "evaluated_step"):
+    lines = [f"# Run report: {out_dir.name}", ""]
+    lines += [f"> **{w}**" for w in summary.get("warnings", [])]
+    lines += ["" if summary.get("warnings") else None, f"- conditioning: {info['conditioning']}",
+              f"- model: {info['model']['n_layer']} layers, width {info['model']['n_embd']}, dtype {info['model']['dtype']}",
+              f"- training texts: {info['n_train']} (per class {info['train_class_counts']}, synthetic {info['n_synthetic']})"]
+    lines = [x for x in lines if x is not None]
+    for key in ("stop_reason", "steps", "epochs_done", "final_train_loss", "train_wall_s", "train_calls",
+                "best_step", "evaluated_step", "evaluated_checkpoint"):
         if key in summary:
             lines.append(f"- {key}: {summary[key]}")
+    prov = summary.get("provenance", {})
+    if prov:
+        lines.append(f"- code: git {prov.get('git_revision')}")
+        for split, srcs in (prov.get("data") or {}).items():
+            lines.append(f"- {split} data: {'; '.join(_source(s) for s in srcs) or 'unknown'}")
     if summary.get("offsets") is not None:
         lines.append(f"- calibrated class offsets (fit on val): {[round(x, 3) for x in summary['offsets']]}")
     for split, by_rule in summary.get("results", {}).items():
@@ -75,18 +94,23 @@ def write_run_report(workdir: Path, config, info: dict, summary: dict) -> None:
                     continue
                 f1s = " | ".join(f"{mm['per_class'][n]['f1']:.4f}" for n in names)
                 lines.append(f"| {tag} | {mm['n']} | {_pct(mm['accuracy'])} | {mm['macro_f1']:.4f} | {mm['f1_gap']:.4f} | {f1s} |")
-        head = by_rule.get(summary.get("decision", "bayes")) or next(iter(by_rule.values()))
-        png = workdir / f"confusion_{split}.png"
-        plot_confusion(head["confusion"], names, png, f"{split}: {summary.get('decision', 'bayes')}")
-        lines += ["", f"![confusion {split}]({png.name})"]
+        rule = summary.get("decision", "bayes")
+        head = by_rule.get(rule) or next(iter(by_rule.values()))
+        png = out_dir / f"confusion_{split}.png"
+        plot_confusion(head["confusion"], names, png, f"{split}: {rule}")
+        lines += ["", f"Confusion matrix ({rule}):", "", *confusion_table(head["confusion"], names), "", f"![confusion {split}]({png.name})"]
     res, rule = summary.get("results", {}), summary.get("decision", "bayes")
     for a, b, what in (("train_sample", "val", "Train (sample) - validation"), ("val", "test", "Validation - test")):
         if a in res and b in res and rule in res[a] and rule in res[b]:
             gap = 100 * (res[a][rule]["accuracy"] - res[b][rule]["accuracy"])
             lines += ["", f"{what} accuracy gap ({rule}): {gap:+.2f} points"]
-    if (workdir / "curves.png").exists():
+    if (out_dir / "curves.png").exists():
         lines += ["", "![curves](curves.png)"]
-    (workdir / "report.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _source(src: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in src.items()) if src else "unknown"
 
 
 def history_row(workdir: Path) -> dict:

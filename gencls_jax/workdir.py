@@ -1,0 +1,197 @@
+"""What a workdir remembers: the config it was trained with, and every command run in it.
+
+A trained model is only meaningful with the data and settings that made it, so a workdir keeps
+them (`config.json`) and the program holds every later command to them:
+- training in a workdir that already has a run continues that run; a config that would change
+  the model (other data, other hyperparameters) is refused before any file is touched, naming
+  the differing keys. Settings that cannot change a trained model (logging, progress bars,
+  evaluation) may differ, and a run may be continued with more epochs or steps;
+- eval and generate use the run's own config; a `--config` given with them may change only
+  evaluation and runtime settings, and `data.test_path` (another test set, which must use
+  the run's label names);
+- `history.jsonl` records each command: when, which mode, the code's git revision, what changed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Settings that cannot change a trained model: they may differ between a run and its resumption.
+RUNTIME_KEYS = (
+    "compile_cache_dir", "compile_cache_min_secs",
+    "data.prefetch", "data.cache_dir", "data.tokenize_batch_size", "data.tfds_data_dir",
+    "train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.async_checkpoint",
+    "train.tensorboard", "train.progress_bar", "train.plot", "train.distributed",
+    "model.head_chunk",
+)
+RUNTIME_PREFIXES = ("eval.", "generate.")  # what is scored and sampled, not how the model was trained
+GROWABLE_KEYS = ("train.epochs", "train.max_steps")  # continuing a run with more is allowed
+# Eval/generate: besides the runtime keys, these may come from a --config given with them.
+EVAL_KEYS = ("model.dtype", "model.attention", "model.layer_unroll", "data.test_path")
+
+
+class ConfigMismatch(ValueError):
+    """A command whose config does not fit the run in its workdir; the message names the keys."""
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """{'train.lr': 5e-05, ...} of a ConfigDict or nested dict (tuples as lists, for comparison)."""
+    out: dict[str, Any] = {}
+    items = config.items() if hasattr(config, "items") else []
+    for k, v in items:
+        if hasattr(v, "items"):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, (tuple, list)) else v
+    return out
+
+
+def _runtime(key: str) -> bool:
+    return key in RUNTIME_KEYS or key.startswith(RUNTIME_PREFIXES)
+
+
+def _grown(key: str, old: Any, new: Any) -> bool:
+    """More epochs, or a step limit raised or lifted (0 = none)."""
+    if key == "train.epochs":
+        return new >= old
+    return old > 0 and (new == 0 or new >= old)
+
+
+def _fmt(diff: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in diff.items())
+
+
+def differences(old: Any, new: Any) -> dict[str, tuple[Any, Any]]:
+    """{key: (old value, new value)} for every key whose value differs (missing = None)."""
+    a, b = flatten(old), flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def base_config() -> ml_collections.ConfigDict | None:
+    """configs/base.py's defaults, where the source tree has them (an older run's config.json
+    lacks the keys added since: they take today's defaults)."""
+    path = REPO / "configs" / "base.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("gencls_configs_base", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config()
+
+
+def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
+    for k, v in values.items():
+        if isinstance(v, dict) and k in into and isinstance(into[k], ml_collections.ConfigDict):
+            _merge(into[k], v)
+        elif k in into:
+            into[k] = tuple(v) if isinstance(into[k], tuple) and isinstance(v, list) else v
+        # a key today's code no longer has: dropped
+
+
+def saved_config(workdir: str | Path) -> ml_collections.ConfigDict | None:
+    """The config a run in `workdir` was trained with, on top of today's defaults; None if no run."""
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        return None
+    values = json.loads(path.read_text())
+    config = base_config()
+    if config is None:
+        return ml_collections.ConfigDict(values)
+    _merge(config, values)
+    return config
+
+
+def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]:
+    """Train mode: the differences between the run in `workdir` and `config` that are allowed
+    (runtime settings, more epochs or steps); raise ConfigMismatch, naming the keys, for any
+    other. Nothing is written here."""
+    saved = saved_config(workdir)
+    if saved is None:
+        return {}
+    diff = differences(saved, config)
+    bad = {k: v for k, v in diff.items()
+           if not _runtime(k) and not (k in GROWABLE_KEYS and v[0] is not None and v[1] is not None and _grown(k, *v))}
+    if bad:
+        raise ConfigMismatch(
+            f"{workdir} holds a run trained with another config: {_fmt(bad)}; use another --workdir "
+            f"(only settings that cannot change the trained model may differ, and train.epochs/max_steps may grow)"
+        )
+    return diff
+
+
+def eval_config(workdir: str | Path, given: Any | None) -> tuple[ml_collections.ConfigDict, dict]:
+    """Eval/generate mode: the run's own config, with the keys a `--config` may change taken from
+    `given` (evaluation, generation and runtime settings, the compute dtype, `data.test_path`).
+    Returns (config, the differences used). Training settings of `given` are ignored; any other
+    difference (data, model) raises ConfigMismatch."""
+    saved = saved_config(workdir)
+    if saved is None:
+        raise ConfigMismatch(f"{workdir} has no config.json: no run was trained there (run --mode=train first)")
+    if given is None:
+        return saved, {}
+    diff = differences(saved, given)
+    used = {k: v for k, v in diff.items() if _runtime(k) or k in EVAL_KEYS}
+    bad = {k: v for k, v in diff.items() if k not in used and not k.startswith("train.")}
+    if bad:
+        raise ConfigMismatch(
+            f"this --config differs from the run in {workdir} in {_fmt(bad)}; eval and generate use the run's "
+            "own config: leave out --config (or these overrides); another test set: --config.data.test_path=FILE"
+        )
+    config = ml_collections.ConfigDict(saved.to_dict())
+    for key, (_, new) in used.items():
+        *path, leaf = key.split(".")
+        node = config
+        for p in path:
+            node = node[p]
+        node[leaf] = new
+    return config, used
+
+
+@functools.lru_cache(maxsize=1)
+def git_revision() -> str:
+    """The code's git revision ('+dirty' with uncommitted changes), or 'unknown' outside a checkout."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def append_history(workdir: str | Path, mode: str, changes: dict | None = None, **extra: Any) -> None:
+    """One line in `history.jsonl` per command run in the workdir."""
+    record = {"time": datetime.datetime.now().isoformat(timespec="seconds"), "mode": mode,
+              "git_revision": git_revision(), **extra}
+    if changes:
+        record["changed"] = {k: [old, new] for k, (old, new) in changes.items()}
+    path = Path(workdir) / "history.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+
+
+def read_history(workdir: str | Path) -> list[dict]:
+    path = Path(workdir) / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

@@ -1,0 +1,140 @@
+"""Checkpoints: the best step is the one restored (in this process, a fresh one, after a resume),
+and a damaged checkpoint is reported in one line and skipped, never deleted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gencls_jax import experiment  # noqa: E402
+from gencls_jax import model as M  # noqa: E402
+from gencls_jax import train as T  # noqa: E402
+from gencls_jax.checkpoint import Checkpointer  # noqa: E402
+from gencls_jax.workdir import base_config  # noqa: E402
+
+VOCAB, SEQ, STEPS_PER_EPOCH = 64, 16, 2
+
+
+def config(epochs: int, **train):
+    c = base_config()
+    c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = "tiny", "float32", 0.0, "label_prefix"
+    t = c.train
+    t.epochs, t.batch_size, t.lr, t.warmup_steps, t.schedule = epochs, 4, 3e-3, 0, "constant"
+    t.log_every, t.ckpt_every, t.progress_bar, t.plot, t.tensorboard = 1, 0, False, False, False
+    t.keep_checkpoints, t.best_metric = 1, "val_loss"
+    for k, v in train.items():
+        setattr(t, k, v)
+    return c
+
+
+def model_config(c):
+    return T.resolve_model_config(c, M.config_for("tiny", vocab_size=VOCAB, n_positions=SEQ))
+
+
+def stream(epoch: int, start: int):
+    """The epoch's batches (random tokens, a pure function of the epoch) from `start` on."""
+    rng = np.random.default_rng(epoch)
+    out = []
+    for _ in range(STEPS_PER_EPOCH):
+        x = rng.integers(0, VOCAB, size=(4, SEQ + 1)).astype(np.int32)
+        out.append({"inputs": x[:, :-1], "targets": x[:, 1:], "weights": np.ones((4, SEQ), np.float32),
+                    "positions": np.broadcast_to(np.arange(SEQ, dtype=np.int32), (4, SEQ)).copy(),
+                    "segment_ids": np.ones((4, SEQ), np.int32)})
+    return iter(out[start:])
+
+
+class FakeValidation:
+    """Validation losses in a given order (best at epoch 1), and a copy of the params it saw."""
+
+    def __init__(self, losses):
+        self.losses, self.seen = list(losses), []
+
+    def __call__(self, params):
+        self.seen.append(jax.tree_util.tree_map(np.array, jax.device_get(params)))
+        return {"val_loss": self.losses[len(self.seen) - 1]}
+
+
+def assert_same_params(a, b):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, jax.device_get(a), b)
+
+
+def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_path):
+    losses = [3.0, 1.0, 2.0, 2.5]  # best at epoch 1 = step 4
+    mc = model_config(config(4))
+    init = M.init_params(mc, seed=0)
+
+    # Uninterrupted, then restored here and in a new process.
+    val = FakeValidation(losses)
+    res = T.train(config(4), tmp_path / "full", mc, init, stream, STEPS_PER_EPOCH, val)
+    assert (res.best, res.best_step) == (1.0, 4)
+    params, step = experiment.restore_params(tmp_path / "full", init, "best")
+    assert step == 4
+    assert_same_params(params, val.seen[1])
+    code = ("import sys; sys.path.insert(0, %r); from gencls_jax import experiment, model as M, train as T;"
+            "from tests.test_checkpoint import config, model_config;"
+            "p, s = experiment.restore_params(%r, M.init_params(model_config(config(4))), 'best'); print('STEP', s)"
+            % (str(REPO), str(tmp_path / "full")))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert "STEP 4" in out.stdout, out.stderr[-2000:]
+
+    # Two epochs, then the run continued to four (a new checkpoint manager): with one latest
+    # checkpoint kept, only the metric on disk keeps step 4 alive and restorable as the best.
+    val2 = FakeValidation(losses)
+    T.train(config(2), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2)
+    T.train(config(4), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2)
+    assert Checkpointer(tmp_path / "resumed" / "checkpoints", 1, "val_loss").all_steps() == [4, 8]
+    params, step = experiment.restore_params(tmp_path / "resumed", init, "best")
+    assert step == 4
+    assert_same_params(params, val2.seen[1])
+    params, step = experiment.restore_params(tmp_path / "resumed", init, "latest")
+    assert step == 8
+
+
+def _truncate_largest_file(step_dir: Path) -> Path:
+    files = [p for p in step_dir.rglob("*") if p.is_file()]
+    big = max(files, key=lambda p: p.stat().st_size)
+    big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    return big
+
+
+def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, caplog):
+    c = config(2, ckpt_every=1, keep_checkpoints=3, best_metric="")
+    mc = model_config(c)
+    init = M.init_params(mc, seed=0)
+    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH)  # checkpoints at steps 2, 3, 4
+    ckpt_dir = tmp_path / "checkpoints"
+    assert Checkpointer(ckpt_dir, 3, "").all_steps() == [2, 3, 4]
+    _truncate_largest_file(ckpt_dir / "4")
+
+    # Evaluation reads the newest intact step and leaves the damaged one where it is.
+    caplog.clear()
+    params, step = experiment.restore_params(tmp_path, init, "latest")
+    assert step == 3
+    warned = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert warned and "checkpoint step 4 is damaged" in warned[0] and "\n" not in warned[0]
+    assert (ckpt_dir / "4").is_dir()
+
+    # Training resumes from step 3; the damaged step is moved aside, not deleted or overwritten.
+    c4 = config(2, ckpt_every=1, keep_checkpoints=3, best_metric="")
+    res = T.train(c4, tmp_path, mc, init, stream, STEPS_PER_EPOCH)
+    assert res.stop_reason == "completed" and res.step == 4 and [h["step"] for h in res.history] == [4]
+    assert (tmp_path / "checkpoints_damaged" / "4").is_dir()
+    assert Checkpointer(ckpt_dir, 3, "").latest_step() == 4  # a new, intact step 4
+
+
+def test_no_intact_checkpoint_is_one_line_error(tmp_path):
+    c = config(1, keep_checkpoints=1, best_metric="")
+    mc = model_config(c)
+    init = M.init_params(mc, seed=0)
+    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH)
+    _truncate_largest_file(tmp_path / "checkpoints" / "2")
+    with pytest.raises(experiment.RunError, match=r"no checkpoint restores; tried step 2 \("):
+        experiment.restore_params(tmp_path, init, "best")
