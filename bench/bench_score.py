@@ -49,8 +49,8 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def load_test(config: Any, limit: int) -> tuple[Any, Any]:
     """(tokenizer, the tokenized test split); with `limit`, limit // K texts per class (seeded)."""
-    from gencls_jax import evaluate as E
     from gencls_jax.data import pipeline
+    from gencls_jax.data.splits import per_class_sample
     from gencls_jax.data.tokenize import load_tokenizer
 
     d = config.data
@@ -58,7 +58,7 @@ def load_test(config: Any, limit: int) -> tuple[Any, Any]:
     t0 = time.perf_counter()
     test = pipeline.load_datasets(config, ("test",), tok)["test"]  # (reads train too: label names)
     if limit > 0:
-        test = test.subset(E.stratified_sample(test.labels, max(limit // test.num_classes, 1), int(config.seed)))
+        test = test.subset(per_class_sample(test.labels, max(limit // test.num_classes, 1), int(config.seed), "test"))
     print(f"test: {len(test)} texts, per class {test.class_counts().tolist()}, mean {test.tokens.lengths.mean():.0f} "
           f"tokens (loaded in {time.perf_counter() - t0:.1f} s)")
     return tok, test

@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from gencls_jax.data.splits import per_class_sample
+
 DECISIONS = ("bayes", "per_token", "calibrated")
 
 
@@ -94,17 +96,6 @@ def classification_metrics(labels: np.ndarray, pred: np.ndarray, label_names: Se
     )
 
 
-def stratified_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """`per_class` indices of each class (fewer if a class is smaller), seeded: the original
-    protocol's 1,000-review evaluation sample."""
-    rng = np.random.default_rng(seed)
-    idx = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        idx.append(rng.choice(members, size=min(per_class, members.size), replace=False))
-    return np.sort(np.concatenate(idx))
-
-
 def evaluate_split(
     ll: np.ndarray,
     labels: np.ndarray,
@@ -124,7 +115,7 @@ def evaluate_split(
         pred = scores(ll, n_tokens, rule, prior, offsets).argmax(1)
         out[rule] = classification_metrics(labels, pred, label_names)
         if sample_per_class:
-            idx = stratified_sample(labels, sample_per_class, seed)
+            idx = per_class_sample(labels, sample_per_class, seed, "report")
             out[rule]["sample"] = classification_metrics(labels[idx], pred[idx], label_names)
     return out
 

@@ -33,6 +33,7 @@ from gencls_jax.checkpoint import Checkpointer, RestoreError
 from gencls_jax.classify import class_log_likelihoods
 from gencls_jax.data import pipeline
 from gencls_jax.data.sources import concat
+from gencls_jax.data.splits import per_class_sample
 from gencls_jax.data.tokenize import load_tokenizer
 from gencls_jax.score import stack_params
 from gencls_jax.weights import CheckpointError, load_pretrained, save_pretrained
@@ -263,7 +264,7 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
     scored, timings = {}, {}
     splits = {s: ds[s] for s in ("val", "test") if s in config.eval.splits and s in ds}
     if "train" in ds and config.eval.train_sample_per_class > 0:  # for the train/validation gap
-        idx = E.stratified_sample(ds["train"].labels, int(config.eval.train_sample_per_class), int(config.seed))
+        idx = per_class_sample(ds["train"].labels, int(config.eval.train_sample_per_class), int(config.seed), "train_report")
         splits = {"train_sample": ds["train"].subset(idx), **splits}
     for split, data in splits.items():
         t0 = time.time()

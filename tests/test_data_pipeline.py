@@ -12,8 +12,7 @@ from configs.base import get_config
 from gencls_jax.data import tokenize as tk
 from gencls_jax.data.pipeline import load_datasets, scoring_rows, train_stream
 from gencls_jax.data.sources import DataError
-from gencls_jax.data.splits import per_class_subset, stratified_split, val_counts
-from gencls_jax.evaluate import stratified_sample
+from gencls_jax.data.splits import per_class_sample, stratified_split, val_counts
 from tests.conftest import TOKENIZER_DIR
 
 
@@ -102,9 +101,13 @@ def test_stratified_split_and_limit():
     assert val_counts(np.array([1, 5]), 0.5).tolist() == [0, 2]  # tie goes to class 0, which must keep its row
     with pytest.raises(DataError, match="no training rows"):
         val_counts(np.array([2, 2]), 4)
-    sub = per_class_subset(labels, 7, seed=0)
+    sub = per_class_sample(labels, 7, 0, "train_limit")
     assert np.bincount(labels[sub]).tolist() == [7, 7, 7]
-    assert np.bincount(labels[per_class_subset(labels, 20, seed=0)]).tolist() == [20, 20, 10]
+    assert np.bincount(labels[per_class_sample(labels, 20, 0, "train_limit")]).tolist() == [20, 20, 10]
+    np.testing.assert_array_equal(sub, per_class_sample(labels, 7, 0, "train_limit"))  # seeded
+    assert not np.array_equal(sub, per_class_sample(labels, 7, 1, "train_limit"))
+    # Each purpose draws on its own stream: the test sample is not the training subset's rows.
+    assert not np.array_equal(sub, per_class_sample(labels, 7, 0, "test"))
 
 
 def write(path, rows):
@@ -167,8 +170,8 @@ def test_load_datasets_chooses_rows_by_label_then_tokenizes_only_those(config, t
     ds = load_datasets(config, ("train", "val", "test"), counted)
     labels = np.array([names.index(r["label"]) for r in train_rows])
     tr, va = stratified_split(labels, d.val_size, config.seed)
-    tr = tr[per_class_subset(labels[tr], 5, config.seed)]
-    te = stratified_sample(np.array([names.index(r["label"]) for r in test_rows]), 2, config.seed)
+    tr = tr[per_class_sample(labels[tr], 5, config.seed, "train_limit")]
+    te = per_class_sample(np.array([names.index(r["label"]) for r in test_rows]), 2, config.seed, "test")
     for split, idx, rows in (("train", tr, train_rows), ("val", va, train_rows), ("test", te, test_rows)):
         assert ds[split].ids == [str(rows[i]["id"]) for i in idx]
         assert ds[split].texts == [rows[i]["text"].replace("<br />", "\n") for i in idx]

@@ -43,12 +43,12 @@ def test_rules_and_calibration_recover_a_biased_model():
         E.scores(ll, n_tokens, "vote", prior)
 
 
-def test_stratified_sample_and_prior():
+def test_report_sample_and_prior():
     labels = np.array([0] * 700 + [1] * 300)
-    idx = E.stratified_sample(labels, 250, seed=1)
-    assert np.bincount(labels[idx]).tolist() == [250, 250]
-    np.testing.assert_array_equal(idx, E.stratified_sample(labels, 250, seed=1))
-    assert not np.array_equal(idx, E.stratified_sample(labels, 250, seed=2))
+    m = E.evaluate_split(np.zeros((1000, 2)), labels, np.ones(1000), ["a", "b"], np.log([0.7, 0.3]), None,
+                         ["bayes"], sample_per_class=250, seed=1)
+    assert m["bayes"]["n"] == 1000 and m["bayes"]["sample"]["n"] == 500  # 250 per class
+    assert m["bayes"]["sample"]["accuracy"] == 0.5 and m["bayes"]["accuracy"] == 0.7  # the prior picks class a
     np.testing.assert_allclose(np.exp(E.log_prior(np.bincount(labels, minlength=2))), [0.7, 0.3])
 
 

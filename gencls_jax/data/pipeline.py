@@ -22,9 +22,8 @@ from gencls_jax.data.batching import BatchSpec, PerClassStream, TrainStream
 from gencls_jax.data.clean import clean_texts
 from gencls_jax.data.rows import make_rows
 from gencls_jax.data.sources import DataError, Dataset, RawSplit
-from gencls_jax.data.splits import per_class_subset, stratified_split
+from gencls_jax.data.splits import per_class_sample, stratified_split
 from gencls_jax.data.tokenize import Tokenizer, load_tokenizer, tokenize_texts
-from gencls_jax.evaluate import stratified_sample
 from gencls_jax.score import Rows
 
 log = logging.getLogger(__name__)
@@ -115,7 +114,7 @@ def load_datasets(config, splits: Sequence[str] = ("train", "val", "test"), toke
     sources.check_every_class_present(full, f"{raw_train.identity}")
     tr, va = stratified_split(full.labels, d.val_size, config.seed)
     if d.per_class_limit > 0:
-        tr = tr[per_class_subset(full.labels[tr], d.per_class_limit, config.seed)]
+        tr = tr[per_class_sample(full.labels[tr], d.per_class_limit, config.seed, "train_limit")]
     out = _tokenized_parts(config, full, raw_train.where, {"train": tr, **({"val": va} if "val" in splits else {})}, tok)
     if d.extra_train_path:
         raw_extra = sources.read_jsonl(d.extra_train_path, d.text_field, d.label_field, d.id_field)
@@ -131,7 +130,7 @@ def load_datasets(config, splits: Sequence[str] = ("train", "val", "test"), toke
             ds = sources.to_dataset(raw, names, "real")
             idx = np.arange(len(ds))
             if split == "test" and config.eval.test_per_class > 0:
-                idx = stratified_sample(ds.labels, int(config.eval.test_per_class), int(config.seed))
+                idx = per_class_sample(ds.labels, int(config.eval.test_per_class), int(config.seed), "test")
             out.update(_tokenized_parts(config, ds, raw.where, {split: idx}, tok))
     for k, v in out.items():
         log.info("%s: %d texts, per class %s, synthetic %d", k, len(v), v.class_counts().tolist(), int((v.origin == "synthetic").sum()))

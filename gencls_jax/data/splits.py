@@ -50,14 +50,21 @@ def stratified_split(labels: np.ndarray, val_size: float, seed: int) -> tuple[np
     return np.sort(train), np.sort(val)
 
 
-def per_class_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted rows of a seeded sample of `n` rows per class (all rows of a smaller class, logged)."""
+# Independent seeded draws per purpose (the validation hold-out is stream 1): the same seed
+# must not pick correlated rows for the training subset, the test sample and the report samples.
+SAMPLE_STREAMS = {"train_limit": 2, "test": 3, "report": 4, "train_report": 5}
+
+
+def per_class_sample(labels: np.ndarray, n: int, seed: int, purpose: str) -> np.ndarray:
+    """Sorted rows of a seeded sample of `n` rows per class (all rows of a smaller class, logged):
+    the per-class training limit, the test sample, the original protocol's 1,000-review sample
+    and the train-sample re-scoring all draw with this one function, each on its own stream."""
     if n <= 0:
-        raise DataError(f"per-class limit must be > 0, got {n}")
-    rng = np.random.default_rng([seed, 2])
+        raise DataError(f"rows per class must be > 0, got {n} ({purpose})")
+    rng = np.random.default_rng([seed, SAMPLE_STREAMS[purpose]])
     picked = []
     for c, r in enumerate(_class_rows(np.asarray(labels), rng)):
-        if len(r) < n:
-            log.warning("class %d has %d rows, fewer than the per-class limit %d: using all", c, len(r), n)
+        if 0 < len(r) < n:
+            log.info("class %d has %d rows, fewer than %d (%s): using all", c, len(r), n, purpose)
         picked.append(r[:n])
     return np.sort(np.concatenate(picked + [np.zeros(0, np.int64)]))
