@@ -62,9 +62,9 @@ def main(argv):
         sys.exit(f"error: the config file {given} does not load ({type(e).__name__}: {str(e).splitlines()[0]})")
     if config is None or not _WORKDIR.value:
         sys.exit(f"--mode={_MODE.value} needs --config=configs/<name>.py and --workdir=<folder>")
-    from gencls_jax.train import setup_compilation_cache
+    from gencls_jax import runtime
 
-    setup_compilation_cache(config)
+    runtime.setup(config)
     try:
         if _MODE.value == "train":
             out = experiment.train_and_evaluate(config, _WORKDIR.value)
@@ -76,7 +76,7 @@ def main(argv):
                 from gencls_jax import synthetic
 
                 out = synthetic.generate_synthetic(config, _WORKDIR.value, _WHICH.value)
-    except (experiment.RunError, DataError, workdir_lib.ConfigMismatch) as e:
+    except (workdir_lib.RunError, DataError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and returns first)
         sys.exit(128 + signal.SIGINT)

@@ -4,7 +4,7 @@
     python bench/bench_epoch.py --data /work/shared/data --size tiny --max-len 256 --steps 3   # CPU smoke test
 
 Ours: the real per-class step (K=2 class models stacked, vmapped; `train.compiled_train_step`
-with `loss_fn_for(config)`), 8 rows per class, batches from `pipeline.train_stream` for
+with `objectives.loss_fn_for(config)`), 8 rows per class, batches from the per-class conditioning's training stream for
 data.batching = pack, then bucket. Peer: `transformers.GPT2LMHeadModel` (random init, no
 dropout), one model per class, 8 texts of that class per step (shuffled, fixed seed), each
 batch padded to its longest text (DataCollatorWithPadding: attention_mask, labels -100 on
@@ -68,21 +68,23 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
     import jax.numpy as jnp
     import ml_collections
 
+    from gencls_jax import conditioning
     from gencls_jax import experiment as E
-    from gencls_jax import train as T
-    from gencls_jax.data import batching, pipeline
+    from gencls_jax import train_step as T
+    from gencls_jax.data import batching
+    from gencls_jax.objectives import loss_fn_for
     from gencls_jax.score import stack_params
 
     model_config, params = E.initial_model(config, tok.vocab_size)
     k = train.num_classes
     params = stack_params([params] * k)  # as experiment.train_and_evaluate: K copies of one init
-    stream = pipeline.train_stream(config, train, tok)
+    stream = conditioning.get("per_class").train_stream(config, train, tok)
     epoch_steps = stream.num_batches(0)
     epoch_tokens = sum(float(w.sum()) for cls in stream.classes for w in cls.rows.weights)
     mesh = T.make_mesh()
     tc = ml_collections.FrozenConfigDict(config.train)
     tx, _, step = T.compiled_train_step(model_config, tc, True, int(config.train.epochs) * epoch_steps, mesh,
-                                        T.loss_fn_for(config))
+                                        loss_fn_for(config))
     # A copy: the step donates the state, and `params` would otherwise be donated with it.
     state = T.init_state(jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params), tx, config.train,
                          int(config.seed), k)

@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.base import get_config  # noqa: E402
+from gencls_jax import conditioning  # noqa: E402
 from gencls_jax.data import batching, pipeline  # noqa: E402
 from gencls_jax.data.rows import make_rows, row_lengths  # noqa: E402
 from gencls_jax.data.tokenize import load_tokenizer  # noqa: E402
@@ -71,7 +72,7 @@ def main() -> None:
             pc_bps = float("nan")
             if split == "train":
                 c.model.conditioning = "per_class"
-                pc = pipeline.train_stream(c, data, tok)
+                pc = conditioning.get("per_class").train_stream(c, data, tok)
                 m = min(n, pc.num_batches(0) - 1)
                 it = pc.batches(0)
                 next(it)  # planning excluded, as above
@@ -80,12 +81,12 @@ def main() -> None:
                     next(it)
                 pc_bps = m / (time.perf_counter() - t)
             print(f"{split:6} {scheme:7} {len(plan):8d} {plan_padding(stream, plan):8.3f} {plan_s:7.2f} {bps:10.0f} {pc_bps:22.0f}")
-        srows = pipeline.scoring_rows(c, data, tok)
+        srows = pipeline.rows(c, data, tok)
         shapes = {}
         sb = list(batching.scoring_batches(srows, args.eval_batch_size, d.bucket_lengths, d.max_len))
         for _, inputs, _, _ in sb:
             shapes[inputs.shape] = shapes.get(inputs.shape, 0) + 1
-        print(f"{split:6} {'score':7} {len(sb):8d} {batching.padding_fraction(sb):8.3f}   (scoring batches of "
+        print(f"{split:6} {'score':7} {len(sb):8d} {batching.padding_fraction(b for _, b in sb):8.3f}   (scoring batches of "
               f"{args.eval_batch_size} rows at max_len, shapes {dict(sorted(shapes.items()))})")
 
 

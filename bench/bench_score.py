@@ -3,7 +3,7 @@
     python bench/bench_score.py --data /work/shared/data                      # gpt2, all 25,000 texts, H100
     python bench/bench_score.py --data /work/shared/data --size tiny --max-len 256 --limit 64   # CPU smoke test
 
-Two random-init class models (seeds --seeds), stacked. Ours: `classify.class_log_likelihoods`,
+Two random-init class models (seeds --seeds), stacked. Ours: the per-class conditioning's `score`,
 the path `run.py` eval takes (rows, length buckets `data.bucket_lengths` or --buckets,
 --batch-size rows at max_len and proportionally more in shorter buckets, both classes in one
 vmapped call), timed twice in one process: cold (compiles
@@ -78,13 +78,13 @@ def class_models(config: Any, vocab_size: int, seeds: list[int]) -> tuple[Any, l
 
 
 def bench_ours(config: Any, model_config: Any, stacked: Any, test: Any, tok: Any) -> dict:
-    """classify.class_log_likelihoods twice: cold (with compilation), then warm."""
-    from gencls_jax.classify import class_log_likelihoods
+    """The per-class conditioning's `score` twice: cold (with compilation), then warm."""
+    from gencls_jax import conditioning
 
     walls, out = [], None
     for run in ("cold", "warm"):
         t0 = time.perf_counter()
-        ll, n_tok = class_log_likelihoods(stacked, test, tok, config, model_config, desc=f"ours {run}")
+        ll, n_tok = conditioning.get("per_class").score(stacked, test, tok, config, model_config, desc=f"ours {run}")
         walls.append(time.perf_counter() - t0)
         out = (ll, n_tok)
     return dict(impl="ours", cold_s=walls[0], warm_s=walls[1], texts_s=len(test) / walls[1], ll=out[0], n_tokens=out[1])
@@ -93,7 +93,7 @@ def bench_ours(config: Any, model_config: Any, stacked: Any, test: Any, tok: Any
 def peer_sequences(test: Any, tok: Any, config: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(inputs, targets) per text, built from the token ids independently of our rows:
     targets = text + EOS truncated to max_len; inputs = BOS + targets[:-1] (the first token is
-    predicted from BOS, as `score.text_rows` / `shift_right` do)."""
+    predicted from BOS, as `data.rows.make_rows` / `score.shift_right` do)."""
     d = config.data
     eos = np.asarray([tok.eos_id] if d.append_eos else [], np.int64)
     targets = [np.concatenate([test.tokens[i], eos])[: d.max_len].astype(np.int64) for i in range(len(test))]
@@ -220,7 +220,7 @@ def main() -> None:
     import jax
 
     from gencls_jax.score import stack_params
-    from gencls_jax.train import setup_compilation_cache
+    from gencls_jax.runtime import setup_compilation_cache
 
     print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
     config = build_config(args)

@@ -44,16 +44,17 @@ def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, pa
 
     from configs import base
     from gencls_jax import model as M
-    from gencls_jax import train as T
+    from gencls_jax import train_step as T
+    from gencls_jax.objectives import loss_fn_for
 
     c = base.get_config()
     c.train.batch_size, c.model.attention, c.model.dtype, c.model.dropout = batch, attention, "bfloat16", 0.0
     c.model.conditioning = "unconditional"
     c.data.batching = "pack" if packed else "bucket"
-    config = T.resolve_model_config(c, M.config_for(size))
+    config = M.resolve_config(M.config_for(size), c.model)
     params = M.init_params(config)
     mesh = T.make_mesh()
-    tx, _, step = T.compiled_train_step(config, ml_collections.FrozenConfigDict(c.train), False, 100_000, mesh, T.loss_fn_for(c))
+    tx, _, step = T.compiled_train_step(config, ml_collections.FrozenConfigDict(c.train), False, 100_000, mesh, loss_fn_for(c))
     state = jax.device_put(T.init_state(params, tx, c.train, 0, None), T.replicated(mesh))
     rng = np.random.default_rng(0)
 

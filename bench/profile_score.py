@@ -8,8 +8,8 @@ For each bucket length T the call scores batch_size * max_len // T rows (the tok
 time, ms per call, token-forwards/s (rows x T x K) and model TFLOP/s (2 x params per token plus
 causal attention 2 x layers x T x d, i.e. the forward third of bench_train_step's count).
 Variants:
-  fused   -- what `classify` runs: `score.class_row_log_likelihoods` (chunked fused head)
-  plain   -- the same body, head = float32 logits of the whole batch -> `score.token_log_probs`
+  fused   -- what `batch_scoring` runs: `score.class_row_log_likelihoods` (chunked fused head)
+  plain   -- the same body, head = float32 logits of the whole batch -> `head.token_log_probs`
   nohead  -- the body alone (sum of the final hidden states): the head's share is fused - nohead
   packed  -- T = max_len only: rows packed with several texts (~300 tokens each, segment ids:
              the masked attention path) instead of right-padded rows
@@ -30,11 +30,12 @@ def build(variant: str, config):
     import jax
     import jax.numpy as jnp
 
+    from gencls_jax import head as H
     from gencls_jax import model as M
     from gencls_jax import score as S
 
     def plain(p, inputs, targets, weights):
-        ll = S.token_log_probs(M.apply(p, inputs, config), jnp.maximum(targets, 0))
+        ll = H.token_log_probs(M.apply(p, inputs, config), jnp.maximum(targets, 0))
         return jnp.sum(jnp.where(targets >= 0, ll * weights, 0.0), -1)
 
     def nohead(p, inputs, targets, weights):
@@ -45,7 +46,7 @@ def build(variant: str, config):
         seg = jnp.minimum(jnp.arange(t) // 300 + 1, 99)[None].repeat(inputs.shape[0], 0)
         pos = (jnp.arange(t) % 300)[None].repeat(inputs.shape[0], 0)
         h = M.apply(p, inputs, config, pos, seg, return_hidden=True)
-        ll = S.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
+        ll = H.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
         return jnp.sum(ll * weights, -1)
 
     if variant == "fused":

@@ -32,7 +32,7 @@ def build_step(size, batch, length, parts, attention):
     import optax
 
     from gencls_jax import model as M
-    from gencls_jax.score import chunked_token_log_probs, token_log_probs
+    from gencls_jax.head import chunked_token_log_probs, head_log_probs, token_log_probs
 
     config = M.config_for(size, dtype="bfloat16", dropout=0.0, attention=attention,
                           layer_unroll=1 if "rolled" in parts else 0)
@@ -47,7 +47,7 @@ def build_step(size, batch, length, parts, attention):
             lp = token_log_probs(M.apply(p, inputs, config, segment_ids=seg), targets)
         else:
             h = M.apply(p, inputs, config, segment_ids=seg, return_hidden=True)
-            head = chunked_token_log_probs if "chunked" in parts else M.head_log_probs
+            head = chunked_token_log_probs if "chunked" in parts else head_log_probs
             lp = head(h, p["wte"]["embedding"], targets, config)
         return -jnp.mean(lp)
 

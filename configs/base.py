@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     # a repeated eval of gpt2 skips ~40 s of compiling its 9 scoring shapes.
     c.compile_cache_dir = str(Path("~/.cache/gencls_jax/xla").expanduser())
     c.compile_cache_min_secs = 1.0  # programs that compile faster are not stored (JAX's default)
+    c.progress_bars = True  # tqdm bars (with ETA) for training epochs and scoring passes
 
     # --- model -------------------------------------------------------------------------
     c.model = m = ml_collections.ConfigDict()
@@ -72,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- training ----------------------------------------------------------------------
     c.train = t = ml_collections.ConfigDict()
+    t.objective = "lm"  # what a step minimises (objectives.py): lm = token-weighted negative log-likelihood
     t.epochs = 6  # per_class: every class model sees its own texts once per epoch, on its own schedule
     t.batch_size = 8  # rows per optimizer step per class model (global, over all devices)
     t.grad_accum = 1  # micro-batches per optimizer step
@@ -100,7 +102,6 @@ def get_config() -> ml_collections.ConfigDict:
     t.loss_scale_min = 1.0  # float16: the scale never drops below this
     t.async_checkpoint = True  # orbax writes checkpoints in the background
     t.tensorboard = True  # also write TensorBoard events (if tensorboardX / torch.utils.tensorboard imports)
-    t.progress_bar = True  # tqdm bars: each training epoch and each scoring pass
     t.plot = True  # curves.png in the workdir at the end
 
     # --- evaluation --------------------------------------------------------------------

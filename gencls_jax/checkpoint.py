@@ -146,11 +146,11 @@ class Checkpointer:
         """(state, meta, step) of the latest / best / given step, in the structure, dtypes and
         shardings of `like_state`; a damaged step is skipped for the next newest (warned)."""
         abstract = _abstract(like_state)
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
 
         def one(step):
-            out = self.manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(abstract), meta=ocp.args.JsonRestore())
-            )
+            state = ocp.args.PyTreeRestore(abstract, restore_args=restore_args)
+            out = self.manager.restore(step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore()))
             return out.state, dict(out.meta)
 
         (state, meta), step = self._restore_first(which, one, set_aside_damaged)

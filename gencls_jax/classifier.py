@@ -12,60 +12,38 @@
 
 from __future__ import annotations
 
-import functools
-import json
 from pathlib import Path
 from typing import Sequence
 
-import jax
-import ml_collections
 import numpy as np
 
-from gencls_jax import evaluate as E
-from gencls_jax import experiment as X
-from gencls_jax import model as M
-from gencls_jax import score
-from gencls_jax.classify import class_log_likelihoods
+from gencls_jax import conditioning
+from gencls_jax import model as gpt2
+from gencls_jax import workdir as wd
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import load_tokenizer
-
-
-def score_texts(params, tokens: jax.Array, mask: jax.Array, *, config: M.GPT2Config, eos_id: int | None,
-                prefixes: tuple[tuple[int, ...], ...] | None) -> jax.Array:
-    """[B, K] log p(text | class) of right-padded text tokens, under a run's conventions: EOS
-    appended (`eos_id`, when the run appends one), then the K stacked class models (`prefixes`
-    None) or the one model conditioned on each class's label prefix."""
-    width = tokens.shape[1] + (eos_id is not None) + max((len(p) for p in prefixes or ()), default=0)
-    if width > config.n_positions:
-        raise ValueError(f"tokens of width {tokens.shape[1]} need {width} positions with the run's EOS and label prefix, "
-                         f"more than the model's {config.n_positions}; score long texts with log_likelihoods()")
-    if eos_id is not None:
-        tokens, mask = score.append_token(tokens, mask, eos_id)
-    if prefixes is None:
-        return score.class_log_likelihoods(params, tokens, mask, config)
-    return score.prefixed_class_log_likelihoods(params, tokens, mask, prefixes, config)
+from gencls_jax.evaluate import log_prior
 
 
 class GenerativeClassifier:
-    def __init__(self, config, info: dict, model_config: M.GPT2Config, params, tokenizer):
+    def __init__(self, config, info: dict, model_config: gpt2.GPT2Config, params, tokenizer):
         self.config = config
         self.label_names: list[str] = list(info["label_names"])
         self.conditioning: str = info["conditioning"]
+        self.mode = conditioning.get(self.conditioning)
         self.model_config = model_config
         self.params = params  # per_class: stacked on a leading class axis
         self.tokenizer = tokenizer
-        self.log_prior = E.log_prior(info["train_class_counts"])
+        self.log_prior = log_prior(info["train_class_counts"])
 
     @classmethod
     def load(cls, workdir: str | Path, which: str = "best") -> "GenerativeClassifier":
         """A run's best (or latest) checkpoint, with the config it was trained with."""
-        workdir = Path(workdir)
-        cfg_path = workdir / "config.json"
-        if not cfg_path.exists():
-            raise X.RunError(f"{workdir} has no config.json: not a gencls_jax run")
-        config = ml_collections.ConfigDict(json.loads(cfg_path.read_text()))
-        info, model_config, params, _ = X.load_run(config, workdir, which)
+        config = wd.saved_config(workdir)
+        if config is None:
+            raise wd.RunError(f"{workdir} has no config.json: not a gencls_jax run")
+        info, model_config, params, _ = wd.load_run(config, workdir, which)
         tok = load_tokenizer(config.data.tokenizer, config.data.tokenizer_fallback)
         return cls(config, info, model_config, params, tok)
 
@@ -78,12 +56,8 @@ class GenerativeClassifier:
         label prefix); score longer texts, which `data.long_text` truncates or windows, with
         `log_likelihoods`."""
         d = self.config.data
-        prefixes = None
-        if self.conditioning != "per_class":
-            per_class = label_prefixes(self.tokenizer, d.label_prefix_template, self.label_names)
-            prefixes = tuple(tuple(int(t) for t in p) for p in per_class)
-        return functools.partial(score_texts, config=self.model_config,
-                                 eos_id=self.tokenizer.eos_id if d.append_eos else None, prefixes=prefixes)
+        prefixes = label_prefixes(self.tokenizer, d.label_prefix_template, self.label_names)
+        return self.mode.scorer(self.model_config, self.tokenizer.eos_id if d.append_eos else None, prefixes)
 
     def _dataset(self, texts: Sequence[str]) -> Dataset:
         """Texts prepared as a test split is (cleaned, tokenized); no cache file for users' texts."""
@@ -105,8 +79,8 @@ class GenerativeClassifier:
     def log_likelihoods(self, texts: str | Sequence[str]) -> np.ndarray:
         """[N, K] log p(text | class) ([K] for a single string), long texts handled as `data.long_text` says."""
         one = isinstance(texts, str)
-        ll, _ = class_log_likelihoods(self.params, self._dataset([texts] if one else texts), self.tokenizer,
-                                      self.config, self.model_config)
+        ll, _ = self.mode.score(self.params, self._dataset([texts] if one else texts), self.tokenizer,
+                                self.config, self.model_config)
         return ll[0] if one else ll
 
     def predict(self, texts: str | Sequence[str]) -> str | list[str]:

@@ -1,7 +1,8 @@
 """One experiment, end to end: data -> class-conditional LMs -> scores -> decisions -> report.
 
-`run.py` calls `train_and_evaluate` and `evaluate` (and `synthetic.generate_synthetic`);
-`GenerativeClassifier` (in `classifier.py`) reuses `load_run`. A workdir holds everything a run made:
+`run.py` calls `train_and_evaluate` and `evaluate` (and `synthetic.generate_synthetic`). What
+differs between conditioning modes is asked of `conditioning.get(config.model.conditioning)`;
+what a workdir holds and how a trained run is loaded is `workdir.py`. A workdir holds:
     config.json          the resolved config (the run is reproducible from it; `workdir.py`)
     run_info.json        label names, conditioning, architecture, class prior, data counts
     history.jsonl        every command run in the workdir: time, mode, git revision, changes
@@ -20,40 +21,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 from absl import logging
 
-from gencls_jax import evaluate as E
-from gencls_jax import model as M
+from gencls_jax import conditioning
+from gencls_jax import evaluate as decide
+from gencls_jax import model as gpt2
 from gencls_jax import report
-from gencls_jax import train as T
+from gencls_jax import train as trainer
 from gencls_jax import workdir as wd
-from gencls_jax.checkpoint import Checkpointer, RestoreError
-from gencls_jax.classify import class_log_likelihoods
-from gencls_jax.data import pipeline
-from gencls_jax.data.sources import concat
 from gencls_jax.data.splits import per_class_sample
 from gencls_jax.data.tokenize import load_tokenizer
-from gencls_jax.score import stack_params
-from gencls_jax.weights import CheckpointError, load_pretrained, save_pretrained
-
-
-class RunError(RuntimeError):
-    """A problem with the run as set up (workdir, checkpoint, config): the message says what to do."""
+from gencls_jax.weights import CheckpointError, load_pretrained
+from gencls_jax.workdir import RunError
 
 
 # --- model initialisation -------------------------------------------------------------------
 
 
-def initial_model(config, vocab_size: int) -> tuple[M.GPT2Config, Any]:
+def initial_model(config, vocab_size: int) -> tuple[gpt2.GPT2Config, Any]:
     """(architecture, float32 params of one model) from `model.init`. A scratch model's context
     is its size's (1024 for the GPT-2 sizes) or `data.max_len` if longer; a loaded one must
     already cover `data.max_len`."""
     m = config.model
     if m.init == "scratch":
-        base = M.config_for(m.size, vocab_size=vocab_size, n_positions=max(M.SIZES[m.size].get("n_positions", 1024), config.data.max_len))
-        params = M.init_params(base, seed=int(config.seed))
+        base = gpt2.config_for(m.size, vocab_size=vocab_size, n_positions=max(gpt2.SIZES[m.size].get("n_positions", 1024), config.data.max_len))
+        params = gpt2.init_params(base, seed=int(config.seed))
     else:
         source = m.pretrained if m.init == "pretrained" else m.init
         try:
@@ -65,101 +58,32 @@ def initial_model(config, vocab_size: int) -> tuple[M.GPT2Config, Any]:
         raise RunError(f"the model's vocabulary ({base.vocab_size}) is smaller than the tokenizer's ({vocab_size})")
     if config.data.max_len > base.n_positions:
         raise RunError(f"data.max_len={config.data.max_len} exceeds the model's context ({base.n_positions})")
-    return T.resolve_model_config(config, base), params
-
-
-# --- run bookkeeping --------------------------------------------------------------------------
-
-
-def write_run_info(workdir: Path, info: dict) -> None:
-    """Record what the run is (label names, conditioning, architecture, class counts); the
-    config check (`workdir.check_resume`) has already refused a workdir made by another config."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "run_info.json").write_text(json.dumps(info, indent=2))
-
-
-def read_run_info(workdir: Path) -> dict:
-    path = Path(workdir) / "run_info.json"
-    if not path.exists():
-        raise RunError(f"{workdir} has no run_info.json: no run was trained there (run --mode=train first)")
-    return json.loads(path.read_text())
-
-
-def model_config_from_info(info: dict) -> M.GPT2Config:
-    return M.GPT2Config(**info["model"])
-
-
-def load_run(config, workdir: str | Path, which: str = "best", purpose: str = "classify with") -> tuple:
-    """(run_info, model config, best/latest params, step) of a trained class-conditional run."""
-    workdir = Path(workdir)
-    info = read_run_info(workdir)
-    if info["conditioning"] == "unconditional":
-        raise RunError(f"{workdir} holds an unconditional LM: it has no classes to {purpose}")
-    model_config = T.resolve_model_config(config, model_config_from_info(info))
-    k = len(info["label_names"]) if info["conditioning"] == "per_class" else 0
-    like = jax.eval_shape(lambda: stack_params([M.init_params(model_config)] * k) if k else M.init_params(model_config))
-    params, step = restore_params(workdir, like, which)
-    return info, model_config, params, step
-
-
-def restore_params(workdir: Path, like_params: Any, which: str = "best") -> tuple[Any, int]:
-    """(float32 parameters, step) of the best (or latest) checkpoint in `workdir`: the
-    parameters alone, no optimizer. A damaged checkpoint is skipped with a warning."""
-    ckpt_dir = Path(workdir) / "checkpoints"
-    if not ckpt_dir.exists():
-        raise RunError(f"{workdir} has no checkpoints yet: train first (--mode=train)")
-    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev), like_params)
-    ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=_best_metric(workdir), async_save=False)
-    try:
-        params, step = ckpt.restore_params(like, which)
-    except RestoreError as e:
-        raise RunError(str(e)) from None
-    except (ValueError, KeyError) as e:
-        raise RunError(f"checkpoint {ckpt_dir} does not fit this config's model ({type(e).__name__}); another model size?") from None
-    finally:
-        ckpt.close()
-    logging.info("restored step %d (%s) from %s", step, which, ckpt_dir)
-    return params, step
-
-
-def _best_metric(workdir: Path) -> str:
-    """The metric the run chose its best checkpoint by (its own config, not today's defaults)."""
-    saved = wd.saved_config(workdir)
-    return saved.train.best_metric if saved is not None else ""
-
-
-# --- datasets --------------------------------------------------------------------------------
-
-
-def load_data(config, splits):
-    d = config.data
-    tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
-    if config.model.conditioning == "unconditional":
-        wanted = tuple(s for s in d.pretrain_splits if s != "train")
-        ds = pipeline.load_datasets(config, splits=("train", "val", *wanted), tokenizer=tok)
-        train = ds["train"]
-        for s in wanted:
-            train = concat(train, ds[s])
-        return tok, {"train": train, "val": ds["val"]}
-    return tok, pipeline.load_datasets(config, splits=splits, tokenizer=tok)
+    return gpt2.resolve_config(base, config.model), params
 
 
 # --- train -----------------------------------------------------------------------------------
 
 
+def load_data(config, splits):
+    """(tokenizer, the tokenized splits this run's conditioning uses)."""
+    d = config.data
+    tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
+    return tok, conditioning.get(config.model.conditioning).datasets(config, tok, splits)
+
+
 def _val_metrics_fn(config, model_config, val, tok):
     """eval_fn for the trainer: validation loss, and the classifier's accuracy (Bayes rule with a
     uniform prior: the best-checkpoint choice should not lean on the class balance)."""
-    stream = pipeline.train_stream(config, val, tok, batch_size=config.eval.batch_size)
-    loss_eval = T.make_loss_evaluator(config, model_config, lambda: stream.batches(0))
-    if config.model.conditioning == "unconditional":
+    mode = conditioning.get(config.model.conditioning)
+    stream = mode.train_stream(config, val, tok, batch_size=config.eval.batch_size)
+    loss_eval = trainer.make_loss_evaluator(config, model_config, lambda: stream.batches(0), stacked=mode.stacked)
+    if not mode.classifies:
         return loss_eval
     prior = np.log(np.full(val.num_classes, 1.0 / val.num_classes))
 
     def fn(params):
         out = dict(loss_eval(params))
-        ll, _ = class_log_likelihoods(params, val, tok, config, model_config, desc="val accuracy")
+        ll, _ = mode.score(params, val, tok, config, model_config, desc="val accuracy")
         out["val_accuracy"] = float(np.mean((ll + prior).argmax(1) == val.labels))
         return out
 
@@ -169,43 +93,38 @@ def _val_metrics_fn(config, model_config, val, tok):
 def train_and_evaluate(config, workdir: str | Path) -> dict:
     """Train (or continue the run in `workdir`), then evaluate its best checkpoint. A workdir
     whose run was made by another config is refused before any file is written."""
-    T.setup_distributed(config)
     workdir = Path(workdir)
-    try:
-        changes = wd.check_resume(workdir, config)
-    except wd.ConfigMismatch as e:
-        raise RunError(str(e)) from None
+    changes = wd.check_resume(workdir, config)
+    mode = conditioning.get(config.model.conditioning)
     t0 = time.time()
     tok, ds = load_data(config, splits=("train", "val", "test") if config.eval.splits else ("train", "val"))
     train, val = ds["train"], ds["val"]
     model_config, params = initial_model(config, vocab_size=tok.vocab_size)
-    conditioning = config.model.conditioning
-    label_names = list(train.label_names)
+    label_names = list(train.label_names) if mode.classifies else []
     info = dict(
-        conditioning=conditioning,
-        label_names=label_names if conditioning != "unconditional" else [],
+        conditioning=mode.name,
+        label_names=label_names,
         model=dataclasses.asdict(model_config),
-        train_class_counts=train.class_counts().tolist() if conditioning != "unconditional" else [],
+        train_class_counts=train.class_counts().tolist() if mode.classifies else [],
         n_train=len(train),
         n_synthetic=int((train.origin == "synthetic").sum()),
         tokenizer=config.data.tokenizer,
     )
-    write_run_info(workdir, info)
+    wd.write_run_info(workdir, info)
     wd.append_history(workdir, "train", changes)
-    if conditioning == "per_class":
-        params = stack_params([params] * train.num_classes)
-    stream = pipeline.train_stream(config, train, tok)
-    logging.info("training %s: %d texts, %d steps per epoch, %d parameters per model",
-                 conditioning, len(train), stream.num_batches(0), M.count_params(params) // (train.num_classes if conditioning == "per_class" else 1))
-    steps = stream.steps_per_model if conditioning == "per_class" else stream.num_batches  # each class its own schedule
-    result = T.train(config, workdir, model_config, params, stream.batches, steps, _val_metrics_fn(config, model_config, val, tok))
+    params = mode.init_params(params, train.num_classes)
+    stream = mode.train_stream(config, train, tok)
+    logging.info("training %s: %d texts, %d steps per epoch, %d parameters per model", mode.name, len(train),
+                 stream.num_batches(0), gpt2.count_params(params) // (train.num_classes if mode.stacked else 1))
+    result = trainer.train(config, workdir, model_config, params, stream.batches, mode.steps_per_model(stream),
+                           _val_metrics_fn(config, model_config, val, tok), stacked=mode.stacked)
     summary = _train_summary(workdir, result, time.time() - t0)
     if result.stop_reason == "interrupted":
         logging.info("interrupted at step %d; run again with the same --workdir to resume", result.step)
         return summary
-    best_params, step = restore_params(workdir, params)
-    export(workdir, model_config, best_params, conditioning, label_names)
-    if conditioning != "unconditional" and config.eval.splits:
+    best_params, step = wd.restore_params(workdir, params)
+    mode.export(workdir / "export", model_config, best_params, label_names)
+    if mode.classifies and config.eval.splits:
         summary.update(evaluate_params(config, workdir, model_config, best_params, tok, ds, info,
                                        {**summary, "evaluated_step": step}))
     return summary
@@ -240,15 +159,6 @@ def read_train_summary(workdir: Path) -> dict:
     return {k: v for k, v in json.loads(path.read_text()).items() if k != "recent_steps"}
 
 
-def export(workdir: Path, model_config, params, conditioning: str, label_names) -> None:
-    """Each class model (or the one model) as a Hugging Face folder."""
-    if conditioning == "per_class":
-        for k, name in enumerate(label_names):
-            save_pretrained(model_config, jax.tree_util.tree_map(lambda x: x[k], params), workdir / "export" / name)
-    else:
-        save_pretrained(model_config, params, workdir / "export")
-
-
 # --- evaluate --------------------------------------------------------------------------------
 
 
@@ -258,9 +168,10 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
     (into `out_dir`, the workdir by default)."""
     out_dir = Path(out_dir or workdir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    mode = conditioning.get(info["conditioning"])
     label_names = info["label_names"]
     k = len(label_names)
-    prior = E.log_prior(info["train_class_counts"])
+    prior = decide.log_prior(info["train_class_counts"])
     scored, timings = {}, {}
     splits = {s: ds[s] for s in ("val", "test") if s in config.eval.splits and s in ds}
     if "train" in ds and config.eval.train_sample_per_class > 0:  # for the train/validation gap
@@ -268,22 +179,22 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
         splits = {"train_sample": ds["train"].subset(idx), **splits}
     for split, data in splits.items():
         t0 = time.time()
-        ll, n_tok = class_log_likelihoods(params, data, tok, config, model_config, desc=f"scoring {split}")
+        ll, n_tok = mode.score(params, data, tok, config, model_config, desc=f"scoring {split}")
         timings[split] = time.time() - t0
         scored[split] = (data, ll, n_tok)
         logging.info("scored %s: %d texts x %d classes in %.1f s", split, len(data), k, timings[split])
     offsets = None
     if "val" in scored:
         v, ll, _ = scored["val"]
-        offsets = E.fit_offsets(ll, v.labels)
+        offsets = decide.fit_offsets(ll, v.labels)
     rules = list(dict.fromkeys([config.eval.decision, *config.eval.report_rules]))
     results, warnings = {}, []
     for split, (d, ll, n_tok) in scored.items():
-        results[split] = E.evaluate_split(ll, d.labels, n_tok, label_names, prior, offsets, rules,
+        results[split] = decide.evaluate_split(ll, d.labels, n_tok, label_names, prior, offsets, rules,
                                           int(config.eval.sample_per_class) if split == "test" else 0, int(config.seed))
-        pred = E.scores(ll, n_tok, "bayes", prior).argmax(1)
+        pred = decide.scores(ll, n_tok, "bayes", prior).argmax(1)
         report.write_predictions(out_dir / f"predictions_{split}.jsonl", d, ll, n_tok, pred, label_names)
-        warning = E.degenerate_warning(ll, d.labels, pred, label_names,
+        warning = decide.degenerate_warning(ll, d.labels, pred, label_names,
                                        margin_ratio=float(config.eval.degenerate_margin_ratio), split=split)
         if warning:
             logging.warning("%s", warning)
@@ -300,7 +211,7 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
     headline = results.get("test", results.get("val", {})).get(config.eval.decision)
     if headline:
         out["accuracy"] = headline["accuracy"]
-    report.write_run_report(out_dir, config, info, {**(summary or {}), **out})
+    report.write_run_report(out_dir, info, {**(summary or {}), **out})
     return out
 
 
@@ -315,7 +226,7 @@ def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | N
     `workdir.eval_config`); `changed` says which keys a --config changed. Another test set
     (`data.test_path` changed) is reported in `<workdir>/eval_<file name>/`, not over the run's report."""
     workdir, changed = Path(workdir), changed or {}
-    info, model_config, params, step = load_run(config, workdir, which)
+    info, model_config, params, step = wd.load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"))
     out_dir = workdir / f"eval_{Path(config.data.test_path).name.split('.')[0]}" if "data.test_path" in changed else workdir
     wd.append_history(workdir, "eval", changed, checkpoint=which, evaluated_step=step, out_dir=str(out_dir))

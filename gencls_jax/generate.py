@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencls_jax.model import GPT2Config, KVCache, apply, init_cache, lm_logits
+from gencls_jax.head import lm_logits
+from gencls_jax.model import GPT2Config, KVCache, apply, init_cache
 
 Array = jax.Array
 

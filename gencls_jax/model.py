@@ -28,6 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gencls_jax.head import lm_logits
+
 Array = jax.Array
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -85,6 +87,17 @@ def config_for(size: str, **overrides: Any) -> GPT2Config:
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; known: {sorted(SIZES)}")
     return GPT2Config(**{**SIZES[size], **overrides})
+
+
+def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
+    """`base` (an architecture, e.g. from pretrained weights) with the numerics and regularisation
+    of `config.model` (`m`): dtype, remat, attention ('auto': cuDNN on GPUs, XLA elsewhere),
+    dropout, layer unroll, head chunk."""
+    attention = m.attention
+    if attention == "auto":
+        attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
+    return base.replace(dtype=m.dtype, remat=m.remat, attention=attention, dropout=float(m.dropout),
+                        layer_unroll=int(m.layer_unroll), head_chunk=int(m.head_chunk))
 
 
 def _normal(std: float):
@@ -269,91 +282,6 @@ class GPT2(nn.Module):
         h = nn.LayerNorm(epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype, name="ln_f")(x)
         out = h if return_hidden else lm_logits(h, wte.embedding, c)
         return out if cache is None else (out, cache)
-
-
-def lm_logits(hidden: Array, embedding: Array, config: GPT2Config) -> Array:
-    """Tied LM head: features @ wte^T in the compute dtype, accumulated and returned in float32."""
-    dt = _head_dtype(config)
-    return _head(hidden.astype(dt), embedding.astype(dt))
-
-
-def _head_dtype(config: GPT2Config):
-    """The tied head's matmul dtype: the compute dtype, except float16 on CPU, where XLA has no
-    float16 x float16 -> float32 dot (GPUs do)."""
-    dt = config.compute_dtype
-    return jnp.float32 if dt == jnp.float16 and jax.default_backend() == "cpu" else dt
-
-
-@jax.custom_vjp
-def _head(h: Array, e: Array) -> Array:
-    return jnp.einsum("...d,vd->...v", h, e, preferred_element_type=jnp.float32)
-
-
-def _head_fwd(h, e):
-    return _head(h, e), (h, e)
-
-
-def _head_bwd(res, g):
-    """Backward matmuls in the compute dtype. Autodiff of the float32-output einsum would
-    multiply the float32 logit cotangent with bfloat16 operands as float32 matmuls: on an
-    H100 that made the head's two backward matmuls ~5x slower than bfloat16 ones."""
-    h, e = res
-    g = g.astype(h.dtype)
-    dh = jnp.einsum("...v,vd->...d", g, e)
-    de = jnp.einsum("nv,nd->vd", g.reshape(-1, g.shape[-1]), h.reshape(-1, h.shape[-1]), preferred_element_type=jnp.float32)
-    return dh, de.astype(e.dtype)
-
-
-_head.defvjp(_head_fwd, _head_bwd)
-
-
-# The head's vocabulary axis is padded to a multiple of this inside `head_log_probs` (50257 ->
-# 50304): an odd row length makes the [tokens, vocab] matmuls and their outputs misaligned for
-# the GPU's matrix units. The parameters keep GPT-2's own shape.
-VOCAB_ALIGN = 128
-
-
-def head_log_probs(hidden: Array, embedding: Array, targets: Array, config: GPT2Config) -> Array:
-    """log p(target) through the tied head, float32: `token_log_probs(lm_logits(...), targets)`
-    as one custom-VJP op, the training loss's head.
-
-    Why: autodiff of logits -> log-softmax -> gather writes several float32 [tokens, vocab]
-    arrays (softmax, a scattered one-hot, their sum); here the backward pass reads the saved
-    logits once and writes the bf16 gradient of the logits once."""
-    dt = _head_dtype(config)
-    lead, d = hidden.shape[:-1], hidden.shape[-1]
-    out = _head_lp(hidden.reshape(-1, d).astype(dt), embedding.astype(dt), targets.reshape(-1))
-    return out.reshape(lead)
-
-
-def _pad_vocab(e: Array) -> Array:
-    return jnp.pad(e, ((0, -e.shape[0] % VOCAB_ALIGN), (0, 0)))
-
-
-@jax.custom_vjp
-def _head_lp(h: Array, e: Array, y: Array) -> Array:
-    return _head_lp_fwd(h, e, y)[0]
-
-
-def _head_lp_fwd(h, e, y):
-    logits = jnp.einsum("nd,vd->nv", h, _pad_vocab(e), preferred_element_type=jnp.float32)
-    valid = jnp.arange(logits.shape[-1]) < e.shape[0]
-    lse = jax.nn.logsumexp(jnp.where(valid, logits, -jnp.inf), axis=-1)
-    target = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
-    return target - lse, (h, e, logits, lse, y)
-
-
-def _head_lp_bwd(res, ct):
-    h, e, logits, lse, y = res
-    cols = jnp.arange(logits.shape[-1])
-    p = jnp.where(cols < e.shape[0], jnp.exp(logits - lse[:, None]), 0.0)
-    g = (((cols == y[:, None]).astype(jnp.float32) - p) * ct[:, None]).astype(h.dtype)  # d logp / d logits
-    dh = g @ _pad_vocab(e)
-    de = jnp.einsum("nv,nd->vd", g, h, preferred_element_type=jnp.float32)[: e.shape[0]]
-    return dh, de.astype(e.dtype), None
-
-
-_head_lp.defvjp(_head_lp_fwd, _head_lp_bwd)
 
 
 def init_params(config: GPT2Config, seed: int = 0) -> dict:

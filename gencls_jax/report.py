@@ -62,7 +62,7 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def write_run_report(out_dir: Path, config, info: dict, summary: dict) -> None:
+def write_run_report(out_dir: Path, info: dict, summary: dict) -> None:
     """metrics.json (everything) and report.md (tables a person reads), plus confusion PNGs.
     Warnings (e.g. class models that barely differ) open the report."""
     out_dir = Path(out_dir)

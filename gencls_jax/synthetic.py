@@ -16,29 +16,27 @@ import jax
 import numpy as np
 from absl import logging
 
-from gencls_jax import experiment as X
-from gencls_jax import generate as G
-from gencls_jax.classify import class_log_likelihoods
+from gencls_jax import conditioning
+from gencls_jax import generate
+from gencls_jax import workdir as wd
 from gencls_jax.data.clean import clean_text
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import Tokenizer, load_tokenizer
 
 
-def sample_class(params, model_config, g, k: int, prefix, eos_id: int, conditioning: str) -> list[list[int]]:
+def sample_class(params, model_config, g, k: int, prefix, eos_id: int, mode: conditioning.Conditioning) -> list[list[int]]:
     """`g.per_class` token lists from class k (per-class model k, or the shared model + prefix k)."""
     out: list[list[int]] = []
     batch = 0
     while len(out) < g.per_class:
-        gen = G.generate_for_class(
-            params, model_config,
-            class_index=k if conditioning == "per_class" else None,
-            prefix_tokens=() if conditioning == "per_class" else prefix,
+        gen = generate.generate_for_class(
+            params, model_config, **mode.generation(k, prefix),
             batch_size=int(g.batch_size), rng=jax.random.fold_in(jax.random.key(int(g.seed)), 1000 * k + batch),
             max_new_tokens=int(g.max_new_tokens), temperature=float(g.temperature), top_k=int(g.top_k),
             top_p=float(g.top_p), eos_id=eos_id,
         )
-        out.extend(G.token_lists(gen))
+        out.extend(generate.token_lists(gen))
         batch += 1
     return out[: g.per_class]
 
@@ -50,7 +48,7 @@ def select(texts: list[str], lengths: np.ndarray, margin: np.ndarray, g) -> np.n
     keep = (np.asarray(lengths) >= int(g.min_tokens)) & np.array([bool(t.strip()) for t in texts], bool)
     if g.dedupe:
         first = np.zeros(len(texts), bool)
-        first[G.dedupe(texts)] = True
+        first[generate.dedupe(texts)] = True
         keep &= first
     return keep & (margin >= float(g.min_margin)) & (margin <= float(g.max_margin))
 
@@ -65,7 +63,7 @@ def sample_margins(config, params, model_config, tok: Tokenizer, texts: list[str
     scored = np.flatnonzero([bool(clean_text(t, config.data.clean_html).strip()) for t in texts])
     raw = Dataset(texts, labels, [f"synthetic-{i}" for i in range(n)], np.full(n, "synthetic"), tuple(names))
     ds = tokenize_dataset(config, raw.subset(scored), tok)
-    ll, _ = class_log_likelihoods(params, ds, tok, config, model_config, desc="scoring samples")
+    ll, _ = conditioning.get(config.model.conditioning).score(params, ds, tok, config, model_config, desc="scoring samples")
     own = ll[np.arange(len(ds)), ds.labels]
     other = np.where(np.eye(len(names), dtype=bool)[ds.labels], -np.inf, ll).max(1)
     margin = np.full(n, np.nan)
@@ -75,15 +73,15 @@ def sample_margins(config, params, model_config, tok: Tokenizer, texts: list[str
 
 def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict:
     workdir = Path(workdir)
-    info, model_config, params, step = X.load_run(config, workdir, which, purpose="generate for")
-    conditioning, names = info["conditioning"], info["label_names"]
+    info, model_config, params, step = wd.load_run(config, workdir, which, purpose="generate for")
+    mode, names = conditioning.get(info["conditioning"]), info["label_names"]
     g, d = config.generate, config.data
     tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
     prefixes = label_prefixes(tok, d.label_prefix_template, names)
 
     texts, labels, toks = [], [], []
     for k, name in enumerate(names):
-        lists = sample_class(params, model_config, g, k, prefixes[k], tok.eos_id, conditioning)
+        lists = sample_class(params, model_config, g, k, prefixes[k], tok.eos_id, mode)
         decoded = tok.decode_batch(lists)
         texts += decoded
         labels += [k] * len(decoded)
@@ -107,8 +105,8 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
         stats["per_class"][name] = {
             "generated": int((labels == k).sum()), "kept": int(sel.sum()),
             "mean_tokens": float(lengths[sel].mean()) if sel.any() else 0.0,
-            "distinct_1": G.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 1),
-            "distinct_2": G.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 2),
+            "distinct_1": generate.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 1),
+            "distinct_2": generate.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 2),
             "mean_margin": float(margin[sel].mean()) if sel.any() else 0.0,
             "classified_as_own_class": float((margin[labels == k] > 0).mean()),
         }

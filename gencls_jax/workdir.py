@@ -10,6 +10,7 @@ them (`config.json`) and the program holds every later command to them:
   evaluation and runtime settings, and `data.test_path` (another test set, which must use
   the run's label names);
 - `history.jsonl` records each command: when, which mode, the code's git revision, what changed.
+A trained run is loaded from here without the trainer (`load_run`: parameters alone, no optimizer).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jax
 import ml_collections
+from absl import logging
+
+from gencls_jax import conditioning
+from gencls_jax import model as gpt2
+from gencls_jax.checkpoint import Checkpointer, RestoreError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +39,7 @@ RUNTIME_KEYS = (
     "compile_cache_dir", "compile_cache_min_secs",
     "data.prefetch", "data.cache_dir", "data.tokenize_batch_size", "data.tfds_data_dir",
     "train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.async_checkpoint",
-    "train.tensorboard", "train.progress_bar", "train.plot", "train.distributed",
+    "progress_bars", "train.tensorboard", "train.plot", "train.distributed",
     "model.head_chunk",
 )
 RUNTIME_PREFIXES = ("eval.", "generate.")  # what is scored and sampled, not how the model was trained
@@ -41,7 +48,11 @@ GROWABLE_KEYS = ("train.epochs", "train.max_steps")  # continuing a run with mor
 EVAL_KEYS = ("model.dtype", "model.attention", "model.layer_unroll", "data.test_path")
 
 
-class ConfigMismatch(ValueError):
+class RunError(RuntimeError):
+    """A problem with the run as set up (workdir, checkpoint, config): the message says what to do."""
+
+
+class ConfigMismatch(RunError):
     """A command whose config does not fit the run in its workdir; the message names the keys."""
 
 
@@ -195,3 +206,64 @@ def append_history(workdir: str | Path, mode: str, changes: dict | None = None, 
 def read_history(workdir: str | Path) -> list[dict]:
     path = Path(workdir) / "history.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+# --- the trained run -------------------------------------------------------------------------
+
+
+def write_run_info(workdir: Path, info: dict) -> None:
+    """Record what the run is (label names, conditioning, architecture, class counts); the
+    config check (`workdir.check_resume`) has already refused a workdir made by another config."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "run_info.json").write_text(json.dumps(info, indent=2))
+
+
+def read_run_info(workdir: Path) -> dict:
+    path = Path(workdir) / "run_info.json"
+    if not path.exists():
+        raise RunError(f"{workdir} has no run_info.json: no run was trained there (run --mode=train first)")
+    return json.loads(path.read_text())
+
+
+def model_config_from_info(info: dict) -> gpt2.GPT2Config:
+    return gpt2.GPT2Config(**info["model"])
+
+
+def load_run(config, workdir: str | Path, which: str = "best", purpose: str = "classify with") -> tuple:
+    """(run_info, model config, best/latest params, step) of a trained class-conditional run:
+    the parameters alone, no optimizer (the classifier API loads runs without the trainer)."""
+    workdir = Path(workdir)
+    info = read_run_info(workdir)
+    mode = conditioning.get(info["conditioning"])
+    if not mode.classifies:
+        raise RunError(f"{workdir} holds an {mode.name} LM: it has no classes to {purpose}")
+    model_config = gpt2.resolve_config(model_config_from_info(info), config.model)
+    params, step = restore_params(workdir, mode.params_template(model_config, len(info["label_names"])), which)
+    return info, model_config, params, step
+
+
+def restore_params(workdir: Path, like_params: Any, which: str = "best") -> tuple[Any, int]:
+    """(float32 parameters, step) of the best (or latest) checkpoint in `workdir`: the
+    parameters alone, no optimizer. A damaged checkpoint is skipped with a warning."""
+    ckpt_dir = Path(workdir) / "checkpoints"
+    if not ckpt_dir.exists():
+        raise RunError(f"{workdir} has no checkpoints yet: train first (--mode=train)")
+    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev), like_params)
+    ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=_best_metric(workdir), async_save=False)
+    try:
+        params, step = ckpt.restore_params(like, which)
+    except RestoreError as e:
+        raise RunError(str(e)) from None
+    except (ValueError, KeyError) as e:
+        raise RunError(f"checkpoint {ckpt_dir} does not fit this config's model ({type(e).__name__}); another model size?") from None
+    finally:
+        ckpt.close()
+    logging.info("restored step %d (%s) from %s", step, which, ckpt_dir)
+    return params, step
+
+
+def _best_metric(workdir: Path) -> str:
+    """The metric the run chose its best checkpoint by (its own config, not today's defaults)."""
+    saved = saved_config(workdir)
+    return saved.train.best_metric if saved is not None else ""

@@ -14,11 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gencls_jax import experiment  # noqa: E402
 from gencls_jax import model as M  # noqa: E402
 from gencls_jax import train as T  # noqa: E402
+from gencls_jax import workdir  # noqa: E402
 from gencls_jax.checkpoint import Checkpointer  # noqa: E402
-from gencls_jax.workdir import base_config  # noqa: E402
+
+base_config = workdir.base_config
 
 VOCAB, SEQ, STEPS_PER_EPOCH = 64, 16, 2
 
@@ -28,7 +29,8 @@ def config(epochs: int, **train):
     c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = "tiny", "float32", 0.0, "label_prefix"
     t = c.train
     t.epochs, t.batch_size, t.lr, t.warmup_steps, t.schedule = epochs, 4, 3e-3, 0, "constant"
-    t.log_every, t.ckpt_every, t.progress_bar, t.plot, t.tensorboard = 1, 0, False, False, False
+    t.log_every, t.ckpt_every, t.plot, t.tensorboard = 1, 0, False, False
+    c.progress_bars = False
     t.keep_checkpoints, t.best_metric = 1, "val_loss"
     for k, v in train.items():
         setattr(t, k, v)
@@ -36,7 +38,7 @@ def config(epochs: int, **train):
 
 
 def model_config(c):
-    return T.resolve_model_config(c, M.config_for("tiny", vocab_size=VOCAB, n_positions=SEQ))
+    return M.resolve_config(M.config_for("tiny", vocab_size=VOCAB, n_positions=SEQ), c.model)
 
 
 def stream(epoch: int, start: int):
@@ -73,14 +75,14 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
 
     # Uninterrupted, then restored here and in a new process.
     val = FakeValidation(losses)
-    res = T.train(config(4), tmp_path / "full", mc, init, stream, STEPS_PER_EPOCH, val)
+    res = T.train(config(4), tmp_path / "full", mc, init, stream, STEPS_PER_EPOCH, val, stacked=False)
     assert (res.best, res.best_step) == (1.0, 4)
-    params, step = experiment.restore_params(tmp_path / "full", init, "best")
+    params, step = workdir.restore_params(tmp_path / "full", init, "best")
     assert step == 4
     assert_same_params(params, val.seen[1])
-    code = ("import sys; sys.path.insert(0, %r); from gencls_jax import experiment, model as M, train as T;"
+    code = ("import sys; sys.path.insert(0, %r); from gencls_jax import model, workdir;"
             "from tests.test_checkpoint import config, model_config;"
-            "p, s = experiment.restore_params(%r, M.init_params(model_config(config(4))), 'best'); print('STEP', s)"
+            "p, s = workdir.restore_params(%r, model.init_params(model_config(config(4))), 'best'); print('STEP', s)"
             % (str(REPO), str(tmp_path / "full")))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert "STEP 4" in out.stdout, out.stderr[-2000:]
@@ -88,13 +90,13 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
     # Two epochs, then the run continued to four (a new checkpoint manager): with one latest
     # checkpoint kept, only the metric on disk keeps step 4 alive and restorable as the best.
     val2 = FakeValidation(losses)
-    T.train(config(2), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2)
-    T.train(config(4), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2)
+    T.train(config(2), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2, stacked=False)
+    T.train(config(4), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2, stacked=False)
     assert Checkpointer(tmp_path / "resumed" / "checkpoints", 1, "val_loss").all_steps() == [4, 8]
-    params, step = experiment.restore_params(tmp_path / "resumed", init, "best")
+    params, step = workdir.restore_params(tmp_path / "resumed", init, "best")
     assert step == 4
     assert_same_params(params, val2.seen[1])
-    params, step = experiment.restore_params(tmp_path / "resumed", init, "latest")
+    params, step = workdir.restore_params(tmp_path / "resumed", init, "latest")
     assert step == 8
 
 
@@ -109,14 +111,14 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
     c = config(2, ckpt_every=1, keep_checkpoints=3, best_metric="")
     mc = model_config(c)
     init = M.init_params(mc, seed=0)
-    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH)  # checkpoints at steps 2, 3, 4
+    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)  # checkpoints at steps 2, 3, 4
     ckpt_dir = tmp_path / "checkpoints"
     assert Checkpointer(ckpt_dir, 3, "").all_steps() == [2, 3, 4]
     _truncate_largest_file(ckpt_dir / "4")
 
     # Evaluation reads the newest intact step and leaves the damaged one where it is.
     caplog.clear()
-    params, step = experiment.restore_params(tmp_path, init, "latest")
+    params, step = workdir.restore_params(tmp_path, init, "latest")
     assert step == 3
     warned = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
     assert warned and "checkpoint step 4 is damaged" in warned[0] and "\n" not in warned[0]
@@ -124,7 +126,7 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
 
     # Training resumes from step 3; the damaged step is moved aside, not deleted or overwritten.
     c4 = config(2, ckpt_every=1, keep_checkpoints=3, best_metric="")
-    res = T.train(c4, tmp_path, mc, init, stream, STEPS_PER_EPOCH)
+    res = T.train(c4, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
     assert res.stop_reason == "completed" and res.step == 4 and [h["step"] for h in res.history] == [4]
     assert (tmp_path / "checkpoints_damaged" / "4").is_dir()
     assert Checkpointer(ckpt_dir, 3, "").latest_step() == 4  # a new, intact step 4
@@ -134,7 +136,7 @@ def test_no_intact_checkpoint_is_one_line_error(tmp_path):
     c = config(1, keep_checkpoints=1, best_metric="")
     mc = model_config(c)
     init = M.init_params(mc, seed=0)
-    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH)
+    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
     _truncate_largest_file(tmp_path / "checkpoints" / "2")
-    with pytest.raises(experiment.RunError, match=r"no checkpoint restores; tried step 2 \("):
-        experiment.restore_params(tmp_path, init, "best")
+    with pytest.raises(workdir.RunError, match=r"no checkpoint restores; tried step 2 \("):
+        workdir.restore_params(tmp_path, init, "best")

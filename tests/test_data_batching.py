@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gencls_jax import score
-from gencls_jax.data.batching import BatchSpec, PerClassStream, TrainStream, padding_fraction, scoring_batches
+from gencls_jax.head import token_log_probs
+from gencls_jax.data.batching import BatchSpec, PerClassStream, TrainStream, make_batch, padding_fraction, scoring_batches
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import make_rows
 from gencls_jax.data.sources import DataError
@@ -158,7 +159,7 @@ def test_packed_loss_equals_unpacked_loss(tiny_model):
     @jax.jit
     def log_probs(b):
         logits = apply(params, b["inputs"], cfg, b["positions"], b["segment_ids"])
-        return score.token_log_probs(logits, b["targets"])
+        return token_log_probs(logits, b["targets"])
 
     for b in batches:
         lp = np.asarray(log_probs(b))
@@ -175,7 +176,7 @@ def test_packed_loss_equals_unpacked_loss(tiny_model):
         tokens[i, : len(q)], mask[i, : len(q)] = q, 1
     ref = np.asarray(jax.jit(score.sequence_log_likelihood, static_argnames="config")(params, tokens, mask, cfg))
     inputs, positions, segs = score.shift_right(jnp.asarray(tokens), jnp.asarray(mask), BOS)
-    ref_tok = np.asarray(score.token_log_probs(apply(params, inputs, cfg, positions, segs), jnp.asarray(tokens)))
+    ref_tok = np.asarray(token_log_probs(apply(params, inputs, cfg, positions, segs), jnp.asarray(tokens)))
     for i, q in enumerate(seqs):
         got = packed[tuple(q.tolist())]
         np.testing.assert_allclose(got, ref_tok[i, : len(q)], atol=1e-5)
@@ -190,13 +191,14 @@ def test_scoring_batches_cover_rows_and_match_sequence_ll(tiny_model):
     row_ll = jax.jit(score.row_log_likelihood, static_argnames="config")
     seen, shapes = [], set()
     last_len = 0
-    for idx, inputs, targets, weights in scoring_batches(rows, 4, (16, 32), 64):
+    for idx, b in scoring_batches(rows, 4, (16, 32), 64):
+        inputs, targets, weights = b["inputs"], b["targets"], b["weights"]
         shapes.add(inputs.shape)
         real = idx >= 0
-        lengths = (targets[real] >= 0).sum(1)
+        lengths = (b["segment_ids"][real] > 0).sum(1)
         assert lengths.min() >= last_len  # sorted by length
         last_len = lengths.max()
-        assert np.all(weights[~real] == 0) and np.all(targets[~real] == -1)
+        assert np.all(weights[~real] == 0) and np.all(b["segment_ids"][~real] == 0)
         out = np.asarray(row_ll(params, inputs, targets, weights, cfg))
         np.add.at(ll, rows.text_index[idx[real]], out[real])
         seen += idx[real].tolist()
@@ -214,7 +216,7 @@ def test_scoring_batches_cover_rows_and_match_sequence_ll(tiny_model):
 
 def test_prefetch_to_device_in_order_and_errors():
     src = [{"x": np.full((2, 3), i, np.int32)} for i in range(7)]
-    got = list(prefetch_to_device(iter(src), size=2, sharding=jax.devices("cpu")[0]))
+    got = list(prefetch_to_device(iter(src), size=2, put=lambda b: jax.device_put(b, jax.devices("cpu")[0])))
     assert [int(g["x"][0, 0]) for g in got] == list(range(7))
     assert isinstance(got[0]["x"], jax.Array)
     assert [int(g["x"][1, 2]) for g in prefetch_to_device(iter(src), size=0)] == list(range(7))
@@ -234,9 +236,9 @@ def test_prefetch_to_device_in_order_and_errors():
 
 @pytest.mark.parametrize("progress", [True, False])
 def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, progress):
-    """classify.score_rows (prefetch, late fetches, filler rows) equals the per-text sum of
+    """batch_scoring.score_rows (prefetch, late fetches, filler rows) equals the per-text sum of
     row_log_likelihood; with progress=False it writes no progress bar."""
-    from gencls_jax.classify import score_rows
+    from gencls_jax.batch_scoring import score_rows
 
     cfg, params = tiny_model
     texts = random_texts(11, 1, 90, seed=5)
@@ -246,7 +248,8 @@ def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, pr
                      prefetch=2, desc="scoring-test", progress=progress)
     err = capsys.readouterr().err
     assert ("scoring-test" in err) == progress
-    per_row = score.row_log_likelihood(params, *score.pad_rows(rows, range(len(rows.inputs)), 64), cfg)  # one batch
+    b = make_batch(rows, (64, [[i] for i in range(len(rows.inputs))]), len(rows.inputs))  # one batch
+    per_row = score.row_log_likelihood(params, b["inputs"], b["targets"], b["weights"], cfg)
     ref = np.zeros(len(texts))
     np.add.at(ref, rows.text_index, np.asarray(per_row))
     assert got.shape == (len(texts), 1)

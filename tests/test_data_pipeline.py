@@ -10,7 +10,8 @@ import transformers
 
 from configs.base import get_config
 from gencls_jax.data import tokenize as tk
-from gencls_jax.data.pipeline import load_datasets, scoring_rows, train_stream
+from gencls_jax import conditioning
+from gencls_jax.data.pipeline import load_datasets, rows
 from gencls_jax.data.sources import DataError
 from gencls_jax.data.splits import per_class_sample, stratified_split, val_counts
 from tests.conftest import TOKENIZER_DIR
@@ -182,7 +183,7 @@ def test_load_datasets_chooses_rows_by_label_then_tokenizes_only_those(config, t
 
 def test_pipeline_streams(config, tok):
     ds = load_datasets(config, ("train", "val"), tok)
-    pc = train_stream(config, ds["train"], tok)
+    pc = conditioning.get("per_class").train_stream(config, ds["train"], tok)
     b = next(iter(pc.batches(0)))
     assert b["inputs"].shape[:2] == (3, 4)
     assert np.all(b["targets"][b["segment_ids"] > 0][-1:] >= 0)
@@ -195,7 +196,7 @@ def test_pipeline_streams(config, tok):
     config.model.conditioning = "label_prefix"
     config.data.batching = "pad"
     config.data.max_len = 64
-    lp = train_stream(config, ds["train"], tok)
+    lp = conditioning.get("label_prefix").train_stream(config, ds["train"], tok)
     prefix = tok.encode_batch(["Review sentiment: good\n"])[0]
     found = 0
     for batch in lp.batches(0):
@@ -206,9 +207,9 @@ def test_pipeline_streams(config, tok):
                 assert np.all(batch["weights"][r, : len(prefix)] == 0) and batch["weights"][r, len(prefix)] == 1
                 assert batch["inputs"][r, 0] == tok.bos_id
     assert found == (ds["train"].labels == 1).sum()
-    rows = scoring_rows(config, ds["val"], tok, label=2)
+    scored = rows(config, ds["val"], tok, np.full(len(ds["val"]), 2))  # class 2's scoring pass
     odd = tok.encode_batch(["Review sentiment: odd\n"])[0]
-    assert all(t[: len(odd)].tolist() == odd and w[: len(odd)].sum() == 0 for t, w in zip(rows.targets, rows.weights))
+    assert all(t[: len(odd)].tolist() == odd and w[: len(odd)].sum() == 0 for t, w in zip(scored.targets, scored.weights))
 
 
 def test_pipeline_label_errors(config, tok, tmp_path):

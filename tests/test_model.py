@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gencls_jax import model as M
+from gencls_jax.head import head_log_probs
 from gencls_jax.weights import CheckpointError, load_pretrained, save_pretrained
 
 torch = pytest.importorskip("torch")
@@ -175,9 +176,9 @@ def test_fused_head_log_probs_match_float64(vocab):
     dlogits = ct[..., None] * (np.eye(vocab)[y] - np.exp(logits - lse[..., None]))
     ref_dh, ref_de = dlogits @ e, np.einsum("btv,btd->vd", dlogits, h)
 
-    f = lambda h, e: jnp.sum(jnp.asarray(ct, jnp.float32) * M.head_log_probs(h, e, jnp.asarray(y), config))  # noqa: E731
+    f = lambda h, e: jnp.sum(jnp.asarray(ct, jnp.float32) * head_log_probs(h, e, jnp.asarray(y), config))  # noqa: E731
     h32, e32 = jnp.asarray(h, jnp.float32), jnp.asarray(e, jnp.float32)
-    np.testing.assert_allclose(M.head_log_probs(h32, e32, jnp.asarray(y), config), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(head_log_probs(h32, e32, jnp.asarray(y), config), ref, rtol=1e-5, atol=1e-5)
     dh, de = jax.grad(f, (0, 1))(h32, e32)
     np.testing.assert_allclose(dh, ref_dh, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(de, ref_de, rtol=1e-4, atol=1e-5)

@@ -5,7 +5,11 @@ import jax
 import numpy as np
 import pytest
 
+from gencls_jax import head as H
 from gencls_jax import score as S
+from gencls_jax.data.batching import make_batch
+from gencls_jax.data.rows import make_rows
+from gencls_jax.data.sources import DataError
 from gencls_jax.weights import load_pretrained
 
 torch = pytest.importorskip("torch")
@@ -93,10 +97,9 @@ def test_bfloat16_scorer_close_to_float32(tiny):
 
 
 def rows_ll(params, config, texts, **kw):
-    rows = S.text_rows(texts, config.n_positions, BOS, **kw)
-    idx = list(range(len(rows.inputs)))
-    inputs, targets, weights = S.pad_rows(rows, idx, config.n_positions)
-    per_row = np.asarray(S.row_log_likelihood(params, inputs, targets, weights, config))
+    rows = make_rows(texts, config.n_positions, BOS, **kw)
+    b = make_batch(rows, (config.n_positions, [[i] for i in range(len(rows.inputs))]), len(rows.inputs))
+    per_row = np.asarray(S.row_log_likelihood(params, b["inputs"], b["targets"], b["weights"], config))
     out = np.zeros(len(texts))
     np.add.at(out, rows.text_index, per_row)
     return out, rows
@@ -115,8 +118,8 @@ def test_long_text_error_truncate_and_window(tiny):
     config, params, hf = tiny
     ctx = config.n_positions  # 64
     text = random_texts(5, [150])[0]
-    with pytest.raises(ValueError, match="text 0 has 150 tokens, more than the context of 64"):
-        S.text_rows([text], ctx, BOS, long_text="error")
+    with pytest.raises(DataError, match="text 0: 150 tokens, more than data.max_len=64"):
+        make_rows([text], ctx, BOS, long_text="error")
 
     trunc, _ = rows_ll(params, config, [text], long_text="truncate")
     np.testing.assert_allclose(trunc[0], ref_sequence_ll(hf, text[:ctx]), rtol=2e-6)
@@ -143,10 +146,10 @@ def test_long_text_error_truncate_and_window(tiny):
 
 def test_bad_scoring_input(tiny):
     config, _, _ = tiny
-    with pytest.raises(ValueError, match="text 1 is empty"):
-        S.text_rows([[1, 2], []], config.n_positions, BOS)
-    with pytest.raises(ValueError, match="long_text must be one of"):
-        S.text_rows([[1]], config.n_positions, BOS, long_text="drop")
+    with pytest.raises(DataError, match="text 1: no tokens"):
+        make_rows([[1, 2], []], config.n_positions, BOS)
+    with pytest.raises(DataError, match="long_text must be one of"):
+        make_rows([[1]], config.n_positions, BOS, long_text="drop")
 
 
 @pytest.mark.parametrize("head_chunk", [16, 4096])  # 100 tokens: 7 chunks, the last padded; one chunk
@@ -160,11 +163,11 @@ def test_chunked_log_probs_equal_full_logits(tiny, head_chunk):
     targets = np.roll(tokens, -1, axis=1)
 
     def full(p):
-        return S.token_log_probs(apply(p, tokens, config), targets)
+        return H.token_log_probs(apply(p, tokens, config), targets)
 
     def chunked(p):
         h = apply(p, tokens, config, return_hidden=True)
-        return S.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
+        return H.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
 
     np.testing.assert_allclose(chunked(params), full(params), rtol=1e-6, atol=1e-6)
     g_full = jax.grad(lambda p: full(p).sum())(params)

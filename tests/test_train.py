@@ -29,6 +29,8 @@ sys.path.insert(0, str(REPO))
 from gencls_jax import model as M  # noqa: E402
 from gencls_jax import optim  # noqa: E402
 from gencls_jax import train as T  # noqa: E402
+from gencls_jax import train_step as TS  # noqa: E402
+from gencls_jax.objectives import token_loss_sums  # noqa: E402
 from gencls_jax.checkpoint import Checkpointer  # noqa: E402
 from gencls_jax.metrics import read_metrics  # noqa: E402
 from gencls_jax.score import stack_params  # noqa: E402
@@ -48,15 +50,21 @@ def base_config(**train_overrides):
     # gradients (e.g. the attention key bias, whose true gradient is exactly 0) becomes update
     # differences of ~1e-5 between equivalent computations (vmap / lax.map / one model / 8 devices).
     t.eps = 1e-6
-    t.log_every, t.ckpt_every, t.progress_bar, t.plot, t.tensorboard = 1, 0, False, False, False
+    t.log_every, t.ckpt_every, t.plot, t.tensorboard = 1, 0, False, False
+    c.progress_bars = bool(train_overrides.pop("progress_bars", False))
     for k, v in train_overrides.items():
         setattr(t, k, v)
     return c
 
 
+def train(config, *args, **kw):
+    """`T.train` with the layout of the config's conditioning (K stacked models for per_class)."""
+    return T.train(config, *args, stacked=config.model.conditioning == "per_class", **kw)
+
+
 def model_config(config, **kw):
     base = M.config_for("tiny", vocab_size=VOCAB, n_positions=SEQ)
-    return T.resolve_model_config(config, base).replace(**kw)
+    return M.resolve_config(base, config.model).replace(**kw)
 
 
 def make_batch(rng, rows, cls=0, pad=True):
@@ -109,20 +117,20 @@ def tiny_params(mc, classes=None, seed=0):
 def run_steps(config, mc, params, batches, per_class=False, loss_scale=None, state=None):
     """Drive the jitted step directly (no loop): returns final state and per-step metrics.
     Continues from `state` if given. Same settings -> one compilation (memoised)."""
-    mesh = T.make_mesh()
+    mesh = TS.make_mesh()
     tc = ml_collections.FrozenConfigDict(config.train)
-    tx, _, step = T.compiled_train_step(mc, tc, per_class, 100, mesh)
+    tx, _, step = TS.compiled_train_step(mc, tc, per_class, 100, mesh)
     if state is None:
-        k = T.num_stacked_classes(params) if per_class else None
+        k = TS.num_stacked_classes(params) if per_class else None
         params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)  # the step donates it
-        state = T.init_state(params, tx, tc, config.seed, k)
+        state = TS.init_state(params, tx, tc, config.seed, k)
         if loss_scale is not None:
             state = state._replace(loss_scale=state.loss_scale._replace(scale=jnp.float32(loss_scale)))
-        state = jax.device_put(state, T.replicated(mesh))
-    sh = T.batch_sharding(mesh, per_class)
+        state = jax.device_put(state, TS.replicated(mesh))
+    sh = TS.batch_sharding(mesh, per_class)
     ms = []
     for b in batches:
-        state, m = step(state, T.shard_batch(b, sh))
+        state, m = step(state, TS.shard_batch(b, sh))
         ms.append(jax.device_get(m))
     return state, ms
 
@@ -214,7 +222,7 @@ def test_loss_sums_match_numpy():
     mc = model_config(config)
     params = tiny_params(mc)
     b = make_batch(np.random.default_rng(0), 4)
-    nll, w = jax.jit(T.token_loss_sums, static_argnums=2)(params, b, mc, None)
+    nll, w = jax.jit(token_loss_sums, static_argnums=2)(params, b, mc, None)
     logits = np.asarray(jax.jit(M.apply, static_argnums=2)(params, b["inputs"], mc, b["positions"], b["segment_ids"]), np.float64)
     logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
     ref = -(np.take_along_axis(logp, b["targets"][..., None], -1)[..., 0] * b["weights"]).sum()
@@ -285,7 +293,7 @@ def test_one_step_run_trains(tmp_path):
     config = base_config(epochs=1, warmup_steps=100, schedule="cosine", end_lr_factor=0.0)
     mc = model_config(config)
     params = tiny_params(mc)
-    res = T.train(config, tmp_path, mc, params, batches_fn(make_epochs(1, 1, 8)), 1)
+    res = train(config, tmp_path, mc, params, batches_fn(make_epochs(1, 1, 8)), 1)
     assert res.step == 1 and res.history[0]["lr"] == pytest.approx(config.train.lr)
     assert not np.allclose(np.asarray(params["wte"]["embedding"]), np.asarray(res.params["wte"]["embedding"]))
 
@@ -320,15 +328,15 @@ def test_imbalanced_classes_train_as_if_alone(tmp_path):
     config.data.batching = "pad"
     config.model.conditioning = "per_class"
     mc = model_config(config, dropout=0.0)
-    stacked = T.train(config, tmp_path / "vmap", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model)
+    stacked = train(config, tmp_path / "vmap", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model)
     assert stacked.step == 12
     config.train.stack_classes = False
-    looped = T.train(config, tmp_path / "map", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model)
+    looped = train(config, tmp_path / "map", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model)
     assert_models_close(stacked.params, looped.params)
     alone_config = config.copy_and_resolve_references()
     alone_config.model.conditioning = "label_prefix"  # one model, [B, T] batches
     for k, stream in enumerate(streams):
-        alone = T.train(alone_config, tmp_path / f"alone{k}", mc, tiny_params(mc, seed=k), stream.batches, stream.num_batches)
+        alone = train(alone_config, tmp_path / f"alone{k}", mc, tiny_params(mc, seed=k), stream.batches, stream.num_batches)
         assert alone.step == 2 * stream.num_batches(0)
         assert_models_close(jax.tree_util.tree_map(lambda x: x[k], stacked.params), alone.params)
         n_updates = int(optax.tree_utils.tree_get(jax.tree_util.tree_map(lambda x: x[k], stacked.state.opt_state), "count"))
@@ -347,7 +355,7 @@ def test_validation_loss_counts_each_text_once():
     mc = model_config(config, dropout=0.0)
     params = tiny_params(mc, 3)
     pc = PerClassStream(streams)
-    got = T.make_loss_evaluator(config, mc, lambda: pc.batches(0))(params)["val_loss"]
+    got = T.make_loss_evaluator(config, mc, lambda: pc.batches(0), stacked=True)(params)["val_loss"]
     nll = weight = 0.0
     apply = jax.jit(M.apply, static_argnums=2)
     for k, stream in enumerate(streams):
@@ -406,7 +414,7 @@ def test_nonfinite_loss_raises_without_loss_scaling(tmp_path):
     data = make_epochs(1, 4, 8)
     data[0][2] = poisoned(data[0][2])
     with pytest.raises(FloatingPointError, match="non-finite loss at step 3"):
-        T.train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 4)
+        train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 4)
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -414,14 +422,14 @@ def test_nonfinite_loss_raises_without_loss_scaling(tmp_path):
 
 def val_evaluator(config, mc, classes=None):
     val = make_epochs(1, 2, 8, classes=classes, seed=99)[0]
-    return T.make_loss_evaluator(config, mc, lambda: iter(val))
+    return T.make_loss_evaluator(config, mc, lambda: iter(val), stacked=config.model.conditioning == "per_class")
 
 
 def test_label_prefix_learns_and_writes_outputs(tmp_path):
-    config = base_config(epochs=3, progress_bar=True, plot=True, log_every=2)
+    config = base_config(epochs=3, progress_bars=True, plot=True, log_every=2)
     mc = model_config(config, dropout=0.1)
     data = make_epochs(3, 6, 8)
-    res = T.train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 6, val_evaluator(config, mc))
+    res = train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 6, val_evaluator(config, mc))
     assert res.stop_reason == "completed" and res.step == 18 and res.epoch == 3
     losses = [h["loss"] for h in res.history]
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
@@ -434,7 +442,7 @@ def test_label_prefix_learns_and_writes_outputs(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert json.loads((tmp_path / "config.json").read_text())["train"]["epochs"] == 3
     # A second call with the same workdir finds the run complete and does nothing.
-    again = T.train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 6)
+    again = train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 6)
     assert again.step == 18 and again.history == []
 
 
@@ -443,11 +451,11 @@ def test_per_class_learns(tmp_path):
     config.model.conditioning = "per_class"
     mc = model_config(config)
     data = make_epochs(2, 6, 8, classes=2)
-    res = T.train(config, tmp_path, mc, tiny_params(mc, 2), batches_fn(data), 6)
+    res = train(config, tmp_path, mc, tiny_params(mc, 2), batches_fn(data), 6)
     losses = [h["loss"] for h in res.history]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     # Each class model learned its own pattern: model c scores class c's data better.
-    ev = T.make_eval_step(mc, per_class=True)
+    ev = TS.make_eval_step(mc, True)
     b0 = make_batch(np.random.default_rng(5), 8, cls=0)
     nll, _ = ev(res.params, {k: np.stack([v, v]) for k, v in b0.items()})
     assert float(nll[0]) < float(nll[1])
@@ -459,16 +467,16 @@ def test_resume_is_bit_exact(tmp_path):
     config = base_config(epochs=2, ckpt_every=3, keep_checkpoints=1)
     mc = model_config(config, dropout=0.1)  # dropout on: its keys must replay exactly
     data = make_epochs(2, 4, 8)
-    full = T.train(config, tmp_path / "full", mc, tiny_params(mc), batches_fn(data), 4)
+    full = train(config, tmp_path / "full", mc, tiny_params(mc), batches_fn(data), 4)
 
     def interrupt(step, _rec):
         if step == 5:
             os.kill(os.getpid(), signal.SIGINT)
 
-    part = T.train(config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4, callbacks=[interrupt])
+    part = train(config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4, callbacks=[interrupt])
     assert part.stop_reason == "interrupted" and part.step == 6 and (part.epoch, len(part.history)) == (1, 6)
     assert Checkpointer(tmp_path / "part" / "checkpoints", 1, "").latest_step() == 6
-    rest = T.train(config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4)
+    rest = train(config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4)
     assert rest.stop_reason == "completed" and rest.step == 8
     assert [h["loss"] for h in part.history + rest.history] == [h["loss"] for h in full.history]
     assert_trees(np.testing.assert_array_equal, full.state.params, rest.state.params)
@@ -483,7 +491,7 @@ def test_early_stopping_and_best_checkpoint_kept(tmp_path):
     data = make_epochs(10, 2, 8)
     fake = iter([3.0, 2.0, 2.5, 2.1, 1.0])  # best at epoch 1, then two epochs without improvement
 
-    res = T.train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 2, lambda p: {"val_loss": next(fake)})
+    res = train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 2, lambda p: {"val_loss": next(fake)})
     assert res.stop_reason == "early_stop" and res.epoch == 4 and res.step == 8
     assert (res.best, res.best_step) == (2.0, 4)
     steps = Checkpointer(tmp_path / "checkpoints", 1, "val_loss").all_steps()
@@ -501,7 +509,7 @@ def run_for_devices(out: str) -> None:
         mc = model_config(config, dropout=0.0)
         data = make_epochs(1, 2, 16, classes=classes, seed=7)
         with tempfile.TemporaryDirectory() as d:
-            res = T.train(config, d, mc, tiny_params(mc, classes), batches_fn(data), 2)
+            res = train(config, d, mc, tiny_params(mc, classes), batches_fn(data), 2)
         for path, x in jax.tree_util.tree_flatten_with_path(to_np(res.params))[0]:
             arrays[mode + "/" + "/".join(str(getattr(p, "key", p)) for p in path)] = x
     np.savez(out, **arrays)

@@ -22,13 +22,12 @@ stacks the K batches [K, B, T], T = the largest of the K batches' lengths at tha
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from gencls_jax.data.rows import row_lengths
+from gencls_jax.data.rows import Rows, row_lengths
 from gencls_jax.data.sources import DataError
-from gencls_jax.score import Rows, pad_rows
 
 SCHEMES = ("pad", "bucket", "pack")
 
@@ -178,13 +177,13 @@ class PerClassStream:
 
 
 def scoring_batches(rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int
-                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(row indices, inputs, targets, weights) for every row, sorted by length, in fixed shapes
-    [rows, bucket]: the scorer compiles once per bucket. A batch holds `batch_size` rows at
-    `max_len` and proportionally more in shorter buckets (batch_size * max_len // bucket), so
-    every call carries about the same number of tokens: short rows in batches of a fixed row
-    count would leave the accelerator waiting on kernel launches. Filler rows have index -1,
-    target -1 and weight 0 (`score.row_log_likelihood` scores them 0)."""
+                    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(row indices, batch) for every row, sorted by length, in fixed shapes [rows, bucket]: the
+    scorer compiles once per bucket. A batch holds `batch_size` rows at `max_len` and
+    proportionally more in shorter buckets (batch_size * max_len // bucket), so every call
+    carries about the same number of tokens: short rows in batches of a fixed row count would
+    leave the accelerator waiting on kernel launches. One row per batch row, padded as training
+    rows are (`make_batch`); filler rows have index -1 and weight 0, and score 0."""
     lengths = row_lengths(rows)
     buckets = bucket_ladder(bucket_lengths, max_len)
     order = np.argsort(lengths, kind="stable")
@@ -194,21 +193,14 @@ def scoring_batches(rows: Rows, batch_size: int, bucket_lengths: Sequence[int], 
         n = max(batch_size * int(max_len) // int(T), 1)
         for s in range(0, len(members), n):
             idx = members[s : s + n]
-            inputs, targets, weights = pad_rows(rows, idx, int(T))
-            fill = n - len(idx)
-            if fill:
-                inputs = np.concatenate([inputs, np.zeros((fill, T), np.int32)])
-                targets = np.concatenate([targets, np.full((fill, T), -1, np.int32)])
-                weights = np.concatenate([weights, np.zeros((fill, T), np.float32)])
-                idx = np.concatenate([idx, np.full(fill, -1, idx.dtype)])
-            yield idx, inputs, targets, weights
+            batch = make_batch(rows, (int(T), [[int(r)] for r in idx]), n)
+            yield np.concatenate([idx, np.full(n - len(idx), -1, idx.dtype)]), batch
 
 
-def padding_fraction(batches) -> float:
-    """1 - real token slots / all token slots, over batches with 'weights'-like masks (segment_ids>0 or targets>=0)."""
+def padding_fraction(batches: Iterable[dict[str, np.ndarray]]) -> float:
+    """1 - real token slots / all token slots (segment id 0 = padding), over batches."""
     real = total = 0
     for b in batches:
-        mask = b["segment_ids"] > 0 if isinstance(b, dict) else b[2] >= 0
-        real += int(mask.sum())
-        total += mask.size
+        real += int((b["segment_ids"] > 0).sum())
+        total += b["segment_ids"].size
     return 1.0 - real / max(total, 1)

@@ -4,8 +4,8 @@ load_datasets: read (tfds with local fallback, jsonl, csv, aclImdb), resolve lab
 rows by label (stratified validation hold-out, per-class limit, test sample), then clean and
 tokenize (cached) only the chosen texts, and merge extra (synthetic) training texts.
 `tokenize_dataset` is that cleaning and tokenization, also for texts scored the way test texts
-are (synthetic samples, users' texts). train_stream / scoring_rows turn a split into the batches
-and rows of `batching` and `rows`, for per-class models or one label-prefixed model.
+are (synthetic samples, users' texts). `rows` turns a split into the rows of `data.rows`
+(label-prefixed or not); `conditioning.py` makes the training streams and scoring passes.
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ from typing import Sequence
 import numpy as np
 
 from gencls_jax.data import sources
-from gencls_jax.data.batching import BatchSpec, PerClassStream, TrainStream
+from gencls_jax.data.batching import BatchSpec
 from gencls_jax.data.clean import clean_texts
-from gencls_jax.data.rows import make_rows
+from gencls_jax.data.rows import Rows, make_rows
 from gencls_jax.data.sources import DataError, Dataset, RawSplit
 from gencls_jax.data.splits import per_class_sample, stratified_split
 from gencls_jax.data.tokenize import Tokenizer, load_tokenizer, tokenize_texts
-from gencls_jax.score import Rows
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("tfds", "jsonl", "csv", "aclimdb")
-CONDITIONINGS = ("per_class", "label_prefix", "unconditional")
 
 
 def split_path(d, split: str) -> str:
@@ -151,10 +149,10 @@ def batch_spec(config, batch_size: int | None = None) -> BatchSpec:
     return BatchSpec(d.batching, batch_size or config.train.batch_size, d.max_len, tuple(d.bucket_lengths))
 
 
-def _rows(config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None) -> Rows:
-    """The rows of `ds`; with `labels`, text i carries class labels[i]'s label prefix, and every
-    text is cut to the room the longest class prefix leaves, so that all classes train on and
-    score the same text tokens."""
+def rows(config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None) -> Rows:
+    """The training / scoring rows of `ds` (`rows.make_rows` with `config.data`); with `labels`,
+    text i carries class labels[i]'s label prefix, and every text is cut to the room the longest
+    class prefix leaves, so that all classes train on and score the same text tokens."""
     d = config.data
     prefixes = room = None
     if labels is not None:
@@ -162,27 +160,3 @@ def _rows(config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None)
         prefixes, room = [per_class[k] for k in labels], max(len(p) for p in per_class)
     return make_rows(ds.tokens.to_lists(), d.max_len, tok.bos_id, d.long_text, d.window_stride,
                      tok.eos_id if d.append_eos else None, prefixes, ds.ids, room)
-
-
-def train_stream(config, train: Dataset, tokenizer: Tokenizer, batch_size: int | None = None
-                 ) -> PerClassStream | TrainStream:
-    """per_class: a PerClassStream ([K, B, T] batches); label_prefix: one TrainStream ([B, T]) of
-    prefixed texts; unconditional: one TrainStream of the texts, labels ignored."""
-    conditioning = config.model.conditioning
-    if conditioning not in CONDITIONINGS:
-        raise DataError(f"model.conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
-    spec = batch_spec(config, batch_size)
-    if conditioning == "per_class":
-        sources.check_every_class_present(train, "training set")
-        return PerClassStream(tuple(
-            TrainStream(_rows(config, train.subset(np.flatnonzero(train.labels == k)), tokenizer), spec, config.seed, k)
-            for k in range(train.num_classes)
-        ))
-    if conditioning == "unconditional":  # one LM of the texts alone (in-domain pretraining)
-        return TrainStream(_rows(config, train, tokenizer), spec, config.seed)
-    return TrainStream(_rows(config, train, tokenizer, train.labels), spec, config.seed)
-
-
-def scoring_rows(config, ds: Dataset, tokenizer: Tokenizer, label: int | None = None) -> Rows:
-    """Rows to score `ds` (for `batching.scoring_batches`); with `label`, prefixed by that class's label prefix."""
-    return _rows(config, ds, tokenizer, None if label is None else np.full(len(ds), label))

@@ -1,29 +1,32 @@
-"""Overlap host batch assembly with device compute: a background thread puts batches on the device."""
+"""Overlap host batch assembly with device compute: a background thread puts batches on the
+device. The one prefetcher of training and scoring batches."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import jax
 
 _DONE = object()
 
 
-def prefetch_to_device(batches: Iterable[Any], size: int, sharding: Any = None) -> Iterator[Any]:
-    """Yield `jax.device_put(batch, sharding)` for each batch, keeping up to `size` ready ahead.
+def prefetch_to_device(batches: Iterable[Any], size: int, put: Callable[[Any], Any] = jax.device_put) -> Iterator[Any]:
+    """Yield `put(batch)` (default: `jax.device_put`) for each batch, keeping up to `size` ready
+    ahead: batch assembly on the host (iterating `batches`) and the transfer run in a thread.
 
-    size <= 0 means no thread (plain device_put in the caller's thread). An exception in the
-    producer is re-raised in the consumer; closing the generator stops the producer."""
+    size <= 0 means no thread (`put` in the caller's thread). An exception in the producer
+    (e.g. a bad batch refused by `put`) is re-raised in the consumer; closing the generator
+    stops the producer."""
     if size <= 0:
         for b in batches:
-            yield jax.device_put(b, sharding)
+            yield put(b)
         return
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 
-    def put(item) -> bool:
+    def send(item) -> bool:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.1)
@@ -35,12 +38,12 @@ def prefetch_to_device(batches: Iterable[Any], size: int, sharding: Any = None) 
     def produce():
         try:
             for b in batches:
-                if not put((None, jax.device_put(b, sharding))):
+                if not send((None, put(b))):
                     return
         except BaseException as e:  # handed to the consumer
-            put((e, None))
+            send((e, None))
             return
-        put((None, _DONE))
+        send((None, _DONE))
 
     thread = threading.Thread(target=produce, name="prefetch_to_device", daemon=True)
     thread.start()

@@ -2,8 +2,8 @@
 
 A text x (EOS appended if configured) becomes inputs [BOS, x_0..x_{n-2}], targets [x_0..x_{n-1}]:
 the first token is conditioned on BOS, exactly the objective of
-`gencls_jax.score.sequence_log_likelihood`. Long texts follow `score.text_rows` ('truncate',
-'window' = strided windows scoring each token once, 'error'). An optional per-text prefix
+`gencls_jax.score.sequence_log_likelihood`. Long texts are cut ('truncate'), split into
+strided windows that score each token once ('window'), or refused ('error'). An optional per-text prefix
 (the label-prefix conditioning) starts every row of its text, windows included, with weight 0:
 it conditions, it is not scored. Prefixed texts get max_len - `prefix_room` tokens per row, the
 same budget whatever their prefix, so every class scores (and trains on) the same text tokens.
@@ -11,29 +11,49 @@ same budget whatever their prefix, so every class scores (and trains on) the sam
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from gencls_jax.data.sources import DataError
-from gencls_jax.score import LONG_TEXT_MODES, Rows, text_rows
+
+LONG_TEXT_MODES = ("error", "truncate", "window")
+
+
+class Rows(NamedTuple):
+    """Flat scoring rows for texts of any length. `text_index[r]` says which text row r scores."""
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    weights: list[np.ndarray]
+    text_index: np.ndarray
 
 
 def make_rows(
-    token_lists: Sequence[np.ndarray],
+    token_lists: Sequence[Sequence[int]],
     max_len: int,
     bos_id: int,
-    long_text: str,
-    stride: int,
+    long_text: str = "error",
+    stride: int | None = None,
     eos_id: int | None = None,
-    prefixes: Sequence[np.ndarray] | None = None,
+    prefixes: Sequence[Sequence[int]] | None = None,
     ids: Sequence[str] | None = None,
     prefix_room: int | None = None,
 ) -> Rows:
-    """Rows for every text; `rows.text_index[r]` is the text row r belongs to (several in window mode).
+    """Rows of at most `max_len` tokens for every text (EOS appended when `eos_id` is given);
+    `rows.text_index[r]` is the text row r belongs to (several in window mode).
 
-    With `prefixes`, pass the longest prefix of all classes as `prefix_room` (default: the longest
-    given) so that a text gets the same tokens whichever class's prefix it carries."""
+    long_text, for a text longer than a row's room for text:
+      'error'    -- a DataError naming the text;
+      'truncate' -- keep its first tokens;
+      'window'   -- strided windows: each new window advances by `stride` tokens (default half
+                    the room), keeps the rest as overlap for conditioning, and scores only the
+                    new tokens. Every token is scored exactly once.
+    prefixes: conditioning tokens per text (the label prefix). Every row of text i, each window
+      included, starts with BOS + prefixes[i] at weight 0. Each text gets max_len - `prefix_room`
+      text tokens per row (default room: the longest prefix given), the same budget whatever its
+      prefix, so that every class scores (and trains on) the same text tokens.
+    """
     if long_text not in LONG_TEXT_MODES:
         raise DataError(f"data.long_text must be one of {LONG_TEXT_MODES}, got {long_text!r}")
     if max_len < 2:
@@ -47,22 +67,48 @@ def make_rows(
         if room >= max_len:
             raise DataError(f"a label prefix of {room} tokens leaves no room for the text in data.max_len={max_len}")
     context = max_len - room  # text tokens per row
-    less_prefix = f" less the {room}-token label prefix" if room else ""
+    limit = f"data.max_len={max_len}" + (f" less the {room}-token label prefix" if room else "")
+    stride = stride or context // 2  # only windows use it
     if long_text == "window" and not 0 < stride <= context:
-        raise DataError(f"data.window_stride must be in (0, data.max_len={max_len}{less_prefix}], got {stride}")
-    stride = stride if long_text == "window" else context  # only windows use it
+        raise DataError(f"data.window_stride must be in (0, {limit}], got {stride}")
     eos = np.array([eos_id] if eos_id is not None else [], np.int32)
-    seqs = []
-    for i, t in enumerate(token_lists):
-        if len(t) == 0:
+    inputs, targets, weights, index = [], [], [], []
+    for i, text in enumerate(token_lists):
+        if len(text) == 0:
             raise DataError(f"text {ids[i] if ids else i}: no tokens")
-        seqs.append(np.concatenate([np.asarray(t, np.int32), eos]))
-        if long_text == "error" and len(seqs[-1]) > context:
-            raise DataError(
-                f"text {ids[i] if ids else i}: {len(seqs[-1])} tokens, more than data.max_len={max_len}{less_prefix}; "
-                "set data.long_text to 'truncate' or 'window'"
-            )
-    return text_rows(seqs, context, bos_id, long_text, stride, prefixes)
+        t = np.concatenate([np.asarray(text, np.int32), eos])
+        p = np.asarray(prefixes[i] if prefixes is not None else (), dtype=np.int32)
+        if t.size > context:
+            if long_text == "error":
+                raise DataError(f"text {ids[i] if ids else i}: {t.size} tokens, more than {limit}; "
+                                "set data.long_text to 'truncate' or 'window'")
+            if long_text == "truncate":
+                t = t[:context]
+        # First window: BOS + prefix + t[:context-1] predicts prefix + t[:context].
+        end = min(context, t.size)
+        inputs.append(np.concatenate([[bos_id], p, t[: end - 1]]).astype(np.int32))
+        targets.append(np.concatenate([p, t[:end]]))
+        weights.append(np.concatenate([np.zeros(p.size, np.float32), np.ones(end, np.float32)]))
+        index.append(i)
+        scored = end
+        while scored < t.size:
+            stop = min(scored + stride, t.size)
+            if prefixes is None:  # window over t[start:stop]: inputs t[start:stop-1] predict t[start+1:stop]
+                start = max(stop - context - 1, 0)
+                inputs.append(t[start : stop - 1])
+                targets.append(t[start + 1 : stop])
+                w = np.zeros(stop - start - 1, np.float32)
+                w[scored - start - 1 :] = 1.0
+            else:  # as the first window: BOS + prefix + t[start:stop-1] predicts prefix + t[start:stop]
+                start = max(stop - context, 0)
+                inputs.append(np.concatenate([[bos_id], p, t[start : stop - 1]]).astype(np.int32))
+                targets.append(np.concatenate([p, t[start:stop]]))
+                w = np.zeros(p.size + stop - start, np.float32)
+                w[p.size + scored - start :] = 1.0
+            weights.append(w)
+            index.append(i)
+            scored = stop
+    return Rows(inputs, targets, weights, np.asarray(index, np.int64))
 
 
 def row_lengths(rows: Rows) -> np.ndarray:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from configs.base import get_config
-from gencls_jax import classify, synthetic
-from gencls_jax import experiment as X
+from gencls_jax import conditioning as modes
+from gencls_jax import synthetic
 from gencls_jax import model as M
 from gencls_jax.classifier import GenerativeClassifier
-from gencls_jax.data.pipeline import label_prefixes, load_datasets, scoring_rows, train_stream
+from gencls_jax.data.pipeline import label_prefixes, load_datasets, rows
 from gencls_jax.data.sources import DataError, Dataset
 from gencls_jax.data.tokenize import Tokenizer, Tokens, load_tokenizer
 from gencls_jax.score import stack_params
@@ -29,6 +29,14 @@ TOY_LABELS = ("4 5 6 7 8", "1 2 3")
 TOY = Tokenizer(lambda texts: [[int(w) for w in t.split()] for t in texts], "toy", EOS, BOS)
 
 
+LP = modes.get("label_prefix")
+
+
+def scoring_rows(config, ds, tok, label: int):
+    """The rows class `label` scores `ds` with (the label-prefix mode's scoring pass)."""
+    return rows(config, ds, tok, np.full(len(ds), label))
+
+
 def toy_config(long_text: str):
     c = get_config()
     c.model.conditioning = "label_prefix"
@@ -39,7 +47,7 @@ def toy_config(long_text: str):
     d.batching = "pad"
     c.train.batch_size = 4
     c.eval.batch_size = 4
-    c.train.progress_bar = False
+    c.progress_bars = False
     return c
 
 
@@ -77,9 +85,9 @@ def test_label_prefix_rows_give_every_class_the_same_text_tokens(long_text):
     prefixes = [p.tolist() for p in label_prefixes(TOY, "{label_name}", TOY_LABELS)]
     assert [len(p) for p in prefixes] == [5, 3]
     context = 64 - 5
-    train = train_stream(config, ds, TOY).rows
+    train = LP.train_stream(config, ds, TOY).rows
     for c in range(2):
-        rows = scoring_rows(config, ds, TOY, label=c)
+        rows = scoring_rows(config, ds, TOY, c)
         for i in range(len(ds)):
             s = ds.tokens[i].tolist() + [EOS]
             expect = [s[j] for _, scored in windows(len(s), context, 16, long_text) for j in scored]
@@ -99,14 +107,14 @@ def test_label_prefix_rows_give_every_class_the_same_text_tokens(long_text):
 def test_label_prefix_row_errors_count_the_longest_prefix():
     ds = toy_dataset([58, 59], [1, 1])  # 59 and 60 tokens with EOS; 64 - 5 = 59 fit
     with pytest.raises(DataError, match=r"^text t1: 60 tokens, more than data.max_len=64 less the 5-token label prefix; set"):
-        scoring_rows(toy_config("error"), ds, TOY, label=1)  # class 1's own prefix has 3 tokens
+        scoring_rows(toy_config("error"), ds, TOY, 1)  # class 1's own prefix has 3 tokens
     config = toy_config("window")
     config.data.window_stride = 60
     with pytest.raises(DataError, match=r"^data.window_stride must be in \(0, data.max_len=64 less the 5-token label prefix\], got"):
-        train_stream(config, ds, TOY)
+        LP.train_stream(config, ds, TOY)
     config.data.max_len = 5
     with pytest.raises(DataError, match=r"^a label prefix of 5 tokens leaves no room for the text in data.max_len=5$"):
-        train_stream(config, ds, TOY)
+        LP.train_stream(config, ds, TOY)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +139,7 @@ def test_label_prefix_scores_match_float64_reference(hf_tiny, long_text):
     model_config, params, hf = hf_tiny
     config = toy_config(long_text)
     ds = toy_dataset([150, 20, 61], [0, 1, 0], seed=1)
-    ll, n_tokens = classify.class_log_likelihoods(params, ds, TOY, config, model_config)
+    ll, n_tokens = LP.score(params, ds, TOY, config, model_config)
     context = 64 - 5
     ref = np.zeros((len(ds), 2))
     counts = np.zeros(len(ds))
@@ -186,7 +194,7 @@ def real_config(conditioning, tmp_path):
     d.max_len, d.bucket_lengths = 64, (32, 64)
     d.val_size = 0
     c.eval.batch_size = 4
-    c.train.progress_bar = False
+    c.progress_bars = False
     return c
 
 
@@ -204,7 +212,7 @@ def test_synthetic_margin_equals_the_test_path_margin(conditioning, tok, tmp_pat
     g.per_class, g.min_tokens = 3, 1
     params = run_params(conditioning)
     info = dict(label_names=["neg", "pos"], conditioning=conditioning, train_class_counts=[1, 1])
-    monkeypatch.setattr(X, "load_run", lambda *a, **k: (info, MODEL, params, 7))
+    monkeypatch.setattr(synthetic.wd, "load_run", lambda *a, **k: (info, MODEL, params, 7))
     hel, lo = tok.encode_batch(["Hel", "lo"])  # "Hello" in two pieces: decoded and re-tokenized, it is one
     samples = [
         [tok.encode_batch(["Dull.<br />Two hours lost."])[0], hel + lo + tok.encode_batch([" there, dull"])[0],
@@ -220,7 +228,7 @@ def test_synthetic_margin_equals_the_test_path_margin(conditioning, tok, tmp_pat
     config.data.train_path = write_jsonl(tmp_path / "train.jsonl", [{"text": "x", "label": 0}, {"text": "y", "label": 1}])
     config.data.test_path = write_jsonl(tmp_path / "test.jsonl", [{"text": r["text"], "label": r["label"]} for r in kept])
     test = load_datasets(config, ("test",), tok)["test"]
-    ll, _ = classify.class_log_likelihoods(params, test, tok, config, MODEL)
+    ll, _ = modes.get(config.model.conditioning).score(params, test, tok, config, MODEL)
     own = ll[np.arange(len(test)), test.labels]
     margin = own - ll[np.arange(len(test)), 1 - test.labels]
     np.testing.assert_allclose([r["margin"] for r in kept], margin, rtol=1e-6, atol=1e-4)

@@ -1,0 +1,175 @@
+"""How the class conditions the language model: one strategy object per mode.
+
+Everything that differs between the modes lives here, behind one interface (`Conditioning`):
+which texts a run trains on, how its parameters are initialised and stacked (the restore
+template too), its training stream, how a text is scored against every class, its generation
+prompt, its pure (params, tokens, mask) scorer and its Hugging Face export.
+
+- `per_class`: one LM per class, the K models stacked on a leading class axis and trained in one
+  vmapped step on [K, B, T] batches (each class model on its own texts).
+- `label_prefix`: one LM; every text is preceded by its class's label prefix (weight 0), and a
+  text is scored once per class with that class's prefix.
+- `unconditional`: one LM of all texts, labels ignored (in-domain pretraining); no classes.
+
+A new mode is one subclass here and an entry in `MODES`. The training *objective* (what the
+loss is) is a separate axis: `objectives.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from gencls_jax import model as gpt2
+from gencls_jax import score
+from gencls_jax.batch_scoring import score_rows
+from gencls_jax.data import pipeline
+from gencls_jax.data.batching import PerClassStream, TrainStream
+from gencls_jax.data.rows import Rows, scored_tokens
+from gencls_jax.data.sources import DataError, Dataset, check_every_class_present, concat
+from gencls_jax.data.tokenize import Tokenizer
+from gencls_jax.weights import save_pretrained
+
+
+class Conditioning:
+    """The interface; the defaults are those of a single shared model."""
+
+    name = ""
+    stacked = False  # K models on a leading class axis, batches [K, B, T]; else one model, [B, T]
+    classifies = True  # has classes to score texts against
+
+    def datasets(self, config, tokenizer: Tokenizer, splits: Sequence[str]) -> dict[str, Dataset]:
+        """The tokenized splits a run of this mode uses."""
+        return pipeline.load_datasets(config, splits=splits, tokenizer=tokenizer)
+
+    def init_params(self, params: Any, num_classes: int) -> Any:
+        """The trainable parameters, from one model's initial parameters."""
+        return params
+
+    def params_template(self, model_config: gpt2.GPT2Config, num_classes: int) -> Any:
+        """Shapes and dtypes of a trained run's parameters (what a checkpoint restores into)."""
+        return jax.eval_shape(lambda: self.init_params(gpt2.init_params(model_config), num_classes))
+
+    def train_stream(self, config, train: Dataset, tokenizer: Tokenizer, batch_size: int | None = None):
+        """Training batches (also the validation-loss batches, with the eval batch size)."""
+        return TrainStream(self._rows(config, train, tokenizer), pipeline.batch_spec(config, batch_size), config.seed)
+
+    def steps_per_model(self, stream) -> Callable[[int], int | tuple[int, ...]]:
+        """epoch -> optimizer updates of each model in it (the schedules run over these)."""
+        return stream.num_batches
+
+    def score(self, params, ds: Dataset, tokenizer: Tokenizer, config, model_config, desc: str = "scoring"
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """([N, K] log p(text | class), [N] scored tokens per text) of a tokenized Dataset."""
+        raise NotImplementedError(f"a {self.name} model has no classes to score texts against")
+
+    def generation(self, k: int, prefix: Sequence[int]) -> dict:
+        """Arguments of `generate.generate_for_class` that sample class k (`prefix`: its label prefix)."""
+        raise NotImplementedError(f"a {self.name} model has no classes to sample")
+
+    def scorer(self, model_config: gpt2.GPT2Config, eos_id: int | None, prefixes: Sequence[Sequence[int]]):
+        """The pure (params, tokens [B, T], mask [B, T]) -> [B, K] scorer of texts that fit the context."""
+        raise NotImplementedError(f"a {self.name} model has no classes to score texts against")
+
+    def export(self, folder: Path, model_config: gpt2.GPT2Config, params: Any, label_names: Sequence[str]) -> None:
+        """The trained model(s) as Hugging Face folder(s)."""
+        save_pretrained(model_config, params, folder)
+
+    @staticmethod
+    def _rows(config, ds: Dataset, tokenizer: Tokenizer, labels: np.ndarray | None = None) -> Rows:
+        return pipeline.rows(config, ds, tokenizer, labels)
+
+    @staticmethod
+    def _score_kw(config) -> dict:
+        return dict(batch_size=config.eval.batch_size, bucket_lengths=tuple(config.data.bucket_lengths),
+                    max_len=config.data.max_len, prefetch=config.data.prefetch, progress=bool(config.progress_bars))
+
+
+class PerClass(Conditioning):
+    name = "per_class"
+    stacked = True
+
+    def init_params(self, params, num_classes):
+        return score.stack_params([params] * num_classes)
+
+    def train_stream(self, config, train, tokenizer, batch_size=None):
+        check_every_class_present(train, "training set")
+        spec = pipeline.batch_spec(config, batch_size)
+        return PerClassStream(tuple(
+            TrainStream(self._rows(config, train.subset(np.flatnonzero(train.labels == k)), tokenizer), spec, config.seed, k)
+            for k in range(train.num_classes)
+        ))
+
+    def steps_per_model(self, stream):
+        return stream.steps_per_model  # each class model its own number of updates and schedule
+
+    def score(self, params, ds, tokenizer, config, model_config, desc="scoring"):
+        rows = self._rows(config, ds, tokenizer)
+        ll = score_rows(params, rows, len(ds), model_config, stacked=True, desc=desc, **self._score_kw(config))
+        return ll, scored_tokens(rows, len(ds))
+
+    def generation(self, k, prefix):
+        return dict(class_index=k, prefix_tokens=())
+
+    def scorer(self, model_config, eos_id, prefixes):
+        return functools.partial(score.score_texts, config=model_config, eos_id=eos_id, prefixes=None)
+
+    def export(self, folder, model_config, params, label_names):
+        for k, name in enumerate(label_names):
+            save_pretrained(model_config, jax.tree_util.tree_map(lambda x: x[k], params), Path(folder) / name)
+
+
+class LabelPrefix(Conditioning):
+    name = "label_prefix"
+
+    def train_stream(self, config, train, tokenizer, batch_size=None):
+        return TrainStream(self._rows(config, train, tokenizer, train.labels), pipeline.batch_spec(config, batch_size),
+                           config.seed)
+
+    def score(self, params, ds, tokenizer, config, model_config, desc="scoring"):
+        """K passes of the one model, each with one class's prefix; every class scores the same
+        text tokens (the rows give every class one text budget)."""
+        cols, counts = [], []
+        for c, name in enumerate(ds.label_names):
+            rows = self._rows(config, ds, tokenizer, np.full(len(ds), c))
+            cols.append(score_rows(params, rows, len(ds), model_config, stacked=False, desc=f"{desc} [{name}]",
+                                   **self._score_kw(config)))
+            counts.append(scored_tokens(rows, len(ds)))
+        if any(not np.array_equal(n, counts[0]) for n in counts):
+            raise RuntimeError("label prefixes: the classes scored different numbers of text tokens")
+        return np.concatenate(cols, axis=1), counts[0]
+
+    def generation(self, k, prefix):
+        return dict(class_index=None, prefix_tokens=prefix)
+
+    def scorer(self, model_config, eos_id, prefixes):
+        prefixes = tuple(tuple(int(t) for t in p) for p in prefixes)
+        return functools.partial(score.score_texts, config=model_config, eos_id=eos_id, prefixes=prefixes)
+
+
+class Unconditional(Conditioning):
+    """One LM of the texts alone, labels ignored: in-domain pretraining on `data.pretrain_splits`."""
+
+    name = "unconditional"
+    classifies = False
+
+    def datasets(self, config, tokenizer, splits):
+        wanted = tuple(s for s in config.data.pretrain_splits if s != "train")
+        ds = pipeline.load_datasets(config, splits=("train", "val", *wanted), tokenizer=tokenizer)
+        train = ds["train"]
+        for s in wanted:
+            train = concat(train, ds[s])
+        return {"train": train, "val": ds["val"]}
+
+
+MODES: dict[str, Conditioning] = {c.name: c for c in (PerClass(), LabelPrefix(), Unconditional())}
+
+
+def get(name: str) -> Conditioning:
+    if name not in MODES:
+        raise DataError(f"model.conditioning must be one of {tuple(MODES)}, got {name!r}")
+    return MODES[name]
