@@ -1,8 +1,8 @@
 """gencls_jax entry point: train, evaluate, generate, report.
 
-    python run.py --config=configs/tiny.py --workdir=runs/tiny                 # train, then evaluate
+    python run.py --config=configs/tiny.py --workdir=runs/tiny                # train, then evaluate
     python run.py --config=configs/full_10e.py --workdir=runs/full_10e --config.train.epochs=12
-    python run.py --mode=eval --workdir=runs/full_6e                           # the run's own config
+    python run.py --mode=eval --workdir=runs/full_6e                          # the run's own config
     python run.py --mode=generate --config=configs/augmented_6e.py --workdir=runs/full_6e
     python run.py --mode=report --workdirs=runs/subset_500_1e,runs/full_6e,runs/augmented_6e
 
@@ -19,12 +19,22 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "where the run's checkpoints, metrics and reports live")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "experiment config file (configs/*.py)", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "where the run's checkpoints, metrics and reports live"
+)
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "generate", "report"], "what to do")
-_WORKDIRS = flags.DEFINE_list("workdirs", [], "report mode: the runs to compare (the first is the baseline)")
-_REPORT_FILE = flags.DEFINE_string("report_file", "", "report mode: also write the comparison (markdown) here")
-_WHICH = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "eval/generate: which checkpoint")
+_WORKDIRS = flags.DEFINE_list(
+    "workdirs", [], "report mode: the runs to compare (the first is the baseline)"
+)
+_REPORT_FILE = flags.DEFINE_string(
+    "report_file", "", "report mode: also write the comparison (markdown) here"
+)
+_WHICH = flags.DEFINE_enum(
+    "checkpoint", "best", ["best", "latest"], "eval/generate: which checkpoint"
+)
 
 
 class _QuietLibraries:
@@ -59,7 +69,10 @@ def main(argv):
         config is None or config.get("seed")  # the file loads lazily: touch it here
     except OSError as e:  # the config file is missing or does not load
         given = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "?")
-        sys.exit(f"error: the config file {given} does not load ({type(e).__name__}: {str(e).splitlines()[0]})")
+        sys.exit(
+            f"error: the config file {given} does not load "
+            f"({type(e).__name__}: {str(e).splitlines()[0]})"
+        )
     if config is None or not _WORKDIR.value:
         sys.exit(f"--mode={_MODE.value} needs --config=configs/<name>.py and --workdir=<folder>")
     from gencls_jax import runtime
@@ -85,10 +98,15 @@ def main(argv):
     if out.get("stop_reason") == "interrupted":  # `run.py ... && next` must not go on
         sys.exit(128 + int(out.get("signal") or signal.SIGINT))
     if "accuracy" in out:
-        print(f"{_WORKDIR.value}: accuracy ({config.eval.decision}) = {100 * out['accuracy']:.2f}%  -> {_WORKDIR.value}/report.md")
+        print(
+            f"{_WORKDIR.value}: accuracy ({config.eval.decision}) = "
+            f"{100 * out['accuracy']:.2f}%  -> {_WORKDIR.value}/report.md"
+        )
 
 
-_SAVED_CONFIG = "--config=" + str(Path(__file__).resolve().parent / "gencls_jax" / "saved_config.py")
+_SAVED_CONFIG = "--config=" + str(
+    Path(__file__).resolve().parent / "gencls_jax" / "saved_config.py"
+)
 
 
 def _flag(argv, name: str) -> str | None:
@@ -104,10 +122,17 @@ def _flag(argv, name: str) -> str | None:
 def parse_flags(argv):
     """absl's parser, with an unknown or mistyped --config.* key as a one-line error. Eval and
     generate without --config read the run's own config from the workdir."""
-    if _flag(argv, "mode") in ("eval", "generate") and _flag(argv, "config") is None and _flag(argv, "workdir"):
+    if (
+        _flag(argv, "mode") in ("eval", "generate")
+        and _flag(argv, "config") is None
+        and _flag(argv, "workdir")
+    ):
         workdir = _flag(argv, "workdir")
         if not (Path(workdir) / "config.json").exists():
-            sys.exit(f"error: {workdir} has no config.json: no run was trained there (run --mode=train first)")
+            sys.exit(
+                f"error: {workdir} has no config.json: no run was trained there "
+                "(run --mode=train first)"
+            )
         argv = [argv[0], f"{_SAVED_CONFIG}:{workdir}", *argv[1:]]
         sys.argv[:] = argv
     try:

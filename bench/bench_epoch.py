@@ -1,16 +1,18 @@
 """One epoch of the real IMDB train set: our per-class train step against the Hugging Face way.
 
-    python bench/bench_epoch.py --data /work/shared/data --steps 200            # gpt2, H100
-    python bench/bench_epoch.py --data /work/shared/data --size tiny --max-len 256 --steps 3   # CPU smoke test
+    # gpt2, H100:
+    python bench/bench_epoch.py --data /work/shared/data --steps 200
+    # CPU smoke test:
+    python bench/bench_epoch.py --data /work/shared/data --size tiny --max-len 256 --steps 3
 
-Ours: the real per-class step (K=2 class models stacked, vmapped; `train.compiled_train_step`
-with `objectives.loss_fn_for(config)`), 8 rows per class, batches from the per-class conditioning's training stream for
-data.batching = pack, then bucket. Peer: `transformers.GPT2LMHeadModel` (random init, no
-dropout), one model per class, 8 texts of that class per step (shuffled, fixed seed), each
-batch padded to its longest text (DataCollatorWithPadding: attention_mask, labels -100 on
-padding), fused AdamW, bf16 autocast, gradient clipping at train.grad_clip (the Trainer's
-max_grad_norm); eager, and with --peer-compile `torch.compile(dynamic=True)`. Both see the same
-token ids: each text + EOS (data.append_eos), truncated to --max-len.
+Ours: the real per-class step (K=2 class models stacked, vmapped; `train.compiled_train_step` with
+`objectives.loss_fn_for(config)`), 8 rows per class, batches from the per-class conditioning's
+training stream for data.batching = pack, then bucket. Peer: `transformers.GPT2LMHeadModel` (random
+init, no dropout), one model per class, 8 texts of that class per step (shuffled, fixed seed), each
+batch padded to its longest text (DataCollatorWithPadding: attention_mask, labels -100 on padding),
+fused AdamW, bf16 autocast, gradient clipping at train.grad_clip (the Trainer's max_grad_norm);
+eager, and with --peer-compile `torch.compile(dynamic=True)`. Both see the same token ids: each text
++ EOS (data.append_eos), truncated to --max-len.
 
 Useful tokens = real (non-padding) token positions: the sum of `weights` for ours, of
 `attention_mask` for the peer (for a text of n tokens both run n positions; ours predicts all
@@ -51,15 +53,20 @@ def load_train(config: Any) -> tuple[Any, Any]:
     tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
     t0 = time.perf_counter()
     train = pipeline.load_datasets(config, ("train",), tok)["train"]
-    print(f"train split: {len(train)} texts, per class {train.class_counts().tolist()}, "
-          f"mean {train.tokens.lengths.mean():.0f} tokens (loaded in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"train split: {len(train)} texts, per class {train.class_counts().tolist()}, "
+        f"mean {train.tokens.lengths.mean():.0f} tokens "
+        f"(loaded in {time.perf_counter() - t0:.1f} s)"
+    )
     return tok, train
 
 
 def class_sequences(train: Any, k: int, eos_id: int | None, max_len: int) -> list[np.ndarray]:
     """Token ids of class k's texts as our rows hold them: text + EOS, truncated to max_len."""
     eos = np.asarray([eos_id] if eos_id is not None else [], np.int32)
-    return [np.concatenate([train.tokens[i], eos])[:max_len] for i in np.flatnonzero(train.labels == k)]
+    return [
+        np.concatenate([train.tokens[i], eos])[:max_len] for i in np.flatnonzero(train.labels == k)
+    ]
 
 
 def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> dict:
@@ -83,11 +90,17 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
     epoch_tokens = sum(float(w.sum()) for cls in stream.classes for w in cls.rows.weights)
     mesh = T.make_mesh()
     tc = ml_collections.FrozenConfigDict(config.train)
-    tx, _, step = T.compiled_train_step(model_config, tc, True, int(config.train.epochs) * epoch_steps, mesh,
-                                        loss_fn_for(config))
+    tx, _, step = T.compiled_train_step(
+        model_config, tc, True, int(config.train.epochs) * epoch_steps, mesh, loss_fn_for(config)
+    )
     # A copy: the step donates the state, and `params` would otherwise be donated with it.
-    state = T.init_state(jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params), tx, config.train,
-                         int(config.seed), k)
+    state = T.init_state(
+        jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params),
+        tx,
+        config.train,
+        int(config.seed),
+        k,
+    )
     state = jax.device_put(state, T.replicated(mesh))
     sharding = T.batch_sharding(mesh, True)
     host = list(itertools.islice(stream.batches(0), warmup + steps))
@@ -116,10 +129,20 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
     useful = float(sum(b["weights"].sum() for b in timed))
     del state
     step_s = wall / len(timed)
-    return dict(impl="ours", batching=config.data.batching, padding=batching.padding_fraction(timed),
-                tokens_s=useful / wall, epoch_s=epoch_tokens / (useful / wall), compile_s=compile_s,
-                step_s=step_s, steps_timed=len(timed), shapes=sorted(seen), epoch_steps=epoch_steps,
-                epoch_s_by_steps=epoch_steps * step_s, epoch_tokens=epoch_tokens)
+    return dict(
+        impl="ours",
+        batching=config.data.batching,
+        padding=batching.padding_fraction(timed),
+        tokens_s=useful / wall,
+        epoch_s=epoch_tokens / (useful / wall),
+        compile_s=compile_s,
+        step_s=step_s,
+        steps_timed=len(timed),
+        shapes=sorted(seen),
+        epoch_steps=epoch_steps,
+        epoch_s_by_steps=epoch_steps * step_s,
+        epoch_tokens=epoch_tokens,
+    )
 
 
 def collate(seqs: list[np.ndarray], idx: np.ndarray, pad_id: int, multiple: int = 1) -> dict:
@@ -134,11 +157,16 @@ def collate(seqs: list[np.ndarray], idx: np.ndarray, pad_id: int, multiple: int 
         ids[j, : len(seqs[i])] = seqs[i]
         mask[j, : len(seqs[i])] = 1
     labels = np.where(mask > 0, ids, -100)
-    return dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), labels=torch.from_numpy(labels))
+    return dict(
+        input_ids=torch.from_numpy(ids),
+        attention_mask=torch.from_numpy(mask),
+        labels=torch.from_numpy(labels),
+    )
 
 
 def peer_step(model: Any, fwd: Any, opt: Any, device: str, clip: float, batch: dict) -> Any:
-    """One HF training step: bf16 autocast (CUDA), backward, clip (the Trainer's max_grad_norm), AdamW."""
+    """One HF training step: bf16 autocast (CUDA), backward, clip (the Trainer's max_grad_norm),
+    AdamW."""
     import torch
 
     cuda = device == "cuda"
@@ -153,8 +181,17 @@ def peer_step(model: Any, fwd: Any, opt: Any, device: str, clip: float, batch: d
     return loss
 
 
-def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int, warmup: int, compile: bool,
-               multiple: int = 1, warm_shapes: bool = False) -> dict:
+def bench_peer(
+    config: Any,
+    model_config: Any,
+    train: Any,
+    tok: Any,
+    steps: int,
+    warmup: int,
+    compile: bool,
+    multiple: int = 1,
+    warm_shapes: bool = False,
+) -> dict:
     """HF GPT2LMHeadModel, one model per class, steps split between the classes (class 0 first).
 
     `warm_shapes`: one untimed step on every distinct batch shape of the timed steps first, i.e.
@@ -166,15 +203,30 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cuda = device == "cuda"
     cfg = transformers.GPT2Config(
-        vocab_size=model_config.vocab_size, n_positions=model_config.n_positions, n_embd=model_config.n_embd,
-        n_layer=model_config.n_layer, n_head=model_config.n_head, layer_norm_epsilon=model_config.layer_norm_epsilon,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False,  # training: no KV cache objects
+        vocab_size=model_config.vocab_size,
+        n_positions=model_config.n_positions,
+        n_embd=model_config.n_embd,
+        n_layer=model_config.n_layer,
+        n_head=model_config.n_head,
+        layer_norm_epsilon=model_config.layer_norm_epsilon,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        use_cache=False,  # training: no KV cache objects
     )
     tc, d = config.train, config.data
     eos = tok.eos_id if d.append_eos else None
     k_classes = train.num_classes
     per_class_steps = [steps // k_classes + (k < steps % k_classes) for k in range(k_classes)]
-    epoch_tokens, useful, real, slots, wall, compile_s, epoch_shapes = 0.0, 0.0, 0, 0, 0.0, 0.0, set()
+    epoch_tokens, useful, real, slots, wall, compile_s, epoch_shapes = (
+        0.0,
+        0.0,
+        0,
+        0,
+        0.0,
+        0.0,
+        set(),
+    )
     for k in range(k_classes):
         seqs = class_sequences(train, k, eos, d.max_len)
         epoch_tokens += float(sum(len(s) for s in seqs))
@@ -184,16 +236,27 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
         order = np.random.default_rng([int(config.seed), k]).permutation(len(seqs))
         B = int(tc.batch_size)
         lengths = np.asarray([len(x) for x in seqs])
-        epoch_shapes |= {(min(len(order) - s, B), padded_length(lengths[order[s : s + B]].max(), multiple))
-                         for s in range(0, len(order), B)}
-        batches = [collate(seqs, order[s : s + B], tok.eos_id, multiple) for s in range(0, (warmup + n) * B, B)
-                   if s < len(order)]
+        epoch_shapes |= {
+            (min(len(order) - s, B), padded_length(lengths[order[s : s + B]].max(), multiple))
+            for s in range(0, len(order), B)
+        }
+        batches = [
+            collate(seqs, order[s : s + B], tok.eos_id, multiple)
+            for s in range(0, (warmup + n) * B, B)
+            if s < len(order)
+        ]
         if len(batches) <= warmup:
             raise SystemExit(f"class {k} has only {len(batches)} peer batches: lower --warmup")
         torch.manual_seed(int(config.seed) + k)
         model = transformers.GPT2LMHeadModel(cfg).to(device).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(tc.b1, tc.b2), eps=tc.eps,
-                                weight_decay=tc.weight_decay, fused=cuda)
+        opt = torch.optim.AdamW(
+            model.parameters(),
+            lr=tc.lr,
+            betas=(tc.b1, tc.b2),
+            eps=tc.eps,
+            weight_decay=tc.weight_decay,
+            fused=cuda,
+        )
         fwd = torch.compile(model, dynamic=True) if compile else model
         step = functools.partial(peer_step, model, fwd, opt, device, float(tc.grad_clip))
         sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -223,25 +286,52 @@ def bench_peer(config: Any, model_config: Any, train: Any, tok: Any, steps: int,
             torch.cuda.empty_cache()  # hand the memory back before the next model (and ours)
     n_timed = sum(per_class_steps)
     name = f"HF torch {'compile' if compile else 'eager'}{' warm' if warm_shapes else ''}"
-    return dict(impl=name, batching="pad-to-longest" + (f"%{multiple}" if multiple > 1 else ""),
-                epoch_shapes=len(epoch_shapes),
-                padding=1.0 - real / max(slots, 1), tokens_s=useful / wall, epoch_s=epoch_tokens / (useful / wall),
-                compile_s=compile_s if compile else None, step_s=wall / n_timed, steps_timed=n_timed,
-                epoch_tokens=epoch_tokens, device=device)
+    return dict(
+        impl=name,
+        batching="pad-to-longest" + (f"%{multiple}" if multiple > 1 else ""),
+        epoch_shapes=len(epoch_shapes),
+        padding=1.0 - real / max(slots, 1),
+        tokens_s=useful / wall,
+        epoch_s=epoch_tokens / (useful / wall),
+        compile_s=compile_s if compile else None,
+        step_s=wall / n_timed,
+        steps_timed=n_timed,
+        epoch_tokens=epoch_tokens,
+        device=device,
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_imdb_args(ap, "config seed: init, shuffles, validation hold-out")
-    ap.add_argument("--steps", type=int, default=200, help="timed steps per implementation and batching")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the clock (after compilation)")
-    ap.add_argument("--batch-size", type=int, default=8, help="rows (texts for the peer) per class per step")
-    ap.add_argument("--batchings", default="pack,bucket", help="our data.batching schemes, in order")
-    ap.add_argument("--peer-compile", action="store_true", help="also time the torch.compile(dynamic=True) peer")
+    ap.add_argument(
+        "--steps", type=int, default=200, help="timed steps per implementation and batching"
+    )
+    ap.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps before the clock (after compilation)"
+    )
+    ap.add_argument(
+        "--batch-size", type=int, default=8, help="rows (texts for the peer) per class per step"
+    )
+    ap.add_argument(
+        "--batchings", default="pack,bucket", help="our data.batching schemes, in order"
+    )
+    ap.add_argument(
+        "--peer-compile", action="store_true", help="also time the torch.compile(dynamic=True) peer"
+    )
     ap.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
-    ap.add_argument("--peer-pad-multiple", type=int, default=1, help="peer: pad to a multiple of this (pad_to_multiple_of)")
-    ap.add_argument("--peer-warm-shapes", default="0", help="peer runs: 0 = as is, 1 = every timed shape seen once "
-                    "first (steady state), '0,1' = both")
+    ap.add_argument(
+        "--peer-pad-multiple",
+        type=int,
+        default=1,
+        help="peer: pad to a multiple of this (pad_to_multiple_of)",
+    )
+    ap.add_argument(
+        "--peer-warm-shapes",
+        default="0",
+        help="peer runs: 0 = as is, 1 = every timed shape seen once "
+        "first (steady state), '0,1' = both",
+    )
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
 
@@ -254,45 +344,93 @@ def main() -> None:
     config = build_config(args)
     tok, train = load_train(config)
     model_config, _ = E.initial_model(config, tok.vocab_size)
-    print(f"model {args.size}: {model_config.n_layer} layers, width {model_config.n_embd}, context "
-          f"{model_config.n_positions}, vocab {model_config.vocab_size}; attention {model_config.attention}, "
-          f"dtype {model_config.dtype}; max_len {args.max_len}, {args.batch_size} rows per class")
+    print(
+        f"model {args.size}: {model_config.n_layer} layers, width {model_config.n_embd}, context "
+        f"{model_config.n_positions}, vocab {model_config.vocab_size}; "
+        f"attention {model_config.attention}, "
+        f"dtype {model_config.dtype}; max_len {args.max_len}, {args.batch_size} rows per class"
+    )
 
     rows: list[dict] = []
-    peers = [] if args.no_peer else itertools.product([False] + ([True] if args.peer_compile else []),
-                                                       [bool(int(w)) for w in args.peer_warm_shapes.split(",")])
-    for compile, warm_shapes in peers:  # the peer first: its memory goes back to the driver before ours runs
+    peers = (
+        []
+        if args.no_peer
+        else itertools.product(
+            [False] + ([True] if args.peer_compile else []),
+            [bool(int(w)) for w in args.peer_warm_shapes.split(",")],
+        )
+    )
+    # the peer first: its memory goes back to the driver before ours runs
+    for compile, warm_shapes in peers:
         try:
-            r = bench_peer(config, model_config, train, tok, args.steps, args.warmup, compile,
-                           args.peer_pad_multiple, warm_shapes)
+            r = bench_peer(
+                config,
+                model_config,
+                train,
+                tok,
+                args.steps,
+                args.warmup,
+                compile,
+                args.peer_pad_multiple,
+                warm_shapes,
+            )
         except Exception as e:  # keep the table even if a peer fails
-            print(f"peer {'compile' if compile else 'eager'} failed: {type(e).__name__}: {str(e)[:300]}")
+            print(
+                f"peer {'compile' if compile else 'eager'} failed: "
+                f"{type(e).__name__}: {str(e)[:300]}"
+            )
             continue
         rows.append(r)
-        print(f"{r['impl']} ({r['batching']}): {r['steps_timed']} steps, {1000 * r['step_s']:.1f} ms/step; "
-              f"{r['epoch_shapes']} distinct batch shapes in a whole epoch")
+        print(
+            f"{r['impl']} ({r['batching']}): {r['steps_timed']} steps, "
+            f"{1000 * r['step_s']:.1f} ms/step; "
+            f"{r['epoch_shapes']} distinct batch shapes in a whole epoch"
+        )
     for scheme in args.batchings.split(","):
         r = bench_ours(build_config(args, scheme), train, tok, args.steps, args.warmup)
         rows.append(r)
-        print(f"ours {scheme}: {r['steps_timed']} steps, {1000 * r['step_s']:.1f} ms/step, shapes {r['shapes']}, "
-              f"compile {r['compile_s']:.1f} s; epoch = {r['epoch_steps']} steps -> {r['epoch_s_by_steps']:.1f} s "
-              f"at this step time")
+        print(
+            f"ours {scheme}: {r['steps_timed']} steps, {1000 * r['step_s']:.1f} ms/step, "
+            f"shapes {r['shapes']}, compile {r['compile_s']:.1f} s; "
+            f"epoch = {r['epoch_steps']} steps -> {r['epoch_s_by_steps']:.1f} s "
+            f"at this step time"
+        )
 
     epoch_tokens = {r["epoch_tokens"] for r in rows}
-    if len(epoch_tokens) > 1:  # the peer's sequences are built independently of our rows: they must agree
-        print(f"WARNING: the epoch's useful tokens differ between implementations: {sorted(epoch_tokens)}")
+    # the peer's sequences are built independently of our rows: they must agree
+    if len(epoch_tokens) > 1:
+        print(
+            "WARNING: the epoch's useful tokens differ between implementations: "
+            f"{sorted(epoch_tokens)}"
+        )
     ours = next((r for r in rows if r["impl"] == "ours"), None)
-    print(f"\nepoch = {rows[-1]['epoch_tokens']:,.0f} useful tokens (both classes, {len(train)} texts)")
-    print(f"{'impl':22s} {'batching':17s} {'padding':>8s} {'useful tok/s':>13s} {'epoch s':>9s} {'compile s':>10s}"
-          f"  {'ours is':>8s}   (ours is = ours {ours['batching'] if ours else '-'} useful tok/s / this row's)")
+    print(
+        f"\nepoch = {rows[-1]['epoch_tokens']:,.0f} useful tokens "
+        f"(both classes, {len(train)} texts)"
+    )
+    print(
+        f"{'impl':22s} {'batching':17s} {'padding':>8s} {'useful tok/s':>13s} "
+        f"{'epoch s':>9s} {'compile s':>10s}"
+        f"  {'ours is':>8s}   (ours is = ours {ours['batching'] if ours else '-'} "
+        f"useful tok/s / this row's)"
+    )
     for r in rows:
-        ratio = f"{ours['tokens_s'] / r['tokens_s']:7.2f}x" if ours and r["impl"] != "ours" else f"{'-':>8s}"
+        ratio = (
+            f"{ours['tokens_s'] / r['tokens_s']:7.2f}x"
+            if ours and r["impl"] != "ours"
+            else f"{'-':>8s}"
+        )
         comp = f"{r['compile_s']:10.1f}" if r["compile_s"] is not None else f"{'-':>10s}"
-        print(f"{r['impl']:22s} {r['batching']:17s} {r['padding']:8.3f} {r['tokens_s']:13.0f} {r['epoch_s']:9.1f} "
-              f"{comp}  {ratio}")
+        print(
+            f"{r['impl']:22s} {r['batching']:17s} {r['padding']:8.3f} {r['tokens_s']:13.0f} "
+            f"{r['epoch_s']:9.1f} "
+            f"{comp}  {ratio}"
+        )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump(dict(args=vars(args), device=jax.devices()[0].device_kind, rows=rows), f, indent=2)
+            json.dump(
+                dict(args=vars(args), device=jax.devices()[0].device_kind, rows=rows), f, indent=2
+            )
         print(f"rows written to {args.out}")
 
 

@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.base import get_config  # noqa: E402
@@ -35,7 +34,9 @@ def plan_padding(stream: batching.TrainStream, plan) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", default="jsonl", help="data.source (tfds falls back to the local jsonl offline)")
+    ap.add_argument(
+        "--source", default="jsonl", help="data.source (tfds falls back to the local jsonl offline)"
+    )
     ap.add_argument("--max-len", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--batches", type=int, default=400, help="batches timed per scheme")
@@ -46,18 +47,38 @@ def main() -> None:
     c.data.source, c.data.max_len, c.train.batch_size = args.source, args.max_len, args.batch_size
     c.data.val_size = 0.0  # the whole train split
     d = c.data
-    tok = load_tokenizer(d.tokenizer_fallback) if Path(d.tokenizer_fallback).is_dir() else load_tokenizer(d.tokenizer)
+    tok = (
+        load_tokenizer(d.tokenizer_fallback)
+        if Path(d.tokenizer_fallback).is_dir()
+        else load_tokenizer(d.tokenizer)
+    )
     t0 = time.perf_counter()
     ds = pipeline.load_datasets(c, ("train", "test"), tok)
-    print(f"loaded + tokenized (cache) in {time.perf_counter() - t0:.1f}s: "
-          + ", ".join(f"{k} {len(v)} texts, mean {v.tokens.lengths.mean():.0f} tokens" for k, v in ds.items()))
-    print(f"max_len {d.max_len}, batch size {args.batch_size}, long_text {d.long_text}, append_eos {d.append_eos}, "
-          f"buckets {tuple(batching.bucket_ladder(d.bucket_lengths, d.max_len).tolist())}\n")
-    print(f"{'split':6} {'scheme':7} {'batches':>8} {'padding':>8} {'plan s':>7} {'batches/s':>10} {'per-class [K,B,T] b/s':>22}")
+    print(
+        f"loaded + tokenized (cache) in {time.perf_counter() - t0:.1f}s: "
+        + ", ".join(
+            f"{k} {len(v)} texts, mean {v.tokens.lengths.mean():.0f} tokens" for k, v in ds.items()
+        )
+    )
+    print(
+        f"max_len {d.max_len}, batch size {args.batch_size}, long_text {d.long_text}, "
+        f"append_eos {d.append_eos}, "
+        f"buckets {tuple(batching.bucket_ladder(d.bucket_lengths, d.max_len).tolist())}\n"
+    )
+    print(
+        f"{'split':6} {'scheme':7} {'batches':>8} {'padding':>8} {'plan s':>7} {'batches/s':>10} "
+        f"{'per-class [K,B,T] b/s':>22}"
+    )
     for split in ("train", "test"):
         data = ds[split]
-        rows = make_rows(data.tokens.to_lists(), d.max_len, tok.bos_id, d.long_text, d.window_stride,
-                         tok.eos_id if d.append_eos else None)
+        rows = make_rows(
+            data.tokens.to_lists(),
+            d.max_len,
+            tok.bos_id,
+            d.long_text,
+            d.window_stride,
+            tok.eos_id if d.append_eos else None,
+        )
         for scheme in batching.SCHEMES:
             d.batching = scheme
             stream = batching.TrainStream(rows, pipeline.batch_spec(c), c.seed)
@@ -80,14 +101,22 @@ def main() -> None:
                 for _ in range(m):
                     next(it)
                 pc_bps = m / (time.perf_counter() - t)
-            print(f"{split:6} {scheme:7} {len(plan):8d} {plan_padding(stream, plan):8.3f} {plan_s:7.2f} {bps:10.0f} {pc_bps:22.0f}")
+            print(
+                f"{split:6} {scheme:7} {len(plan):8d} {plan_padding(stream, plan):8.3f} "
+                f"{plan_s:7.2f} {bps:10.0f} {pc_bps:22.0f}"
+            )
         srows = pipeline.rows(c, data, tok)
         shapes = {}
-        sb = list(batching.scoring_batches(srows, args.eval_batch_size, d.bucket_lengths, d.max_len))
+        sb = list(
+            batching.scoring_batches(srows, args.eval_batch_size, d.bucket_lengths, d.max_len)
+        )
         for _, inputs, _, _ in sb:
             shapes[inputs.shape] = shapes.get(inputs.shape, 0) + 1
-        print(f"{split:6} {'score':7} {len(sb):8d} {batching.padding_fraction(b for _, b in sb):8.3f}   (scoring batches of "
-              f"{args.eval_batch_size} rows at max_len, shapes {dict(sorted(shapes.items()))})")
+        print(
+            f"{split:6} {'score':7} {len(sb):8d} "
+            f"{batching.padding_fraction(b for _, b in sb):8.3f}   (scoring batches of "
+            f"{args.eval_batch_size} rows at max_len, shapes {dict(sorted(shapes.items()))})"
+        )
 
 
 if __name__ == "__main__":

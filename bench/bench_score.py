@@ -1,7 +1,10 @@
-"""Score the IMDB test set against two class models: our scorer against a batched PyTorch forward pass.
+"""Score the IMDB test set against two class models: our scorer against a batched PyTorch forward
+pass.
 
-    python bench/bench_score.py --data /work/shared/data                      # gpt2, all 25,000 texts, H100
-    python bench/bench_score.py --data /work/shared/data --size tiny --max-len 256 --limit 64   # CPU smoke test
+    # gpt2, all 25,000 texts, H100:
+    python bench/bench_score.py --data /work/shared/data
+    # CPU smoke test:
+    python bench/bench_score.py --data /work/shared/data --size tiny --max-len 256 --limit 64
 
 Two random-init class models (seeds --seeds), stacked. Ours: the per-class conditioning's `score`,
 the path `run.py` eval takes (rows, length buckets `data.bucket_lengths` or --buckets,
@@ -43,7 +46,9 @@ def build_config(args: argparse.Namespace) -> Any:
     c = imdb_config(args)
     c.eval.batch_size = args.batch_size
     if c.data.long_text != "truncate":  # the peer below reproduces 'truncate' rows only
-        raise SystemExit(f"data.long_text={c.data.long_text!r}: this bench compares 'truncate' scoring only")
+        raise SystemExit(
+            f"data.long_text={c.data.long_text!r}: this bench compares 'truncate' scoring only"
+        )
     return c
 
 
@@ -58,14 +63,22 @@ def load_test(config: Any, limit: int) -> tuple[Any, Any]:
     t0 = time.perf_counter()
     test = pipeline.load_datasets(config, ("test",), tok)["test"]  # (reads train too: label names)
     if limit > 0:
-        test = test.subset(per_class_sample(test.labels, max(limit // test.num_classes, 1), int(config.seed), "test"))
-    print(f"test: {len(test)} texts, per class {test.class_counts().tolist()}, mean {test.tokens.lengths.mean():.0f} "
-          f"tokens (loaded in {time.perf_counter() - t0:.1f} s)")
+        test = test.subset(
+            per_class_sample(
+                test.labels, max(limit // test.num_classes, 1), int(config.seed), "test"
+            )
+        )
+    print(
+        f"test: {len(test)} texts, per class {test.class_counts().tolist()}, "
+        f"mean {test.tokens.lengths.mean():.0f} "
+        f"tokens (loaded in {time.perf_counter() - t0:.1f} s)"
+    )
     return tok, test
 
 
 def class_models(config: Any, vocab_size: int, seeds: list[int]) -> tuple[Any, list[dict]]:
-    """(resolved model config, one float32 param tree per seed) through `experiment.initial_model`."""
+    """(resolved model config, one float32 param tree per seed) through
+    `experiment.initial_model`."""
     from gencls_jax import experiment as E
 
     params = []
@@ -84,10 +97,19 @@ def bench_ours(config: Any, model_config: Any, stacked: Any, test: Any, tok: Any
     walls, out = [], None
     for run in ("cold", "warm"):
         t0 = time.perf_counter()
-        ll, n_tok = conditioning.get("per_class").score(stacked, test, tok, config, model_config, desc=f"ours {run}")
+        ll, n_tok = conditioning.get("per_class").score(
+            stacked, test, tok, config, model_config, desc=f"ours {run}"
+        )
         walls.append(time.perf_counter() - t0)
         out = (ll, n_tok)
-    return dict(impl="ours", cold_s=walls[0], warm_s=walls[1], texts_s=len(test) / walls[1], ll=out[0], n_tokens=out[1])
+    return dict(
+        impl="ours",
+        cold_s=walls[0],
+        warm_s=walls[1],
+        texts_s=len(test) / walls[1],
+        ll=out[0],
+        n_tokens=out[1],
+    )
 
 
 def peer_sequences(test: Any, tok: Any, config: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -96,13 +118,21 @@ def peer_sequences(test: Any, tok: Any, config: Any) -> tuple[list[np.ndarray], 
     predicted from BOS, as `data.rows.make_rows` / `score.shift_right` do)."""
     d = config.data
     eos = np.asarray([tok.eos_id] if d.append_eos else [], np.int64)
-    targets = [np.concatenate([test.tokens[i], eos])[: d.max_len].astype(np.int64) for i in range(len(test))]
+    targets = [
+        np.concatenate([test.tokens[i], eos])[: d.max_len].astype(np.int64)
+        for i in range(len(test))
+    ]
     inputs = [np.concatenate([[tok.bos_id], t[:-1]]).astype(np.int64) for t in targets]
     return inputs, targets
 
 
-def peer_batches(inputs: list[np.ndarray], targets: list[np.ndarray], batch_size: int, pad_id: int,
-                 multiple: int = 1) -> list[tuple]:
+def peer_batches(
+    inputs: list[np.ndarray],
+    targets: list[np.ndarray],
+    batch_size: int,
+    pad_id: int,
+    multiple: int = 1,
+) -> list[tuple]:
     """Texts sorted by length, batches of `batch_size`, each right-padded to its longest rounded
     up to `multiple` (DataCollatorWithPadding's pad_to_multiple_of): (text indices, input_ids,
     targets (0 at padding), attention_mask) as CPU tensors."""
@@ -124,8 +154,17 @@ def peer_batches(inputs: list[np.ndarray], targets: list[np.ndarray], batch_size
     return out
 
 
-def bench_peer(model_config: Any, params: list[dict], test: Any, tok: Any, config: Any, precision: str,
-               compile: bool, multiple: int, workdir: Path) -> dict:
+def bench_peer(
+    model_config: Any,
+    params: list[dict],
+    test: Any,
+    tok: Any,
+    config: Any,
+    precision: str,
+    compile: bool,
+    multiple: int,
+    workdir: Path,
+) -> dict:
     """HF GPT2LMHeadModel per class from our weights; [N, K] log-likelihoods and the walls."""
     import torch
     import transformers
@@ -136,7 +175,8 @@ def bench_peer(model_config: Any, params: list[dict], test: Any, tok: Any, confi
     models = []
     for k, p in enumerate(params):
         folder = save_pretrained(model_config, p, workdir / f"class{k}")
-        m = transformers.GPT2LMHeadModel.from_pretrained(str(folder)).float().to(device).eval()  # float32 weights
+        # float32 weights
+        m = transformers.GPT2LMHeadModel.from_pretrained(str(folder)).float().to(device).eval()
         if precision == "bf16":
             m = m.to(torch.bfloat16)
         models.append(torch.compile(m, dynamic=True) if compile else m)
@@ -164,7 +204,9 @@ def bench_peer(model_config: Any, params: list[dict], test: Any, tok: Any, confi
         return out.T.double().cpu().numpy()
 
     # Warm-up on the largest batch (sizes the allocator; compiles the compiled peer).
-    largest = max(peer_batches(inputs, targets, bs, tok.eos_id, multiple), key=lambda b: b[1].numel())
+    largest = max(
+        peer_batches(inputs, targets, bs, tok.eos_id, multiple), key=lambda b: b[1].numel()
+    )
     t0 = time.perf_counter()
     for model in models:
         batch_ll(model, *largest[1:])
@@ -182,9 +224,20 @@ def bench_peer(model_config: Any, params: list[dict], test: Any, tok: Any, confi
     models.clear()
     if device == "cuda":
         torch.cuda.empty_cache()  # hand the memory back before ours runs
-    name = f"HF torch {precision}{' compile' if compile else ''}{f' pad%{multiple}' if multiple > 1 else ''}"
-    return dict(impl=name, cold_s=warmup_s + first_s, warm_s=warm_s, texts_s=len(test) / warm_s, ll=ll,
-                n_tokens=n_tokens, device=device, attention=attn)
+    name = (
+        f"HF torch {precision}{' compile' if compile else ''}"
+        f"{f' pad%{multiple}' if multiple > 1 else ''}"
+    )
+    return dict(
+        impl=name,
+        cold_s=warmup_s + first_s,
+        warm_s=warm_s,
+        texts_s=len(test) / warm_s,
+        ll=ll,
+        n_tokens=n_tokens,
+        device=device,
+        attention=attn,
+    )
 
 
 def compare(ours: dict, peer: dict, labels: np.ndarray) -> dict:
@@ -194,33 +247,55 @@ def compare(ours: dict, peer: dict, labels: np.ndarray) -> dict:
         print(f"WARNING: scored tokens per text differ for {bad} texts ({peer['impl']})")
     diff = np.abs(ours["ll"] - peer["ll"])
     agree = ours["ll"].argmax(1) == peer["ll"].argmax(1)
-    return dict(max_abs=float(diff.max()), mean_abs=float(diff.mean()),
-                max_abs_per_token=float((diff / ours["n_tokens"][:, None]).max()),
-                argmax_agree=float(agree.mean()),
-                # how far apart the classes are: a difference far below this cannot flip the argmax
-                mean_class_margin=float(np.mean(np.abs(ours["ll"].max(1) - np.sort(ours["ll"], 1)[:, -2]))),
-                acc_ours=float(np.mean(ours["ll"].argmax(1) == labels)),
-                acc_peer=float(np.mean(peer["ll"].argmax(1) == labels)))
+    return dict(
+        max_abs=float(diff.max()),
+        mean_abs=float(diff.mean()),
+        max_abs_per_token=float((diff / ours["n_tokens"][:, None]).max()),
+        argmax_agree=float(agree.mean()),
+        # how far apart the classes are: a difference far below this cannot flip the argmax
+        mean_class_margin=float(np.mean(np.abs(ours["ll"].max(1) - np.sort(ours["ll"], 1)[:, -2]))),
+        acc_ours=float(np.mean(ours["ll"].argmax(1) == labels)),
+        acc_peer=float(np.mean(peer["ll"].argmax(1) == labels)),
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_imdb_args(ap, "config seed (the --limit sample)")
-    ap.add_argument("--limit", type=int, default=0, help="score limit // 2 test texts per class (seeded); 0 = all")
-    ap.add_argument("--batch-size", type=int, default=32, help="texts per scoring batch (eval.batch_size), both")
+    ap.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="score limit // 2 test texts per class (seeded); 0 = all",
+    )
+    ap.add_argument(
+        "--batch-size", type=int, default=32, help="texts per scoring batch (eval.batch_size), both"
+    )
     ap.add_argument("--seeds", default="0,1", help="init seeds of the class models, one per class")
-    ap.add_argument("--peer-precisions", default="autocast,bf16", help="peers: autocast and/or bf16 ('' for none)")
-    ap.add_argument("--peer-compile", action="store_true", help="also time each peer under torch.compile(dynamic=True)")
-    ap.add_argument("--peer-pad-multiples", default="1", help="peer batches padded to a multiple of each of these "
-                    "(pad_to_multiple_of; 1 = the longest text): fewer distinct shapes")
+    ap.add_argument(
+        "--peer-precisions",
+        default="autocast,bf16",
+        help="peers: autocast and/or bf16 ('' for none)",
+    )
+    ap.add_argument(
+        "--peer-compile",
+        action="store_true",
+        help="also time each peer under torch.compile(dynamic=True)",
+    )
+    ap.add_argument(
+        "--peer-pad-multiples",
+        default="1",
+        help="peer batches padded to a multiple of each of these "
+        "(pad_to_multiple_of; 1 = the longest text): fewer distinct shapes",
+    )
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
 
     start()
     import jax
 
-    from gencls_jax.score import stack_params
     from gencls_jax.runtime import setup_compilation_cache
+    from gencls_jax.score import stack_params
 
     print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
     config = build_config(args)
@@ -230,43 +305,87 @@ def main() -> None:
     if len(seeds) != test.num_classes:
         raise SystemExit(f"--seeds gives {len(seeds)} models for {test.num_classes} classes")
     model_config, params = class_models(config, tok.vocab_size, seeds)
-    print(f"model {args.size}: {model_config.n_layer} layers, width {model_config.n_embd}, context "
-          f"{model_config.n_positions}; attention {model_config.attention}, dtype {model_config.dtype}; "
-          f"batch {args.batch_size}, buckets {tuple(config.data.bucket_lengths)} up to {args.max_len}")
+    print(
+        f"model {args.size}: {model_config.n_layer} layers, width {model_config.n_embd}, context "
+        f"{model_config.n_positions}; attention {model_config.attention}, "
+        f"dtype {model_config.dtype}; "
+        f"batch {args.batch_size}, buckets {tuple(config.data.bucket_lengths)} up to {args.max_len}"
+    )
 
-    ours = bench_ours(config, model_config, stack_params(params), test, tok)  # first: its figures survive a peer failure
+    # first: its figures survive a peer failure
+    ours = bench_ours(config, model_config, stack_params(params), test, tok)
     print(f"ours: cold {ours['cold_s']:.2f} s, warm {ours['warm_s']:.2f} s", flush=True)
     peers: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench_score_") as tmp:
         for precision in filter(None, args.peer_precisions.split(",")):
-            for compile, multiple in itertools.product([False] + ([True] if args.peer_compile else []),
-                                                       [int(m) for m in args.peer_pad_multiples.split(",")]):
+            for compile, multiple in itertools.product(
+                [False] + ([True] if args.peer_compile else []),
+                [int(m) for m in args.peer_pad_multiples.split(",")],
+            ):
                 try:
-                    r = bench_peer(model_config, params, test, tok, config, precision, compile, multiple, Path(tmp))
+                    r = bench_peer(
+                        model_config,
+                        params,
+                        test,
+                        tok,
+                        config,
+                        precision,
+                        compile,
+                        multiple,
+                        Path(tmp),
+                    )
                 except Exception as e:  # keep the table even if a peer fails
-                    print(f"peer {precision}{' compile' if compile else ''} failed: {type(e).__name__}: {str(e)[:300]}")
+                    print(
+                        f"peer {precision}{' compile' if compile else ''} failed: "
+                        f"{type(e).__name__}: {str(e)[:300]}"
+                    )
                     continue
                 peers.append(r)
-                print(f"{r['impl']} ({r['device']}, attention {r['attention']}): {r['warm_s']:.2f} s", flush=True)
+                print(
+                    f"{r['impl']} ({r['device']}, attention {r['attention']}): {r['warm_s']:.2f} s",
+                    flush=True,
+                )
     checks = {}
-    print(f"\ncorrectness (ours vs peer, {len(test)} texts x {test.num_classes} classes, nats per text):")
+    print(
+        f"\ncorrectness (ours vs peer, {len(test)} texts x {test.num_classes} classes, "
+        "nats per text):"
+    )
     for p in peers:
         checks[p["impl"]] = c = compare(ours, p, test.labels)
-        print(f"  {p['impl']:26s} max |diff| {c['max_abs']:.4f}  mean |diff| {c['mean_abs']:.4f}  "
-              f"max |diff|/token {c['max_abs_per_token']:.5f}  argmax agrees {100 * c['argmax_agree']:.2f}% "
-              f"(mean class margin {c['mean_class_margin']:.2f}) "
-              f"(accuracy ours {100 * c['acc_ours']:.1f}%, peer {100 * c['acc_peer']:.1f}%: random init)")
+        print(
+            f"  {p['impl']:26s} max |diff| {c['max_abs']:.4f}  mean |diff| {c['mean_abs']:.4f}  "
+            f"max |diff|/token {c['max_abs_per_token']:.5f}  "
+            f"argmax agrees {100 * c['argmax_agree']:.2f}% "
+            f"(mean class margin {c['mean_class_margin']:.2f}) "
+            f"(accuracy ours {100 * c['acc_ours']:.1f}%, peer {100 * c['acc_peer']:.1f}%: "
+            "random init)"
+        )
 
-    print(f"\n{'impl':26s} {'wall s (cold / warm)':>22s} {'texts/s':>9s} {'vs peer':>8s}   (vs peer = ours texts/s / its)")
+    print(
+        f"\n{'impl':26s} {'wall s (cold / warm)':>22s} {'texts/s':>9s} {'vs peer':>8s}   "
+        "(vs peer = ours texts/s / its)"
+    )
     for r in [ours] + peers:
         ratio = f"{ours['texts_s'] / r['texts_s']:7.2f}x" if r is not ours else f"{'-':>8s}"
         walls = f"{r['cold_s']:.2f} / {r['warm_s']:.2f}"
         print(f"{r['impl']:26s} {walls:>22s} {r['texts_s']:9.1f} {ratio}")
     if args.out:
-        strip = lambda r: {k: v for k, v in r.items() if k not in ("ll", "n_tokens")}
+
+        def strip(r):
+            return {k: v for k, v in r.items() if k not in ("ll", "n_tokens")}
+
         with open(args.out, "w") as f:
-            json.dump(dict(args=vars(args), device=jax.devices()[0].device_kind, n_texts=len(test),
-                           rows=[strip(r) for r in [ours] + peers], correctness=checks), f, indent=2)
+            json.dump(
+                dict(
+                    args=vars(args),
+                    device=jax.devices()[0].device_kind,
+                    n_texts=len(test),
+                    rows=[strip(r) for r in [ours] + peers],
+                    correctness=checks,
+                ),
+                f,
+                indent=2,
+            )
         print(f"rows written to {args.out}")
 
 

@@ -48,13 +48,20 @@ def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, pa
     from gencls_jax.objectives import loss_fn_for
 
     c = base.get_config()
-    c.train.batch_size, c.model.attention, c.model.dtype, c.model.dropout = batch, attention, "bfloat16", 0.0
+    c.train.batch_size, c.model.attention, c.model.dtype, c.model.dropout = (
+        batch,
+        attention,
+        "bfloat16",
+        0.0,
+    )
     c.model.conditioning = "unconditional"
     c.data.batching = "pack" if packed else "bucket"
     config = M.resolve_config(M.config_for(size), c.model)
     params = M.init_params(config)
     mesh = T.make_mesh()
-    tx, _, step = T.compiled_train_step(config, ml_collections.FrozenConfigDict(c.train), False, 100_000, mesh, loss_fn_for(c))
+    tx, _, step = T.compiled_train_step(
+        config, ml_collections.FrozenConfigDict(c.train), False, 100_000, mesh, loss_fn_for(c)
+    )
     state = jax.device_put(T.init_state(params, tx, c.train, 0, None), T.replicated(mesh))
     rng = np.random.default_rng(0)
 
@@ -63,9 +70,13 @@ def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, pa
         # Packed rows: texts of ~300 tokens (IMDB's mean), positions restarting per text.
         seg = np.minimum(np.arange(length) // 300 + 1, 99) if packed else np.ones(length, np.int32)
         pos = np.arange(length) - (np.arange(length) // 300) * 300 if packed else np.arange(length)
-        b = dict(inputs=tokens[:, :-1], targets=tokens[:, 1:], weights=np.ones((batch, length), np.float32),
-                 positions=np.broadcast_to(pos, (batch, length)).astype(np.int32),
-                 segment_ids=np.broadcast_to(seg, (batch, length)).astype(np.int32))
+        b = dict(
+            inputs=tokens[:, :-1],
+            targets=tokens[:, 1:],
+            weights=np.ones((batch, length), np.float32),
+            positions=np.broadcast_to(pos, (batch, length)).astype(np.int32),
+            segment_ids=np.broadcast_to(seg, (batch, length)).astype(np.int32),
+        )
         return jax.device_put(b, T.batch_sharding(mesh, False))
 
     data = [make_batch() for _ in range(4)]
@@ -118,8 +129,14 @@ def main() -> None:
     ap.add_argument("--lengths", default="512,1024")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--variants", default="cudnn,cudnn+packed,xla", help="ours: attention[+packed] (packed = segment-id mask)")
-    ap.add_argument("--matmul-n", type=int, default=8192, help="size of the matmul that measures the peak rate")
+    ap.add_argument(
+        "--variants",
+        default="cudnn,cudnn+packed,xla",
+        help="ours: attention[+packed] (packed = segment-id mask)",
+    )
+    ap.add_argument(
+        "--matmul-n", type=int, default=8192, help="size of the matmul that measures the peak rate"
+    )
     ap.add_argument("--peers", default="eager,compile", help="PyTorch peers to run ('' for none)")
     args = ap.parse_args()
 
@@ -139,7 +156,11 @@ def main() -> None:
     n_params = M.count_params(jax.eval_shape(lambda: M.init_params(cfg)))
 
     def mfu(tokens_s, length):
-        return tokens_s * model_flops_per_token(n_params, cfg.n_layer, cfg.n_embd, length) / (peak * 1e12)
+        return (
+            tokens_s
+            * model_flops_per_token(n_params, cfg.n_layer, cfg.n_embd, length)
+            / (peak * 1e12)
+        )
 
     rows = []
     for length in map(int, args.lengths.split(",")):
@@ -151,23 +172,49 @@ def main() -> None:
 
                 torch.cuda.empty_cache()  # the peer's model is gone: hand its memory back for ours
                 peer[name] = r["tokens_s"]
-                rows.append((f"HF torch {name}", length, r["tokens_s"], mfu(r["tokens_s"], length), r["step_s"]))
+                rows.append(
+                    (
+                        f"HF torch {name}",
+                        length,
+                        r["tokens_s"],
+                        mfu(r["tokens_s"], length),
+                        r["step_s"],
+                    )
+                )
             except Exception as e:  # keep the table even if a peer fails
                 print(f"torch {name} failed: {type(e).__name__}: {e}")
         for variant in args.variants.split(","):
             attention, _, packed = variant.partition("+")
             try:
-                r = bench_jax(args.size, args.batch, length, args.steps, attention, packed == "packed")
+                r = bench_jax(
+                    args.size, args.batch, length, args.steps, attention, packed == "packed"
+                )
             except Exception as e:
                 print(f"jax {variant} failed: {type(e).__name__}: {str(e)[:300]}")
                 continue
-            rows.append((f"ours {variant}", length, r["tokens_s"], mfu(r["tokens_s"], length), r["step_s"], peer))
-    print(f"\n{'impl':24s} {'T':>5s} {'tokens/s':>10s} {'MFU':>6s} {'step ms':>8s}  vs eager  vs compile")
+            rows.append(
+                (
+                    f"ours {variant}",
+                    length,
+                    r["tokens_s"],
+                    mfu(r["tokens_s"], length),
+                    r["step_s"],
+                    peer,
+                )
+            )
+    print(
+        f"\n{'impl':24s} {'T':>5s} {'tokens/s':>10s} {'MFU':>6s} {'step ms':>8s}  "
+        "vs eager  vs compile"
+    )
     for row in rows:
         name, length, tps, mfu, step_s = row[:5]
         peer = row[5] if len(row) > 5 else {}
-        ratios = "  ".join(f"{tps / peer[k]:7.2f}x" if k in peer else "      -" for k in ("eager", "compile"))
-        print(f"{name:24s} {length:5d} {tps:10.0f} {100 * mfu:5.1f}% {1000 * step_s:8.1f}  {ratios}")
+        ratios = "  ".join(
+            f"{tps / peer[k]:7.2f}x" if k in peer else "      -" for k in ("eager", "compile")
+        )
+        print(
+            f"{name:24s} {length:5d} {tps:10.0f} {100 * mfu:5.1f}% {1000 * step_s:8.1f}  {ratios}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Does cuDNN attention with a segment mask run under the class-axis vmap? Prints cudnn or xla."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -10,14 +10,24 @@ from typing import Any
 
 
 def add_imdb_args(ap: argparse.ArgumentParser, seed_help: str) -> None:
-    ap.add_argument("--data", required=True, help="folder with imdb/train.jsonl.gz, imdb/test.jsonl.gz, gpt2-tokenizer/")
+    ap.add_argument(
+        "--data",
+        required=True,
+        help="folder with imdb/train.jsonl.gz, imdb/test.jsonl.gz, gpt2-tokenizer/",
+    )
     ap.add_argument("--size", default="gpt2", help="gencls_jax.model.SIZES key")
-    ap.add_argument("--max-len", type=int, default=1024, help="data.max_len (tiny: 256, its n_positions)")
+    ap.add_argument(
+        "--max-len", type=int, default=1024, help="data.max_len (tiny: 256, its n_positions)"
+    )
     ap.add_argument("--cache-dir", default="/tmp/gencls_cache", help="tokenization cache")
     ap.add_argument("--dtype", default="bfloat16", help="our model.dtype")
     ap.add_argument("--seed", type=int, default=0, help=seed_help)
-    ap.add_argument("--compile-cache-dir", default="", help="config.compile_cache_dir ('' = off, as before)")
-    ap.add_argument("--buckets", default="", help="data.bucket_lengths, comma-separated ('' = the config's)")
+    ap.add_argument(
+        "--compile-cache-dir", default="", help="config.compile_cache_dir ('' = off, as before)"
+    )
+    ap.add_argument(
+        "--buckets", default="", help="data.bucket_lengths, comma-separated ('' = the config's)"
+    )
 
 
 def padded_length(longest: int, multiple: int) -> int:

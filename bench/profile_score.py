@@ -1,7 +1,8 @@
 """Where a scoring call's time goes: one compiled call per bucket shape, K class models stacked.
 
     python bench/profile_score.py                                   # gpt2, H100
-    python bench/profile_score.py --size tiny --max-len 256 --buckets 64,128,256 --iters 2   # CPU smoke
+    # CPU smoke:
+    python bench/profile_score.py --size tiny --max-len 256 --buckets 64,128,256 --iters 2
 
 For each bucket length T the call scores batch_size * max_len // T rows (the token budget of
 `data.batching.scoring_batches`) against --classes random-init models, and prints the compile
@@ -59,13 +60,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="gpt2")
     ap.add_argument("--max-len", type=int, default=1024)
-    ap.add_argument("--batch-size", type=int, default=32, help="rows per call at max-len (eval.batch_size)")
+    ap.add_argument(
+        "--batch-size", type=int, default=32, help="rows per call at max-len (eval.batch_size)"
+    )
     ap.add_argument("--buckets", default="128,192,256,320,384,512,640,768,1024")
     ap.add_argument("--variants", default="fused,plain,nohead,packed")
     ap.add_argument("--classes", type=int, default=2)
     ap.add_argument("--head-chunk", type=int, default=8192)
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--profile", type=int, default=0, help="trace the fused call at this bucket (0 = none)")
+    ap.add_argument(
+        "--profile", type=int, default=0, help="trace the fused call at this bucket (0 = none)"
+    )
     ap.add_argument("--trace-dir", default="/tmp/gencls_score_trace")
     args = ap.parse_args()
     import jax
@@ -74,14 +79,25 @@ def main() -> None:
     from gencls_jax.score import stack_params
 
     attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
-    config = M.config_for(args.size, dtype="bfloat16", dropout=0.0, attention=attention,
-                          n_positions=max(args.max_len, M.SIZES[args.size].get("n_positions", 1024)),
-                          head_chunk=args.head_chunk)
+    config = M.config_for(
+        args.size,
+        dtype="bfloat16",
+        dropout=0.0,
+        attention=attention,
+        n_positions=max(args.max_len, M.SIZES[args.size].get("n_positions", 1024)),
+        head_chunk=args.head_chunk,
+    )
     params = stack_params([M.init_params(config, seed=s) for s in range(args.classes)])
     n_params = M.count_params(params) // args.classes
-    print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}  model {args.size} ({n_params / 1e6:.1f}M), "
-          f"attention {attention}, {args.classes} classes, head chunk {args.head_chunk} tokens")
-    print(f"{'variant':8s} {'T':>5s} {'rows':>5s} {'compile s':>10s} {'ms/call':>9s} {'tok-fwd/s':>11s} {'TFLOP/s':>8s}")
+    print(
+        f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}  "
+        f"model {args.size} ({n_params / 1e6:.1f}M), "
+        f"attention {attention}, {args.classes} classes, head chunk {args.head_chunk} tokens"
+    )
+    print(
+        f"{'variant':8s} {'T':>5s} {'rows':>5s} {'compile s':>10s} {'ms/call':>9s} "
+        f"{'tok-fwd/s':>11s} {'TFLOP/s':>8s}"
+    )
     rng = np.random.default_rng(0)
     for T in [int(x) for x in args.buckets.split(",")]:
         rows = max(args.batch_size * args.max_len // T, 1)
@@ -105,8 +121,11 @@ def main() -> None:
             dt = (time.perf_counter() - t0) / args.iters
             toks = rows * T * args.classes
             flops = (2 * n_params + 2 * config.n_layer * T * config.n_embd) * toks
-            print(f"{variant:8s} {T:5d} {rows:5d} {compile_s:10.1f} {dt * 1e3:9.2f} {toks / dt:11.0f} "
-                  f"{flops / dt / 1e12:8.1f}", flush=True)
+            print(
+                f"{variant:8s} {T:5d} {rows:5d} {compile_s:10.1f} {dt * 1e3:9.2f} "
+                f"{toks / dt:11.0f} {flops / dt / 1e12:8.1f}",
+                flush=True,
+            )
             if variant == "fused" and T == args.profile:
                 from profile_step import top_kernels
 

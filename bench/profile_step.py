@@ -1,6 +1,7 @@
-"""Where does a train step's time go? Ablations plus a per-kernel profile (GPU).
+r"""Where does a train step's time go? Ablations plus a per-kernel profile (GPU).
 
-    python bench/profile_step.py --batch 16 --length 1024 --ablations base,rolled,packed --profile base
+    python bench/profile_step.py --batch 16 --length 1024 \
+        --ablations base,rolled,packed --profile base
 
 Ablations (model settings, one process; join with '+'):
   base      -- the defaults: layers unrolled, right-padded rows (cuDNN causal kernel), the
@@ -34,10 +35,19 @@ def build_step(size, batch, length, parts, attention):
     from gencls_jax import model as M
     from gencls_jax.head import chunked_token_log_probs, head_log_probs, token_log_probs
 
-    config = M.config_for(size, dtype="bfloat16", dropout=0.0, attention=attention,
-                          layer_unroll=1 if "rolled" in parts else 0)
+    config = M.config_for(
+        size,
+        dtype="bfloat16",
+        dropout=0.0,
+        attention=attention,
+        layer_unroll=1 if "rolled" in parts else 0,
+    )
     packed = "packed" in parts
-    seg = jnp.asarray(np.minimum(np.arange(length) // 300 + 1, 99)[None].repeat(batch, 0), jnp.int32) if packed else None
+    seg = (
+        jnp.asarray(np.minimum(np.arange(length) // 300 + 1, 99)[None].repeat(batch, 0), jnp.int32)
+        if packed
+        else None
+    )
     params = M.init_params(config)
     opt = optax.adamw(3e-4, weight_decay=0.01)
 
@@ -93,7 +103,10 @@ def top_kernels(trace_dir: str, n: int = 30, steps: int = 1):
         by_line[ln] += t
     print("device lines (ms per step):", {k: round(v / 1e6 / steps, 2) for k, v in by_line.items()})
     if not by_line:
-        print("no GPU lines; planes:", [(p.name, [l.name for l in p.lines][:6]) for p in pd.planes])
+        print(
+            "no GPU lines; planes:",
+            [(p.name, [pline.name for pline in p.lines][:6]) for p in pd.planes],
+        )
         return
     line = max(by_line, key=lambda k: by_line[k])
     print(f"top kernels on '{line}' (ms per step, calls per step):")
@@ -130,7 +143,11 @@ def main():
         dt, state = time_steps(step, state, data, args.steps)
         toks = batch * args.length
         flops = (6 * n + 12 * c.n_layer * args.length * c.n_embd) * toks
-        print(f"{ab:28s} step {dt * 1e3:7.1f} ms  {toks / dt:9.0f} tok/s  {flops / dt / 1e12:6.1f} TFLOP/s", flush=True)
+        print(
+            f"{ab:28s} step {dt * 1e3:7.1f} ms  {toks / dt:9.0f} tok/s  "
+            f"{flops / dt / 1e12:6.1f} TFLOP/s",
+            flush=True,
+        )
         if ab == args.profile:
             jax.profiler.start_trace(args.trace_dir)
             for i in range(3):

@@ -24,17 +24,24 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- model -------------------------------------------------------------------------
     c.model = m = ml_collections.ConfigDict()
-    m.size = "gpt2"  # gpt2 | gpt2-medium | gpt2-large | gpt2-xl | tiny (architecture when init='scratch')
-    m.init = "pretrained"  # 'pretrained' (m.pretrained from the hub/folder) | 'scratch' | <checkpoint folder>
+    m.size = "gpt2"  # gpt2 | gpt2-medium | gpt2-large | gpt2-xl | tiny
+    #   (architecture when init='scratch')
+    m.init = "pretrained"  # 'pretrained' (m.pretrained from the hub/folder) | 'scratch'
+    #   | <checkpoint folder>
     m.pretrained = "gpt2"  # hub name or local folder, used when init == 'pretrained'
-    m.conditioning = "per_class"  # per_class: one LM per class | label_prefix: one LM, label tokens first
+    m.conditioning = "per_class"  # per_class: one LM per class
+    #                               | label_prefix: one LM, label tokens first
     #                               | unconditional: one LM of all texts (in-domain pretraining)
     m.dtype = "bfloat16"  # compute dtype: float32 | bfloat16 | float16 (parameters stay float32)
-    m.remat = "none"  # none | full | dots: recompute activations in the backward pass to save memory
-    m.attention = "auto"  # auto (cudnn on GPU, else xla) | xla | cudnn (flash attention through cuDNN)
-    m.layer_unroll = 0  # transformer layers per scan iteration; 0 = all (fastest), 1 = fastest compile
+    m.remat = "none"  # none | full | dots:
+    #   recompute activations in the backward pass to save memory
+    m.attention = "auto"  # auto (cudnn on GPU, else xla) | xla
+    #   | cudnn (flash attention through cuDNN)
+    m.layer_unroll = 0  # transformer layers per scan iteration;
+    #   0 = all (fastest), 1 = fastest compile
     m.dropout = 0.1
-    m.head_chunk = 8192  # scoring: tokens per chunk of the LM head (its float32 logits: 8192 x 50304 x 4 B = 1.6 GB)
+    m.head_chunk = 8192  # scoring: tokens per chunk of the LM head
+    #   (its float32 logits: 8192 x 50304 x 4 B = 1.6 GB)
 
     # --- data --------------------------------------------------------------------------
     c.data = d = ml_collections.ConfigDict()
@@ -47,8 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
     d.unsup_path = str(SHARED / "imdb" / "unsup.jsonl.gz")
     d.text_field = "text"
     d.label_field = "label"
-    d.label_names = ()  # () = from the data (the source's declared names, else the sorted labels / 0..max);
-    #                     naming them fixes the class order, e.g. ("neg", "pos") in the IMDB configs
+    d.label_names = ()  # () = from the data (the source's declared names, else the sorted
+    #                     labels / 0..max); naming them fixes the class order, e.g. ("neg", "pos")
+    #                     in the IMDB configs
     d.tokenizer = "gpt2"  # hub name or folder
     d.tokenizer_fallback = str(SHARED / "gpt2-tokenizer")
     d.cache_dir = str(Path("~/.cache/gencls_jax").expanduser())
@@ -57,32 +65,42 @@ def get_config() -> ml_collections.ConfigDict:
     d.val_size = 0.05  # fraction (< 1) or count of train held out, stratified
     d.per_class_limit = 0  # > 0: N training examples per class (seeded, stratified)
     d.extra_train_path = ""  # jsonl of extra (e.g. synthetic) training texts
-    d.pretrain_splits = ("unsup", "train")  # conditioning='unconditional': texts whose labels are ignored
+    d.pretrain_splits = ("unsup", "train")  # conditioning='unconditional':
+    #   texts whose labels are ignored
     d.max_len = 1024  # tokens per training row / scoring window
     d.long_text = "truncate"  # error | truncate | window (texts longer than max_len)
     d.window_stride = 512  # window mode: tokens advanced per window
     d.batching = "pack"  # training rows: pack | bucket | pad
-    d.bucket_lengths = (128, 192, 256, 320, 384, 512, 640, 768, 1024)  # bucketed shapes (training and scoring):
-    #   IMDB test padding 14% in 9 shapes, against 29% in (128, 256, 512, 1024) (BUILD_NOTES, scoring)
+    d.bucket_lengths = (128, 192, 256, 320, 384, 512, 640, 768, 1024)  # bucketed shapes
+    #   (training and scoring): IMDB test padding 14% in 9 shapes, against 29% in
+    #   (128, 256, 512, 1024) (BUILD_NOTES, scoring)
     d.prefetch = 2  # batches prefetched to the device
-    d.tfds_splits = ml_collections.ConfigDict(dict(train="train", test="test", unsup="unsupervised"))
+    d.tfds_splits = ml_collections.ConfigDict(
+        dict(train="train", test="test", unsup="unsupervised")
+    )
     d.aclimdb_path = ""  # source 'aclimdb': the aclImdb folder (or its parent) or aclImdb_v1.tar.gz
     d.id_field = "id"  # jsonl/csv: row id field (missing -> 'file:row')
     d.tokenize_batch_size = 1000  # texts per tokenizer call
-    d.label_prefix_template = "Review sentiment: {label_name}\n"  # label_prefix conditioning; weight 0
+    d.label_prefix_template = "Review sentiment: {label_name}\n"  # label_prefix conditioning;
+    #   weight 0
 
     # --- training ----------------------------------------------------------------------
     c.train = t = ml_collections.ConfigDict()
-    t.objective = "lm"  # what a step minimises (objectives.py): lm = token-weighted negative log-likelihood
-    t.epochs = 6  # per_class: every class model sees its own texts once per epoch, on its own schedule
+    t.objective = "lm"  # what a step minimises (objectives.py):
+    #   lm = token-weighted negative log-likelihood
+    t.epochs = 6  # per_class: every class model sees its own texts once per epoch,
+    #   on its own schedule
     t.batch_size = 8  # rows per optimizer step per class model (global, over all devices)
     t.grad_accum = 1  # micro-batches per optimizer step
     t.lr = 5e-5
     t.schedule = "cosine"  # constant | linear | cosine (after warmup)
-    t.warmup_steps = 100  # linear warmup updates (0 = none); the first update already gets lr / warmup
+    t.warmup_steps = 100  # linear warmup updates (0 = none);
+    #   the first update already gets lr / warmup
     t.warmup_max_fraction = 0.1  # ... but at most this fraction of a model's updates (at least 1):
-    #   warmup = min(warmup_steps, max(1, floor(fraction * updates))); a small class or data set is not all warmup
-    t.end_lr_factor = 0.0  # decay towards lr * end_lr_factor (the last update stays just above it, so > 0)
+    #   warmup = min(warmup_steps, max(1, floor(fraction * updates)));
+    #   a small class or data set is not all warmup
+    t.end_lr_factor = 0.0  # decay towards lr * end_lr_factor
+    #   (the last update stays just above it, so > 0)
     t.weight_decay = 0.01  # AdamW; not on biases, LayerNorm, embeddings
     t.b1 = 0.9
     t.b2 = 0.999
@@ -95,27 +113,33 @@ def get_config() -> ml_collections.ConfigDict:
     t.best_metric = "val_loss"  # val_loss | val_accuracy
     t.early_stop_patience = 0  # epochs without improvement before stopping; 0 = off
     t.max_steps = 0  # > 0: stop after this many steps (smoke tests, benchmarks)
-    t.stack_classes = True  # per_class: vmap the K models in one step; False: lax.map, one class at a time
+    t.stack_classes = True  # per_class: vmap the K models in one step;
+    #   False: lax.map, one class at a time
     t.distributed = False  # multi-host: jax.distributed.initialize() is called before training
     t.loss_scale_period = 2000  # float16: finite steps in a row before the loss scale grows
     t.loss_scale_factor = 2.0  # float16: scale *= factor after a good period, /= factor on overflow
     t.loss_scale_min = 1.0  # float16: the scale never drops below this
     t.async_checkpoint = True  # orbax writes checkpoints in the background
-    t.tensorboard = True  # also write TensorBoard events (if tensorboardX / torch.utils.tensorboard imports)
+    t.tensorboard = True  # also write TensorBoard events
+    #   (if tensorboardX / torch.utils.tensorboard imports)
     t.plot = True  # curves.png in the workdir at the end
 
     # --- evaluation --------------------------------------------------------------------
     c.eval = e = ml_collections.ConfigDict()
-    e.batch_size = 32  # rows per scoring call at data.max_len; shorter buckets get more (same tokens per call)
+    e.batch_size = 32  # rows per scoring call at data.max_len;
+    #   shorter buckets get more (same tokens per call)
     e.splits = ("val", "test")
-    e.decision = "bayes"  # headline rule: bayes (log-lik + log prior) | per_token (mean log-lik) | calibrated (offsets fit on val)
+    e.decision = "bayes"  # headline rule: bayes (log-lik + log prior) | per_token (mean log-lik)
+    #   | calibrated (offsets fit on val)
     e.sample_per_class = 500  # the original protocol's 1,000-review sample (500 per class)
-    e.train_sample_per_class = 500  # training texts per class re-scored for the train/validation gap
+    e.train_sample_per_class = 500  # training texts per class re-scored
+    #   for the train/validation gap
     e.test_per_class = 0  # > 0: score only this many test texts per class (seeded); 0 = all
     e.report_rules = ("bayes", "per_token", "calibrated")  # decision rules reported side by side
-    e.degenerate_margin_ratio = 1e-4  # warn that the class models barely differ when the median over texts of
-    #   (best - runner-up class log-likelihood) / |mean class log-likelihood| is below this (0.1 nat on a
-    #   1,000-nat review; identical class models give 0); see evaluate.degenerate_warning
+    e.degenerate_margin_ratio = 1e-4  # warn that the class models barely differ when the median
+    #   over texts of (best - runner-up class log-likelihood) / |mean class log-likelihood| is below
+    #   this (0.1 nat on a 1,000-nat review; identical class models give 0);
+    #   see evaluate.degenerate_warning
 
     # --- generation (run.py --mode=generate) ---------------------------------------------
     c.generate = g = ml_collections.ConfigDict()

@@ -52,7 +52,9 @@ def score_rows(
     batches = list(scoring_batches(rows, batch_size, bucket_lengths, max_len))
     k = jax.tree_util.tree_leaves(params)[0].shape[0] if stacked else 1
     per_row = np.zeros((len(rows.inputs), k), np.float64)
-    device_batches = prefetch_to_device(((b["inputs"], b["targets"], b["weights"]) for _, b in batches), prefetch)
+    device_batches = prefetch_to_device(
+        ((b["inputs"], b["targets"], b["weights"]) for _, b in batches), prefetch
+    )
     pending: collections.deque = collections.deque()  # (row indices, device result) in flight
 
     def collect() -> None:
@@ -61,10 +63,15 @@ def score_rows(
         per_row[idx[keep]] = np.asarray(out)[keep]
 
     for (idx, _), (inputs, targets, weights) in tqdm(
-        zip(batches, device_batches), total=len(batches), desc=desc, leave=False, disable=not progress
+        zip(batches, device_batches),
+        total=len(batches),
+        desc=desc,
+        leave=False,
+        disable=not progress,
     ):
         pending.append((idx, fn(params, inputs, targets, weights, config=config)))
-        if len(pending) > max(prefetch, 1):  # fetch results a few batches late: the device never waits for the host
+        if len(pending) > max(prefetch, 1):
+            # fetch results a few batches late: the device never waits for the host
             collect()
     while pending:
         collect()

@@ -59,7 +59,8 @@ class Checkpointer:
             policies.append(
                 cm.BestN(
                     get_metric_fn=lambda m: m[best_metric],
-                    reverse=metric_mode(best_metric) == "min",  # BestN keeps the end of the sorted list
+                    reverse=metric_mode(best_metric)
+                    == "min",  # BestN keeps the end of the sorted list
                     n=1,
                     keep_checkpoints_without_metrics=False,
                 )
@@ -111,7 +112,9 @@ class Checkpointer:
         first = self.best_step() if which == "best" else self.latest_step()
         return ([first] if first is not None else []) + [s for s in steps if s != first]
 
-    def _restore_first(self, which: str | int, restore_one, set_aside_damaged: bool) -> tuple[Any, int]:
+    def _restore_first(
+        self, which: str | int, restore_one, set_aside_damaged: bool
+    ) -> tuple[Any, int]:
         """`restore_one(step)` on the first candidate that restores; damaged ones are reported."""
         tried = []
         for step in self._candidates(which):
@@ -120,11 +123,17 @@ class Checkpointer:
             except Exception as e:  # orbax/tensorstore/JSON errors of a damaged checkpoint
                 tried.append(f"step {step} ({_one_line(e)})")
                 where = self._set_aside(step) if set_aside_damaged else self.directory / str(step)
-                logging.warning("checkpoint step %d is damaged and was skipped (%s); it is kept at %s",
-                                step, _one_line(e), where)
+                logging.warning(
+                    "checkpoint step %d is damaged and was skipped (%s); it is kept at %s",
+                    step,
+                    _one_line(e),
+                    where,
+                )
                 continue
             if tried:
-                logging.warning("using checkpoint step %d instead of the damaged %s", step, ", ".join(tried))
+                logging.warning(
+                    "using checkpoint step %d instead of the damaged %s", step, ", ".join(tried)
+                )
             return out, step
         if not tried:
             raise RestoreError(f"{self.directory} holds no checkpoint ({which})")
@@ -141,8 +150,9 @@ class Checkpointer:
         self.manager.reload()
         return dest
 
-    def restore(self, like_state: Any, which: str | int = "latest", *, set_aside_damaged: bool = False
-                ) -> tuple[Any, dict, int]:
+    def restore(
+        self, like_state: Any, which: str | int = "latest", *, set_aside_damaged: bool = False
+    ) -> tuple[Any, dict, int]:
         """(state, meta, step) of the latest / best / given step, in the structure, dtypes and
         shardings of `like_state`; a damaged step is skipped for the next newest (warned)."""
         abstract = _abstract(like_state)
@@ -150,7 +160,9 @@ class Checkpointer:
 
         def one(step):
             state = ocp.args.PyTreeRestore(abstract, restore_args=restore_args)
-            out = self.manager.restore(step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore()))
+            out = self.manager.restore(
+                step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore())
+            )
             return out.state, dict(out.meta)
 
         (state, meta), step = self._restore_first(which, one, set_aside_damaged)

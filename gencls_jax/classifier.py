@@ -1,13 +1,13 @@
 """`GenerativeClassifier`: a trained run as a Python object, for use from other code.
 
-    clf = GenerativeClassifier.load("runs/full_6e")
-    clf.predict(["A wonderful film.", "Two hours I will never get back."])   # -> ['pos', 'neg']
-    clf.predict("A wonderful film.")                                          # -> 'pos'
-    ll = clf.log_likelihoods(texts)                                           # [N, K] numpy
-    # Inside your own JAX program: the pure scorer, the parameters, the texts' own tokens.
-    f = jax.jit(clf.scorer)            # f(params, tokens, mask) -> [B, K]
-    tokens, mask = clf.encode(texts)
-    f(clf.params, tokens, mask)
+clf = GenerativeClassifier.load("runs/full_6e")
+clf.predict(["A wonderful film.", "Two hours I will never get back."])   # -> ['pos', 'neg']
+clf.predict("A wonderful film.")                                          # -> 'pos'
+ll = clf.log_likelihoods(texts)                                           # [N, K] numpy
+# Inside your own JAX program: the pure scorer, the parameters, the texts' own tokens.
+f = jax.jit(clf.scorer)            # f(params, tokens, mask) -> [B, K]
+tokens, mask = clf.encode(texts)
+f(clf.params, tokens, mask)
 """
 
 from __future__ import annotations
@@ -57,14 +57,24 @@ class GenerativeClassifier:
         `log_likelihoods`."""
         d = self.config.data
         prefixes = label_prefixes(self.tokenizer, d.label_prefix_template, self.label_names)
-        return self.mode.scorer(self.model_config, self.tokenizer.eos_id if d.append_eos else None, prefixes)
+        return self.mode.scorer(
+            self.model_config, self.tokenizer.eos_id if d.append_eos else None, prefixes
+        )
 
     def _dataset(self, texts: Sequence[str]) -> Dataset:
-        """Texts prepared as a test split is (cleaned, tokenized); no cache file for users' texts."""
+        """Texts prepared as a test split is (cleaned, tokenized); no cache file for users'
+        texts."""
         n = len(texts)
-        raw = Dataset(list(texts), np.zeros(n, np.int32), [str(i) for i in range(n)], np.full(n, "real"),
-                      tuple(self.label_names))
-        return tokenize_dataset(self.config, raw, self.tokenizer, [f"texts[{i}]" for i in range(n)], cache=False)
+        raw = Dataset(
+            list(texts),
+            np.zeros(n, np.int32),
+            [str(i) for i in range(n)],
+            np.full(n, "real"),
+            tuple(self.label_names),
+        )
+        return tokenize_dataset(
+            self.config, raw, self.tokenizer, [f"texts[{i}]" for i in range(n)], cache=False
+        )
 
     def encode(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, mask) int32 [B, T] for `scorer`: each text's own tokens (no EOS, no prefix),
@@ -77,10 +87,16 @@ class GenerativeClassifier:
         return out, mask
 
     def log_likelihoods(self, texts: str | Sequence[str]) -> np.ndarray:
-        """[N, K] log p(text | class) ([K] for a single string), long texts handled as `data.long_text` says."""
+        """[N, K] log p(text | class) ([K] for a single string), long texts handled as
+        `data.long_text` says."""
         one = isinstance(texts, str)
-        ll, _ = self.mode.score(self.params, self._dataset([texts] if one else texts), self.tokenizer,
-                                self.config, self.model_config)
+        ll, _ = self.mode.score(
+            self.params,
+            self._dataset([texts] if one else texts),
+            self.tokenizer,
+            self.config,
+            self.model_config,
+        )
         return ll[0] if one else ll
 
     def predict(self, texts: str | Sequence[str]) -> str | list[str]:

@@ -54,28 +54,41 @@ class Conditioning:
         """Shapes and dtypes of a trained run's parameters (what a checkpoint restores into)."""
         return jax.eval_shape(lambda: self.init_params(gpt2.init_params(model_config), num_classes))
 
-    def train_stream(self, config, train: Dataset, tokenizer: Tokenizer, batch_size: int | None = None):
+    def train_stream(
+        self, config, train: Dataset, tokenizer: Tokenizer, batch_size: int | None = None
+    ):
         """Training batches (also the validation-loss batches, with the eval batch size)."""
-        return TrainStream(self._rows(config, train, tokenizer), pipeline.batch_spec(config, batch_size), config.seed)
+        return TrainStream(
+            self._rows(config, train, tokenizer),
+            pipeline.batch_spec(config, batch_size),
+            config.seed,
+        )
 
     def steps_per_model(self, stream) -> Callable[[int], int | tuple[int, ...]]:
         """epoch -> optimizer updates of each model in it (the schedules run over these)."""
         return stream.num_batches
 
-    def score(self, params, ds: Dataset, tokenizer: Tokenizer, config, model_config, desc: str = "scoring"
-              ) -> tuple[np.ndarray, np.ndarray]:
+    def score(
+        self, params, ds: Dataset, tokenizer: Tokenizer, config, model_config, desc: str = "scoring"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """([N, K] log p(text | class), [N] scored tokens per text) of a tokenized Dataset."""
         raise NotImplementedError(f"a {self.name} model has no classes to score texts against")
 
     def generation(self, k: int, prefix: Sequence[int]) -> dict:
-        """Arguments of `generate.generate_for_class` that sample class k (`prefix`: its label prefix)."""
+        """Arguments of `generate.generate_for_class` that sample class k (`prefix`: its label
+        prefix)."""
         raise NotImplementedError(f"a {self.name} model has no classes to sample")
 
-    def scorer(self, model_config: gpt2.GPT2Config, eos_id: int | None, prefixes: Sequence[Sequence[int]]):
-        """The pure (params, tokens [B, T], mask [B, T]) -> [B, K] scorer of texts that fit the context."""
+    def scorer(
+        self, model_config: gpt2.GPT2Config, eos_id: int | None, prefixes: Sequence[Sequence[int]]
+    ):
+        """The pure (params, tokens [B, T], mask [B, T]) -> [B, K] scorer of texts that fit the
+        context."""
         raise NotImplementedError(f"a {self.name} model has no classes to score texts against")
 
-    def export(self, folder: Path, model_config: gpt2.GPT2Config, params: Any, label_names: Sequence[str]) -> None:
+    def export(
+        self, folder: Path, model_config: gpt2.GPT2Config, params: Any, label_names: Sequence[str]
+    ) -> None:
         """The trained model(s) as Hugging Face folder(s)."""
         save_pretrained(model_config, params, folder)
 
@@ -85,8 +98,13 @@ class Conditioning:
 
     @staticmethod
     def _score_kw(config) -> dict:
-        return dict(batch_size=config.eval.batch_size, bucket_lengths=tuple(config.data.bucket_lengths),
-                    max_len=config.data.max_len, prefetch=config.data.prefetch, progress=bool(config.progress_bars))
+        return dict(
+            batch_size=config.eval.batch_size,
+            bucket_lengths=tuple(config.data.bucket_lengths),
+            max_len=config.data.max_len,
+            prefetch=config.data.prefetch,
+            progress=bool(config.progress_bars),
+        )
 
 
 class PerClass(Conditioning):
@@ -99,36 +117,52 @@ class PerClass(Conditioning):
     def train_stream(self, config, train, tokenizer, batch_size=None):
         check_every_class_present(train, "training set")
         spec = pipeline.batch_spec(config, batch_size)
-        return PerClassStream(tuple(
-            TrainStream(self._rows(config, train.subset(np.flatnonzero(train.labels == k)), tokenizer), spec, config.seed, k)
-            for k in range(train.num_classes)
-        ))
+        return PerClassStream(
+            tuple(
+                TrainStream(
+                    self._rows(config, train.subset(np.flatnonzero(train.labels == k)), tokenizer),
+                    spec,
+                    config.seed,
+                    k,
+                )
+                for k in range(train.num_classes)
+            )
+        )
 
     def steps_per_model(self, stream):
         return stream.steps_per_model  # each class model its own number of updates and schedule
 
     def score(self, params, ds, tokenizer, config, model_config, desc="scoring"):
         rows = self._rows(config, ds, tokenizer)
-        ll = score_rows(params, rows, len(ds), model_config, stacked=True, desc=desc, **self._score_kw(config))
+        ll = score_rows(
+            params, rows, len(ds), model_config, stacked=True, desc=desc, **self._score_kw(config)
+        )
         return ll, scored_tokens(rows, len(ds))
 
     def generation(self, k, prefix):
         return dict(class_index=k, prefix_tokens=())
 
     def scorer(self, model_config, eos_id, prefixes):
-        return functools.partial(score.score_texts, config=model_config, eos_id=eos_id, prefixes=None)
+        return functools.partial(
+            score.score_texts, config=model_config, eos_id=eos_id, prefixes=None
+        )
 
     def export(self, folder, model_config, params, label_names):
         for k, name in enumerate(label_names):
-            save_pretrained(model_config, jax.tree_util.tree_map(lambda x: x[k], params), Path(folder) / name)
+            save_pretrained(
+                model_config, jax.tree_util.tree_map(lambda x: x[k], params), Path(folder) / name
+            )
 
 
 class LabelPrefix(Conditioning):
     name = "label_prefix"
 
     def train_stream(self, config, train, tokenizer, batch_size=None):
-        return TrainStream(self._rows(config, train, tokenizer, train.labels), pipeline.batch_spec(config, batch_size),
-                           config.seed)
+        return TrainStream(
+            self._rows(config, train, tokenizer, train.labels),
+            pipeline.batch_spec(config, batch_size),
+            config.seed,
+        )
 
     def score(self, params, ds, tokenizer, config, model_config, desc="scoring"):
         """K passes of the one model, each with one class's prefix; every class scores the same
@@ -136,11 +170,22 @@ class LabelPrefix(Conditioning):
         cols, counts = [], []
         for c, name in enumerate(ds.label_names):
             rows = self._rows(config, ds, tokenizer, np.full(len(ds), c))
-            cols.append(score_rows(params, rows, len(ds), model_config, stacked=False, desc=f"{desc} [{name}]",
-                                   **self._score_kw(config)))
+            cols.append(
+                score_rows(
+                    params,
+                    rows,
+                    len(ds),
+                    model_config,
+                    stacked=False,
+                    desc=f"{desc} [{name}]",
+                    **self._score_kw(config),
+                )
+            )
             counts.append(scored_tokens(rows, len(ds)))
         if any(not np.array_equal(n, counts[0]) for n in counts):
-            raise RuntimeError("label prefixes: the classes scored different numbers of text tokens")
+            raise RuntimeError(
+                "label prefixes: the classes scored different numbers of text tokens"
+            )
         return np.concatenate(cols, axis=1), counts[0]
 
     def generation(self, k, prefix):
@@ -148,11 +193,14 @@ class LabelPrefix(Conditioning):
 
     def scorer(self, model_config, eos_id, prefixes):
         prefixes = tuple(tuple(int(t) for t in p) for p in prefixes)
-        return functools.partial(score.score_texts, config=model_config, eos_id=eos_id, prefixes=prefixes)
+        return functools.partial(
+            score.score_texts, config=model_config, eos_id=eos_id, prefixes=prefixes
+        )
 
 
 class Unconditional(Conditioning):
-    """One LM of the texts alone, labels ignored: in-domain pretraining on `data.pretrain_splits`."""
+    """One LM of the texts alone, labels ignored: in-domain pretraining on
+    `data.pretrain_splits`."""
 
     name = "unconditional"
     classifies = False

@@ -22,7 +22,13 @@ def log_prior(class_counts) -> np.ndarray:
     return np.log(counts / counts.sum())
 
 
-def scores(ll: np.ndarray, n_tokens: np.ndarray, rule: str, prior: np.ndarray, offset: np.ndarray | None = None):
+def scores(
+    ll: np.ndarray,
+    n_tokens: np.ndarray,
+    rule: str,
+    prior: np.ndarray,
+    offset: np.ndarray | None = None,
+):
     """[N, K] decision scores under a rule.
 
     bayes      -- log p(x|c) + log p(c): the generative classifier's Bayes rule.
@@ -40,7 +46,9 @@ def scores(ll: np.ndarray, n_tokens: np.ndarray, rule: str, prior: np.ndarray, o
     raise ValueError(f"unknown decision rule {rule!r}; choose from {DECISIONS}")
 
 
-def fit_offsets(ll: np.ndarray, labels: np.ndarray, iters: int = 3, max_candidates: int = 2001) -> np.ndarray:
+def fit_offsets(
+    ll: np.ndarray, labels: np.ndarray, iters: int = 3, max_candidates: int = 2001
+) -> np.ndarray:
     """Per-class additive offsets maximising validation accuracy (coordinate search).
 
     Class-conditional LMs differ in how many nats they spend per text; a constant offset
@@ -54,7 +62,9 @@ def fit_offsets(ll: np.ndarray, labels: np.ndarray, iters: int = 3, max_candidat
             others = np.delete(ll + off, c, axis=1).max(1)
             # Class c wins on row i iff ll[i,c] + off_c > others[i]: candidates at the flips.
             flips = np.sort(others - ll[:, c])
-            cands = np.concatenate([[flips[0] - 1.0], (flips[:-1] + flips[1:]) / 2, [flips[-1] + 1.0]])
+            cands = np.concatenate(
+                [[flips[0] - 1.0], (flips[:-1] + flips[1:]) / 2, [flips[-1] + 1.0]]
+            )
             if cands.size > max_candidates:  # large validation sets: quantiles of the flips suffice
                 cands = np.quantile(cands, np.linspace(0, 1, max_candidates))
             best, best_acc = off[c], -1.0
@@ -74,7 +84,9 @@ def confusion(labels: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     return m
 
 
-def classification_metrics(labels: np.ndarray, pred: np.ndarray, label_names: Sequence[str]) -> dict:
+def classification_metrics(
+    labels: np.ndarray, pred: np.ndarray, label_names: Sequence[str]
+) -> dict:
     """Accuracy, per-class precision/recall/F1, the confusion matrix (rows: true) and the F1 gap."""
     k = len(label_names)
     m = confusion(labels, pred, k)
@@ -84,7 +96,9 @@ def classification_metrics(labels: np.ndarray, pred: np.ndarray, label_names: Se
         precision = tp / m[:, c].sum() if m[:, c].sum() else 0.0
         recall = tp / m[c, :].sum() if m[c, :].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = dict(precision=float(precision), recall=float(recall), f1=float(f1), support=int(m[c].sum()))
+        per_class[name] = dict(
+            precision=float(precision), recall=float(recall), f1=float(f1), support=int(m[c].sum())
+        )
     f1s = [v["f1"] for v in per_class.values()]
     return dict(
         n=int(len(labels)),
@@ -120,8 +134,15 @@ def evaluate_split(
     return out
 
 
-def degenerate_warning(ll: np.ndarray, labels: np.ndarray, pred: np.ndarray, label_names: Sequence[str], *,
-                       margin_ratio: float, split: str) -> str | None:
+def degenerate_warning(
+    ll: np.ndarray,
+    labels: np.ndarray,
+    pred: np.ndarray,
+    label_names: Sequence[str],
+    *,
+    margin_ratio: float,
+    split: str,
+) -> str | None:
     """One line saying that a split's results do not come from distinct class models, else None.
 
     A run with too few optimizer steps leaves the K class models (nearly) equal, and its
@@ -134,20 +155,27 @@ def degenerate_warning(ll: np.ndarray, labels: np.ndarray, pred: np.ndarray, lab
         return None
     signs = []
     if len(np.unique(labels)) > 1 and len(np.unique(pred)) == 1:
-        signs.append(f"all {n} {split} predictions are {label_names[int(pred[0])]!r} while its labels hold "
-                     f"{len(np.unique(labels))} classes")
+        signs.append(
+            f"all {n} {split} predictions are {label_names[int(pred[0])]!r} while its labels hold "
+            f"{len(np.unique(labels))} classes"
+        )
     top2 = np.sort(ll, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     size = np.abs(ll.mean(1))
     ratio = float(np.median(margin / np.maximum(size, np.finfo(np.float64).tiny)))
     if ratio < margin_ratio:
-        signs.append(f"median margin {np.median(margin):.3g} nats between the best and the runner-up class, "
-                     f"{ratio:.2g} of a text's |log-likelihood| (median {np.median(size):.4g} nats; "
-                     f"eval.degenerate_margin_ratio={margin_ratio:g})")
+        signs.append(
+            f"median margin {np.median(margin):.3g} nats between the best and the runner-up class, "
+            f"{ratio:.2g} of a text's |log-likelihood| (median {np.median(size):.4g} nats; "
+            f"eval.degenerate_margin_ratio={margin_ratio:g})"
+        )
     if not signs:
         return None
-    return (f"WARNING: the class models barely differ on {split}: {'; '.join(signs)}. The accuracy is not a trained "
-            "classifier's: check the number of optimizer steps and the learning rate in the training log.")
+    return (
+        f"WARNING: the class models barely differ on {split}: {'; '.join(signs)}. "
+        "The accuracy is not a trained classifier's: check the number of optimizer steps "
+        "and the learning rate in the training log."
+    )
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
@@ -160,7 +188,10 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     n, k = b + c, min(b, c)
     if n == 0:
         return {"a_only": b, "b_only": c, "p_value": 1.0}
-    log_pmf = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+    log_pmf = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+        for i in range(k + 1)
+    ]
     top = max(log_pmf)
     tail = math.exp(top) * sum(math.exp(x - top) for x in log_pmf)
     return {"a_only": b, "b_only": c, "p_value": min(1.0, 2 * tail)}

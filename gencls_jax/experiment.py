@@ -24,17 +24,15 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from gencls_jax import conditioning
+from gencls_jax import conditioning, report
 from gencls_jax import evaluate as decide
 from gencls_jax import model as gpt2
-from gencls_jax import report
 from gencls_jax import train as trainer
 from gencls_jax import workdir as wd
 from gencls_jax.data.splits import per_class_sample
 from gencls_jax.data.tokenize import load_tokenizer
 from gencls_jax.weights import CheckpointError, load_pretrained
 from gencls_jax.workdir import RunError
-
 
 # --- model initialisation -------------------------------------------------------------------
 
@@ -45,19 +43,33 @@ def initial_model(config, vocab_size: int) -> tuple[gpt2.GPT2Config, Any]:
     already cover `data.max_len`."""
     m = config.model
     if m.init == "scratch":
-        base = gpt2.config_for(m.size, vocab_size=vocab_size, n_positions=max(gpt2.SIZES[m.size].get("n_positions", 1024), config.data.max_len))
+        base = gpt2.config_for(
+            m.size,
+            vocab_size=vocab_size,
+            n_positions=max(gpt2.SIZES[m.size].get("n_positions", 1024), config.data.max_len),
+        )
         params = gpt2.init_params(base, seed=int(config.seed))
     else:
         source = m.pretrained if m.init == "pretrained" else m.init
         try:
             base, params = load_pretrained(source)
         except CheckpointError as e:
-            hint = " (offline? train configs/pretrain_unsup.py and pass --config.model.init=<its workdir>/export)"
-            raise RunError(f"model.init={m.init!r}: {e}{hint if m.init == 'pretrained' else ''}") from None
+            hint = (
+                " (offline? train configs/pretrain_unsup.py and pass "
+                "--config.model.init=<its workdir>/export)"
+            )
+            raise RunError(
+                f"model.init={m.init!r}: {e}{hint if m.init == 'pretrained' else ''}"
+            ) from None
     if base.vocab_size < vocab_size:
-        raise RunError(f"the model's vocabulary ({base.vocab_size}) is smaller than the tokenizer's ({vocab_size})")
+        raise RunError(
+            f"the model's vocabulary ({base.vocab_size}) is smaller than the tokenizer's "
+            f"({vocab_size})"
+        )
     if config.data.max_len > base.n_positions:
-        raise RunError(f"data.max_len={config.data.max_len} exceeds the model's context ({base.n_positions})")
+        raise RunError(
+            f"data.max_len={config.data.max_len} exceeds the model's context ({base.n_positions})"
+        )
     return gpt2.resolve_config(base, config.model), params
 
 
@@ -76,7 +88,9 @@ def _val_metrics_fn(config, model_config, val, tok):
     uniform prior: the best-checkpoint choice should not lean on the class balance)."""
     mode = conditioning.get(config.model.conditioning)
     stream = mode.train_stream(config, val, tok, batch_size=config.eval.batch_size)
-    loss_eval = trainer.make_loss_evaluator(config, model_config, lambda: stream.batches(0), stacked=mode.stacked)
+    loss_eval = trainer.make_loss_evaluator(
+        config, model_config, lambda: stream.batches(0), stacked=mode.stacked
+    )
     if not mode.classifies:
         return loss_eval
     prior = np.log(np.full(val.num_classes, 1.0 / val.num_classes))
@@ -97,7 +111,9 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     changes = wd.check_resume(workdir, config)
     mode = conditioning.get(config.model.conditioning)
     t0 = time.time()
-    tok, ds = load_data(config, splits=("train", "val", "test") if config.eval.splits else ("train", "val"))
+    tok, ds = load_data(
+        config, splits=("train", "val", "test") if config.eval.splits else ("train", "val")
+    )
     train, val = ds["train"], ds["val"]
     model_config, params = initial_model(config, vocab_size=tok.vocab_size)
     label_names = list(train.label_names) if mode.classifies else []
@@ -114,23 +130,49 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     wd.append_history(workdir, "train", changes)
     params = mode.init_params(params, train.num_classes)
     stream = mode.train_stream(config, train, tok)
-    logging.info("training %s: %d texts, %d steps per epoch, %d parameters per model", mode.name, len(train),
-                 stream.num_batches(0), gpt2.count_params(params) // (train.num_classes if mode.stacked else 1))
-    result = trainer.train(config, workdir, model_config, params, stream.batches, mode.steps_per_model(stream),
-                           _val_metrics_fn(config, model_config, val, tok), stacked=mode.stacked)
+    logging.info(
+        "training %s: %d texts, %d steps per epoch, %d parameters per model",
+        mode.name,
+        len(train),
+        stream.num_batches(0),
+        gpt2.count_params(params) // (train.num_classes if mode.stacked else 1),
+    )
+    result = trainer.train(
+        config,
+        workdir,
+        model_config,
+        params,
+        stream.batches,
+        mode.steps_per_model(stream),
+        _val_metrics_fn(config, model_config, val, tok),
+        stacked=mode.stacked,
+    )
     summary = _train_summary(workdir, result, time.time() - t0)
     if result.stop_reason == "interrupted":
-        logging.info("interrupted at step %d; run again with the same --workdir to resume", result.step)
+        logging.info(
+            "interrupted at step %d; run again with the same --workdir to resume", result.step
+        )
         return summary
     best_params, step = wd.restore_params(workdir, params)
     mode.export(workdir / "export", model_config, best_params, label_names)
     if mode.classifies and config.eval.splits:
-        summary.update(evaluate_params(config, workdir, model_config, best_params, tok, ds, info,
-                                       {**summary, "evaluated_step": step}))
+        summary.update(
+            evaluate_params(
+                config,
+                workdir,
+                model_config,
+                best_params,
+                tok,
+                ds,
+                info,
+                {**summary, "evaluated_step": step},
+            )
+        )
     return summary
 
 
-RECENT_STEPS = 50  # final_train_loss: the mean loss of the run's last RECENT_STEPS steps (over resumes too)
+# final_train_loss: the mean loss of the run's last RECENT_STEPS steps (over resumes too)
+RECENT_STEPS = 50
 
 
 def _train_summary(workdir: Path, result, wall_s: float) -> dict:
@@ -140,10 +182,16 @@ def _train_summary(workdir: Path, result, wall_s: float) -> dict:
     before = json.loads(path.read_text()) if path.exists() else {}
     first = result.history[0]["step"] if result.history else result.step + 1
     recent = [r for r in before.get("recent_steps", []) if r[0] < first]
-    recent = (recent + [[h["step"], h["loss"]] for h in result.history if h["finite"]])[-RECENT_STEPS:]
+    recent = (recent + [[h["step"], h["loss"]] for h in result.history if h["finite"]])[
+        -RECENT_STEPS:
+    ]
     summary = dict(
-        stop_reason=result.stop_reason, signal=result.signal, steps=result.step, epochs_done=result.epoch,
-        best=result.best, best_step=result.best_step,
+        stop_reason=result.stop_reason,
+        signal=result.signal,
+        steps=result.step,
+        epochs_done=result.epoch,
+        best=result.best,
+        best_step=result.best_step,
         train_wall_s=float(before.get("train_wall_s", 0.0)) + wall_s,
         train_calls=int(before.get("train_calls", 0)) + 1,
         final_train_loss=float(np.mean([r[1] for r in recent])) if recent else None,
@@ -162,8 +210,17 @@ def read_train_summary(workdir: Path) -> dict:
 # --- evaluate --------------------------------------------------------------------------------
 
 
-def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, summary=None,
-                    out_dir: Path | None = None) -> dict:
+def evaluate_params(
+    config,
+    workdir: Path,
+    model_config,
+    params,
+    tok,
+    ds,
+    info,
+    summary=None,
+    out_dir: Path | None = None,
+) -> dict:
     """Score val and test, decide under every rule, write predictions, metrics.json, report.md
     (into `out_dir`, the workdir by default)."""
     out_dir = Path(out_dir or workdir)
@@ -175,14 +232,21 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
     scored, timings = {}, {}
     splits = {s: ds[s] for s in ("val", "test") if s in config.eval.splits and s in ds}
     if "train" in ds and config.eval.train_sample_per_class > 0:  # for the train/validation gap
-        idx = per_class_sample(ds["train"].labels, int(config.eval.train_sample_per_class), int(config.seed), "train_report")
+        idx = per_class_sample(
+            ds["train"].labels,
+            int(config.eval.train_sample_per_class),
+            int(config.seed),
+            "train_report",
+        )
         splits = {"train_sample": ds["train"].subset(idx), **splits}
     for split, data in splits.items():
         t0 = time.time()
         ll, n_tok = mode.score(params, data, tok, config, model_config, desc=f"scoring {split}")
         timings[split] = time.time() - t0
         scored[split] = (data, ll, n_tok)
-        logging.info("scored %s: %d texts x %d classes in %.1f s", split, len(data), k, timings[split])
+        logging.info(
+            "scored %s: %d texts x %d classes in %.1f s", split, len(data), k, timings[split]
+        )
     offsets = None
     if "val" in scored:
         v, ll, _ = scored["val"]
@@ -190,12 +254,29 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
     rules = list(dict.fromkeys([config.eval.decision, *config.eval.report_rules]))
     results, warnings = {}, []
     for split, (d, ll, n_tok) in scored.items():
-        results[split] = decide.evaluate_split(ll, d.labels, n_tok, label_names, prior, offsets, rules,
-                                          int(config.eval.sample_per_class) if split == "test" else 0, int(config.seed))
+        results[split] = decide.evaluate_split(
+            ll,
+            d.labels,
+            n_tok,
+            label_names,
+            prior,
+            offsets,
+            rules,
+            int(config.eval.sample_per_class) if split == "test" else 0,
+            int(config.seed),
+        )
         pred = decide.scores(ll, n_tok, "bayes", prior).argmax(1)
-        report.write_predictions(out_dir / f"predictions_{split}.jsonl", d, ll, n_tok, pred, label_names)
-        warning = decide.degenerate_warning(ll, d.labels, pred, label_names,
-                                       margin_ratio=float(config.eval.degenerate_margin_ratio), split=split)
+        report.write_predictions(
+            out_dir / f"predictions_{split}.jsonl", d, ll, n_tok, pred, label_names
+        )
+        warning = decide.degenerate_warning(
+            ll,
+            d.labels,
+            pred,
+            label_names,
+            margin_ratio=float(config.eval.degenerate_margin_ratio),
+            split=split,
+        )
         if warning:
             logging.warning("%s", warning)
             warnings.append(warning)
@@ -206,7 +287,9 @@ def evaluate_params(config, workdir: Path, model_config, params, tok, ds, info, 
         results=results,
         scoring_wall_s=timings,
         warnings=warnings,
-        provenance=dict(git_revision=wd.git_revision(), workdir=str(workdir), data=ds_provenance(ds, splits)),
+        provenance=dict(
+            git_revision=wd.git_revision(), workdir=str(workdir), data=ds_provenance(ds, splits)
+        ),
     )
     headline = results.get("test", results.get("val", {})).get(config.eval.decision)
     if headline:
@@ -224,11 +307,18 @@ def ds_provenance(ds: dict, scored: dict) -> dict:
 def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | None = None) -> dict:
     """Eval mode: a run's best (or latest) checkpoint, with the run's own config (`config`, from
     `workdir.eval_config`); `changed` says which keys a --config changed. Another test set
-    (`data.test_path` changed) is reported in `<workdir>/eval_<file name>/`, not over the run's report."""
+    (`data.test_path` changed) is reported in `<workdir>/eval_<file name>/`, not over the run's
+    report."""
     workdir, changed = Path(workdir), changed or {}
     info, model_config, params, step = wd.load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"))
-    out_dir = workdir / f"eval_{Path(config.data.test_path).name.split('.')[0]}" if "data.test_path" in changed else workdir
-    wd.append_history(workdir, "eval", changed, checkpoint=which, evaluated_step=step, out_dir=str(out_dir))
+    out_dir = (
+        workdir / f"eval_{Path(config.data.test_path).name.split('.')[0]}"
+        if "data.test_path" in changed
+        else workdir
+    )
+    wd.append_history(
+        workdir, "eval", changed, checkpoint=which, evaluated_step=step, out_dir=str(out_dir)
+    )
     summary = {**read_train_summary(workdir), "evaluated_step": step, "evaluated_checkpoint": which}
     return evaluate_params(config, workdir, model_config, params, tok, ds, info, summary, out_dir)

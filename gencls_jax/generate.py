@@ -60,7 +60,10 @@ def _as_prompt_list(prompt_tokens: Any, batch_size: int | None) -> list[list[int
     if isinstance(prompt_tokens, (np.ndarray, jax.Array)):
         arr = np.asarray(prompt_tokens)
         if arr.ndim not in (1, 2):
-            raise ValueError(f"prompt_tokens must be 1-D (one prompt) or 2-D (one per row), got shape {arr.shape}")
+            raise ValueError(
+                "prompt_tokens must be 1-D (one prompt) or 2-D (one per row), "
+                f"got shape {arr.shape}"
+            )
         rows = [arr.tolist()] if arr.ndim == 1 else arr.tolist()
         single = arr.ndim == 1
     else:
@@ -70,7 +73,10 @@ def _as_prompt_list(prompt_tokens: Any, batch_size: int | None) -> list[list[int
     if single:
         return rows * (1 if batch_size is None else batch_size)
     if batch_size is not None and batch_size != len(rows):
-        raise ValueError(f"batch_size={batch_size} but {len(rows)} prompts were given; pass one prompt to repeat it")
+        raise ValueError(
+            f"batch_size={batch_size} but {len(rows)} prompts were given; "
+            "pass one prompt to repeat it"
+        )
     return rows
 
 
@@ -97,7 +103,8 @@ def _check_args(
     width = max(len(p) for p in prompts)
     if width + max_new_tokens > config.n_positions:
         raise ValueError(
-            f"prompt of {width} tokens + max_new_tokens={max_new_tokens} = {width + max_new_tokens} "
+            f"prompt of {width} tokens + max_new_tokens={max_new_tokens} = "
+            f"{width + max_new_tokens} "
             f"exceeds the model's n_positions={config.n_positions}"
         )
     if not temperature >= 0:
@@ -159,7 +166,8 @@ def prefill(
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
     cache = init_cache(config, tokens.shape[0], cache_len)
     hidden, cache = apply(params, tokens, config, positions, mask, return_hidden=True, cache=cache)
-    logits = lm_logits(hidden[:, -1], params["wte"]["embedding"], config)  # the head on the last column only
+    # the head on the last column only
+    logits = lm_logits(hidden[:, -1], params["wte"]["embedding"], config)
     return logits, cache, positions[:, -1] + 1
 
 
@@ -173,7 +181,16 @@ def decode_step(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("config", "max_new_tokens", "temperature", "top_k", "top_p", "eos_id", "pad_id")
+    jax.jit,
+    static_argnames=(
+        "config",
+        "max_new_tokens",
+        "temperature",
+        "top_k",
+        "top_p",
+        "eos_id",
+        "pad_id",
+    ),
 )
 def _generate(
     params: dict,

@@ -52,7 +52,12 @@ def _head_bwd(res, g):
     h, e = res
     g = g.astype(h.dtype)
     dh = jnp.einsum("...v,vd->...d", g, e)
-    de = jnp.einsum("nv,nd->vd", g.reshape(-1, g.shape[-1]), h.reshape(-1, h.shape[-1]), preferred_element_type=jnp.float32)
+    de = jnp.einsum(
+        "nv,nd->vd",
+        g.reshape(-1, g.shape[-1]),
+        h.reshape(-1, h.shape[-1]),
+        preferred_element_type=jnp.float32,
+    )
     return dh, de.astype(e.dtype)
 
 
@@ -99,7 +104,8 @@ def _head_lp_bwd(res, ct):
     h, e, logits, lse, y = res
     cols = jnp.arange(logits.shape[-1])
     p = jnp.where(cols < e.shape[0], jnp.exp(logits - lse[:, None]), 0.0)
-    g = (((cols == y[:, None]).astype(jnp.float32) - p) * ct[:, None]).astype(h.dtype)  # d logp / d logits
+    # d logp / d logits
+    g = (((cols == y[:, None]).astype(jnp.float32) - p) * ct[:, None]).astype(h.dtype)
     dh = g @ _pad_vocab(e)
     de = jnp.einsum("nv,nd->vd", g, h, preferred_element_type=jnp.float32)[: e.shape[0]]
     return dh, de.astype(e.dtype), None
@@ -115,7 +121,9 @@ def token_log_probs(logits: Array, targets: Array) -> Array:
     return target_logit - jax.nn.logsumexp(logits, axis=-1)
 
 
-def chunked_token_log_probs(hidden: Array, embedding: Array, targets: Array, config: GPT2Config) -> Array:
+def chunked_token_log_probs(
+    hidden: Array, embedding: Array, targets: Array, config: GPT2Config
+) -> Array:
     """`token_log_probs(lm_logits(hidden), targets)` in chunks of `config.head_chunk` tokens.
 
     Each chunk goes through the fused head (`model.head_log_probs`: vocabulary padded to the

@@ -35,7 +35,11 @@ class MetricsWriter:
     def __init__(self, workdir: str | Path, tensorboard: bool = True, enabled: bool = True):
         self.path = Path(workdir) / "metrics.jsonl"
         self.enabled = enabled
-        self.tb = _tensorboard_writer(Path(workdir) / "tensorboard") if (enabled and tensorboard) else None
+        self.tb = (
+            _tensorboard_writer(Path(workdir) / "tensorboard")
+            if (enabled and tensorboard)
+            else None
+        )
 
     def write(self, step: int, kind: str, values: dict[str, float]) -> None:
         """`kind` is 'train' or 'eval' (keeps the two streams apart when reading back)."""
@@ -88,14 +92,20 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     def series(kind: str, key: str):
-        pts = [(r["step"], r[key]) for r in records if r.get("kind") == kind and isinstance(r.get(key), (int, float))]
+        pts = [
+            (r["step"], r[key])
+            for r in records
+            if r.get("kind") == kind and isinstance(r.get(key), (int, float))
+        ]
         return [p[0] for p in pts], [p[1] for p in pts]
 
     def style(xs) -> str:  # a line alone hides a curve of a few points: mark them
         return "o-" if len(xs) <= FEW_POINTS else "-"
 
     has_acc = bool(series("eval", "val_accuracy")[0])
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False
+    )
     ax = axes[0, 0]
     xs, ys = series("train", "train_loss")
     ax.plot(xs, ys, style(xs), label="train loss")
@@ -164,7 +174,9 @@ def progress_bar(total: int, initial: int, epoch: int, enabled: bool) -> Any:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=f"epoch {epoch}", unit="step", dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, desc=f"epoch {epoch}", unit="step", dynamic_ncols=True
+    )
 
 
 class _NoBar:
@@ -174,4 +186,6 @@ class _NoBar:
 
 
 def log_line(step: int, values: dict[str, float], keys: Iterable[str]) -> None:
-    logging.info("step %d: %s", step, ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values))
+    logging.info(
+        "step %d: %s", step, ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
+    )

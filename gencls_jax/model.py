@@ -51,7 +51,8 @@ class GPT2Config:
     remat: str = "none"  # 'none' | 'full' | 'dots' (save matmul outputs, recompute the rest)
     attention: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention implementation)
     layer_unroll: int = 0  # layers per scan iteration; 0 = all (fastest on GPU, slower to compile)
-    head_chunk: int = 8192  # scoring: tokens per chunk of the head (bounds its float32 [tokens, vocab] logits)
+    head_chunk: int = 8192  # scoring: tokens per chunk of the head
+    #   (bounds its float32 [tokens, vocab] logits)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -96,8 +97,14 @@ def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
     attention = m.attention
     if attention == "auto":
         attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
-    return base.replace(dtype=m.dtype, remat=m.remat, attention=attention, dropout=float(m.dropout),
-                        layer_unroll=int(m.layer_unroll), head_chunk=int(m.head_chunk))
+    return base.replace(
+        dtype=m.dtype,
+        remat=m.remat,
+        attention=attention,
+        dropout=float(m.dropout),
+        layer_unroll=int(m.layer_unroll),
+        head_chunk=int(m.head_chunk),
+    )
 
 
 def _normal(std: float):
@@ -125,7 +132,9 @@ def attention_xla(q: Array, k: Array, v: Array, mask: Array) -> Array:
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
-def attention_cached(q: Array, k: Array, v: Array, mask: Array, k_cache: Array, v_cache: Array, cache_mask: Array):
+def attention_cached(
+    q: Array, k: Array, v: Array, mask: Array, k_cache: Array, v_cache: Array, cache_mask: Array
+):
     """Attention over [cached slots, new tokens] without writing the new keys into the cache
     first: one softmax over both score blocks, so the per-layer cache is only read."""
     scale = q.shape[-1] ** -0.5
@@ -162,7 +171,11 @@ class Attention(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: Array, segment_ids: Array | None, kv: tuple[Array, Array] | None = None, cache_mask: Array | None = None
+        self,
+        x: Array,
+        segment_ids: Array | None,
+        kv: tuple[Array, Array] | None = None,
+        cache_mask: Array | None = None,
     ):
         """Without `kv`: [B, T, D] -> [B, T, D]. With this layer's cached (k, v) [B, S, H, Dh] and
         `cache_mask` [B, 1, T, S]: returns (output, (new k, new v)) for the caller to store."""
@@ -173,9 +186,11 @@ class Attention(nn.Module):
         q, k, v = jnp.split(qkv.reshape(b, t, 3, c.n_head, dh), 3, axis=2)
         q, k, v = (a[:, :, 0] for a in (q, k, v))  # [B, T, H, Dh]
         mask = causal_segment_mask(segment_ids, t)
-        if kv is not None:  # decoding: plain XLA attention (cuDNN's fused kernel is for training shapes)
+        if kv is not None:
+            # decoding: plain XLA attention (cuDNN's fused kernel is for training shapes)
             y = attention_cached(q, k, v, mask, kv[0], kv[1], cache_mask)
-        elif c.attention == "cudnn" and segment_ids is None:  # cuDNN's own causal mask: no [T, T] tensor
+        elif c.attention == "cudnn" and segment_ids is None:
+            # cuDNN's own causal mask: no [T, T] tensor
             y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
         elif c.attention == "cudnn":  # packed rows: the segment mask, one copy per head (cuDNN's
             # mask layout; a broadcast head axis breaks under the class-axis vmap)
@@ -198,7 +213,9 @@ class MLP(nn.Module):
         h = nn.Dense(4 * c.n_embd, dtype=c.compute_dtype, kernel_init=_normal(0.02), name="c_fc")(x)
         h = jax.nn.gelu(h, approximate=True)  # HF's "gelu_new"
         proj_std = 0.02 / (2 * c.n_layer) ** 0.5
-        return nn.Dense(c.n_embd, dtype=c.compute_dtype, kernel_init=_normal(proj_std), name="c_proj")(h)
+        return nn.Dense(
+            c.n_embd, dtype=c.compute_dtype, kernel_init=_normal(proj_std), name="c_proj"
+        )(h)
 
 
 class Block(nn.Module):
@@ -210,7 +227,11 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: Array, segment_ids: Array | None, kv: tuple[Array, Array] | None = None, cache_mask: Array | None = None
+        self,
+        x: Array,
+        segment_ids: Array | None,
+        kv: tuple[Array, Array] | None = None,
+        cache_mask: Array | None = None,
     ):
         c = self.config
         ln = functools.partial(nn.LayerNorm, epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype)
@@ -255,28 +276,41 @@ class GPT2(nn.Module):
 
         block = Block
         if c.remat != "none":
-            policy = None if c.remat == "full" else jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+            policy = (
+                None
+                if c.remat == "full"
+                else jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+            )
             block = nn.remat(Block, prevent_cse=False, policy=policy)
         blocks = nn.scan(
             block,
             variable_axes={"params": 0},
             split_rngs={"params": True, "dropout": True},
-            in_axes=(nn.broadcast, 0, nn.broadcast),  # segment ids, per-layer cached (k, v), cache mask
+            in_axes=(
+                nn.broadcast,
+                0,
+                nn.broadcast,
+            ),  # segment ids, per-layer cached (k, v), cache mask
             length=c.n_layer,
             unroll=c.layer_unroll or c.n_layer,
         )(c, deterministic, name="h")
         if cache is None:
             x, _ = blocks(x, segment_ids, None, None)
         else:
-            # Cached slot j is visible to a new token iff it is filled (j < index) and in its segment.
+            # Cached slot j is visible to a new token iff it is filled (j < index) and in its
+            # segment.
             filled = jnp.arange(cache.segment_ids.shape[1]) < cache.index
-            cache_mask = (segment_ids[:, None, :, None] == cache.segment_ids[:, None, None, :]) & filled
+            cache_mask = (
+                segment_ids[:, None, :, None] == cache.segment_ids[:, None, None, :]
+            ) & filled
             x, (k, v) = blocks(x, segment_ids, (cache.k, cache.v), cache_mask)
             at = (0, 0, cache.index, 0, 0)
             cache = KVCache(
                 jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), at),
                 jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), at),
-                jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids.astype(jnp.int32), (0, cache.index)),
+                jax.lax.dynamic_update_slice(
+                    cache.segment_ids, segment_ids.astype(jnp.int32), (0, cache.index)
+                ),
                 cache.index + t,
             )
         h = nn.LayerNorm(epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype, name="ln_f")(x)

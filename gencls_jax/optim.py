@@ -53,7 +53,8 @@ def make_schedule(tc: Any, total_steps: int) -> optax.Schedule:
 
     def schedule(count):
         t = jnp.asarray(count, jnp.float32)
-        rest = jnp.clip((total - t) / (total - warm + 1), 0.0, 1.0)  # 1 - p: from 1 at the peak down to > 0
+        # 1 - p: from 1 at the peak down to > 0
+        rest = jnp.clip((total - t) / (total - warm + 1), 0.0, 1.0)
         if tc.schedule == "constant":
             after = jnp.full_like(rest, peak)
         elif tc.schedule == "linear":
@@ -74,7 +75,9 @@ def decay_mask(params: Any) -> Any:
     """Same tree as `params`, True where AdamW applies weight decay (Dense kernels only).
 
     Works unchanged on class-stacked trees: it looks at names, not shapes."""
-    return jax.tree_util.tree_map_with_path(lambda p, _: _leaf_name(p) in DECAYED_LEAF_NAMES, params)
+    return jax.tree_util.tree_map_with_path(
+        lambda p, _: _leaf_name(p) in DECAYED_LEAF_NAMES, params
+    )
 
 
 def scale_by_given_learning_rate() -> optax.GradientTransformationExtraArgs:
@@ -101,7 +104,8 @@ def make_optimizer(tc: Any) -> optax.GradientTransformationExtraArgs:
 
 
 def applied_updates(opt_state: Any) -> Array:
-    """Updates applied so far (Adam's count: a skipped step restores the old state, count included)."""
+    """Updates applied so far (Adam's count: a skipped step restores the old state, count
+    included)."""
     return optax.tree_utils.tree_get(opt_state, "count")
 
 

@@ -19,8 +19,12 @@ def setup(config: Any) -> None:
 def setup_compilation_cache(config: Any) -> None:
     """JAX's persistent compilation cache at `config.compile_cache_dir` ('' = off)."""
     if config.compile_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(Path(config.compile_cache_dir).expanduser()))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", float(config.compile_cache_min_secs))
+        jax.config.update(
+            "jax_compilation_cache_dir", str(Path(config.compile_cache_dir).expanduser())
+        )
+        jax.config.update(
+            "jax_persistent_cache_min_compile_time_secs", float(config.compile_cache_min_secs)
+        )
 
 
 _DISTRIBUTED_READY = False

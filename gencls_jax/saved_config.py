@@ -10,5 +10,7 @@ from gencls_jax import workdir
 def get_config(run_dir: str):
     config = workdir.saved_config(run_dir)
     if config is None:
-        raise FileNotFoundError(f"{run_dir} has no config.json: no run was trained there (run --mode=train first)")
+        raise FileNotFoundError(
+            f"{run_dir} has no config.json: no run was trained there (run --mode=train first)"
+        )
     return config

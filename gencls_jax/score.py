@@ -7,10 +7,10 @@ Two levels:
 - `sequence_log_likelihood(params, tokens, mask, config)`: texts that fit in the context.
   The first token of each text is conditioned on <|endoftext|> (GPT-2's BOS), so every text
   token is scored: log p(x) = sum_t log p(x_t | BOS, x_<t).
-- `row_log_likelihood(params, inputs, targets, weights, config)`: explicit (input, target,
-  weight) rows, which is what long texts become (`data.rows.make_rows`) when they are scored in strided
-  windows: each window sees up to n_positions tokens and scores only those no earlier window
-  scored, the standard sliding-window perplexity recipe.
+- `row_log_likelihood(params, inputs, targets, weights, config)`: explicit (input, target, weight)
+  rows, which is what long texts become (`data.rows.make_rows`) when they are scored in strided
+  windows: each window sees up to n_positions tokens and scores only those no earlier window scored,
+  the standard sliding-window perplexity recipe.
 `class_log_likelihoods` adds the class axis: K models' parameters stacked on axis 0, one vmap.
 `prefixed_class_log_likelihoods` is the label-prefix counterpart: one model, K prefixes, each
 conditioning the text and not scored.
@@ -27,6 +27,7 @@ from gencls_jax.head import chunked_token_log_probs
 from gencls_jax.model import GPT2Config, apply
 
 Array = jax.Array
+
 
 def shift_right(tokens: Array, mask: Array, bos_id: int) -> tuple[Array, Array, Array]:
     """Model inputs that predict `tokens`: the previous scored token, or BOS at a text's start.
@@ -56,7 +57,9 @@ def _log_probs(params, inputs, targets, config, positions=None, segment_ids=None
     return chunked_token_log_probs(hidden, params["wte"]["embedding"], targets, config)
 
 
-def row_log_likelihood(params: dict, inputs: Array, targets: Array, weights: Array, config: GPT2Config) -> Array:
+def row_log_likelihood(
+    params: dict, inputs: Array, targets: Array, weights: Array, config: GPT2Config
+) -> Array:
     """[B, T] rows -> [B] float32 sum_t weights_t * log p(targets_t | inputs_<=t).
 
     A row's real tokens are a prefix; padding (weight 0, any target) scores nothing."""
@@ -66,13 +69,19 @@ def row_log_likelihood(params: dict, inputs: Array, targets: Array, weights: Arr
     return jnp.sum(jnp.where(weights != 0, ll * weights, 0.0), axis=-1)
 
 
-def class_log_likelihoods(stacked_params: dict, tokens: Array, mask: Array, config: GPT2Config) -> Array:
+def class_log_likelihoods(
+    stacked_params: dict, tokens: Array, mask: Array, config: GPT2Config
+) -> Array:
     """K class models (parameters stacked on axis 0) -> [B, K] log p(text | class)."""
-    per_class = jax.vmap(sequence_log_likelihood, in_axes=(0, None, None, None))(stacked_params, tokens, mask, config)
+    per_class = jax.vmap(sequence_log_likelihood, in_axes=(0, None, None, None))(
+        stacked_params, tokens, mask, config
+    )
     return per_class.T
 
 
-def class_row_log_likelihoods(stacked_params: dict, inputs: Array, targets: Array, weights: Array, config: GPT2Config):
+def class_row_log_likelihoods(
+    stacked_params: dict, inputs: Array, targets: Array, weights: Array, config: GPT2Config
+):
     """`row_log_likelihood` over the class axis -> [B, K]."""
     f = jax.vmap(row_log_likelihood, in_axes=(0, None, None, None, None))
     return f(stacked_params, inputs, targets, weights, config).T
@@ -87,33 +96,58 @@ def append_token(tokens: Array, mask: Array, token_id: int) -> tuple[Array, Arra
     return jnp.where(at, token_id, tokens), jnp.where(at, 1, mask)
 
 
-def prefixed_log_likelihood(params: dict, tokens: Array, mask: Array, prefix: Sequence[int], config: GPT2Config) -> Array:
+def prefixed_log_likelihood(
+    params: dict, tokens: Array, mask: Array, prefix: Sequence[int], config: GPT2Config
+) -> Array:
     """[B] log p(text | prefix) of right-padded texts: each row is BOS + prefix + text (the first
     row `data.rows.make_rows` makes with a prefix); the prefix conditions and is not scored."""
     b, p = tokens.shape[0], len(prefix)
     real = mask.astype(bool)
-    targets = jnp.concatenate([jnp.broadcast_to(jnp.asarray(prefix, jnp.int32), (b, p)),
-                               jnp.where(real, tokens, -1).astype(jnp.int32)], axis=1)
-    inputs = jnp.concatenate([jnp.full((b, 1), config.bos_token_id, jnp.int32), jnp.maximum(targets[:, :-1], 0)], axis=1)
+    targets = jnp.concatenate(
+        [
+            jnp.broadcast_to(jnp.asarray(prefix, jnp.int32), (b, p)),
+            jnp.where(real, tokens, -1).astype(jnp.int32),
+        ],
+        axis=1,
+    )
+    inputs = jnp.concatenate(
+        [jnp.full((b, 1), config.bos_token_id, jnp.int32), jnp.maximum(targets[:, :-1], 0)], axis=1
+    )
     weights = jnp.concatenate([jnp.zeros((b, p), jnp.float32), real.astype(jnp.float32)], axis=1)
     return row_log_likelihood(params, inputs, targets, weights, config)
 
 
-def prefixed_class_log_likelihoods(params: dict, tokens: Array, mask: Array, prefixes: Sequence[Sequence[int]],
-                                   config: GPT2Config) -> Array:
-    """One label-prefix model, class c conditioned on `prefixes[c]` -> [B, K] log p(text | class)."""
-    return jnp.stack([prefixed_log_likelihood(params, tokens, mask, p, config) for p in prefixes], axis=1)
+def prefixed_class_log_likelihoods(
+    params: dict, tokens: Array, mask: Array, prefixes: Sequence[Sequence[int]], config: GPT2Config
+) -> Array:
+    """One label-prefix model, class c conditioned on `prefixes[c]`
+    -> [B, K] log p(text | class)."""
+    return jnp.stack(
+        [prefixed_log_likelihood(params, tokens, mask, p, config) for p in prefixes], axis=1
+    )
 
 
-def score_texts(params, tokens: jax.Array, mask: jax.Array, *, config: GPT2Config, eos_id: int | None,
-                prefixes: tuple[tuple[int, ...], ...] | None) -> jax.Array:
+def score_texts(
+    params,
+    tokens: jax.Array,
+    mask: jax.Array,
+    *,
+    config: GPT2Config,
+    eos_id: int | None,
+    prefixes: tuple[tuple[int, ...], ...] | None,
+) -> jax.Array:
     """[B, K] log p(text | class) of right-padded text tokens, under a run's conventions: EOS
     appended (`eos_id`, when the run appends one), then the K stacked class models (`prefixes`
     None) or the one model conditioned on each class's label prefix."""
-    width = tokens.shape[1] + (eos_id is not None) + max((len(p) for p in prefixes or ()), default=0)
+    width = (
+        tokens.shape[1] + (eos_id is not None) + max((len(p) for p in prefixes or ()), default=0)
+    )
     if width > config.n_positions:
-        raise ValueError(f"tokens of width {tokens.shape[1]} need {width} positions with the run's EOS and label prefix, "
-                         f"more than the model's {config.n_positions}; score long texts with log_likelihoods()")
+        raise ValueError(
+            f"tokens of width {tokens.shape[1]} need {width} positions with the run's EOS and "
+            "label prefix, "
+            f"more than the model's {config.n_positions}; score long texts with log_likelihoods()"
+        )
     if eos_id is not None:
         tokens, mask = append_token(tokens, mask, eos_id)
     if prefixes is None:

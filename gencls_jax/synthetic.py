@@ -16,8 +16,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from gencls_jax import conditioning
-from gencls_jax import generate
+from gencls_jax import conditioning, generate
 from gencls_jax import workdir as wd
 from gencls_jax.data.clean import clean_text
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
@@ -25,16 +24,25 @@ from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import Tokenizer, load_tokenizer
 
 
-def sample_class(params, model_config, g, k: int, prefix, eos_id: int, mode: conditioning.Conditioning) -> list[list[int]]:
-    """`g.per_class` token lists from class k (per-class model k, or the shared model + prefix k)."""
+def sample_class(
+    params, model_config, g, k: int, prefix, eos_id: int, mode: conditioning.Conditioning
+) -> list[list[int]]:
+    """`g.per_class` token lists from class k (per-class model k, or the shared model + prefix
+    k)."""
     out: list[list[int]] = []
     batch = 0
     while len(out) < g.per_class:
         gen = generate.generate_for_class(
-            params, model_config, **mode.generation(k, prefix),
-            batch_size=int(g.batch_size), rng=jax.random.fold_in(jax.random.key(int(g.seed)), 1000 * k + batch),
-            max_new_tokens=int(g.max_new_tokens), temperature=float(g.temperature), top_k=int(g.top_k),
-            top_p=float(g.top_p), eos_id=eos_id,
+            params,
+            model_config,
+            **mode.generation(k, prefix),
+            batch_size=int(g.batch_size),
+            rng=jax.random.fold_in(jax.random.key(int(g.seed)), 1000 * k + batch),
+            max_new_tokens=int(g.max_new_tokens),
+            temperature=float(g.temperature),
+            top_k=int(g.top_k),
+            top_p=float(g.top_p),
+            eos_id=eos_id,
         )
         out.extend(generate.token_lists(gen))
         batch += 1
@@ -45,7 +53,9 @@ def select(texts: list[str], lengths: np.ndarray, margin: np.ndarray, g) -> np.n
     """Which samples to keep: at least `g.min_tokens` tokens, not blank, the first of exact
     duplicates (`g.dedupe`), margin in [`g.min_margin`, `g.max_margin`]. A high floor keeps the
     models' most typical texts; a ceiling keeps those near the decision boundary."""
-    keep = (np.asarray(lengths) >= int(g.min_tokens)) & np.array([bool(t.strip()) for t in texts], bool)
+    keep = (np.asarray(lengths) >= int(g.min_tokens)) & np.array(
+        [bool(t.strip()) for t in texts], bool
+    )
     if g.dedupe:
         first = np.zeros(len(texts), bool)
         first[generate.dedupe(texts)] = True
@@ -53,17 +63,28 @@ def select(texts: list[str], lengths: np.ndarray, margin: np.ndarray, g) -> np.n
     return keep & (margin >= float(g.min_margin)) & (margin <= float(g.max_margin))
 
 
-def sample_margins(config, params, model_config, tok: Tokenizer, texts: list[str], labels: np.ndarray,
-                   names: Sequence[str]) -> np.ndarray:
+def sample_margins(
+    config,
+    params,
+    model_config,
+    tok: Tokenizer,
+    texts: list[str],
+    labels: np.ndarray,
+    names: Sequence[str],
+) -> np.ndarray:
     """The classifier's margin log p(x|c) - max_{c' != c} log p(x|c') on each decoded sample,
     scored exactly as a test text (cleaned, re-tokenized, EOS from the rows): the text written
     to synthetic.jsonl is what a later run trains on. NaN for a sample with no text to score
     (blank once cleaned), which no margin filter keeps."""
     n = len(texts)
     scored = np.flatnonzero([bool(clean_text(t, config.data.clean_html).strip()) for t in texts])
-    raw = Dataset(texts, labels, [f"synthetic-{i}" for i in range(n)], np.full(n, "synthetic"), tuple(names))
+    raw = Dataset(
+        texts, labels, [f"synthetic-{i}" for i in range(n)], np.full(n, "synthetic"), tuple(names)
+    )
     ds = tokenize_dataset(config, raw.subset(scored), tok)
-    ll, _ = conditioning.get(config.model.conditioning).score(params, ds, tok, config, model_config, desc="scoring samples")
+    ll, _ = conditioning.get(config.model.conditioning).score(
+        params, ds, tok, config, model_config, desc="scoring samples"
+    )
     own = ll[np.arange(len(ds)), ds.labels]
     other = np.where(np.eye(len(names), dtype=bool)[ds.labels], -np.inf, ll).max(1)
     margin = np.full(n, np.nan)
@@ -96,14 +117,32 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
     out_path = workdir / g.output
     with open(out_path, "w") as f:
         for i in np.flatnonzero(keep):
-            f.write(json.dumps({"text": texts[i], "label": names[labels[i]], "origin": "synthetic",
-                                "n_tokens": int(lengths[i]), "margin": float(margin[i]),
-                                "model": str(workdir), "checkpoint_step": int(step), "sampling": sampling}) + "\n")
-    stats = {"file": str(out_path), "generated": int(len(texts)), "kept": int(keep.sum()), "per_class": {}}
+            f.write(
+                json.dumps(
+                    {
+                        "text": texts[i],
+                        "label": names[labels[i]],
+                        "origin": "synthetic",
+                        "n_tokens": int(lengths[i]),
+                        "margin": float(margin[i]),
+                        "model": str(workdir),
+                        "checkpoint_step": int(step),
+                        "sampling": sampling,
+                    }
+                )
+                + "\n"
+            )
+    stats = {
+        "file": str(out_path),
+        "generated": int(len(texts)),
+        "kept": int(keep.sum()),
+        "per_class": {},
+    }
     for k, name in enumerate(names):
         sel = (labels == k) & keep
         stats["per_class"][name] = {
-            "generated": int((labels == k).sum()), "kept": int(sel.sum()),
+            "generated": int((labels == k).sum()),
+            "kept": int(sel.sum()),
             "mean_tokens": float(lengths[sel].mean()) if sel.any() else 0.0,
             "distinct_1": generate.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 1),
             "distinct_2": generate.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 2),

@@ -6,7 +6,8 @@ after dispatching step n+1, so the host never waits for the device between steps
 SIGINT/SIGTERM stops after the step in flight and checkpoints. Per class (stacked models), an
 epoch has max_k n_k steps; class k's n_k batches come first, then padding (`data.batching`).
 
-Entry point: `train(config, workdir, model_config, init_params, train_batches, num_batches, stacked=...)`.
+Entry point:
+`train(config, workdir, model_config, init_params, train_batches, num_batches, stacked=...)`.
 """
 
 from __future__ import annotations
@@ -38,16 +39,24 @@ Batch = Mapping[str, Any]
 # --- validation loss --------------------------------------------------------------------------
 
 
-def evaluate_loss(eval_step: Callable, params: Any, batches: Iterable[Batch], sharding: NamedSharding) -> dict[str, float]:
+def evaluate_loss(
+    eval_step: Callable, params: Any, batches: Iterable[Batch], sharding: NamedSharding
+) -> dict[str, float]:
     """Token-mean validation loss over all batches (and all classes when stacked)."""
-    sums = [eval_step(params, ts.shard_batch(b, sharding)) for b in batches]  # no host sync in between
+    sums = [
+        eval_step(params, ts.shard_batch(b, sharding)) for b in batches
+    ]  # no host sync in between
     sums = jax.device_get(sums)
     nll, weight = sum(float(np.sum(n)) for n, _ in sums), sum(float(np.sum(w)) for _, w in sums)
     return {"val_loss": nll / max(weight, 1e-30)}
 
 
 def make_loss_evaluator(
-    config: Any, model_config: GPT2Config, val_batches: Callable[[], Iterable[Batch]], *, stacked: bool,
+    config: Any,
+    model_config: GPT2Config,
+    val_batches: Callable[[], Iterable[Batch]],
+    *,
+    stacked: bool,
     mesh: Mesh | None = None,
 ) -> Callable[[Any], dict[str, float]]:
     """An `eval_fn` for `train`: params -> {'val_loss': ...} over `val_batches()`."""
@@ -90,7 +99,9 @@ class _StopOnSignal:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        logging.warning("received signal %d: stopping after this step and saving a checkpoint", signum)
+        logging.warning(
+            "received signal %d: stopping after this step and saving a checkpoint", signum
+        )
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -133,7 +144,9 @@ def _track_best(meta: dict, ev: Mapping[str, float], step: int, tc: Any) -> bool
     else:
         meta["bad_epochs"] = int(meta["bad_epochs"]) + 1
     if tc.early_stop_patience > 0 and meta["bad_epochs"] >= tc.early_stop_patience:
-        logging.info("early stopping: %s did not improve for %d epochs", tc.best_metric, meta["bad_epochs"])
+        logging.info(
+            "early stopping: %s did not improve for %d epochs", tc.best_metric, meta["bad_epochs"]
+        )
         return True
     return False
 
@@ -156,9 +169,9 @@ def train(
     train_batches(epoch, start) yields the host batches of `epoch` from batch index `start` on
     (one batch = one optimizer step: `train.batch_size` rows; [K, B, T] for K `stacked` class
     models, [B, T] for one); num_batches(epoch) says how many steps each model takes in it: an
-    int, or for stacked models a tuple of K counts (`PerClassStream.steps_per_model`: class k's real batches come first, then
-    padding). The epoch has the largest count of steps; each model's schedule runs over its own
-    total (an int means every class model takes every step).
+    int, or for stacked models a tuple of K counts (`PerClassStream.steps_per_model`: class k's
+    real batches come first, then padding). The epoch has the largest count of steps; each
+    model's schedule runs over its own total (an int means every class model takes every step).
     eval_fn(params) -> metrics (e.g. val_loss, val_accuracy) runs at each epoch end.
     callbacks(step, step_metrics) run after every step (hooks for tests and tooling)."""
     loss_fn = loss_fn or loss_fn_for(config)
@@ -173,9 +186,14 @@ def train(
     k = ts.num_stacked_classes(init_params) if stacked else None
     totals = _total_steps(tc, nb)
     if len(totals) not in (1, k or 1):
-        raise ValueError(f"num_batches gives {len(totals)} step counts per epoch for {k or 1} model(s)")
-    logging.info("optimizer updates per model over the run: %s (warmup %s)", list(totals),
-                 [optim.warmup_length(tc, n) for n in totals])
+        raise ValueError(
+            f"num_batches gives {len(totals)} step counts per epoch for {k or 1} model(s)"
+        )
+    logging.info(
+        "optimizer updates per model over the run: %s (warmup %s)",
+        list(totals),
+        [optim.warmup_length(tc, n) for n in totals],
+    )
     tx, _, step_fn = ts.compiled_train_step(
         model_config, ml_collections.FrozenConfigDict(tc), stacked, totals, mesh, loss_fn
     )
@@ -185,11 +203,26 @@ def train(
     bsharding = ts.batch_sharding(mesh, stacked)
     use_scale = model_config.dtype == "float16"
 
-    ckpt = Checkpointer(workdir / "checkpoints", tc.keep_checkpoints, tc.best_metric, tc.async_checkpoint)
-    meta = {"epoch": 0, "batch": 0, "best": None, "best_step": None, "bad_epochs": 0, "stop_reason": None}
+    ckpt = Checkpointer(
+        workdir / "checkpoints", tc.keep_checkpoints, tc.best_metric, tc.async_checkpoint
+    )
+    meta = {
+        "epoch": 0,
+        "batch": 0,
+        "best": None,
+        "best_step": None,
+        "bad_epochs": 0,
+        "stop_reason": None,
+    }
     if ckpt.latest_step() is not None:
         state, meta, _ = ckpt.restore(state, "latest", set_aside_damaged=True)
-        logging.info("resumed from step %d (epoch %d, batch %d) in %s", int(state.step), meta["epoch"], meta["batch"], workdir)
+        logging.info(
+            "resumed from step %d (epoch %d, batch %d) in %s",
+            int(state.step),
+            meta["epoch"],
+            meta["batch"],
+            workdir,
+        )
     writer = metrics_lib.MetricsWriter(workdir, tensorboard=tc.tensorboard, enabled=lead)
     history: list[dict] = []
     evals: list[dict] = []
@@ -210,14 +243,23 @@ def train(
         nll, w = float(np.sum(m["nll_sum"])), float(np.sum(m["weight"]))
         finite = bool(np.all(m["finite"]))
         if not finite and not use_scale:
-            raise FloatingPointError(f"non-finite loss at step {done} (epoch {epoch}, batch {i}): loss sum {nll}")
-        real = np.atleast_1d(m["real"])  # class models that took this step (the others had padding only)
+            raise FloatingPointError(
+                f"non-finite loss at step {done} (epoch {epoch}, batch {i}): loss sum {nll}"
+            )
+        # class models that took this step (the others had padding only)
+        real = np.atleast_1d(m["real"])
 
         def of_real(x) -> float:
             return float(np.mean(np.atleast_1d(x)[real])) if real.any() else 0.0
 
-        rec = {"step": done, "loss": nll / max(w, 1e-30), "lr": of_real(m["lr"]),
-               "grad_norm": of_real(m["grad_norm"]), "tokens": w, "finite": finite}
+        rec = {
+            "step": done,
+            "loss": nll / max(w, 1e-30),
+            "lr": of_real(m["lr"]),
+            "grad_norm": of_real(m["grad_norm"]),
+            "tokens": w,
+            "finite": finite,
+        }
         if use_scale:
             rec["loss_scale"] = float(np.min(m["loss_scale"]))
         history.append(rec)
@@ -227,15 +269,25 @@ def train(
         speed.add(w)
         bar.update(1)
         if done % int(tc.log_every) == 0:
-            logged = {"train_loss": window["nll"] / max(window["weight"], 1e-30), "lr": rec["lr"],
-                      "grad_norm": rec["grad_norm"], "skipped_steps": int(np.sum(m["skipped"])), **speed.rates()}
+            logged = {
+                "train_loss": window["nll"] / max(window["weight"], 1e-30),
+                "lr": rec["lr"],
+                "grad_norm": rec["grad_norm"],
+                "skipped_steps": int(np.sum(m["skipped"])),
+                **speed.rates(),
+            }
             if use_scale:
                 logged["loss_scale"] = rec["loss_scale"]
             window = {"nll": 0.0, "weight": 0.0}
             writer.write(done, "train", logged)
-            metrics_lib.log_line(done, logged, ("train_loss", "lr", "tokens_per_s", "steps_per_s", "skipped_steps"))
-            bar.set_postfix(loss=f"{logged['train_loss']:.4f}", tok_s=f"{logged['tokens_per_s']:.0f}",
-                            it_s=f"{logged['steps_per_s']:.2f}")
+            metrics_lib.log_line(
+                done, logged, ("train_loss", "lr", "tokens_per_s", "steps_per_s", "skipped_steps")
+            )
+            bar.set_postfix(
+                loss=f"{logged['train_loss']:.4f}",
+                tok_s=f"{logged['tokens_per_s']:.0f}",
+                it_s=f"{logged['steps_per_s']:.2f}",
+            )
         for cb in callbacks:
             cb(done, rec)
         return rec
@@ -251,11 +303,21 @@ def train(
                 total = max(_steps_per_model(nb(epoch)))
                 bar = metrics_lib.progress_bar(total, start, epoch, lead and config.progress_bars)
 
-                def put(batch: Batch) -> dict:  # shape errors here, with a message, not deep inside XLA
-                    ts.check_batch(batch, stacked=stacked, num_classes=k, accum=int(tc.grad_accum), n_devices=mesh.size)
+                def put(
+                    batch: Batch,
+                ) -> dict:  # shape errors here, with a message, not deep inside XLA
+                    ts.check_batch(
+                        batch,
+                        stacked=stacked,
+                        num_classes=k,
+                        accum=int(tc.grad_accum),
+                        n_devices=mesh.size,
+                    )
                     return ts.shard_batch(batch, bsharding)
 
-                batches = prefetch_to_device(train_batches(epoch, start), int(config.data.prefetch), put)
+                batches = prefetch_to_device(
+                    train_batches(epoch, start), int(config.data.prefetch), put
+                )
                 pending = None  # (step, batch index, device metrics) of the step in flight
                 for i, batch in enumerate(batches, start):
                     state, m = step_fn(state, batch)
@@ -269,7 +331,9 @@ def train(
                         reason = "max_steps"
                     elif stop.signum is not None:
                         reason = "interrupted"  # the step in flight when the signal came is kept
-                    if reason is not None or (tc.ckpt_every > 0 and step % int(tc.ckpt_every) == 0 and not last_of_epoch):
+                    if reason is not None or (
+                        tc.ckpt_every > 0 and step % int(tc.ckpt_every) == 0 and not last_of_epoch
+                    ):
                         record(*pending, epoch, bar)
                         pending = None
                         save()
@@ -299,5 +363,14 @@ def train(
         writer.close()
     if lead and tc.plot:
         metrics_lib.plot_curves(writer.path, workdir / "curves.png")
-    return TrainResult(state, reason, int(meta["epoch"]), step, meta["best"], meta["best_step"], history, evals,
-                       stop.signum if reason == "interrupted" else None)
+    return TrainResult(
+        state,
+        reason,
+        int(meta["epoch"]),
+        step,
+        meta["best"],
+        meta["best_step"],
+        history,
+        evals,
+        stop.signum if reason == "interrupted" else None,
+    )

@@ -53,13 +53,21 @@ class TrainState(NamedTuple):
     rng: Array  # uint32 key data of the dropout base key
 
 
-def init_state(params: Any, tx: optax.GradientTransformation, tc: Any, seed: int, num_classes: int | None) -> TrainState:
+def init_state(
+    params: Any, tx: optax.GradientTransformation, tc: Any, seed: int, num_classes: int | None
+) -> TrainState:
     """Fresh state. `num_classes` = K for class-stacked params, None for one model."""
     if num_classes is None:
-        opt_state, ls, skipped = tx.init(params), optim.init_loss_scale(tc), jnp.zeros((), jnp.int32)
+        opt_state, ls, skipped = (
+            tx.init(params),
+            optim.init_loss_scale(tc),
+            jnp.zeros((), jnp.int32),
+        )
     else:
         opt_state = jax.vmap(tx.init)(params)
-        ls = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_classes,)), optim.init_loss_scale(tc))
+        ls = jax.tree_util.tree_map(
+            lambda x: jnp.broadcast_to(x, (num_classes,)), optim.init_loss_scale(tc)
+        )
         skipped = jnp.zeros((num_classes,), jnp.int32)
     rng = jax.random.key_data(jax.random.key(seed))
     return TrainState(jnp.zeros((), jnp.int32), params, opt_state, ls, skipped, rng)
@@ -69,7 +77,9 @@ def num_stacked_classes(params: Any) -> int:
     """K of a class-stacked GPT-2 tree (wte embedding is [K, V, D])."""
     wte = params["wte"]["embedding"]
     if wte.ndim != 3:
-        raise ValueError(f"stacked training needs params stacked on a class axis; wte has shape {wte.shape}")
+        raise ValueError(
+            f"stacked training needs params stacked on a class axis; wte has shape {wte.shape}"
+        )
     return int(wte.shape[0])
 
 
@@ -102,7 +112,9 @@ def _accumulated_grads(params, batch, key, scale, model_config, accum, loss_fn, 
     split = jax.tree_util.tree_map(lambda x: _split_micro(x, accum), batch)
 
     def body(carry, j):
-        mb = jax.tree_util.tree_map(lambda x: jax.lax.dynamic_index_in_dim(x, j, axis=1, keepdims=False), split)
+        mb = jax.tree_util.tree_map(
+            lambda x: jax.lax.dynamic_index_in_dim(x, j, axis=1, keepdims=False), split
+        )
         g, nll, w = micro(mb, j)
         g_acc, nll_acc, w_acc = carry
         return (jax.tree_util.tree_map(jnp.add, g_acc, g), nll_acc + nll, w_acc + w), None
@@ -125,7 +137,8 @@ def make_train_step(
     `schedules`: one per class model (class c follows schedules[c]), or one for every model.
     A model whose batch has no real token (all weights 0) takes no step: params, optimizer
     state (hence its schedule position) and loss scale stay as they are.
-    metrics (per class when stacked): nll_sum, weight, grad_norm, lr, finite, real, loss_scale, skipped."""
+    metrics (per class when stacked): nll_sum, weight, grad_norm, lr, finite, real, loss_scale,
+    skipped."""
     accum = int(tc.grad_accum)
     use_scale = model_config.dtype == "float16"
     use_dropout = model_config.dropout > 0
@@ -137,11 +150,14 @@ def make_train_step(
 
     def one_model(params, opt_state, ls, skipped, batch, key, c):
         scale = ls.scale if use_scale else jnp.float32(1)
-        g, nll, w = _accumulated_grads(params, batch, key, scale, model_config, accum, loss_fn, use_dropout)
+        g, nll, w = _accumulated_grads(
+            params, batch, key, scale, model_config, accum, loss_fn, use_dropout
+        )
         if use_scale:
             g = jax.tree_util.tree_map(lambda x: x / scale, g)
         finite = optim.all_finite(g) & jnp.isfinite(nll)
-        real = jnp.any(batch["weights"] != 0)  # (not w > 0: a NaN weight is an overflow to skip, not padding)
+        # (not w > 0: a NaN weight is an overflow to skip, not padding)
+        real = jnp.any(batch["weights"] != 0)
         lr = learning_rate(optim.applied_updates(opt_state), c)
         updates, new_opt = tx.update(g, opt_state, params, learning_rate=lr)
         new_params = optax.apply_updates(params, updates)
@@ -153,8 +169,16 @@ def make_train_step(
             skipped = skipped + (real & ~finite).astype(jnp.int32)
         else:
             new_ls = ls
-        m = dict(nll_sum=nll, weight=w, grad_norm=optax.tree.norm(g), lr=lr, finite=finite, real=real,
-                 loss_scale=scale, skipped=skipped)
+        m = dict(
+            nll_sum=nll,
+            weight=w,
+            grad_norm=optax.tree.norm(g),
+            lr=lr,
+            finite=finite,
+            real=real,
+            loss_scale=scale,
+            skipped=skipped,
+        )
         return new_params, new_opt, new_ls, skipped, m
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
@@ -179,7 +203,9 @@ def make_train_step(
     return step_fn
 
 
-def make_eval_step(model_config: GPT2Config, stacked: bool, loss_fn: LossFn = token_loss_sums) -> Callable:
+def make_eval_step(
+    model_config: GPT2Config, stacked: bool, loss_fn: LossFn = token_loss_sums
+) -> Callable:
     """Jitted (params, batch) -> (nll_sum, weight) without dropout; per class when stacked."""
 
     def f(params, batch):
@@ -208,7 +234,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def shard_batch(batch: Batch, sharding: NamedSharding) -> dict:
     """Host numpy batch (this process's rows) -> global sharded jax arrays."""
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+    }
 
 
 def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
@@ -219,8 +247,12 @@ def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
 
 @functools.lru_cache(maxsize=8)
 def compiled_train_step(
-    model_config: GPT2Config, tc: ml_collections.FrozenConfigDict, stacked: bool, total_steps: int | tuple[int, ...],
-    mesh: Mesh, loss_fn: LossFn = token_loss_sums,
+    model_config: GPT2Config,
+    tc: ml_collections.FrozenConfigDict,
+    stacked: bool,
+    total_steps: int | tuple[int, ...],
+    mesh: Mesh,
+    loss_fn: LossFn = token_loss_sums,
 ) -> tuple[optax.GradientTransformationExtraArgs, tuple[optax.Schedule, ...], Callable]:
     """(optimizer, schedules, jitted step), memoised so that repeated `train` calls in one process
     (resume, sweeps, tests) with the same settings reuse one compilation. `total_steps`: the
@@ -233,14 +265,21 @@ def compiled_train_step(
     return tx, schedules, step
 
 
-def check_batch(batch: Batch, *, stacked: bool, num_classes: int | None, accum: int, n_devices: int) -> None:
+def check_batch(
+    batch: Batch, *, stacked: bool, num_classes: int | None, accum: int, n_devices: int
+) -> None:
     """Shape errors here, with a message, rather than deep inside XLA."""
     shape = np.shape(batch["inputs"])
     want = 3 if stacked else 2
     if len(shape) != want:
-        raise ValueError(f"expected {'[K, B, T]' if stacked else '[B, T]'} batches, got inputs of shape {shape}")
+        raise ValueError(
+            f"expected {'[K, B, T]' if stacked else '[B, T]'} batches, got inputs of shape {shape}"
+        )
     if stacked and shape[0] != num_classes:
         raise ValueError(f"batch has {shape[0]} classes, the stacked params {num_classes}")
     rows = shape[-2] * jax.process_count()
     if rows % accum or (rows // accum) % n_devices:
-        raise ValueError(f"{rows} rows per step must split into grad_accum={accum} micro-batches divisible by {n_devices} devices")
+        raise ValueError(
+            f"{rows} rows per step must split into grad_accum={accum} micro-batches "
+            f"divisible by {n_devices} devices"
+        )

@@ -52,11 +52,18 @@ def expected_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
     """HF tensor name -> shape, for every tensor we read."""
     d, v, p = config.n_embd, config.vocab_size, config.n_positions
     per_layer = {
-        "ln_1.weight": (d,), "ln_1.bias": (d,), "ln_2.weight": (d,), "ln_2.bias": (d,),
-        "attn.c_attn.weight": (d, 3 * d), "attn.c_attn.bias": (3 * d,),
-        "attn.c_proj.weight": (d, d), "attn.c_proj.bias": (d,),
-        "mlp.c_fc.weight": (d, 4 * d), "mlp.c_fc.bias": (4 * d,),
-        "mlp.c_proj.weight": (4 * d, d), "mlp.c_proj.bias": (d,),
+        "ln_1.weight": (d,),
+        "ln_1.bias": (d,),
+        "ln_2.weight": (d,),
+        "ln_2.bias": (d,),
+        "attn.c_attn.weight": (d, 3 * d),
+        "attn.c_attn.bias": (3 * d,),
+        "attn.c_proj.weight": (d, d),
+        "attn.c_proj.bias": (d,),
+        "mlp.c_fc.weight": (d, 4 * d),
+        "mlp.c_fc.bias": (4 * d,),
+        "mlp.c_proj.weight": (4 * d, d),
+        "mlp.c_proj.bias": (d,),
     }
     shapes = {"wte.weight": (v, d), "wpe.weight": (p, d), "ln_f.weight": (d,), "ln_f.bias": (d,)}
     for i in range(config.n_layer):
@@ -65,14 +72,19 @@ def expected_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
 
 
 def config_from_hf(hf: dict[str, Any], **overrides: Any) -> GPT2Config:
-    """GPT2Config from a Hugging Face config.json dict (architecture only; numerics from overrides)."""
+    """GPT2Config from a Hugging Face config.json dict (architecture only; numerics from
+    overrides)."""
     if hf.get("model_type", "gpt2") != "gpt2":
         raise CheckpointError(f"model_type is {hf.get('model_type')!r}, expected 'gpt2'")
     act = hf.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise CheckpointError(f"activation_function {act!r} is not supported (GPT-2 uses 'gelu_new')")
+        raise CheckpointError(
+            f"activation_function {act!r} is not supported (GPT-2 uses 'gelu_new')"
+        )
     if hf.get("scale_attn_by_inverse_layer_idx", False) or not hf.get("scale_attn_weights", True):
-        raise CheckpointError("only GPT-2's standard attention scaling (1/sqrt(head_dim)) is supported")
+        raise CheckpointError(
+            "only GPT-2's standard attention scaling (1/sqrt(head_dim)) is supported"
+        )
     arch = dict(
         vocab_size=hf["vocab_size"],
         n_positions=hf.get("n_positions", hf.get("n_ctx", 1024)),
@@ -111,14 +123,17 @@ def hf_config_dict(config: GPT2Config) -> dict[str, Any]:
 
 
 def _strip_prefix(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """`transformer.h.0...` (GPT2LMHeadModel) and `h.0...` (GPT2Model, the hub's gpt2) -> `h.0...`."""
+    """`transformer.h.0...` (GPT2LMHeadModel) and `h.0...` (GPT2Model, the hub's gpt2) ->
+    `h.0...`."""
     out = {}
     for k, v in tensors.items():
         out[k.removeprefix("transformer.")] = v
     return out
 
 
-def params_from_hf_tensors(tensors: dict[str, np.ndarray], config: GPT2Config, source: str = "checkpoint") -> dict:
+def params_from_hf_tensors(
+    tensors: dict[str, np.ndarray], config: GPT2Config, source: str = "checkpoint"
+) -> dict:
     """Build our float32 parameter tree from HF tensors, checking every name and shape."""
     tensors = _strip_prefix(tensors)
     shapes = expected_shapes(config)
@@ -127,13 +142,24 @@ def params_from_hf_tensors(tensors: dict[str, np.ndarray], config: GPT2Config, s
             raise CheckpointError(f"{source}: tensor {name!r} is missing (expected shape {shape})")
         if tuple(tensors[name].shape) != shape:
             raise CheckpointError(
-                f"{source}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the config expects {shape}"
+                f"{source}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                f"the config expects {shape}"
             )
-    unknown = [k for k in tensors if k not in shapes and k != "lm_head.weight" and not k.endswith(_IGNORED_SUFFIXES)]
+    unknown = [
+        k
+        for k in tensors
+        if k not in shapes and k != "lm_head.weight" and not k.endswith(_IGNORED_SUFFIXES)
+    ]
     if unknown:
-        raise CheckpointError(f"{source}: unexpected tensors {unknown[:5]} (is this a GPT-2 LM checkpoint?)")
-    if "lm_head.weight" in tensors and not np.array_equal(tensors["lm_head.weight"], tensors["wte.weight"]):
-        raise CheckpointError(f"{source}: lm_head.weight differs from wte.weight; only tied GPT-2 heads are supported")
+        raise CheckpointError(
+            f"{source}: unexpected tensors {unknown[:5]} (is this a GPT-2 LM checkpoint?)"
+        )
+    if "lm_head.weight" in tensors and not np.array_equal(
+        tensors["lm_head.weight"], tensors["wte.weight"]
+    ):
+        raise CheckpointError(
+            f"{source}: lm_head.weight differs from wte.weight; only tied GPT-2 heads are supported"
+        )
 
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
     params: dict = {}
@@ -147,7 +173,10 @@ def params_from_hf_tensors(tensors: dict[str, np.ndarray], config: GPT2Config, s
     for path, name in _TOP_TENSORS:
         put(path, f32(tensors[name]))
     for path, suffix in _LAYER_TENSORS:
-        put(("h",) + path, np.stack([f32(tensors[f"h.{i}.{suffix}"]) for i in range(config.n_layer)]))
+        put(
+            ("h",) + path,
+            np.stack([f32(tensors[f"h.{i}.{suffix}"]) for i in range(config.n_layer)]),
+        )
     return params
 
 
@@ -184,7 +213,9 @@ def _read_folder(folder: Path) -> dict[str, np.ndarray]:
         try:
             import torch
         except ImportError as e:
-            raise CheckpointError(f"{bin_path} needs torch to read; convert it to safetensors or install torch") from e
+            raise CheckpointError(
+                f"{bin_path} needs torch to read; convert it to safetensors or install torch"
+            ) from e
         state = torch.load(bin_path, map_location="cpu", weights_only=True)
         return {k: v.float().numpy() for k, v in state.items()}
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
@@ -200,18 +231,27 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(str(name_or_path), allow_patterns=["config.json", "*.safetensors"]))
+        folder = Path(
+            snapshot_download(str(name_or_path), allow_patterns=["config.json", "*.safetensors"])
+        )
         if not list(folder.glob("*.safetensors")):
-            folder = Path(snapshot_download(str(name_or_path), allow_patterns=["config.json", "pytorch_model.bin"]))
+            folder = Path(
+                snapshot_download(
+                    str(name_or_path), allow_patterns=["config.json", "pytorch_model.bin"]
+                )
+            )
         return folder
     except Exception as e:  # offline, unknown repo, auth: one line that says what to do
         raise CheckpointError(
-            f"could not fetch {str(name_or_path)!r} from the Hugging Face hub ({type(e).__name__}); "
+            f"could not fetch {str(name_or_path)!r} from the Hugging Face hub "
+            f"({type(e).__name__}); "
             "pass a local folder with config.json and model.safetensors, or start from scratch"
         ) from None
 
 
-def load_pretrained(name_or_path: str | os.PathLike, **config_overrides: Any) -> tuple[GPT2Config, dict]:
+def load_pretrained(
+    name_or_path: str | os.PathLike, **config_overrides: Any
+) -> tuple[GPT2Config, dict]:
     """Load a GPT-2 checkpoint (hub name or local folder) -> (config, float32 params).
 
     `config_overrides` set the numerics (dtype, remat, attention, dropout); the architecture
@@ -232,5 +272,9 @@ def save_pretrained(config: GPT2Config, params: dict, folder: str | os.PathLike)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf_config_dict(config), indent=2))
-    save_file(hf_tensors_from_params(params, config), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        hf_tensors_from_params(params, config),
+        str(folder / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     return folder

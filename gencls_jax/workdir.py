@@ -36,20 +36,32 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Settings that cannot change a trained model: they may differ between a run and its resumption.
 RUNTIME_KEYS = (
-    "compile_cache_dir", "compile_cache_min_secs",
-    "data.prefetch", "data.cache_dir", "data.tokenize_batch_size", "data.tfds_data_dir",
-    "train.log_every", "train.ckpt_every", "train.keep_checkpoints", "train.async_checkpoint",
-    "progress_bars", "train.tensorboard", "train.plot", "train.distributed",
+    "compile_cache_dir",
+    "compile_cache_min_secs",
+    "data.prefetch",
+    "data.cache_dir",
+    "data.tokenize_batch_size",
+    "data.tfds_data_dir",
+    "train.log_every",
+    "train.ckpt_every",
+    "train.keep_checkpoints",
+    "train.async_checkpoint",
+    "progress_bars",
+    "train.tensorboard",
+    "train.plot",
+    "train.distributed",
     "model.head_chunk",
 )
-RUNTIME_PREFIXES = ("eval.", "generate.")  # what is scored and sampled, not how the model was trained
+# what is scored and sampled, not how the model was trained
+RUNTIME_PREFIXES = ("eval.", "generate.")
 GROWABLE_KEYS = ("train.epochs", "train.max_steps")  # continuing a run with more is allowed
 # Eval/generate: besides the runtime keys, these may come from a --config given with them.
 EVAL_KEYS = ("model.dtype", "model.attention", "model.layer_unroll", "data.test_path")
 
 
 class RunError(RuntimeError):
-    """A problem with the run as set up (workdir, checkpoint, config): the message says what to do."""
+    """A problem with the run as set up (workdir, checkpoint, config): the message says what to
+    do."""
 
 
 class ConfigMismatch(RunError):
@@ -111,7 +123,8 @@ def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
 
 
 def saved_config(workdir: str | Path) -> ml_collections.ConfigDict | None:
-    """The config a run in `workdir` was trained with, on top of today's defaults; None if no run."""
+    """The config a run in `workdir` was trained with, on top of today's defaults; None if no
+    run."""
     path = Path(workdir) / "config.json"
     if not path.exists():
         return None
@@ -131,12 +144,18 @@ def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]
     if saved is None:
         return {}
     diff = differences(saved, config)
-    bad = {k: v for k, v in diff.items()
-           if not _runtime(k) and not (k in GROWABLE_KEYS and v[0] is not None and v[1] is not None and _grown(k, *v))}
+    bad = {
+        k: v
+        for k, v in diff.items()
+        if not _runtime(k)
+        and not (k in GROWABLE_KEYS and v[0] is not None and v[1] is not None and _grown(k, *v))
+    }
     if bad:
         raise ConfigMismatch(
-            f"{workdir} holds a run trained with another config: {_fmt(bad)}; use another --workdir "
-            f"(only settings that cannot change the trained model may differ, and train.epochs/max_steps may grow)"
+            f"{workdir} holds a run trained with another config: {_fmt(bad)}; "
+            "use another --workdir "
+            "(only settings that cannot change the trained model may differ, "
+            "and train.epochs/max_steps may grow)"
         )
     return diff
 
@@ -148,7 +167,9 @@ def eval_config(workdir: str | Path, given: Any | None) -> tuple[ml_collections.
     difference (data, model) raises ConfigMismatch."""
     saved = saved_config(workdir)
     if saved is None:
-        raise ConfigMismatch(f"{workdir} has no config.json: no run was trained there (run --mode=train first)")
+        raise ConfigMismatch(
+            f"{workdir} has no config.json: no run was trained there (run --mode=train first)"
+        )
     if given is None:
         return saved, {}
     diff = differences(saved, given)
@@ -156,8 +177,9 @@ def eval_config(workdir: str | Path, given: Any | None) -> tuple[ml_collections.
     bad = {k: v for k, v in diff.items() if k not in used and not k.startswith("train.")}
     if bad:
         raise ConfigMismatch(
-            f"this --config differs from the run in {workdir} in {_fmt(bad)}; eval and generate use the run's "
-            "own config: leave out --config (or these overrides); another test set: --config.data.test_path=FILE"
+            f"this --config differs from the run in {workdir} in {_fmt(bad)}; "
+            "eval and generate use the run's own config: leave out --config (or these overrides); "
+            "another test set: --config.data.test_path=FILE"
         )
     config = ml_collections.ConfigDict(saved.to_dict())
     for key, (_, new) in used.items():
@@ -171,13 +193,21 @@ def eval_config(workdir: str | Path, given: Any | None) -> tuple[ml_collections.
 
 @functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """The code's git revision ('+dirty' with uncommitted changes), or 'unknown' outside a checkout."""
+    """The code's git revision ('+dirty' with uncommitted changes), or 'unknown' outside a
+    checkout."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
         if rev.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return rev.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -191,10 +221,16 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def append_history(workdir: str | Path, mode: str, changes: dict | None = None, **extra: Any) -> None:
+def append_history(
+    workdir: str | Path, mode: str, changes: dict | None = None, **extra: Any
+) -> None:
     """One line in `history.jsonl` per command run in the workdir."""
-    record = {"time": datetime.datetime.now().isoformat(timespec="seconds"), "mode": mode,
-              "git_revision": git_revision(), **extra}
+    record = {
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "mode": mode,
+        "git_revision": git_revision(),
+        **extra,
+    }
     if changes:
         record["changed"] = {k: [old, new] for k, (old, new) in changes.items()}
     path = Path(workdir) / "history.jsonl"
@@ -205,7 +241,11 @@ def append_history(workdir: str | Path, mode: str, changes: dict | None = None, 
 
 def read_history(workdir: str | Path) -> list[dict]:
     path = Path(workdir) / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if path.exists()
+        else []
+    )
 
 
 # --- the trained run -------------------------------------------------------------------------
@@ -221,7 +261,9 @@ def write_run_info(workdir: Path, info: dict) -> None:
 def read_run_info(workdir: Path) -> dict:
     path = Path(workdir) / "run_info.json"
     if not path.exists():
-        raise RunError(f"{workdir} has no run_info.json: no run was trained there (run --mode=train first)")
+        raise RunError(
+            f"{workdir} has no run_info.json: no run was trained there (run --mode=train first)"
+        )
     return json.loads(path.read_text())
 
 
@@ -229,7 +271,9 @@ def model_config_from_info(info: dict) -> gpt2.GPT2Config:
     return gpt2.GPT2Config(**info["model"])
 
 
-def load_run(config, workdir: str | Path, which: str = "best", purpose: str = "classify with") -> tuple:
+def load_run(
+    config, workdir: str | Path, which: str = "best", purpose: str = "classify with"
+) -> tuple:
     """(run_info, model config, best/latest params, step) of a trained class-conditional run:
     the parameters alone, no optimizer (the classifier API loads runs without the trainer)."""
     workdir = Path(workdir)
@@ -238,7 +282,9 @@ def load_run(config, workdir: str | Path, which: str = "best", purpose: str = "c
     if not mode.classifies:
         raise RunError(f"{workdir} holds an {mode.name} LM: it has no classes to {purpose}")
     model_config = gpt2.resolve_config(model_config_from_info(info), config.model)
-    params, step = restore_params(workdir, mode.params_template(model_config, len(info["label_names"])), which)
+    params, step = restore_params(
+        workdir, mode.params_template(model_config, len(info["label_names"])), which
+    )
     return info, model_config, params, step
 
 
@@ -249,14 +295,19 @@ def restore_params(workdir: Path, like_params: Any, which: str = "best") -> tupl
     if not ckpt_dir.exists():
         raise RunError(f"{workdir} has no checkpoints yet: train first (--mode=train)")
     dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    like = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev), like_params)
+    like = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev), like_params
+    )
     ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=_best_metric(workdir), async_save=False)
     try:
         params, step = ckpt.restore_params(like, which)
     except RestoreError as e:
         raise RunError(str(e)) from None
     except (ValueError, KeyError) as e:
-        raise RunError(f"checkpoint {ckpt_dir} does not fit this config's model ({type(e).__name__}); another model size?") from None
+        raise RunError(
+            f"checkpoint {ckpt_dir} does not fit this config's model ({type(e).__name__}); "
+            "another model size?"
+        ) from None
     finally:
         ckpt.close()
     logging.info("restored step %d (%s) from %s", step, which, ckpt_dir)

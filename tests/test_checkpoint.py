@@ -26,7 +26,12 @@ VOCAB, SEQ, STEPS_PER_EPOCH = 64, 16, 2
 
 def config(epochs: int, **train):
     c = base_config()
-    c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = "tiny", "float32", 0.0, "label_prefix"
+    c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = (
+        "tiny",
+        "float32",
+        0.0,
+        "label_prefix",
+    )
     t = c.train
     t.epochs, t.batch_size, t.lr, t.warmup_steps, t.schedule = epochs, 4, 3e-3, 0, "constant"
     t.log_every, t.ckpt_every, t.plot, t.tensorboard = 1, 0, False, False
@@ -47,9 +52,15 @@ def stream(epoch: int, start: int):
     out = []
     for _ in range(STEPS_PER_EPOCH):
         x = rng.integers(0, VOCAB, size=(4, SEQ + 1)).astype(np.int32)
-        out.append({"inputs": x[:, :-1], "targets": x[:, 1:], "weights": np.ones((4, SEQ), np.float32),
-                    "positions": np.broadcast_to(np.arange(SEQ, dtype=np.int32), (4, SEQ)).copy(),
-                    "segment_ids": np.ones((4, SEQ), np.int32)})
+        out.append(
+            {
+                "inputs": x[:, :-1],
+                "targets": x[:, 1:],
+                "weights": np.ones((4, SEQ), np.float32),
+                "positions": np.broadcast_to(np.arange(SEQ, dtype=np.int32), (4, SEQ)).copy(),
+                "segment_ids": np.ones((4, SEQ), np.int32),
+            }
+        )
     return iter(out[start:])
 
 
@@ -75,16 +86,22 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
 
     # Uninterrupted, then restored here and in a new process.
     val = FakeValidation(losses)
-    res = T.train(config(4), tmp_path / "full", mc, init, stream, STEPS_PER_EPOCH, val, stacked=False)
+    res = T.train(
+        config(4), tmp_path / "full", mc, init, stream, STEPS_PER_EPOCH, val, stacked=False
+    )
     assert (res.best, res.best_step) == (1.0, 4)
     params, step = workdir.restore_params(tmp_path / "full", init, "best")
     assert step == 4
     assert_same_params(params, val.seen[1])
-    code = ("import sys; sys.path.insert(0, %r); from gencls_jax import model, workdir;"
-            "from tests.test_checkpoint import config, model_config;"
-            "p, s = workdir.restore_params(%r, model.init_params(model_config(config(4))), 'best'); print('STEP', s)"
-            % (str(REPO), str(tmp_path / "full")))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    code = (
+        "import sys; sys.path.insert(0, %r); from gencls_jax import model, workdir;"
+        "from tests.test_checkpoint import config, model_config;"
+        "p, s = workdir.restore_params(%r, model.init_params(model_config(config(4))), 'best');"
+        " print('STEP', s)" % (str(REPO), str(tmp_path / "full"))
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert "STEP 4" in out.stdout, out.stderr[-2000:]
 
     # Two epochs, then the run continued to four (a new checkpoint manager): with one latest
@@ -111,7 +128,8 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
     c = config(2, ckpt_every=1, keep_checkpoints=3, best_metric="")
     mc = model_config(c)
     init = M.init_params(mc, seed=0)
-    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)  # checkpoints at steps 2, 3, 4
+    # checkpoints at steps 2, 3, 4
+    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
     ckpt_dir = tmp_path / "checkpoints"
     assert Checkpointer(ckpt_dir, 3, "").all_steps() == [2, 3, 4]
     _truncate_largest_file(ckpt_dir / "4")
@@ -127,7 +145,9 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
     # Training resumes from step 3; the damaged step is moved aside, not deleted or overwritten.
     c4 = config(2, ckpt_every=1, keep_checkpoints=3, best_metric="")
     res = T.train(c4, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
-    assert res.stop_reason == "completed" and res.step == 4 and [h["step"] for h in res.history] == [4]
+    assert (
+        res.stop_reason == "completed" and res.step == 4 and [h["step"] for h in res.history] == [4]
+    )
     assert (tmp_path / "checkpoints_damaged" / "4").is_dir()
     assert Checkpointer(ckpt_dir, 3, "").latest_step() == 4  # a new, intact step 4
 

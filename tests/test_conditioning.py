@@ -1,5 +1,6 @@
 """Label-prefix rows (one text budget for every class, a prefix on every window), synthetic
-samples scored as test texts, and `GenerativeClassifier`'s pure scorer against its log-likelihoods."""
+samples scored as test texts, and `GenerativeClassifier`'s pure scorer against its
+log-likelihoods."""
 
 import json
 
@@ -9,8 +10,8 @@ import pytest
 
 from configs.base import get_config
 from gencls_jax import conditioning as modes
-from gencls_jax import synthetic
 from gencls_jax import model as M
+from gencls_jax import synthetic
 from gencls_jax.classifier import GenerativeClassifier
 from gencls_jax.data.pipeline import label_prefixes, load_datasets, rows
 from gencls_jax.data.sources import DataError, Dataset
@@ -55,8 +56,14 @@ def toy_dataset(lengths, labels, seed=0) -> Dataset:
     rng = np.random.default_rng(seed)
     lists = [rng.integers(0, 999, n).tolist() for n in lengths]
     n = len(lists)
-    return Dataset([" ".join(map(str, t)) for t in lists], np.asarray(labels, np.int32), [f"t{i}" for i in range(n)],
-                   np.array(["real"] * n), TOY_LABELS, Tokens.from_lists(lists))
+    return Dataset(
+        [" ".join(map(str, t)) for t in lists],
+        np.asarray(labels, np.int32),
+        [f"t{i}" for i in range(n)],
+        np.array(["real"] * n),
+        TOY_LABELS,
+        Tokens.from_lists(lists),
+    )
 
 
 def windows(n: int, context: int, stride: int, long_text: str):
@@ -73,7 +80,9 @@ def windows(n: int, context: int, stride: int, long_text: str):
 
 
 def scored_targets(rows, i):
-    return np.concatenate([t[w > 0] for t, w, k in zip(rows.targets, rows.weights, rows.text_index) if k == i])
+    return np.concatenate(
+        [t[w > 0] for t, w, k in zip(rows.targets, rows.weights, rows.text_index) if k == i]
+    )
 
 
 @pytest.mark.parametrize("long_text", ["truncate", "window"])
@@ -93,7 +102,8 @@ def test_label_prefix_rows_give_every_class_the_same_text_tokens(long_text):
             expect = [s[j] for _, scored in windows(len(s), context, 16, long_text) for j in scored]
             assert scored_targets(rows, i).tolist() == expect
             if ds.labels[i] == c:
-                assert scored_targets(train, i).tolist() == expect  # training sees the tokens scoring sees
+                # training sees the tokens scoring sees
+                assert scored_targets(train, i).tolist() == expect
         for r in range(len(rows.inputs)):
             p = prefixes[c]
             assert rows.inputs[r][: 1 + len(p)].tolist() == [BOS] + p
@@ -101,19 +111,32 @@ def test_label_prefix_rows_give_every_class_the_same_text_tokens(long_text):
             assert len(rows.inputs[r]) <= 64
     for r in range(len(train.inputs)):
         p = prefixes[ds.labels[train.text_index[r]]]
-        assert train.inputs[r][: 1 + len(p)].tolist() == [BOS] + p and not train.weights[r][: len(p)].any()
+        assert (
+            train.inputs[r][: 1 + len(p)].tolist() == [BOS] + p
+            and not train.weights[r][: len(p)].any()
+        )
 
 
 def test_label_prefix_row_errors_count_the_longest_prefix():
     ds = toy_dataset([58, 59], [1, 1])  # 59 and 60 tokens with EOS; 64 - 5 = 59 fit
-    with pytest.raises(DataError, match=r"^text t1: 60 tokens, more than data.max_len=64 less the 5-token label prefix; set"):
+    with pytest.raises(
+        DataError,
+        match=r"^text t1: 60 tokens, more than data.max_len=64 less the 5-token label prefix; set",
+    ):
         scoring_rows(toy_config("error"), ds, TOY, 1)  # class 1's own prefix has 3 tokens
     config = toy_config("window")
     config.data.window_stride = 60
-    with pytest.raises(DataError, match=r"^data.window_stride must be in \(0, data.max_len=64 less the 5-token label prefix\], got"):
+    with pytest.raises(
+        DataError,
+        match=r"^data.window_stride must be in \(0, data.max_len=64 "
+        r"less the 5-token label prefix\], got",
+    ):
         LP.train_stream(config, ds, TOY)
     config.data.max_len = 5
-    with pytest.raises(DataError, match=r"^a label prefix of 5 tokens leaves no room for the text in data.max_len=5$"):
+    with pytest.raises(
+        DataError,
+        match=r"^a label prefix of 5 tokens leaves no room for the text in data.max_len=5$",
+    ):
         LP.train_stream(config, ds, TOY)
 
 
@@ -213,20 +236,32 @@ def test_synthetic_margin_equals_the_test_path_margin(conditioning, tok, tmp_pat
     params = run_params(conditioning)
     info = dict(label_names=["neg", "pos"], conditioning=conditioning, train_class_counts=[1, 1])
     monkeypatch.setattr(synthetic.wd, "load_run", lambda *a, **k: (info, MODEL, params, 7))
-    hel, lo = tok.encode_batch(["Hel", "lo"])  # "Hello" in two pieces: decoded and re-tokenized, it is one
+    # "Hello" in two pieces: decoded and re-tokenized, it is one
+    hel, lo = tok.encode_batch(["Hel", "lo"])
     samples = [
-        [tok.encode_batch(["Dull.<br />Two hours lost."])[0], hel + lo + tok.encode_batch([" there, dull"])[0],
-         tok.encode_batch([" Boring"])[0], tok.encode_batch(["<br />"])[0]],  # the last: blank once cleaned
-        [tok.encode_batch(["A fine film, great cast."])[0], tok.encode_batch(["Loved it<br /><br />!"])[0],
-         tok.encode_batch(["Wonderful"])[0]],
+        [
+            tok.encode_batch(["Dull.<br />Two hours lost."])[0],
+            hel + lo + tok.encode_batch([" there, dull"])[0],
+            tok.encode_batch([" Boring"])[0],
+            tok.encode_batch(["<br />"])[0],
+        ],  # the last: blank once cleaned
+        [
+            tok.encode_batch(["A fine film, great cast."])[0],
+            tok.encode_batch(["Loved it<br /><br />!"])[0],
+            tok.encode_batch(["Wonderful"])[0],
+        ],
     ]
     monkeypatch.setattr(synthetic, "sample_class", lambda params, mc, g, k, *a: samples[k])
     stats = synthetic.generate_synthetic(config, tmp_path)
     kept = [json.loads(line) for line in (tmp_path / g.output).read_text().splitlines()]
     assert stats["generated"] == 7 and len(kept) == 6 and "<br />" not in [r["text"] for r in kept]
 
-    config.data.train_path = write_jsonl(tmp_path / "train.jsonl", [{"text": "x", "label": 0}, {"text": "y", "label": 1}])
-    config.data.test_path = write_jsonl(tmp_path / "test.jsonl", [{"text": r["text"], "label": r["label"]} for r in kept])
+    config.data.train_path = write_jsonl(
+        tmp_path / "train.jsonl", [{"text": "x", "label": 0}, {"text": "y", "label": 1}]
+    )
+    config.data.test_path = write_jsonl(
+        tmp_path / "test.jsonl", [{"text": r["text"], "label": r["label"]} for r in kept]
+    )
     test = load_datasets(config, ("test",), tok)["test"]
     ll, _ = modes.get(config.model.conditioning).score(params, test, tok, config, MODEL)
     own = ll[np.arange(len(test)), test.labels]
@@ -236,7 +271,9 @@ def test_synthetic_margin_equals_the_test_path_margin(conditioning, tok, tmp_pat
 
 def classifier(conditioning, tok, tmp_path) -> GenerativeClassifier:
     info = dict(label_names=["neg", "pos"], conditioning=conditioning, train_class_counts=[3, 1])
-    return GenerativeClassifier(real_config(conditioning, tmp_path), info, MODEL, run_params(conditioning), tok)
+    return GenerativeClassifier(
+        real_config(conditioning, tmp_path), info, MODEL, run_params(conditioning), tok
+    )
 
 
 TEXTS = ["A wonderful film.", "Two hours I will never get back.<br />Never again.", "Meh"]
@@ -261,10 +298,15 @@ def test_single_string_and_empty_text(tok, tmp_path):
     clf = classifier("per_class", tok, tmp_path)
     one = clf.predict(TEXTS[0])
     assert isinstance(one, str) and one == clf.predict(TEXTS)[0]
-    np.testing.assert_allclose(clf.log_likelihoods(TEXTS[0]), clf.log_likelihoods(TEXTS)[0], rtol=1e-6)
+    np.testing.assert_allclose(
+        clf.log_likelihoods(TEXTS[0]), clf.log_likelihoods(TEXTS)[0], rtol=1e-6
+    )
     tokens, mask = clf.encode(TEXTS[0])
     assert tokens.shape == mask.shape == (1, 4)
     with pytest.raises(DataError, match=r"^texts\[1\]: text is empty$"):
         clf.predict(["fine", "  "])
-    with pytest.raises(ValueError, match=r"^tokens of width 64 need 65 positions with the run's EOS and label prefix, more"):
+    with pytest.raises(
+        ValueError,
+        match=r"^tokens of width 64 need 65 positions with the run's EOS and label prefix, more",
+    ):
         clf.scorer(clf.params, np.ones((1, 64), np.int32), np.ones((1, 64), np.int32))

@@ -7,11 +7,18 @@ import numpy as np
 import pytest
 
 from gencls_jax import score
-from gencls_jax.head import token_log_probs
-from gencls_jax.data.batching import BatchSpec, PerClassStream, TrainStream, make_batch, padding_fraction, scoring_batches
+from gencls_jax.data.batching import (
+    BatchSpec,
+    PerClassStream,
+    TrainStream,
+    make_batch,
+    padding_fraction,
+    scoring_batches,
+)
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import make_rows
 from gencls_jax.data.sources import DataError
+from gencls_jax.head import token_log_probs
 from gencls_jax.model import apply, config_for, init_params
 
 BOS = EOS = 999
@@ -43,7 +50,8 @@ def test_rows_long_text_modes():
     assert len(t.inputs) == 1 and list(t.targets[0]) == list(range(1, 9))
     w = make_rows([x], 8, BOS, "window", 4, eos_id=EOS)
     scored = np.concatenate([tg[wt > 0] for tg, wt in zip(w.targets, w.weights)])
-    np.testing.assert_array_equal(scored, np.r_[x, EOS])  # every token scored exactly once, in order
+    # every token scored exactly once, in order
+    np.testing.assert_array_equal(scored, np.r_[x, EOS])
     assert max(len(r) for r in w.inputs) <= 8 and set(w.text_index) == {0}
 
 
@@ -57,7 +65,9 @@ def unpack(batch):
             idx = np.flatnonzero(m)
             assert np.all(np.diff(idx) == 1), "a segment must be contiguous"
             np.testing.assert_array_equal(batch["positions"][b, m], np.arange(m.sum()))
-            out.append(tuple(tuple(batch[k][b, m].tolist()) for k in ("inputs", "targets", "weights")))
+            out.append(
+                tuple(tuple(batch[k][b, m].tolist()) for k in ("inputs", "targets", "weights"))
+            )
         assert np.all(batch["weights"][b, seg == 0] == 0)
     return out
 
@@ -69,7 +79,10 @@ def test_every_row_exactly_once_per_epoch(scheme):
     stream = TrainStream(rows, spec, seed=3)
     batches = list(stream.batches(epoch=0))
     assert len(batches) == stream.num_batches(0)
-    want = sorted(tuple(tuple(np.asarray(a).tolist()) for a in r) for r in zip(rows.inputs, rows.targets, rows.weights))
+    want = sorted(
+        tuple(tuple(np.asarray(a).tolist()) for a in r)
+        for r in zip(rows.inputs, rows.targets, rows.weights)
+    )
     got = sorted(s for b in batches for s in unpack(b))
     assert got == want
     shapes = {b["inputs"].shape for b in batches}
@@ -85,8 +98,11 @@ def test_every_row_exactly_once_per_epoch(scheme):
             assert b["inputs"].shape[1] == min(x for x in (16, 32, 64) if x >= longest)
     if scheme == "pack":
         assert shapes == {(4, 64)}
-        assert max((b["segment_ids"].max(1)).max() for b in batches) > 1  # rows really hold several texts
-        assert padding_fraction(batches) < padding_fraction(TrainStream(rows, BatchSpec("pad", 4, 64, ()), 3).batches(0))
+        # rows really hold several texts
+        assert max((b["segment_ids"].max(1)).max() for b in batches) > 1
+        assert padding_fraction(batches) < padding_fraction(
+            TrainStream(rows, BatchSpec("pad", 4, 64, ()), 3).batches(0)
+        )
 
 
 def test_resume_and_determinism():
@@ -103,7 +119,9 @@ def test_resume_and_determinism():
         other = list(s.batches(3))
         assert any(not np.array_equal(a["inputs"], b["inputs"]) for a, b in zip(full, other))
         again = TrainStream(rows, BatchSpec(scheme, 3, 48, (16, 32)), seed=5)
-        assert all(np.array_equal(a["targets"], b["targets"]) for a, b in zip(full, again.batches(2)))
+        assert all(
+            np.array_equal(a["targets"], b["targets"]) for a, b in zip(full, again.batches(2))
+        )
 
 
 def test_per_class_stream_sees_each_class_once_per_epoch():
@@ -113,8 +131,15 @@ def test_per_class_stream_sees_each_class_once_per_epoch():
     from collections import Counter
 
     sizes = (13, 5, 2)
-    streams = tuple(TrainStream(make_rows(random_texts(n, 3, 20, seed=k), 32, BOS, "error", 16, eos_id=EOS),
-                                BatchSpec("bucket", 2, 32, (8, 16)), seed=1, stream=k) for k, n in enumerate(sizes))
+    streams = tuple(
+        TrainStream(
+            make_rows(random_texts(n, 3, 20, seed=k), 32, BOS, "error", 16, eos_id=EOS),
+            BatchSpec("bucket", 2, 32, (8, 16)),
+            seed=1,
+            stream=k,
+        )
+        for k, n in enumerate(sizes)
+    )
     pc = PerClassStream(streams)
     for epoch in (0, 1):
         batches = list(pc.batches(epoch))
@@ -123,16 +148,24 @@ def test_per_class_stream_sees_each_class_once_per_epoch():
         assert own_counts[0] > own_counts[1] > own_counts[2] >= 1
         assert len(batches) == pc.num_batches(epoch) == own_counts[0]
         for b in batches:
-            assert b["inputs"].shape[:2] == (3, 2) and all(b[k].shape == b["inputs"].shape for k in KEYS)
+            assert b["inputs"].shape[:2] == (3, 2) and all(
+                b[k].shape == b["inputs"].shape for k in KEYS
+            )
             real = [b["segment_ids"][k] > 0 for k in range(3)]
-            assert b["inputs"].shape[2] == min(x for x in (8, 16, 32) if x >= max(r.sum(1).max() for r in real))
+            assert b["inputs"].shape[2] == min(
+                x for x in (8, 16, 32) if x >= max(r.sum(1).max() for r in real)
+            )
         for k in range(len(sizes)):
             own = [{key: v[k] for key, v in b.items()} for b in batches]
             n_real = own_counts[k]
             assert all(o["weights"].sum() > 0 for o in own[:n_real])
-            assert all(not o[key].any() for o in own[n_real:] for key in KEYS)  # padding only: weight 0
+            # padding only: weight 0
+            assert all(not o[key].any() for o in own[n_real:] for key in KEYS)
             rows = streams[k].rows
-            want = Counter(tuple(tuple(np.asarray(a).tolist()) for a in r) for r in zip(rows.inputs, rows.targets, rows.weights))
+            want = Counter(
+                tuple(tuple(np.asarray(a).tolist()) for a in r)
+                for r in zip(rows.inputs, rows.targets, rows.weights)
+            )
             assert Counter(s for o in own for s in unpack(o)) == want
         resumed = list(pc.batches(epoch, start=4))
         assert len(resumed) == len(batches) - 4
@@ -148,7 +181,8 @@ def tiny_model():
 
 
 def test_packed_loss_equals_unpacked_loss(tiny_model):
-    """The same texts give the same per-token log-probs packed in rows as each alone (real model)."""
+    """The same texts give the same per-token log-probs packed in rows as each alone (real
+    model)."""
     cfg, params = tiny_model
     texts = random_texts(9, 2, 40, seed=7)
     rows = make_rows(texts, 64, BOS, "error", 32, eos_id=EOS)
@@ -174,9 +208,13 @@ def test_packed_loss_equals_unpacked_loss(tiny_model):
     mask = np.zeros((len(seqs), 64), np.int32)
     for i, q in enumerate(seqs):
         tokens[i, : len(q)], mask[i, : len(q)] = q, 1
-    ref = np.asarray(jax.jit(score.sequence_log_likelihood, static_argnames="config")(params, tokens, mask, cfg))
+    ref = np.asarray(
+        jax.jit(score.sequence_log_likelihood, static_argnames="config")(params, tokens, mask, cfg)
+    )
     inputs, positions, segs = score.shift_right(jnp.asarray(tokens), jnp.asarray(mask), BOS)
-    ref_tok = np.asarray(token_log_probs(apply(params, inputs, cfg, positions, segs), jnp.asarray(tokens)))
+    ref_tok = np.asarray(
+        token_log_probs(apply(params, inputs, cfg, positions, segs), jnp.asarray(tokens))
+    )
     for i, q in enumerate(seqs):
         got = packed[tuple(q.tolist())]
         np.testing.assert_allclose(got, ref_tok[i, : len(q)], atol=1e-5)
@@ -216,7 +254,11 @@ def test_scoring_batches_cover_rows_and_match_sequence_ll(tiny_model):
 
 def test_prefetch_to_device_in_order_and_errors():
     src = [{"x": np.full((2, 3), i, np.int32)} for i in range(7)]
-    got = list(prefetch_to_device(iter(src), size=2, put=lambda b: jax.device_put(b, jax.devices("cpu")[0])))
+    got = list(
+        prefetch_to_device(
+            iter(src), size=2, put=lambda b: jax.device_put(b, jax.devices("cpu")[0])
+        )
+    )
     assert [int(g["x"][0, 0]) for g in got] == list(range(7))
     assert isinstance(got[0]["x"], jax.Array)
     assert [int(g["x"][1, 2]) for g in prefetch_to_device(iter(src), size=0)] == list(range(7))
@@ -244,11 +286,23 @@ def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, pr
     texts = random_texts(11, 1, 90, seed=5)
     rows = make_rows(texts, 64, BOS, "window", 32, eos_id=EOS)
     capsys.readouterr()
-    got = score_rows(params, rows, len(texts), cfg, stacked=False, batch_size=4, bucket_lengths=(16, 32), max_len=64,
-                     prefetch=2, desc="scoring-test", progress=progress)
+    got = score_rows(
+        params,
+        rows,
+        len(texts),
+        cfg,
+        stacked=False,
+        batch_size=4,
+        bucket_lengths=(16, 32),
+        max_len=64,
+        prefetch=2,
+        desc="scoring-test",
+        progress=progress,
+    )
     err = capsys.readouterr().err
     assert ("scoring-test" in err) == progress
-    b = make_batch(rows, (64, [[i] for i in range(len(rows.inputs))]), len(rows.inputs))  # one batch
+    # one batch
+    b = make_batch(rows, (64, [[i] for i in range(len(rows.inputs))]), len(rows.inputs))
     per_row = score.row_log_likelihood(params, b["inputs"], b["targets"], b["weights"], cfg)
     ref = np.zeros(len(texts))
     np.add.at(ref, rows.text_index, np.asarray(per_row))

@@ -1,4 +1,5 @@
-"""Tokenization (real GPT-2 tokenizer) and its cache, splits, and the config-driven pipeline end to end."""
+"""Tokenization (real GPT-2 tokenizer) and its cache, splits, and the config-driven pipeline end to
+end."""
 
 import json
 import logging
@@ -9,8 +10,8 @@ import pytest
 import transformers
 
 from configs.base import get_config
-from gencls_jax.data import tokenize as tk
 from gencls_jax import conditioning
+from gencls_jax.data import tokenize as tk
 from gencls_jax.data.pipeline import load_datasets, rows
 from gencls_jax.data.sources import DataError
 from gencls_jax.data.splits import per_class_sample, stratified_split, val_counts
@@ -99,12 +100,19 @@ def test_stratified_split_and_limit():
     assert not np.array_equal(va, stratified_split(labels, 0.1, seed=1)[1])
     _, vc = stratified_split(labels, 30, seed=0)  # a count, split in proportion
     assert np.bincount(labels[vc]).tolist() == [20, 8, 2]
-    assert val_counts(np.array([1, 5]), 0.5).tolist() == [0, 2]  # tie goes to class 0, which must keep its row
+    assert val_counts(np.array([1, 5]), 0.5).tolist() == [
+        0,
+        2,
+    ]  # tie goes to class 0, which must keep its row
     with pytest.raises(DataError, match="no training rows"):
         val_counts(np.array([2, 2]), 4)
     sub = per_class_sample(labels, 7, 0, "train_limit")
     assert np.bincount(labels[sub]).tolist() == [7, 7, 7]
-    assert np.bincount(labels[per_class_sample(labels, 20, 0, "train_limit")]).tolist() == [20, 20, 10]
+    assert np.bincount(labels[per_class_sample(labels, 20, 0, "train_limit")]).tolist() == [
+        20,
+        20,
+        10,
+    ]
     np.testing.assert_array_equal(sub, per_class_sample(labels, 7, 0, "train_limit"))  # seeded
     assert not np.array_equal(sub, per_class_sample(labels, 7, 1, "train_limit"))
     # Each purpose draws on its own stream: the test sample is not the training subset's rows.
@@ -121,8 +129,14 @@ def config(tmp_path):
     c = get_config()
     words = ["good", "bad", "odd"]
     rng = np.random.default_rng(0)
-    rows = [{"id": i, "label": words[i % 3], "text": f"A {words[i % 3]} movie<br />" + " long" * int(rng.integers(1, 30))}
-            for i in range(60)]
+    rows = [
+        {
+            "id": i,
+            "label": words[i % 3],
+            "text": f"A {words[i % 3]} movie<br />" + " long" * int(rng.integers(1, 30)),
+        }
+        for i in range(60)
+    ]
     d = c.data
     d.source = "jsonl"
     d.train_path = write(tmp_path / "train.jsonl", rows)
@@ -140,7 +154,9 @@ def config(tmp_path):
 def test_load_datasets_end_to_end(config, tok, tmp_path):
     d = config.data
     d.per_class_limit = 5
-    d.extra_train_path = write(tmp_path / "extra.jsonl", [{"text": "synthetic good one", "label": "good"}])
+    d.extra_train_path = write(
+        tmp_path / "extra.jsonl", [{"text": "synthetic good one", "label": "good"}]
+    )
     ds = load_datasets(config, ("train", "val", "test"), tok)
     tr, va, te = ds["train"], ds["val"], ds["test"]
     assert tr.label_names == ("bad", "good", "odd")
@@ -165,19 +181,29 @@ def test_load_datasets_chooses_rows_by_label_then_tokenizes_only_those(config, t
     config.eval.test_per_class = 2
     names = ["bad", "good", "odd"]
     train_rows = [json.loads(line) for line in Path(d.train_path).read_text().splitlines()]
-    test_rows = [{"id": 100 + i, "label": names[i % 3], "text": f"test review {i}<br />"} for i in range(30)]
+    test_rows = [
+        {"id": 100 + i, "label": names[i % 3], "text": f"test review {i}<br />"} for i in range(30)
+    ]
     d.test_path = write(tmp_path / "test30.jsonl", test_rows)
     counted, calls = counting(tok)
     ds = load_datasets(config, ("train", "val", "test"), counted)
     labels = np.array([names.index(r["label"]) for r in train_rows])
     tr, va = stratified_split(labels, d.val_size, config.seed)
     tr = tr[per_class_sample(labels[tr], 5, config.seed, "train_limit")]
-    te = per_class_sample(np.array([names.index(r["label"]) for r in test_rows]), 2, config.seed, "test")
-    for split, idx, rows in (("train", tr, train_rows), ("val", va, train_rows), ("test", te, test_rows)):
-        assert ds[split].ids == [str(rows[i]["id"]) for i in idx]
-        assert ds[split].texts == [rows[i]["text"].replace("<br />", "\n") for i in idx]
-        assert ds[split].labels.tolist() == [names.index(rows[i]["label"]) for i in idx]
-        assert [t.tolist() for t in ds[split].tokens.to_lists()] == tok.encode_batch(ds[split].texts)
+    te = per_class_sample(
+        np.array([names.index(r["label"]) for r in test_rows]), 2, config.seed, "test"
+    )
+    for split, idx, split_rows in (
+        ("train", tr, train_rows),
+        ("val", va, train_rows),
+        ("test", te, test_rows),
+    ):
+        assert ds[split].ids == [str(split_rows[i]["id"]) for i in idx]
+        assert ds[split].texts == [split_rows[i]["text"].replace("<br />", "\n") for i in idx]
+        assert ds[split].labels.tolist() == [names.index(split_rows[i]["label"]) for i in idx]
+        assert [t.tolist() for t in ds[split].tokens.to_lists()] == tok.encode_batch(
+            ds[split].texts
+        )
     assert sum(calls) == len(tr) + len(va) + len(te) == 15 + 15 + 6
 
 
@@ -188,7 +214,11 @@ def test_pipeline_streams(config, tok):
     assert b["inputs"].shape[:2] == (3, 4)
     assert np.all(b["targets"][b["segment_ids"] > 0][-1:] >= 0)
     for k in range(3):  # class k's batch holds class k's texts only
-        texts = {tuple((t.tolist() + [tok.eos_id])[:32]) for t, y in zip(ds["train"].tokens.to_lists(), ds["train"].labels) if y == k}
+        texts = {
+            tuple((t.tolist() + [tok.eos_id])[:32])
+            for t, y in zip(ds["train"].tokens.to_lists(), ds["train"].labels)
+            if y == k
+        }
         seg = b["segment_ids"][k]
         for r in range(4):
             if seg[r].max() > 0:
@@ -204,12 +234,18 @@ def test_pipeline_streams(config, tok):
             t = batch["targets"][r]
             if t[: len(prefix)].tolist() == prefix:
                 found += 1
-                assert np.all(batch["weights"][r, : len(prefix)] == 0) and batch["weights"][r, len(prefix)] == 1
+                assert (
+                    np.all(batch["weights"][r, : len(prefix)] == 0)
+                    and batch["weights"][r, len(prefix)] == 1
+                )
                 assert batch["inputs"][r, 0] == tok.bos_id
     assert found == (ds["train"].labels == 1).sum()
     scored = rows(config, ds["val"], tok, np.full(len(ds["val"]), 2))  # class 2's scoring pass
     odd = tok.encode_batch(["Review sentiment: odd\n"])[0]
-    assert all(t[: len(odd)].tolist() == odd and w[: len(odd)].sum() == 0 for t, w in zip(scored.targets, scored.weights))
+    assert all(
+        t[: len(odd)].tolist() == odd and w[: len(odd)].sum() == 0
+        for t, w in zip(scored.targets, scored.weights)
+    )
 
 
 def test_pipeline_label_errors(config, tok, tmp_path):
@@ -221,6 +257,8 @@ def test_pipeline_label_errors(config, tok, tmp_path):
         load_datasets(config, ("train",), tok)
     config.data.label_names = ()
     config.data.clean_html = True
-    config.data.extra_train_path = write(tmp_path / "x.jsonl", [{"text": "ok", "label": "bad"}, {"text": "<br />", "label": "bad"}])
+    config.data.extra_train_path = write(
+        tmp_path / "x.jsonl", [{"text": "ok", "label": "bad"}, {"text": "<br />", "label": "bad"}]
+    )
     with pytest.raises(DataError, match=r"x.jsonl:2: text is empty after cleaning"):
         load_datasets(config, ("train",), tok)

@@ -53,8 +53,10 @@ def test_csv_string_labels_multiclass(tmp_path):
 
 
 def test_label_names_from_config_accept_names_and_indices(tmp_path):
-    p = write_jsonl(tmp_path / "a.jsonl", [{"text": "x", "label": "pos"}, {"text": "y", "label": 0},
-                                           {"text": "z", "label": "1"}])
+    p = write_jsonl(
+        tmp_path / "a.jsonl",
+        [{"text": "x", "label": "pos"}, {"text": "y", "label": 0}, {"text": "z", "label": "1"}],
+    )
     raw = sources.read_jsonl(p, "text", "label", "id")
     np.testing.assert_array_equal(sources.resolve_labels(raw, ("neg", "pos")), [1, 0, 1])
 
@@ -70,7 +72,9 @@ def test_integer_labels_infer_range_and_missing_class_is_error(tmp_path):
 
 
 def test_unknown_label_name(tmp_path):
-    p = write_jsonl(tmp_path / "a.jsonl", [{"text": "x", "label": "neg"}, {"text": "y", "label": "meh"}])
+    p = write_jsonl(
+        tmp_path / "a.jsonl", [{"text": "x", "label": "neg"}, {"text": "y", "label": "meh"}]
+    )
     raw = sources.read_jsonl(p, "text", "label", "id")
     with pytest.raises(DataError, match=rf"^{p}:2: unknown label 'meh'"):
         sources.resolve_labels(raw, ("neg", "pos"))
@@ -84,7 +88,10 @@ def test_label_names_come_from_the_data_unless_an_imdb_config_names_them():
 
     assert tuple(importlib.import_module("configs.base").get_config().data.label_names) == ()
     for name in ("tiny", "full_6e", "full_10e", "augmented_6e", "subset_500_1e"):
-        assert tuple(importlib.import_module(f"configs.{name}").get_config().data.label_names) == ("neg", "pos"), name
+        assert tuple(importlib.import_module(f"configs.{name}").get_config().data.label_names) == (
+            "neg",
+            "pos",
+        ), name
 
 
 def test_empty_file(tmp_path):
@@ -145,9 +152,13 @@ def test_text_empty_after_cleaning(tmp_path):
 
 
 def make_aclimdb(root):
-    reviews = {("train", "neg"): [(2, 1, "awful"), (10, 3, "dull")], ("train", "pos"): [(5, 9, "lovely")],
-               ("test", "neg"): [(1, 2, "meh")], ("test", "pos"): [(4, 8, "fun"), (0, 10, "superb")],
-               ("train", "unsup"): [(0, 0, "who knows")]}
+    reviews = {
+        ("train", "neg"): [(2, 1, "awful"), (10, 3, "dull")],
+        ("train", "pos"): [(5, 9, "lovely")],
+        ("test", "neg"): [(1, 2, "meh")],
+        ("test", "pos"): [(4, 8, "fun"), (0, 10, "superb")],
+        ("train", "unsup"): [(0, 0, "who knows")],
+    }
     for (split, label), items in reviews.items():
         folder = root / "aclImdb" / split / label
         folder.mkdir(parents=True)
@@ -192,7 +203,10 @@ def test_tfds_offline_error_and_local_fallback(tmp_path, monkeypatch, caplog):
     c = get_config().data
     c.train_path = str(write_jsonl(tmp_path / "train.jsonl.gz", ROWS, gz=True))
     c.fallback_to_local = False
-    with pytest.raises(DataError, match=r"^tfds imdb_reviews/train: could not load \(ConnectionError: no route to host\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"^tfds imdb_reviews/train: could not load \(ConnectionError: no route to host\)$",
+    ):
         read_split(c, "train")
     c.fallback_to_local = True
     with caplog.at_level("WARNING"):
@@ -202,7 +216,8 @@ def test_tfds_offline_error_and_local_fallback(tmp_path, monkeypatch, caplog):
 
 
 def test_tfds_real_path_reads_features(monkeypatch):
-    """The tfds reader maps tfds' numpy output (bytes texts, int labels, -1 = unlabeled) and label names."""
+    """The tfds reader maps tfds' numpy output (bytes texts, int labels, -1 = unlabeled) and label
+    names."""
     import tensorflow_datasets as tfds
 
     class Info:

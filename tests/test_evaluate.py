@@ -45,19 +45,32 @@ def test_rules_and_calibration_recover_a_biased_model():
 
 def test_report_sample_and_prior():
     labels = np.array([0] * 700 + [1] * 300)
-    m = E.evaluate_split(np.zeros((1000, 2)), labels, np.ones(1000), ["a", "b"], np.log([0.7, 0.3]), None,
-                         ["bayes"], sample_per_class=250, seed=1)
+    m = E.evaluate_split(
+        np.zeros((1000, 2)),
+        labels,
+        np.ones(1000),
+        ["a", "b"],
+        np.log([0.7, 0.3]),
+        None,
+        ["bayes"],
+        sample_per_class=250,
+        seed=1,
+    )
     assert m["bayes"]["n"] == 1000 and m["bayes"]["sample"]["n"] == 500  # 250 per class
-    assert m["bayes"]["sample"]["accuracy"] == 0.5 and m["bayes"]["accuracy"] == 0.7  # the prior picks class a
+    # the prior picks class a
+    assert m["bayes"]["sample"]["accuracy"] == 0.5 and m["bayes"]["accuracy"] == 0.7
     np.testing.assert_allclose(np.exp(E.log_prior(np.bincount(labels, minlength=2))), [0.7, 0.3])
 
 
 def _ll_with_signal(n, k, signal, seed=0):
-    """[n, k] log-likelihoods of texts of 100-400 tokens at ~3 nats each; the true class gets +signal."""
+    """[n, k] log-likelihoods of texts of 100-400 tokens at ~3 nats each; the true class gets
+    +signal."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % k
     base = -3.0 * rng.integers(100, 400, n)[:, None] + rng.normal(0, 1, (n, 1))
-    return base + signal * (labels[:, None] == np.arange(k)[None]) + rng.normal(0, 0.01 * signal, (n, k)), labels
+    return base + signal * (labels[:, None] == np.arange(k)[None]) + rng.normal(
+        0, 0.01 * signal, (n, k)
+    ), labels
 
 
 def test_degenerate_warning_fires_on_identical_models_and_one_class_predictions():
@@ -71,13 +84,20 @@ def test_degenerate_warning_fires_on_identical_models_and_one_class_predictions(
     pred = E.scores(same, None, "bayes", E.log_prior([50, 30, 20])).argmax(1)
     msg = E.degenerate_warning(same, labels, pred, names, margin_ratio=ratio, split="test")
     assert msg is not None and "\n" not in msg
-    assert "all 60 test predictions are 'a'" in msg and "3 classes" in msg and "median margin 0" in msg
+    assert (
+        "all 60 test predictions are 'a'" in msg and "3 classes" in msg and "median margin 0" in msg
+    )
     # Barely different models (float noise), varied predictions: the margins alone give it away.
     noisy = same * (1 + 1e-7 * np.random.default_rng(1).normal(size=same.shape))
-    msg = E.degenerate_warning(noisy, labels, noisy.argmax(1), names, margin_ratio=ratio, split="val")
+    msg = E.degenerate_warning(
+        noisy, labels, noisy.argmax(1), names, margin_ratio=ratio, split="val"
+    )
     assert msg is not None and "val" in msg and "predictions are" not in msg
-    # Trained models that still call everything one class (e.g. a strong bias): the predictions give it away.
-    msg = E.degenerate_warning(ll, labels, np.zeros(60, int), names, margin_ratio=ratio, split="test")
+    # Trained models that still call everything one class (e.g. a strong bias): the predictions
+    # give it away.
+    msg = E.degenerate_warning(
+        ll, labels, np.zeros(60, int), names, margin_ratio=ratio, split="test"
+    )
     assert msg is not None and "all 60 test predictions are 'a'" in msg and "margin" not in msg
 
 
@@ -86,9 +106,24 @@ def test_degenerate_warning_silent_on_a_working_classifier():
 
     ratio = get_config().eval.degenerate_margin_ratio
     ll, labels = _ll_with_signal(60, 2, signal=5.0)  # ~5 nats margin on ~750-nat texts
-    assert E.degenerate_warning(ll, labels, ll.argmax(1), ["neg", "pos"], margin_ratio=ratio, split="test") is None
+    assert (
+        E.degenerate_warning(
+            ll, labels, ll.argmax(1), ["neg", "pos"], margin_ratio=ratio, split="test"
+        )
+        is None
+    )
     one = labels == 0  # a split with a single class: one predicted class is no sign of anything
-    assert E.degenerate_warning(ll[one], labels[one], np.zeros(one.sum(), int), ["neg", "pos"], margin_ratio=ratio, split="test") is None
+    assert (
+        E.degenerate_warning(
+            ll[one],
+            labels[one],
+            np.zeros(one.sum(), int),
+            ["neg", "pos"],
+            margin_ratio=ratio,
+            split="test",
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize("b, c", [(10, 3), (0, 0), (7, 7), (400, 330)])
@@ -116,22 +151,52 @@ def test_comparison_report_pairs_predictions_and_shows_synthetic_stats(tmp_path)
     aug_pred = labels.copy()
     aug_pred[:2] = 1 - labels[:2]  # augmented: 98% right; 18 texts only it gets right
     (tmp_path / "synth").mkdir()
-    stats = {"per_class": {n: {"generated": 10, "kept": 9, "mean_tokens": 123.0, "distinct_1": 0.4, "distinct_2": 0.8,
-                               "mean_margin": 5.5, "classified_as_own_class": 0.9} for n in ("neg", "pos")}}
+    stats = {
+        "per_class": {
+            n: {
+                "generated": 10,
+                "kept": 9,
+                "mean_tokens": 123.0,
+                "distinct_1": 0.4,
+                "distinct_2": 0.8,
+                "mean_margin": 5.5,
+                "classified_as_own_class": 0.9,
+            }
+            for n in ("neg", "pos")
+        }
+    }
     (tmp_path / "synth" / "synthetic_stats.json").write_text(json.dumps(stats))
-    for name, pred, extra in (("base", base_pred, ""), ("aug", aug_pred, str(tmp_path / "synth" / "synthetic.jsonl"))):
+    for name, pred, extra in (
+        ("base", base_pred, ""),
+        ("aug", aug_pred, str(tmp_path / "synth" / "synthetic.jsonl")),
+    ):
         d = tmp_path / name
         d.mkdir()
-        (d / "config.json").write_text(json.dumps({"data": {"extra_train_path": extra}, "train": {"epochs": 6}}))
+        (d / "config.json").write_text(
+            json.dumps({"data": {"extra_train_path": extra}, "train": {"epochs": 6}})
+        )
         metrics = E.classification_metrics(labels, pred, ["neg", "pos"])
-        (d / "metrics.json").write_text(json.dumps({"results": {"test": {"bayes": metrics}}, "accuracy": metrics["accuracy"]}))
+        (d / "metrics.json").write_text(
+            json.dumps({"results": {"test": {"bayes": metrics}}, "accuracy": metrics["accuracy"]})
+        )
         with open(d / "predictions_test.jsonl", "w") as f:
             for i in range(100)[::-1]:  # another order: pairing goes by id
-                # ids repeat across classes, as IMDB's do (neg/0 and pos/0); pairing must not merge them
-                f.write(json.dumps({"id": i // 2, "label": int(labels[i]), "prediction": int(pred[i])}) + "\n")
+                # ids repeat across classes, as IMDB's do (neg/0 and pos/0); pairing must not
+                # merge them
+                f.write(
+                    json.dumps({"id": i // 2, "label": int(labels[i]), "prediction": int(pred[i])})
+                    + "\n"
+                )
     text = report.comparison_report([tmp_path / "base", tmp_path / "aug", tmp_path / "never_ran"])
     p = E.mcnemar(base_pred == labels, aug_pred == labels)["p_value"]
-    assert "| aug | 100 | 98.00% |" in text and "+18.00 points | 0 / 18 |" in text and f"{p:.3g}" in text
+    assert (
+        "| aug | 100 | 98.00% |" in text
+        and "+18.00 points | 0 / 18 |" in text
+        and f"{p:.3g}" in text
+    )
     assert "| never_ran | - | not evaluated |" in text
     assert "| aug | neg | 10 | 9 | 123.0 | 0.400 | 0.800 | +5.5 | 90.00% |" in text
-    assert "**aug** vs base: 98.00% vs 80.00% (+18.00 points" in text and "on 100 paired test texts): better at alpha 0.05" in text
+    assert (
+        "**aug** vs base: 98.00% vs 80.00% (+18.00 points" in text
+        and "on 100 paired test texts): better at alpha 0.05" in text
+    )

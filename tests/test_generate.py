@@ -67,7 +67,9 @@ def test_cached_decode_equals_full_recompute(params, name):
     logits, cache, pos = prefill(params, tokens, mask, CONFIG, tokens.shape[1] + steps)
     for i in range(steps + 1):
         ref = full_logits(params, [list(p) + cont[r, :i].tolist() for r, p in enumerate(prompts)])
-        np.testing.assert_allclose(np.asarray(logits), ref, rtol=1e-5, atol=1e-5, err_msg=f"step {i}")
+        np.testing.assert_allclose(
+            np.asarray(logits), ref, rtol=1e-5, atol=1e-5, err_msg=f"step {i}"
+        )
         if i < steps:
             logits, cache = step(params, jnp.asarray(cont[:, i]), pos + i, cache, CONFIG)
     assert int(cache.index) == tokens.shape[1] + steps
@@ -112,9 +114,13 @@ def test_stops_at_eos_with_right_lengths(params):
 
 
 def test_all_rows_stop_early(params):
-    one = G.generate(params, CONFIG, [BOS], rng=0, max_new_tokens=1, eos_id=None, batch_size=2, **GREEDY)
+    one = G.generate(
+        params, CONFIG, [BOS], rng=0, max_new_tokens=1, eos_id=None, batch_size=2, **GREEDY
+    )
     first = int(one.tokens[0, 0])
-    gen = G.generate(params, CONFIG, [BOS], rng=0, max_new_tokens=10, eos_id=first, batch_size=2, **GREEDY)
+    gen = G.generate(
+        params, CONFIG, [BOS], rng=0, max_new_tokens=10, eos_id=first, batch_size=2, **GREEDY
+    )
     np.testing.assert_array_equal(gen.lengths, 0)
     assert np.all(gen.finished) and np.all(np.asarray(gen.tokens) == first)  # pad defaults to eos
 
@@ -202,9 +208,17 @@ def test_synthetic_selection_rules():
     texts = ["a good film", "  ", "a good film", "bad", "fine movie", "great"]
     lengths = np.array([3, 2, 3, 1, 2, 1])
     margin = np.array([5.0, 5.0, 5.0, 5.0, 40.0, -2.0])
-    g = ml_collections.ConfigDict(dict(min_tokens=2, dedupe=True, min_margin=float("-inf"), max_margin=float("inf")))
-    np.testing.assert_array_equal(select(texts, lengths, margin, g), [True, False, False, False, True, False])
+    g = ml_collections.ConfigDict(
+        dict(min_tokens=2, dedupe=True, min_margin=float("-inf"), max_margin=float("inf"))
+    )
+    np.testing.assert_array_equal(
+        select(texts, lengths, margin, g), [True, False, False, False, True, False]
+    )
     g.min_tokens, g.dedupe = 1, False
-    np.testing.assert_array_equal(select(texts, lengths, margin, g), [True, False, True, True, True, True])
+    np.testing.assert_array_equal(
+        select(texts, lengths, margin, g), [True, False, True, True, True, True]
+    )
     g.min_margin, g.max_margin = 0.0, 10.0  # near the boundary, on the right side
-    np.testing.assert_array_equal(select(texts, lengths, margin, g), [True, False, True, True, False, False])
+    np.testing.assert_array_equal(
+        select(texts, lengths, margin, g), [True, False, True, True, False, False]
+    )

@@ -27,7 +27,12 @@ def random_tokens(rng, shape, vocab=1000):
 
 def test_logits_match_pytorch(hf_tiny_dir):
     config, params = load_pretrained(hf_tiny_dir)
-    assert (config.n_layer, config.n_embd, config.vocab_size, config.n_positions) == (2, 64, 1000, 64)
+    assert (config.n_layer, config.n_embd, config.vocab_size, config.n_positions) == (
+        2,
+        64,
+        1000,
+        64,
+    )
     tokens = random_tokens(np.random.default_rng(0), (3, 64))
     ours = np.asarray(M.apply(params, tokens, config))
     ref = hf_logits(hf_tiny_dir, tokens)
@@ -68,7 +73,10 @@ def test_bad_checkpoints_name_the_tensor(hf_tiny_dir, tmp_path):
     missing = tmp_path / "missing"
     missing.mkdir()
     (missing / "config.json").write_text(cfg)
-    save_file({k: v for k, v in tensors.items() if "h.1.mlp.c_fc.weight" not in k}, str(missing / "model.safetensors"))
+    save_file(
+        {k: v for k, v in tensors.items() if "h.1.mlp.c_fc.weight" not in k},
+        str(missing / "model.safetensors"),
+    )
     with pytest.raises(CheckpointError, match=r"h\.1\.mlp\.c_fc\.weight.*missing"):
         load_pretrained(missing)
 
@@ -99,7 +107,12 @@ def test_hub_name_offline_is_one_line_error(monkeypatch):
 
 def test_sizes_have_published_parameter_counts():
     # GPT-2's published sizes (tied head): 124M, 355M, 774M, 1558M parameters.
-    expected = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080, "gpt2-xl": 1_557_611_200}
+    expected = {
+        "gpt2": 124_439_808,
+        "gpt2-medium": 354_823_168,
+        "gpt2-large": 774_030_080,
+        "gpt2-xl": 1_557_611_200,
+    }
     for name, n in expected.items():
         c = M.config_for(name)
         shapes = jax.eval_shape(lambda c=c: M.init_params(c))
@@ -130,7 +143,9 @@ def test_remat_gives_same_gradients(hf_tiny_dir):
     g0 = jax.grad(loss)(params, config)
     for remat in ("full", "dots"):
         g1 = jax.grad(loss)(params, config.replace(remat=remat))
-        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g0, g1)
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g0, g1
+        )
 
 
 def test_dropout_only_with_rng(hf_tiny_dir):
@@ -176,9 +191,13 @@ def test_fused_head_log_probs_match_float64(vocab):
     dlogits = ct[..., None] * (np.eye(vocab)[y] - np.exp(logits - lse[..., None]))
     ref_dh, ref_de = dlogits @ e, np.einsum("btv,btd->vd", dlogits, h)
 
-    f = lambda h, e: jnp.sum(jnp.asarray(ct, jnp.float32) * head_log_probs(h, e, jnp.asarray(y), config))  # noqa: E731
+    def f(h, e):
+        return jnp.sum(jnp.asarray(ct, jnp.float32) * head_log_probs(h, e, jnp.asarray(y), config))
+
     h32, e32 = jnp.asarray(h, jnp.float32), jnp.asarray(e, jnp.float32)
-    np.testing.assert_allclose(head_log_probs(h32, e32, jnp.asarray(y), config), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        head_log_probs(h32, e32, jnp.asarray(y), config), ref, rtol=1e-5, atol=1e-5
+    )
     dh, de = jax.grad(f, (0, 1))(h32, e32)
     np.testing.assert_allclose(dh, ref_dh, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(de, ref_de, rtol=1e-4, atol=1e-5)

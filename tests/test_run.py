@@ -7,32 +7,45 @@ import json
 import math
 import signal
 import subprocess
-import time
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
 
-pytestmark = pytest.mark.skipif(not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
-                                reason="needs ../shared/data")
+pytestmark = pytest.mark.skipif(
+    not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
+    reason="needs ../shared/data",
+)
 
 # Every run.py call here shares one compilation cache: later calls (the resume, eval mode) run
 # programs compiled by earlier ones, and their figures must still match.
 CACHE = Path(tempfile.mkdtemp(prefix="gencls_xla_cache_"))
-SMALL = ["--config.compile_cache_dir=" + str(CACHE), "--config.compile_cache_min_secs=0",
-         "--config.data.per_class_limit=24", "--config.data.val_size=16", "--config.eval.test_per_class=16",
-         "--config.eval.sample_per_class=8", "--config.data.tokenizer=" + str(TOKENIZER_DIR), "--config.train.log_every=1",
-         "--config.data.train_path=" + str(IMDB_DIR / "train.jsonl.gz"),
-         "--config.data.test_path=" + str(IMDB_DIR / "test.jsonl.gz")]
+SMALL = [
+    "--config.compile_cache_dir=" + str(CACHE),
+    "--config.compile_cache_min_secs=0",
+    "--config.data.per_class_limit=24",
+    "--config.data.val_size=16",
+    "--config.eval.test_per_class=16",
+    "--config.eval.sample_per_class=8",
+    "--config.data.tokenizer=" + str(TOKENIZER_DIR),
+    "--config.train.log_every=1",
+    "--config.data.train_path=" + str(IMDB_DIR / "train.jsonl.gz"),
+    "--config.data.test_path=" + str(IMDB_DIR / "test.jsonl.gz"),
+]
 
 
 def run(*args, check=True, config="tiny.py"):
     """run.py with configs/<config> (None: no --config, eval/generate read the run's own)."""
-    cmd = [sys.executable, str(REPO / "run.py"), *(["--config=" + str(REPO / "configs" / config)] if config else []), *args]
+    cmd = [
+        sys.executable,
+        str(REPO / "run.py"),
+        *(["--config=" + str(REPO / "configs" / config)] if config else []),
+        *args,
+    ]
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{p.stderr[-3000:]}")
@@ -44,8 +57,13 @@ def last_line(p) -> str:
 
 
 def snapshot(folder: Path) -> dict:
-    """sha256 of every file under `folder`: a refused command must leave all of them as they were."""
-    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.rglob("*")) if f.is_file()}
+    """sha256 of every file under `folder`: a refused command must leave all of them as they
+    were."""
+    return {
+        str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+    }
 
 
 def recomputed_accuracy(pred_path, prior):
@@ -67,21 +85,38 @@ def workdir(tmp_path_factory):
 
 
 def test_train_resume_writes_everything(workdir):
-    for name in ("config.json", "run_info.json", "metrics.jsonl", "metrics.json", "report.md", "curves.png",
-                 "predictions_val.jsonl", "predictions_test.jsonl", "confusion_test.png", "export/neg/model.safetensors",
-                 "export/pos/config.json", "history.jsonl", "train_summary.json"):
+    for name in (
+        "config.json",
+        "run_info.json",
+        "metrics.jsonl",
+        "metrics.json",
+        "report.md",
+        "curves.png",
+        "predictions_val.jsonl",
+        "predictions_test.jsonl",
+        "confusion_test.png",
+        "export/neg/model.safetensors",
+        "export/pos/config.json",
+        "history.jsonl",
+        "train_summary.json",
+    ):
         assert (workdir / name).exists(), name
     steps = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     m = json.loads((workdir / "metrics.json").read_text())
-    assert m["stop_reason"] == "completed" and m["steps"] == 3  # 24 texts/class, packed into 128-token rows: 3 steps
+    # 24 texts/class, packed into 128-token rows: 3 steps
+    assert m["stop_reason"] == "completed" and m["steps"] == 3
     assert any(r.get("kind") == "eval" or "val_loss" in json.dumps(r) for r in steps)
     acc, n = recomputed_accuracy(workdir / "predictions_test.jsonl", m["prior"])
     assert n == 32
-    assert math.isclose(acc, m["accuracy"]) and math.isclose(acc, m["results"]["test"]["bayes"]["accuracy"])
+    assert math.isclose(acc, m["accuracy"]) and math.isclose(
+        acc, m["results"]["test"]["bayes"]["accuracy"]
+    )
     report = (workdir / "report.md").read_text()
     assert f"{100 * acc:.2f}%" in report and "| calibrated |" in report
     assert any(CACHE.iterdir()), "no compiled program was stored in config.compile_cache_dir"
-    gap = 100 * (m["results"]["train_sample"]["bayes"]["accuracy"] - m["results"]["val"]["bayes"]["accuracy"])
+    gap = 100 * (
+        m["results"]["train_sample"]["bayes"]["accuracy"] - m["results"]["val"]["bayes"]["accuracy"]
+    )
     assert m["results"]["train_sample"]["bayes"]["n"] == 32  # 16 per class
     assert f"Train (sample) - validation accuracy gap (bayes): {gap:+.2f} points" in report
     # Confusion matrices as markdown too: rows of the true class sum to its support.
@@ -90,10 +125,14 @@ def test_train_resume_writes_everything(workdir):
 
 
 def test_resumed_run_summary_covers_both_calls_and_history_records_them(workdir):
-    """The summary of a run interrupted after 2 steps and resumed covers all 3 steps and both calls."""
+    """The summary of a run interrupted after 2 steps and resumed covers all 3 steps and both
+    calls."""
     m = json.loads((workdir / "metrics.json").read_text())
-    per_step = [r["train_loss"] for r in json.loads("[" + ",".join(open(workdir / "metrics.jsonl")) + "]")
-                if r["kind"] == "train"]  # log_every=1: one record per step
+    per_step = [
+        r["train_loss"]
+        for r in json.loads("[" + ",".join(open(workdir / "metrics.jsonl")) + "]")
+        if r["kind"] == "train"
+    ]  # log_every=1: one record per step
     assert len(per_step) == 3
     assert math.isclose(m["final_train_loss"], float(np.mean(per_step)), rel_tol=1e-9)
     assert m["train_calls"] == 2 and m["train_wall_s"] > 0
@@ -108,40 +147,76 @@ def test_metrics_carry_provenance_and_the_scored_step_is_the_best(workdir):
     assert m["evaluated_step"] == m["best_step"] == 3
     prov = m["provenance"]
     assert prov["git_revision"] and prov["git_revision"] != "unknown"
-    test_src, = prov["data"]["test"]
+    (test_src,) = prov["data"]["test"]
     assert test_src["path"] == str((IMDB_DIR / "test.jsonl.gz").resolve())
-    assert test_src["sha256"] == hashlib.sha256((IMDB_DIR / "test.jsonl.gz").read_bytes()).hexdigest()
-    assert prov["data"]["val"][0]["sha256"] == hashlib.sha256((IMDB_DIR / "train.jsonl.gz").read_bytes()).hexdigest()
+    assert (
+        test_src["sha256"] == hashlib.sha256((IMDB_DIR / "test.jsonl.gz").read_bytes()).hexdigest()
+    )
+    assert (
+        prov["data"]["val"][0]["sha256"]
+        == hashlib.sha256((IMDB_DIR / "train.jsonl.gz").read_bytes()).hexdigest()
+    )
 
 
 def test_eval_mode_reproduces_the_training_run_figures(workdir):
     before = json.loads((workdir / "metrics.json").read_text())
-    run("--mode=eval", f"--workdir={workdir}", config=None)  # the run's own config, no --config needed
+    # the run's own config, no --config needed
+    run("--mode=eval", f"--workdir={workdir}", config=None)
     after = json.loads((workdir / "metrics.json").read_text())
     assert math.isclose(after["accuracy"], before["accuracy"])
-    np.testing.assert_allclose(after["results"]["val"]["bayes"]["confusion"], before["results"]["val"]["bayes"]["confusion"])
-    for key in ("stop_reason", "steps", "final_train_loss", "train_wall_s", "best_step", "evaluated_step"):
+    np.testing.assert_allclose(
+        after["results"]["val"]["bayes"]["confusion"],
+        before["results"]["val"]["bayes"]["confusion"],
+    )
+    for key in (
+        "stop_reason",
+        "steps",
+        "final_train_loss",
+        "train_wall_s",
+        "best_step",
+        "evaluated_step",
+    ):
         assert after[key] == before[key], key
 
 
 def test_finished_workdir_with_other_data_or_settings_is_refused_untouched(workdir):
     files = snapshot(workdir)
-    p = run(f"--workdir={workdir}", *SMALL, "--config.data.per_class_limit=12", "--config.train.lr=0.01", check=False)
+    p = run(
+        f"--workdir={workdir}",
+        *SMALL,
+        "--config.data.per_class_limit=12",
+        "--config.train.lr=0.01",
+        check=False,
+    )
     assert p.returncode != 0
     line = last_line(p)
-    assert line.startswith("error: ") and "data.per_class_limit (24 -> 12)" in line and "train.lr (0.001 -> 0.01)" in line
+    assert (
+        line.startswith("error: ")
+        and "data.per_class_limit (24 -> 12)" in line
+        and "train.lr (0.001 -> 0.01)" in line
+    )
     assert snapshot(workdir) == files
 
 
 def test_generate_and_round_trip_into_training_data(workdir):
-    run("--mode=generate", f"--workdir={workdir}", *SMALL, "--config.generate.per_class=4", "--config.generate.max_new_tokens=16")
+    run(
+        "--mode=generate",
+        f"--workdir={workdir}",
+        *SMALL,
+        "--config.generate.per_class=4",
+        "--config.generate.max_new_tokens=16",
+    )
     rows = [json.loads(line) for line in open(workdir / "synthetic.jsonl")]
     assert rows and {r["label"] for r in rows} <= {"neg", "pos"}
-    assert all(r["origin"] == "synthetic" and "margin" in r and r["sampling"]["top_p"] == 0.95 for r in rows)
+    assert all(
+        r["origin"] == "synthetic" and "margin" in r and r["sampling"]["top_p"] == 0.95
+        for r in rows
+    )
     stats = json.loads((workdir / "synthetic_stats.json").read_text())
     assert stats["generated"] == 8 and stats["kept"] == len(rows)
 
     import ml_collections  # noqa: F401
+
     from configs import tiny
     from gencls_jax.data.pipeline import load_datasets
 
@@ -157,7 +232,10 @@ def test_report_mode_prints_history_table(workdir):
     m = json.loads((workdir / "metrics.json").read_text())
     assert f"| tiny | 24 per class | 1 | 24/24 | {100 * m['accuracy']:.2f}% |" in p.stdout
     p = run("--mode=report", f"--workdirs={workdir},{workdir.parent / 'never_ran'}", check=False)
-    assert p.returncode != 0 and last_line(p) == f"error: --workdirs: no such folder: {workdir.parent / 'never_ran'}"
+    assert (
+        p.returncode != 0
+        and last_line(p) == f"error: --workdirs: no such folder: {workdir.parent / 'never_ran'}"
+    )
 
 
 def test_programmatic_classifier(workdir):
@@ -179,15 +257,28 @@ def test_workdir_of_another_model_size_is_refused(workdir):
     p = run(f"--workdir={workdir}", *SMALL, "--config.model.size=gpt2", check=False)
     assert p.returncode != 0
     line = last_line(p)
-    assert line.startswith("error: ") and "model.size ('tiny' -> 'gpt2')" in line and "another --workdir" in line
+    assert (
+        line.startswith("error: ")
+        and "model.size ('tiny' -> 'gpt2')" in line
+        and "another --workdir" in line
+    )
 
 
 def test_interrupted_run_exits_130(tmp_path):
     """Ctrl-C saves and exits non-zero, so `run.py ... && next` does not go on."""
     wd = tmp_path / "sigint"
-    cmd = [sys.executable, str(REPO / "run.py"), "--config=" + str(REPO / "configs" / "tiny.py"), f"--workdir={wd}",
-           *SMALL, "--config.data.per_class_limit=64", "--config.train.epochs=3"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        str(REPO / "run.py"),
+        "--config=" + str(REPO / "configs" / "tiny.py"),
+        f"--workdir={wd}",
+        *SMALL,
+        "--config.data.per_class_limit=64",
+        "--config.train.epochs=3",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 300
     while not (wd / "checkpoints").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -231,11 +322,21 @@ def topic_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("topics")
     train, test = _topic_file(d / "train.jsonl", 20, 0), _topic_file(d / "test.jsonl", 6, 1)
     wd = d / "run"
-    run(f"--workdir={wd}", "--config.compile_cache_dir=" + str(CACHE), "--config.data.tokenizer=" + str(TOKENIZER_DIR),
-        "--config.data.source=jsonl", f"--config.data.train_path={train}", f"--config.data.test_path={test}",
-        "--config.data.label_names=()", "--config.data.per_class_limit=0", "--config.data.val_size=8",
-        "--config.eval.test_per_class=0", "--config.eval.sample_per_class=0", "--config.eval.train_sample_per_class=0",
-        "--config.train.epochs=2")
+    run(
+        f"--workdir={wd}",
+        "--config.compile_cache_dir=" + str(CACHE),
+        "--config.data.tokenizer=" + str(TOKENIZER_DIR),
+        "--config.data.source=jsonl",
+        f"--config.data.train_path={train}",
+        f"--config.data.test_path={test}",
+        "--config.data.label_names=()",
+        "--config.data.per_class_limit=0",
+        "--config.data.val_size=8",
+        "--config.eval.test_per_class=0",
+        "--config.eval.sample_per_class=0",
+        "--config.eval.train_sample_per_class=0",
+        "--config.train.epochs=2",
+    )
     return wd
 
 
@@ -252,15 +353,26 @@ def test_eval_with_another_runs_data_is_refused_untouched(topic_run):
     files = snapshot(topic_run)
     # The README's IMDB eval command, pointed at the 4-class run.
     p = run("--mode=eval", f"--workdir={topic_run}", *SMALL, check=False)
-    assert p.returncode != 0 and "data.train_path" in last_line(p) and "leave out --config" in last_line(p)
+    assert (
+        p.returncode != 0
+        and "data.train_path" in last_line(p)
+        and "leave out --config" in last_line(p)
+    )
     # An explicit other test set whose labels (IMDB's 0/1) are not this run's classes.
-    p = run("--mode=eval", f"--workdir={topic_run}", "--config.data.test_path=" + str(IMDB_DIR / "test.jsonl.gz"),
-            config=None, check=False)
+    p = run(
+        "--mode=eval",
+        f"--workdir={topic_run}",
+        "--config.data.test_path=" + str(IMDB_DIR / "test.jsonl.gz"),
+        config=None,
+        check=False,
+    )
     assert p.returncode != 0 and last_line(p).startswith("error: ") and "integer" in last_line(p)
     assert snapshot(topic_run) == files
 
 
-def test_eval_on_another_test_set_with_the_runs_labels_writes_beside_the_report(topic_run, tmp_path):
+def test_eval_on_another_test_set_with_the_runs_labels_writes_beside_the_report(
+    topic_run, tmp_path
+):
     other = _topic_file(tmp_path / "other_test.jsonl", 3, 7)
     files = snapshot(topic_run)
     run("--mode=eval", f"--workdir={topic_run}", f"--config.data.test_path={other}", config=None)
@@ -268,4 +380,6 @@ def test_eval_on_another_test_set_with_the_runs_labels_writes_beside_the_report(
     assert out["results"]["test"]["bayes"]["n"] == 12
     assert out["provenance"]["data"]["test"][0]["path"] == str(other.resolve())
     changed = {k: v for k, v in snapshot(topic_run).items() if files.get(k) != v}
-    assert set(changed) == {"history.jsonl"} | {k for k in changed if k.startswith("eval_other_test/")}
+    assert set(changed) == {"history.jsonl"} | {
+        k for k in changed if k.startswith("eval_other_test/")
+    }

@@ -1,6 +1,5 @@
 """The pure scorer against a float64 NumPy computation from Hugging Face PyTorch logits."""
 
-
 import jax
 import numpy as np
 import pytest
@@ -70,7 +69,9 @@ def test_padding_invariance(tiny):
     tokens, mask = padded(texts, 48)
     batched = np.asarray(S.sequence_log_likelihood(params, tokens, mask, config))
     for i, t in enumerate(texts):
-        alone = S.sequence_log_likelihood(params, np.array([t], np.int32), np.ones((1, len(t)), np.int32), config)
+        alone = S.sequence_log_likelihood(
+            params, np.array([t], np.int32), np.ones((1, len(t)), np.int32), config
+        )
         np.testing.assert_allclose(batched[i], np.asarray(alone)[0], rtol=1e-6)
 
 
@@ -82,7 +83,9 @@ def test_jit_and_class_vmap_equal_a_python_loop(tiny):
     scorer = jax.jit(S.class_log_likelihoods, static_argnames="config")
     both = np.asarray(scorer(stacked, tokens, mask, config=config))
     assert both.shape == (2, 3)
-    loop = np.stack([np.asarray(S.sequence_log_likelihood(p, tokens, mask, config)) for p in others], axis=1)
+    loop = np.stack(
+        [np.asarray(S.sequence_log_likelihood(p, tokens, mask, config)) for p in others], axis=1
+    )
     np.testing.assert_allclose(both, loop, rtol=1e-6)
     assert len(set(np.round(both[0], 3))) == 3  # the three models really differ
 
@@ -92,14 +95,20 @@ def test_bfloat16_scorer_close_to_float32(tiny):
     config, params, _ = tiny
     tokens, mask = padded(random_texts(3, [64, 30]), 64)
     f32 = np.asarray(S.sequence_log_likelihood(params, tokens, mask, config))
-    bf16 = np.asarray(S.sequence_log_likelihood(params, tokens, mask, config.replace(dtype="bfloat16")))
+    bf16 = np.asarray(
+        S.sequence_log_likelihood(params, tokens, mask, config.replace(dtype="bfloat16"))
+    )
     np.testing.assert_allclose(bf16, f32, rtol=1e-2)
 
 
 def rows_ll(params, config, texts, **kw):
     rows = make_rows(texts, config.n_positions, BOS, **kw)
-    b = make_batch(rows, (config.n_positions, [[i] for i in range(len(rows.inputs))]), len(rows.inputs))
-    per_row = np.asarray(S.row_log_likelihood(params, b["inputs"], b["targets"], b["weights"], config))
+    b = make_batch(
+        rows, (config.n_positions, [[i] for i in range(len(rows.inputs))]), len(rows.inputs)
+    )
+    per_row = np.asarray(
+        S.row_log_likelihood(params, b["inputs"], b["targets"], b["weights"], config)
+    )
     out = np.zeros(len(texts))
     np.add.at(out, rows.text_index, per_row)
     return out, rows
@@ -111,7 +120,9 @@ def test_short_texts_rows_equal_sequence_scorer(tiny):
     ours, rows = rows_ll(params, config, texts, long_text="window")
     assert len(rows.inputs) == 3  # one row each: nothing to window
     tokens, mask = padded(texts, 64)
-    np.testing.assert_allclose(ours, S.sequence_log_likelihood(params, tokens, mask, config), rtol=1e-6)
+    np.testing.assert_allclose(
+        ours, S.sequence_log_likelihood(params, tokens, mask, config), rtol=1e-6
+    )
 
 
 def test_long_text_error_truncate_and_window(tiny):
@@ -152,7 +163,8 @@ def test_bad_scoring_input(tiny):
         make_rows([[1]], config.n_positions, BOS, long_text="drop")
 
 
-@pytest.mark.parametrize("head_chunk", [16, 4096])  # 100 tokens: 7 chunks, the last padded; one chunk
+# 100 tokens: 7 chunks, the last padded; one chunk
+@pytest.mark.parametrize("head_chunk", [16, 4096])
 def test_chunked_log_probs_equal_full_logits(tiny, head_chunk):
     """Values and gradients of the chunked head equal the full [B, T, V] computation."""
     from gencls_jax.model import apply
@@ -172,4 +184,6 @@ def test_chunked_log_probs_equal_full_logits(tiny, head_chunk):
     np.testing.assert_allclose(chunked(params), full(params), rtol=1e-6, atol=1e-6)
     g_full = jax.grad(lambda p: full(p).sum())(params)
     g_chunk = jax.grad(lambda p: chunked(p).sum())(params)
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_full, g_chunk)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_full, g_chunk
+    )

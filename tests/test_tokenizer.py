@@ -1,7 +1,6 @@
 """The real GPT-2 tokenizer from ../shared loads offline and encodes as GPT-2 does."""
 
 import pytest
-
 from conftest import TOKENIZER_DIR
 
 

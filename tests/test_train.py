@@ -6,6 +6,7 @@ parameters: the multi-device test runs it in a subprocess with 8 emulated CPU de
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -15,8 +16,6 @@ import sys
 from pathlib import Path
 
 import jax
-import functools
-
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -30,9 +29,9 @@ from gencls_jax import model as M  # noqa: E402
 from gencls_jax import optim  # noqa: E402
 from gencls_jax import train as T  # noqa: E402
 from gencls_jax import train_step as TS  # noqa: E402
-from gencls_jax.objectives import token_loss_sums  # noqa: E402
 from gencls_jax.checkpoint import Checkpointer  # noqa: E402
 from gencls_jax.metrics import read_metrics  # noqa: E402
+from gencls_jax.objectives import token_loss_sums  # noqa: E402
 from gencls_jax.score import stack_params  # noqa: E402
 
 VOCAB, SEQ = 64, 16
@@ -43,12 +42,18 @@ def base_config(**train_overrides):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     c = mod.get_config()
-    c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = "tiny", "float32", 0.0, "label_prefix"
+    c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = (
+        "tiny",
+        "float32",
+        0.0,
+        "label_prefix",
+    )
     t = c.train
     t.epochs, t.batch_size, t.lr, t.warmup_steps, t.schedule = 2, 8, 3e-3, 2, "constant"
-    # Adam moves a weight by ~lr * g / eps where |g| < eps: with eps = 1e-8, float noise in near-zero
-    # gradients (e.g. the attention key bias, whose true gradient is exactly 0) becomes update
-    # differences of ~1e-5 between equivalent computations (vmap / lax.map / one model / 8 devices).
+    # Adam moves a weight by ~lr * g / eps where |g| < eps: with eps = 1e-8, float noise in
+    # near-zero gradients (e.g. the attention key bias, whose true gradient is exactly 0) becomes
+    # update differences of ~1e-5 between equivalent computations
+    # (vmap / lax.map / one model / 8 devices).
     t.eps = 1e-6
     t.log_every, t.ckpt_every, t.plot, t.tensorboard = 1, 0, False, False
     c.progress_bars = bool(train_overrides.pop("progress_bars", False))
@@ -104,7 +109,8 @@ def batches_fn(data):
 
 @functools.lru_cache(maxsize=None)
 def _init(mc, seed):
-    return to_np(jax.jit(M.init_params, static_argnums=0)(mc, seed))  # jitted: op-by-op init is slow
+    # jitted: op-by-op init is slow
+    return to_np(jax.jit(M.init_params, static_argnums=0)(mc, seed))
 
 
 def tiny_params(mc, classes=None, seed=0):
@@ -122,10 +128,13 @@ def run_steps(config, mc, params, batches, per_class=False, loss_scale=None, sta
     tx, _, step = TS.compiled_train_step(mc, tc, per_class, 100, mesh)
     if state is None:
         k = TS.num_stacked_classes(params) if per_class else None
-        params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)  # the step donates it
+        # the step donates it
+        params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)
         state = TS.init_state(params, tx, tc, config.seed, k)
         if loss_scale is not None:
-            state = state._replace(loss_scale=state.loss_scale._replace(scale=jnp.float32(loss_scale)))
+            state = state._replace(
+                loss_scale=state.loss_scale._replace(scale=jnp.float32(loss_scale))
+            )
         state = jax.device_put(state, TS.replicated(mesh))
     sh = TS.batch_sharding(mesh, per_class)
     ms = []
@@ -150,16 +159,26 @@ def test_decay_mask_names_and_effect():
     mc = model_config(base_config())
     params = tiny_params(mc)
     mask = optim.decay_mask(params)
-    flat = {"/".join(str(getattr(p, "key", p)) for p in path): v for path, v in jax.tree_util.tree_flatten_with_path(mask)[0]}
+    flat = {
+        "/".join(str(getattr(p, "key", p)) for p in path): v
+        for path, v in jax.tree_util.tree_flatten_with_path(mask)[0]
+    }
     decayed = sorted(k for k, v in flat.items() if v)
-    assert decayed == ["h/attn/c_attn/kernel", "h/attn/c_proj/kernel", "h/mlp/c_fc/kernel", "h/mlp/c_proj/kernel"]
+    assert decayed == [
+        "h/attn/c_attn/kernel",
+        "h/attn/c_proj/kernel",
+        "h/mlp/c_fc/kernel",
+        "h/mlp/c_proj/kernel",
+    ]
     assert not flat["wte/embedding"] and not flat["wpe/embedding"] and not flat["h/ln_1/scale"]
     assert not flat["h/attn/c_attn/bias"] and not flat["ln_f/bias"]
     # With zero gradients AdamW only decays: masked leaves move by exactly -lr * wd * p.
     config = base_config(weight_decay=0.5, grad_clip=0.0)
     tx = optim.make_optimizer(config.train)
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    updates, _ = jax.jit(functools.partial(tx.update, learning_rate=0.1))(zeros, tx.init(params), params)
+    updates, _ = jax.jit(functools.partial(tx.update, learning_rate=0.1))(
+        zeros, tx.init(params), params
+    )
     for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]:
         name = "/".join(str(getattr(p, "key", p)) for p in path)
         p = np.asarray(flat_get(params, path))
@@ -180,12 +199,18 @@ def reference_lr(kind, t, total, warmup, peak, end_factor):
         return peak * (t + 1) / warmup
     p = (t - warmup + 1) / (total - warmup + 1)
     end = peak * end_factor
-    return {"constant": peak, "linear": peak + (end - peak) * p, "cosine": end + (peak - end) * 0.5 * (1 + np.cos(np.pi * p))}[kind]
+    return {
+        "constant": peak,
+        "linear": peak + (end - peak) * p,
+        "cosine": end + (peak - end) * 0.5 * (1 + np.cos(np.pi * p)),
+    }[kind]
 
 
 @pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
 def test_schedule_values(kind):
-    config = base_config(schedule=kind, lr=1.0, warmup_steps=4, warmup_max_fraction=0.5, end_lr_factor=0.1)
+    config = base_config(
+        schedule=kind, lr=1.0, warmup_steps=4, warmup_max_fraction=0.5, end_lr_factor=0.1
+    )
     for total, warmup in ((24, 4), (6, 3), (1, 1)):  # warmup: min(4, max(1, floor(0.5 * total)))
         assert optim.warmup_length(config.train, total) == warmup
         s = optim.make_schedule(config.train, total)
@@ -197,9 +222,19 @@ def test_schedule_values(kind):
 
 
 def test_warmup_length_rule():
-    """warmup = min(train.warmup_steps, max(1, floor(train.warmup_max_fraction * total))); 0 = off."""
+    """warmup = min(train.warmup_steps, max(1, floor(train.warmup_max_fraction * total)));
+    0 = off."""
     tc = base_config(warmup_steps=100, warmup_max_fraction=0.1).train
-    assert [optim.warmup_length(tc, n) for n in (1, 2, 9, 10, 35, 999, 1000, 5000)] == [1, 1, 1, 1, 3, 99, 100, 100]
+    assert [optim.warmup_length(tc, n) for n in (1, 2, 9, 10, 35, 999, 1000, 5000)] == [
+        1,
+        1,
+        1,
+        1,
+        3,
+        99,
+        100,
+        100,
+    ]
     assert optim.warmup_length(base_config(warmup_steps=0).train, 50) == 0
     with pytest.raises(ValueError, match="warmup_max_fraction"):
         optim.warmup_length(base_config(warmup_max_fraction=1.5).train, 10)
@@ -223,8 +258,17 @@ def test_loss_sums_match_numpy():
     params = tiny_params(mc)
     b = make_batch(np.random.default_rng(0), 4)
     nll, w = jax.jit(token_loss_sums, static_argnums=2)(params, b, mc, None)
-    logits = np.asarray(jax.jit(M.apply, static_argnums=2)(params, b["inputs"], mc, b["positions"], b["segment_ids"]), np.float64)
-    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    logits = np.asarray(
+        jax.jit(M.apply, static_argnums=2)(
+            params, b["inputs"], mc, b["positions"], b["segment_ids"]
+        ),
+        np.float64,
+    )
+    logp = (
+        logits
+        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+        - logits.max(-1, keepdims=True)
+    )
     ref = -(np.take_along_axis(logp, b["targets"][..., None], -1)[..., 0] * b["weights"]).sum()
     assert abs(float(nll) - ref) < 1e-3 and float(w) == b["weights"].sum()
 
@@ -242,10 +286,16 @@ def test_grad_accum_equals_big_batch():
         state, ms = run_steps(config, mc, tiny_params(mc), batches)
         outs.append((state, [float(m["nll_sum"]) for m in ms]))
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-5)
-    assert_trees(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), outs[0][0].params, outs[1][0].params)
+    assert_trees(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        outs[0][0].params,
+        outs[1][0].params,
+    )
     # ... and it trained: a step moved the parameters.
     p0 = tiny_params(model_config(base_config()))
-    assert not np.allclose(np.asarray(p0["wte"]["embedding"]), np.asarray(outs[1][0].params["wte"]["embedding"]))
+    assert not np.allclose(
+        np.asarray(p0["wte"]["embedding"]), np.asarray(outs[1][0].params["wte"]["embedding"])
+    )
 
 
 def assert_models_close(a, b):
@@ -263,7 +313,9 @@ def test_per_class_equals_separate_models_and_lax_map():
     looped, _ = run_steps(config, mc, tiny_params(mc, 2), data, per_class=True)
     assert_models_close(stacked.params, looped.params)
     for c in range(2):
-        alone, _ = run_steps(config, mc, tiny_params(mc, seed=c), [{k: v[c] for k, v in b.items()} for b in data])
+        alone, _ = run_steps(
+            config, mc, tiny_params(mc, seed=c), [{k: v[c] for k, v in b.items()} for b in data]
+        )
         assert_models_close(jax.tree_util.tree_map(lambda x: x[c], stacked.params), alone.params)
 
 
@@ -282,9 +334,14 @@ def test_empty_class_step_changes_nothing():
         state, ms = run_steps(config, mc, None, [empty], per_class=True, state=state)
         after = to_np(state)
         for field in ("params", "opt_state", "loss_scale", "skipped"):
-            assert_trees(np.testing.assert_array_equal, jax.tree_util.tree_map(lambda x: x[1], getattr(before, field)),
-                         jax.tree_util.tree_map(lambda x: x[1], getattr(after, field)))
-        assert not np.array_equal(before.params["wte"]["embedding"][0], after.params["wte"]["embedding"][0])
+            assert_trees(
+                np.testing.assert_array_equal,
+                jax.tree_util.tree_map(lambda x: x[1], getattr(before, field)),
+                jax.tree_util.tree_map(lambda x: x[1], getattr(after, field)),
+            )
+        assert not np.array_equal(
+            before.params["wte"]["embedding"][0], after.params["wte"]["embedding"][0]
+        )
         assert list(ms[0]["real"]) == [True, False]
 
 
@@ -295,21 +352,26 @@ def test_one_step_run_trains(tmp_path):
     params = tiny_params(mc)
     res = train(config, tmp_path, mc, params, batches_fn(make_epochs(1, 1, 8)), 1)
     assert res.step == 1 and res.history[0]["lr"] == pytest.approx(config.train.lr)
-    assert not np.allclose(np.asarray(params["wte"]["embedding"]), np.asarray(res.params["wte"]["embedding"]))
+    assert not np.allclose(
+        np.asarray(params["wte"]["embedding"]), np.asarray(res.params["wte"]["embedding"])
+    )
 
 
 BOS_ID = VOCAB - 1  # also EOS: the tiny rows' token ids stay inside the tiny vocabulary
 
 
 def class_streams(sizes, batch_size, seed=0):
-    """Per-class TrainStreams of random texts (ids < VOCAB - 1, rows <= SEQ tokens), 'pad' batches."""
+    """Per-class TrainStreams of random texts (ids < VOCAB - 1, rows <= SEQ tokens), 'pad'
+    batches."""
     from gencls_jax.data.batching import BatchSpec, TrainStream
     from gencls_jax.data.rows import make_rows
 
     rng = np.random.default_rng(seed)
     out = []
     for k, n in enumerate(sizes):
-        texts = [rng.integers(0, VOCAB - 1, rng.integers(3, SEQ)).astype(np.int32) for _ in range(n)]
+        texts = [
+            rng.integers(0, VOCAB - 1, rng.integers(3, SEQ)).astype(np.int32) for _ in range(n)
+        ]
         rows = make_rows(texts, SEQ, BOS_ID, "error", SEQ, eos_id=BOS_ID)
         out.append(TrainStream(rows, BatchSpec("pad", batch_size, SEQ, ()), seed=3, stream=k))
     return tuple(out)
@@ -324,11 +386,20 @@ def test_imbalanced_classes_train_as_if_alone(tmp_path):
     streams = class_streams((3, 10, 21), batch_size=4)
     pc = PerClassStream(streams)
     assert [pc.steps_per_model(e) for e in (0, 1)] == [(1, 3, 6)] * 2
-    config = base_config(epochs=2, lr=1e-2, schedule="cosine", warmup_steps=3, warmup_max_fraction=0.25, end_lr_factor=0.0)
+    config = base_config(
+        epochs=2,
+        lr=1e-2,
+        schedule="cosine",
+        warmup_steps=3,
+        warmup_max_fraction=0.25,
+        end_lr_factor=0.0,
+    )
     config.data.batching = "pad"
     config.model.conditioning = "per_class"
     mc = model_config(config, dropout=0.0)
-    stacked = train(config, tmp_path / "vmap", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model)
+    stacked = train(
+        config, tmp_path / "vmap", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model
+    )
     assert stacked.step == 12
     config.train.stack_classes = False
     looped = train(config, tmp_path / "map", mc, tiny_params(mc, 3), pc.batches, pc.steps_per_model)
@@ -336,10 +407,21 @@ def test_imbalanced_classes_train_as_if_alone(tmp_path):
     alone_config = config.copy_and_resolve_references()
     alone_config.model.conditioning = "label_prefix"  # one model, [B, T] batches
     for k, stream in enumerate(streams):
-        alone = train(alone_config, tmp_path / f"alone{k}", mc, tiny_params(mc, seed=k), stream.batches, stream.num_batches)
+        alone = train(
+            alone_config,
+            tmp_path / f"alone{k}",
+            mc,
+            tiny_params(mc, seed=k),
+            stream.batches,
+            stream.num_batches,
+        )
         assert alone.step == 2 * stream.num_batches(0)
         assert_models_close(jax.tree_util.tree_map(lambda x: x[k], stacked.params), alone.params)
-        n_updates = int(optax.tree_utils.tree_get(jax.tree_util.tree_map(lambda x: x[k], stacked.state.opt_state), "count"))
+        n_updates = int(
+            optax.tree_utils.tree_get(
+                jax.tree_util.tree_map(lambda x: x[k], stacked.state.opt_state), "count"
+            )
+        )
         assert n_updates == alone.step  # the small class's schedule advanced on its real steps only
 
 
@@ -380,7 +462,9 @@ def poisoned(b):
 
 
 def test_float16_loss_scaling_skips_and_recovers():
-    config = base_config(loss_scale=2.0**10, loss_scale_period=2, loss_scale_factor=2.0, loss_scale_min=1.0)
+    config = base_config(
+        loss_scale=2.0**10, loss_scale_period=2, loss_scale_factor=2.0, loss_scale_min=1.0
+    )
     config.model.dtype = "float16"
     mc = model_config(config)
     rng = np.random.default_rng(2)
@@ -394,17 +478,27 @@ def test_float16_loss_scaling_skips_and_recovers():
     assert_trees(np.testing.assert_array_equal, before, state.params)  # update skipped
     state, ms = run_steps(config, mc, None, good[3:5], state=state)
     assert all(m["finite"] for m in ms) and np.isfinite(float(ms[-1]["nll_sum"]))
-    assert not np.array_equal(before["wte"]["embedding"], np.asarray(state.params["wte"]["embedding"]))
+    assert not np.array_equal(
+        before["wte"]["embedding"], np.asarray(state.params["wte"]["embedding"])
+    )
     assert float(state.loss_scale.scale) == 2.0**11 and int(state.skipped) == 1
 
 
 def test_float16_genuine_overflow_is_skipped():
-    config = base_config(loss_scale=2.0**10, loss_scale_period=2, loss_scale_factor=2.0, loss_scale_min=1.0)
+    config = base_config(
+        loss_scale=2.0**10, loss_scale_period=2, loss_scale_factor=2.0, loss_scale_min=1.0
+    )
     config.model.dtype = "float16"
     mc = model_config(config)
     params = tiny_params(mc)
-    state, ms = run_steps(config, mc, params, [make_batch(np.random.default_rng(3), 8)], loss_scale=2.0**127)
-    assert not ms[0]["finite"] and float(state.loss_scale.scale) == 2.0**126 and int(state.skipped) == 1
+    state, ms = run_steps(
+        config, mc, params, [make_batch(np.random.default_rng(3), 8)], loss_scale=2.0**127
+    )
+    assert (
+        not ms[0]["finite"]
+        and float(state.loss_scale.scale) == 2.0**126
+        and int(state.skipped) == 1
+    )
     assert_trees(np.testing.assert_array_equal, params, state.params)
 
 
@@ -422,14 +516,18 @@ def test_nonfinite_loss_raises_without_loss_scaling(tmp_path):
 
 def val_evaluator(config, mc, classes=None):
     val = make_epochs(1, 2, 8, classes=classes, seed=99)[0]
-    return T.make_loss_evaluator(config, mc, lambda: iter(val), stacked=config.model.conditioning == "per_class")
+    return T.make_loss_evaluator(
+        config, mc, lambda: iter(val), stacked=config.model.conditioning == "per_class"
+    )
 
 
 def test_label_prefix_learns_and_writes_outputs(tmp_path):
     config = base_config(epochs=3, progress_bars=True, plot=True, log_every=2)
     mc = model_config(config, dropout=0.1)
     data = make_epochs(3, 6, 8)
-    res = train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 6, val_evaluator(config, mc))
+    res = train(
+        config, tmp_path, mc, tiny_params(mc), batches_fn(data), 6, val_evaluator(config, mc)
+    )
     assert res.stop_reason == "completed" and res.step == 18 and res.epoch == 3
     losses = [h["loss"] for h in res.history]
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
@@ -437,7 +535,9 @@ def test_label_prefix_learns_and_writes_outputs(tmp_path):
     recs = read_metrics(tmp_path / "metrics.jsonl")
     train_recs = [r for r in recs if r["kind"] == "train"]
     assert [r["step"] for r in train_recs] == list(range(2, 19, 2))
-    assert {"train_loss", "lr", "tokens_per_s", "steps_per_s", "skipped_steps"} <= set(train_recs[0])
+    assert {"train_loss", "lr", "tokens_per_s", "steps_per_s", "skipped_steps"} <= set(
+        train_recs[0]
+    )
     assert len([r for r in recs if r["kind"] == "eval"]) == 3
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert json.loads((tmp_path / "config.json").read_text())["train"]["epochs"] == 3
@@ -473,25 +573,49 @@ def test_resume_is_bit_exact(tmp_path):
         if step == 5:
             os.kill(os.getpid(), signal.SIGINT)
 
-    part = train(config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4, callbacks=[interrupt])
-    assert part.stop_reason == "interrupted" and part.step == 6 and (part.epoch, len(part.history)) == (1, 6)
+    part = train(
+        config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4, callbacks=[interrupt]
+    )
+    assert (
+        part.stop_reason == "interrupted"
+        and part.step == 6
+        and (part.epoch, len(part.history)) == (1, 6)
+    )
     assert Checkpointer(tmp_path / "part" / "checkpoints", 1, "").latest_step() == 6
     rest = train(config, tmp_path / "part", mc, tiny_params(mc), batches_fn(data), 4)
     assert rest.stop_reason == "completed" and rest.step == 8
     assert [h["loss"] for h in part.history + rest.history] == [h["loss"] for h in full.history]
     assert_trees(np.testing.assert_array_equal, full.state.params, rest.state.params)
     assert_trees(np.testing.assert_array_equal, full.state.opt_state, rest.state.opt_state)
-    logged = [r["train_loss"] for r in read_metrics(tmp_path / "part" / "metrics.jsonl") if r["kind"] == "train"]
-    assert logged == [r["train_loss"] for r in read_metrics(tmp_path / "full" / "metrics.jsonl") if r["kind"] == "train"]
+    logged = [
+        r["train_loss"]
+        for r in read_metrics(tmp_path / "part" / "metrics.jsonl")
+        if r["kind"] == "train"
+    ]
+    assert logged == [
+        r["train_loss"]
+        for r in read_metrics(tmp_path / "full" / "metrics.jsonl")
+        if r["kind"] == "train"
+    ]
 
 
 def test_early_stopping_and_best_checkpoint_kept(tmp_path):
-    config = base_config(epochs=10, early_stop_patience=2, keep_checkpoints=1, best_metric="val_loss")
+    config = base_config(
+        epochs=10, early_stop_patience=2, keep_checkpoints=1, best_metric="val_loss"
+    )
     mc = model_config(config)
     data = make_epochs(10, 2, 8)
     fake = iter([3.0, 2.0, 2.5, 2.1, 1.0])  # best at epoch 1, then two epochs without improvement
 
-    res = train(config, tmp_path, mc, tiny_params(mc), batches_fn(data), 2, lambda p: {"val_loss": next(fake)})
+    res = train(
+        config,
+        tmp_path,
+        mc,
+        tiny_params(mc),
+        batches_fn(data),
+        2,
+        lambda p: {"val_loss": next(fake)},
+    )
     assert res.stop_reason == "early_stop" and res.epoch == 4 and res.step == 8
     assert (res.best, res.best_step) == (2.0, 4)
     steps = Checkpointer(tmp_path / "checkpoints", 1, "val_loss").all_steps()
@@ -516,8 +640,14 @@ def run_for_devices(out: str) -> None:
 
 
 def test_eight_devices_match_one(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    eight = subprocess.Popen([sys.executable, __file__, str(tmp_path / "eight.npz")], env=env, cwd=REPO)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    eight = subprocess.Popen(
+        [sys.executable, __file__, str(tmp_path / "eight.npz")], env=env, cwd=REPO
+    )
     try:
         run_for_devices(str(tmp_path / "one.npz"))  # meanwhile, the 1-device reference here
         assert eight.wait(timeout=300) == 0

@@ -2,7 +2,8 @@
 
 A training batch is a dict of numpy arrays, each [B, T]:
   inputs int32, targets int32 (0 at padding), weights float32 (0 at padding and prefix tokens),
-  positions int32 (restart at 0 per text), segment_ids int32 (0 = padding, 1..n = n-th text of the row).
+  positions int32 (restart at 0 per text), segment_ids int32 (0 = padding, 1..n = n-th text of the
+  row).
 Schemes: 'pad' (every row padded to max_len), 'bucket' (each row padded to the smallest
 bucket length that fits; a batch holds one bucket), 'pack' (first-fit packing of shuffled rows
 into rows of max_len). A last, partial batch is filled with all-padding rows (weight 0).
@@ -62,7 +63,9 @@ def bucket_ladder(bucket_lengths: Sequence[int], max_len: int) -> np.ndarray:
 def bucket_of(lengths: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     """Index of the smallest bucket >= each length."""
     if lengths.size and lengths.max() > buckets[-1]:
-        raise DataError(f"a row of {lengths.max()} tokens is longer than the largest bucket {buckets[-1]}")
+        raise DataError(
+            f"a row of {lengths.max()} tokens is longer than the largest bucket {buckets[-1]}"
+        )
     return np.searchsorted(buckets, lengths, side="left")
 
 
@@ -84,26 +87,33 @@ def first_fit(lengths: np.ndarray, order: np.ndarray, capacity: int) -> list[lis
 
 
 def epoch_plan(lengths: np.ndarray, spec: BatchSpec, key: Sequence[int]) -> list[BatchPlan]:
-    """Which rows form which batch, for one pass over all rows; seeded by `key` (seed, epoch, ...)."""
+    """Which rows form which batch, for one pass over all rows;
+    seeded by `key` (seed, epoch, ...)."""
     rng = np.random.default_rng([int(k) for k in key])
     order = rng.permutation(len(lengths))
     B = spec.batch_size
     if spec.scheme == "pad":
-        return [(spec.max_len, [[int(i)] for i in order[s : s + B]]) for s in range(0, len(order), B)]
+        return [
+            (spec.max_len, [[int(i)] for i in order[s : s + B]]) for s in range(0, len(order), B)
+        ]
     if spec.scheme == "bucket":
         buckets = spec.buckets
         which = bucket_of(lengths, buckets)
         plan = []
         for b, T in enumerate(buckets):
             members = order[which[order] == b]
-            plan += [(int(T), [[int(i)] for i in members[s : s + B]]) for s in range(0, len(members), B)]
+            plan += [
+                (int(T), [[int(i)] for i in members[s : s + B]]) for s in range(0, len(members), B)
+            ]
         return [plan[i] for i in rng.permutation(len(plan))]
     bins = first_fit(lengths, order, spec.max_len)
     bins = [bins[i] for i in rng.permutation(len(bins))]
     return [(spec.max_len, bins[s : s + B]) for s in range(0, len(bins), B)]
 
 
-def make_batch(rows: Rows, plan: BatchPlan, batch_size: int, length: int | None = None) -> dict[str, np.ndarray]:
+def make_batch(
+    rows: Rows, plan: BatchPlan, batch_size: int, length: int | None = None
+) -> dict[str, np.ndarray]:
     """Materialise one planned batch as the [B, T] dict of the training contract."""
     T = length or plan[0]
     out = {
@@ -150,12 +160,14 @@ class TrainStream:
 
 @dataclasses.dataclass(frozen=True)
 class PerClassStream:
-    """K class streams stepped together: batches [K, B, T]; see the module docstring for the epoch."""
+    """K class streams stepped together: batches [K, B, T]; see the module docstring for the
+    epoch."""
 
     classes: tuple[TrainStream, ...]
 
     def plans(self, epoch: int) -> list[list[BatchPlan]]:
-        """plans[k][step] for every class: class k's own epoch, then empty plans up to the epoch's steps."""
+        """plans[k][step] for every class: class k's own epoch, then empty plans up to the epoch's
+        steps."""
         own = [c.plan(epoch) for c in self.classes]
         steps = max(len(p) for p in own)
         return [p + [EMPTY_PLAN] * (steps - len(p)) for p in own]
@@ -172,12 +184,16 @@ class PerClassStream:
         plans = self.plans(epoch)
         for step in range(start, len(plans[0])):
             T = max(p[step][0] for p in plans)
-            per = [make_batch(c.rows, p[step], c.spec.batch_size, T) for c, p in zip(self.classes, plans)]
+            per = [
+                make_batch(c.rows, p[step], c.spec.batch_size, T)
+                for c, p in zip(self.classes, plans)
+            ]
             yield {k: np.stack([b[k] for b in per]) for k in per[0]}
 
 
-def scoring_batches(rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int
-                    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+def scoring_batches(
+    rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(row indices, batch) for every row, sorted by length, in fixed shapes [rows, bucket]: the
     scorer compiles once per bucket. A batch holds `batch_size` rows at `max_len` and
     proportionally more in shorter buckets (batch_size * max_len // bucket), so every call

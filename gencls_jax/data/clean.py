@@ -16,11 +16,14 @@ def clean_text(text: str, clean_html: bool) -> str:
 
 
 def clean_texts(texts: Sequence[str], where: Sequence[str], clean_html: bool) -> list[str]:
-    """Cleaned texts; a text that is empty (or only whitespace) after cleaning is an error naming its row."""
+    """Cleaned texts; a text that is empty (or only whitespace) after cleaning is an error naming
+    its row."""
     out = []
     for t, w in zip(texts, where):
         c = clean_text(t, clean_html)
         if not c.strip():
-            raise DataError(f"{w}: text is empty" + (" after cleaning" if clean_html and t.strip() else ""))
+            raise DataError(
+                f"{w}: text is empty" + (" after cleaning" if clean_html and t.strip() else "")
+            )
         out.append(c)
     return out

@@ -49,12 +49,15 @@ def _kind_of(path: str) -> str:
 
 
 def read_split(d, split: str) -> tuple[RawSplit, tuple[str, ...]]:
-    """The raw texts of 'train' | 'test' | 'unsup' from `d.source`, and any label names the source declares."""
+    """The raw texts of 'train' | 'test' | 'unsup' from `d.source`, and any label names the source
+    declares."""
     if d.source not in SOURCES:
         raise DataError(f"data.source must be one of {SOURCES}, got {d.source!r}")
     if d.source == "tfds":
         try:
-            return sources.read_tfds(d.tfds_name, d.tfds_splits[split], d.tfds_data_dir, d.text_field, d.label_field)
+            return sources.read_tfds(
+                d.tfds_name, d.tfds_splits[split], d.tfds_data_dir, d.text_field, d.label_field
+            )
         except DataError as e:
             if not d.fallback_to_local:
                 raise
@@ -63,26 +66,39 @@ def read_split(d, split: str) -> tuple[RawSplit, tuple[str, ...]]:
             return _read_file(d, path, _kind_of(path), split), ()
     if d.source == "aclimdb":
         if not d.aclimdb_path:
-            raise DataError("data.aclimdb_path is not set (the aclImdb folder or aclImdb_v1.tar.gz)")
+            raise DataError(
+                "data.aclimdb_path is not set (the aclImdb folder or aclImdb_v1.tar.gz)"
+            )
         return sources.read_aclimdb(d.aclimdb_path, split), ()
     return _read_file(d, split_path(d, split), d.source, split), ()
 
 
-def tokenize_dataset(config, ds: Dataset, tokenizer: Tokenizer, where: Sequence[str] | None = None,
-                     cache: bool = True) -> Dataset:
+def tokenize_dataset(
+    config,
+    ds: Dataset,
+    tokenizer: Tokenizer,
+    where: Sequence[str] | None = None,
+    cache: bool = True,
+) -> Dataset:
     """`ds` with its texts cleaned (`data.clean_html`) and tokenized, through the cache unless
     `cache` is False, without EOS (the rows add it): every text is prepared this way, training
     and test splits, synthetic samples and users' texts alike. `where` names each text in
     errors (default: its id); a text left empty is a DataError."""
     d = config.data
     texts = clean_texts(ds.texts, ds.ids if where is None else where, d.clean_html)
-    tokens = tokenize_texts(texts, tokenizer, d.cache_dir if cache else "", d.tokenize_batch_size,
-                            progress=len(texts) > 5000)
+    tokens = tokenize_texts(
+        texts,
+        tokenizer,
+        d.cache_dir if cache else "",
+        d.tokenize_batch_size,
+        progress=len(texts) > 5000,
+    )
     return dataclasses.replace(ds, texts=texts, tokens=tokens)
 
 
-def _tokenized_parts(config, ds: Dataset, where: Sequence[str], parts: dict[str, np.ndarray], tok: Tokenizer
-                     ) -> dict[str, Dataset]:
+def _tokenized_parts(
+    config, ds: Dataset, where: Sequence[str], parts: dict[str, np.ndarray], tok: Tokenizer
+) -> dict[str, Dataset]:
     """The rows `parts[name]` of the untokenized `ds`, tokenized together (one cache entry): the
     texts no part uses are never tokenized."""
     used = np.unique(np.concatenate(list(parts.values())))
@@ -96,12 +112,15 @@ def _check_label_kind(raw: RawSplit, train: RawSplit) -> None:
     would silently become classes 0 and 1. (Names are safe: they must match a class name.)"""
     if sources.label_kind(raw) == "index" and sources.label_kind(train) == "name":
         name = lambda r: r.source.get("path") or r.identity  # noqa: E731
-        raise DataError(f"{name(raw)}: its labels are integers, but the training labels ({name(train)}) are class "
-                        "names: give its rows the class names")
+        raise DataError(
+            f"{name(raw)}: its labels are integers, but the training labels ({name(train)}) "
+            "are class names: give its rows the class names"
+        )
 
 
-def load_datasets(config, splits: Sequence[str] = ("train", "val", "test"), tokenizer: Tokenizer | None = None
-                  ) -> dict[str, Dataset]:
+def load_datasets(
+    config, splits: Sequence[str] = ("train", "val", "test"), tokenizer: Tokenizer | None = None
+) -> dict[str, Dataset]:
     """Tokenized splits named in `splits` ('train', 'val', 'test', 'unsup'); val is held out of
     train, and test is the seeded `eval.test_per_class` sample when that is > 0."""
     d = config.data
@@ -113,13 +132,24 @@ def load_datasets(config, splits: Sequence[str] = ("train", "val", "test"), toke
     tr, va = stratified_split(full.labels, d.val_size, config.seed)
     if d.per_class_limit > 0:
         tr = tr[per_class_sample(full.labels[tr], d.per_class_limit, config.seed, "train_limit")]
-    out = _tokenized_parts(config, full, raw_train.where, {"train": tr, **({"val": va} if "val" in splits else {})}, tok)
+    out = _tokenized_parts(
+        config,
+        full,
+        raw_train.where,
+        {"train": tr, **({"val": va} if "val" in splits else {})},
+        tok,
+    )
     if d.extra_train_path:
         raw_extra = sources.read_jsonl(d.extra_train_path, d.text_field, d.label_field, d.id_field)
         _check_label_kind(raw_extra, raw_train)
-        extra = tokenize_dataset(config, sources.to_dataset(raw_extra, names, "synthetic"), tok, raw_extra.where)
+        extra = tokenize_dataset(
+            config, sources.to_dataset(raw_extra, names, "synthetic"), tok, raw_extra.where
+        )
         if (extra.labels < 0).any():
-            raise DataError(f"{raw_extra.where[int(np.argmax(extra.labels < 0))]}: extra training text without a label")
+            raise DataError(
+                f"{raw_extra.where[int(np.argmax(extra.labels < 0))]}: "
+                "extra training text without a label"
+            )
         out["train"] = sources.concat(out["train"], extra)
     for split in ("test", "unsup"):
         if split in splits:
@@ -128,25 +158,40 @@ def load_datasets(config, splits: Sequence[str] = ("train", "val", "test"), toke
             ds = sources.to_dataset(raw, names, "real")
             idx = np.arange(len(ds))
             if split == "test" and config.eval.test_per_class > 0:
-                idx = per_class_sample(ds.labels, int(config.eval.test_per_class), int(config.seed), "test")
+                idx = per_class_sample(
+                    ds.labels, int(config.eval.test_per_class), int(config.seed), "test"
+                )
             out.update(_tokenized_parts(config, ds, raw.where, {split: idx}, tok))
     for k, v in out.items():
-        log.info("%s: %d texts, per class %s, synthetic %d", k, len(v), v.class_counts().tolist(), int((v.origin == "synthetic").sum()))
+        log.info(
+            "%s: %d texts, per class %s, synthetic %d",
+            k,
+            len(v),
+            v.class_counts().tolist(),
+            int((v.origin == "synthetic").sum()),
+        )
     return out
 
 
-def label_prefixes(tokenizer: Tokenizer, template: str, label_names: Sequence[str]) -> list[np.ndarray]:
-    """Token ids of `template.format(label_name=...)` for each class (the label-prefix conditioning)."""
+def label_prefixes(
+    tokenizer: Tokenizer, template: str, label_names: Sequence[str]
+) -> list[np.ndarray]:
+    """Token ids of `template.format(label_name=...)` for each class (the label-prefix
+    conditioning)."""
     try:
         texts = [template.format(label_name=n) for n in label_names]
     except (KeyError, IndexError) as e:
-        raise DataError(f"data.label_prefix_template {template!r}: only {{label_name}} may be used ({e})") from None
+        raise DataError(
+            f"data.label_prefix_template {template!r}: only {{label_name}} may be used ({e})"
+        ) from None
     return [np.asarray(t, np.int32) for t in tokenizer.encode_batch(texts)]
 
 
 def batch_spec(config, batch_size: int | None = None) -> BatchSpec:
     d = config.data
-    return BatchSpec(d.batching, batch_size or config.train.batch_size, d.max_len, tuple(d.bucket_lengths))
+    return BatchSpec(
+        d.batching, batch_size or config.train.batch_size, d.max_len, tuple(d.bucket_lengths)
+    )
 
 
 def rows(config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None) -> Rows:
@@ -158,5 +203,14 @@ def rows(config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None) 
     if labels is not None:
         per_class = label_prefixes(tok, d.label_prefix_template, ds.label_names)
         prefixes, room = [per_class[k] for k in labels], max(len(p) for p in per_class)
-    return make_rows(ds.tokens.to_lists(), d.max_len, tok.bos_id, d.long_text, d.window_stride,
-                     tok.eos_id if d.append_eos else None, prefixes, ds.ids, room)
+    return make_rows(
+        ds.tokens.to_lists(),
+        d.max_len,
+        tok.bos_id,
+        d.long_text,
+        d.window_stride,
+        tok.eos_id if d.append_eos else None,
+        prefixes,
+        ds.ids,
+        room,
+    )

@@ -12,7 +12,9 @@ import jax
 _DONE = object()
 
 
-def prefetch_to_device(batches: Iterable[Any], size: int, put: Callable[[Any], Any] = jax.device_put) -> Iterator[Any]:
+def prefetch_to_device(
+    batches: Iterable[Any], size: int, put: Callable[[Any], Any] = jax.device_put
+) -> Iterator[Any]:
     """Yield `put(batch)` (default: `jax.device_put`) for each batch, keeping up to `size` ready
     ahead: batch assembly on the host (iterating `batches`) and the transfer run in a thread.
 

@@ -1,12 +1,13 @@
-"""Token lists -> (inputs, targets, weights) rows of at most max_len: one recipe for training and scoring.
+"""Token lists -> (inputs, targets, weights) rows of at most max_len: one recipe for training and
+scoring.
 
 A text x (EOS appended if configured) becomes inputs [BOS, x_0..x_{n-2}], targets [x_0..x_{n-1}]:
 the first token is conditioned on BOS, exactly the objective of
-`gencls_jax.score.sequence_log_likelihood`. Long texts are cut ('truncate'), split into
-strided windows that score each token once ('window'), or refused ('error'). An optional per-text prefix
-(the label-prefix conditioning) starts every row of its text, windows included, with weight 0:
-it conditions, it is not scored. Prefixed texts get max_len - `prefix_room` tokens per row, the
-same budget whatever their prefix, so every class scores (and trains on) the same text tokens.
+`gencls_jax.score.sequence_log_likelihood`. Long texts are cut ('truncate'), split into strided
+windows that score each token once ('window'), or refused ('error'). An optional per-text prefix
+(the label-prefix conditioning) starts every row of its text, windows included, with weight 0: it
+conditions, it is not scored. Prefixed texts get max_len - `prefix_room` tokens per row, the same
+budget whatever their prefix, so every class scores (and trains on) the same text tokens.
 """
 
 from __future__ import annotations
@@ -63,9 +64,14 @@ def make_rows(
         longest = max((len(p) for p in prefixes), default=0)
         room = longest if prefix_room is None else prefix_room
         if longest > room:
-            raise DataError(f"a label prefix of {longest} tokens is longer than the {room} tokens kept for it")
+            raise DataError(
+                f"a label prefix of {longest} tokens is longer than the {room} tokens kept for it"
+            )
         if room >= max_len:
-            raise DataError(f"a label prefix of {room} tokens leaves no room for the text in data.max_len={max_len}")
+            raise DataError(
+                f"a label prefix of {room} tokens leaves no room for the text in "
+                f"data.max_len={max_len}"
+            )
     context = max_len - room  # text tokens per row
     limit = f"data.max_len={max_len}" + (f" less the {room}-token label prefix" if room else "")
     stride = stride or context // 2  # only windows use it
@@ -80,8 +86,10 @@ def make_rows(
         p = np.asarray(prefixes[i] if prefixes is not None else (), dtype=np.int32)
         if t.size > context:
             if long_text == "error":
-                raise DataError(f"text {ids[i] if ids else i}: {t.size} tokens, more than {limit}; "
-                                "set data.long_text to 'truncate' or 'window'")
+                raise DataError(
+                    f"text {ids[i] if ids else i}: {t.size} tokens, more than {limit}; "
+                    "set data.long_text to 'truncate' or 'window'"
+                )
             if long_text == "truncate":
                 t = t[:context]
         # First window: BOS + prefix + t[:context-1] predicts prefix + t[:context].
@@ -93,13 +101,16 @@ def make_rows(
         scored = end
         while scored < t.size:
             stop = min(scored + stride, t.size)
-            if prefixes is None:  # window over t[start:stop]: inputs t[start:stop-1] predict t[start+1:stop]
+            if prefixes is None:
+                # window over t[start:stop]: inputs t[start:stop-1] predict t[start+1:stop]
                 start = max(stop - context - 1, 0)
                 inputs.append(t[start : stop - 1])
                 targets.append(t[start + 1 : stop])
                 w = np.zeros(stop - start - 1, np.float32)
                 w[scored - start - 1 :] = 1.0
-            else:  # as the first window: BOS + prefix + t[start:stop-1] predicts prefix + t[start:stop]
+            else:
+                # as the first window: BOS + prefix + t[start:stop-1] predicts
+                # prefix + t[start:stop]
                 start = max(stop - context, 0)
                 inputs.append(np.concatenate([[bos_id], p, t[start : stop - 1]]).astype(np.int32))
                 targets.append(np.concatenate([p, t[start:stop]]))
@@ -116,7 +127,8 @@ def row_lengths(rows: Rows) -> np.ndarray:
 
 
 def scored_tokens(rows: Rows, n_texts: int) -> np.ndarray:
-    """[n_texts] tokens each text has scored (its weights summed over its rows): the per-token rule's |x|."""
+    """[n_texts] tokens each text has scored (its weights summed over its rows): the per-token
+    rule's |x|."""
     out = np.zeros(n_texts, np.float64)
     np.add.at(out, rows.text_index, [w.sum() for w in rows.weights])
     return out

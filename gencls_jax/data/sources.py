@@ -40,12 +40,14 @@ class RawSplit:
     ids: list[str]
     where: list[str]  # 'file:row' of each text, for error messages
     identity: str  # what was read (path, size, mtime / tfds name), for logs
-    source: dict = dataclasses.field(default_factory=dict)  # provenance: file path + sha256, or the tfds build
+    # provenance: file path + sha256, or the tfds build
+    source: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A split ready for training or scoring. `tokens` is filled in by `pipeline.tokenize_dataset`."""
+    """A split ready for training or scoring. `tokens` is filled in by
+    `pipeline.tokenize_dataset`."""
 
     texts: list[str]
     labels: np.ndarray  # int32 [N], class index, UNLABELED for unlabeled texts
@@ -81,13 +83,20 @@ class Dataset:
 def concat(a: Dataset, b: Dataset) -> Dataset:
     """Two datasets with the same label names, one after the other."""
     if a.label_names != b.label_names:
-        raise DataError(f"cannot merge datasets with label names {a.label_names} and {b.label_names}")
+        raise DataError(
+            f"cannot merge datasets with label names {a.label_names} and {b.label_names}"
+        )
     if (a.tokens is None) != (b.tokens is None):
         raise DataError("cannot merge a tokenized dataset with an untokenized one")
     tokens = None if a.tokens is None else a.tokens.concat(b.tokens)
     return Dataset(
-        a.texts + b.texts, np.concatenate([a.labels, b.labels]), a.ids + b.ids,
-        np.concatenate([a.origin, b.origin]), a.label_names, tokens, a.sources + b.sources,
+        a.texts + b.texts,
+        np.concatenate([a.labels, b.labels]),
+        a.ids + b.ids,
+        np.concatenate([a.origin, b.origin]),
+        a.label_names,
+        tokens,
+        a.sources + b.sources,
     )
 
 
@@ -132,8 +141,9 @@ def file_source(path: str | os.PathLike) -> dict:
     return {"path": str(Path(path).resolve()), "sha256": h.hexdigest()}
 
 
-def read_jsonl(path: str | os.PathLike, text_field: str, label_field: str, id_field: str,
-               labeled: bool = True) -> RawSplit:
+def read_jsonl(
+    path: str | os.PathLike, text_field: str, label_field: str, id_field: str, labeled: bool = True
+) -> RawSplit:
     """One JSON object per line; blank lines are skipped; rows are numbered from 1.
     labeled=False (unsup texts): a missing label is fine and reads as None."""
     data = _read_bytes(path)
@@ -149,15 +159,19 @@ def read_jsonl(path: str | os.PathLike, text_field: str, label_field: str, id_fi
         if not isinstance(obj, dict):
             raise DataError(f"{w}: expected a JSON object, got {type(obj).__name__}")
         texts.append(_text_of(obj, text_field, w))
-        labels.append(_label_of(obj, label_field, w) if labeled or obj.get(label_field) is not None else None)
+        labels.append(
+            _label_of(obj, label_field, w) if labeled or obj.get(label_field) is not None else None
+        )
         ids.append(str(obj.get(id_field, f"{Path(path).name}:{row}")))
         where.append(w)
     return RawSplit(texts, labels, ids, where, file_identity(path), file_source(path))
 
 
-def read_csv(path: str | os.PathLike, text_field: str, label_field: str, id_field: str,
-             labeled: bool = True) -> RawSplit:
-    """A CSV file with a header row; rows are numbered by their line in the file (labeled: see read_jsonl)."""
+def read_csv(
+    path: str | os.PathLike, text_field: str, label_field: str, id_field: str, labeled: bool = True
+) -> RawSplit:
+    """A CSV file with a header row; rows are numbered by their line in the file (labeled: see
+    read_jsonl)."""
     data = _read_bytes(path)
     try:
         text = data.decode("utf-8")
@@ -172,7 +186,9 @@ def read_csv(path: str | os.PathLike, text_field: str, label_field: str, id_fiel
         if None in obj:
             raise DataError(f"{w}: more values than header columns")
         texts.append(_text_of(obj, text_field, w))
-        labels.append(_label_of(obj, label_field, w) if labeled or obj.get(label_field) is not None else None)
+        labels.append(
+            _label_of(obj, label_field, w) if labeled or obj.get(label_field) is not None else None
+        )
         ids.append(str(obj.get(id_field) or f"{Path(path).name}:{row}"))
         where.append(w)
     if not texts:
@@ -201,7 +217,8 @@ _ACL_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
 
 
 def read_aclimdb(path: str | os.PathLike, split: str) -> RawSplit:
-    """The Stanford layout aclImdb/{train,test}/{neg,pos}/{id}_{rating}.txt, train/unsup for 'unsup'.
+    """The Stanford layout aclImdb/{train,test}/{neg,pos}/{id}_{rating}.txt, train/unsup for
+    'unsup'.
 
     `path` is the aclImdb folder (or its parent) or the aclImdb_v1.tar.gz tarball. Texts come
     sorted by (label, id) like the jsonl export; labels are the folder names ('neg'/'pos')."""
@@ -229,29 +246,50 @@ def read_aclimdb(path: str | os.PathLike, split: str) -> RawSplit:
                         continue
                     m = _ACL_NAME.match(bits[-1])
                     if m:
-                        found.append((bits[-2], int(m.group(1)), f"{p}:{member.name}", tar.extractfile(member).read()))
+                        found.append(
+                            (
+                                bits[-2],
+                                int(m.group(1)),
+                                f"{p}:{member.name}",
+                                tar.extractfile(member).read(),
+                            )
+                        )
         except tarfile.TarError as e:
             raise DataError(f"{p}: not a readable tar file ({e})") from None
     if not found:
-        raise DataError(f"{p}: no {split} reviews found (expected aclImdb/{split}/{{neg,pos}}/ID_RATING.txt)")
+        raise DataError(
+            f"{p}: no {split} reviews found (expected aclImdb/{split}/{{neg,pos}}/ID_RATING.txt)"
+        )
     found.sort(key=lambda r: (r[0], r[1]))
     texts = [_decode(b, w) for _, _, w, b in found]
     labels = [None if label == "unsup" else label for label, _, _, _ in found]
     ids = [f"{split}/{label}/{i}" for label, i, _, _ in found]
-    return RawSplit(texts, labels, ids, [w for _, _, w, _ in found], f"aclimdb:{p.resolve()}:{split}",
-                    {"aclimdb": str(p.resolve()), "split": split})
+    return RawSplit(
+        texts,
+        labels,
+        ids,
+        [w for _, _, w, _ in found],
+        f"aclimdb:{p.resolve()}:{split}",
+        {"aclimdb": str(p.resolve()), "split": split},
+    )
 
 
-def read_tfds(name: str, split: str, data_dir: str, text_field: str, label_field: str) -> tuple[RawSplit, tuple[str, ...]]:
+def read_tfds(
+    name: str, split: str, data_dir: str, text_field: str, label_field: str
+) -> tuple[RawSplit, tuple[str, ...]]:
     """`tfds.load(name, split)` as a RawSplit, plus the label names from the dataset info."""
     import tensorflow_datasets as tfds
 
     try:
-        ds, info = tfds.load(name, split=split, data_dir=data_dir or None, with_info=True, batch_size=-1)
+        ds, info = tfds.load(
+            name, split=split, data_dir=data_dir or None, with_info=True, batch_size=-1
+        )
         arrays = tfds.as_numpy(ds)
     except Exception as e:  # tfds raises many kinds (network, missing module, missing data)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise DataError(f"tfds {name}/{split}: could not load ({type(e).__name__}: {msg})") from None
+        raise DataError(
+            f"tfds {name}/{split}: could not load ({type(e).__name__}: {msg})"
+        ) from None
     feature = info.features[label_field]
     names = tuple(getattr(feature, "names", ()) or ())
     texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in arrays[text_field]]
@@ -259,8 +297,14 @@ def read_tfds(name: str, split: str, data_dir: str, text_field: str, label_field
     labels = [None if v < 0 else v for v in raw]
     ids = [f"{split}:{i}" for i in range(len(texts))]
     where = [f"tfds {name}/{split}:{i}" for i in range(len(texts))]
-    return RawSplit(texts, labels, ids, where, f"tfds:{name}:{info.version}:{split}",
-                    {"tfds": name, "version": str(info.version), "split": split}), names
+    return RawSplit(
+        texts,
+        labels,
+        ids,
+        where,
+        f"tfds:{name}:{info.version}:{split}",
+        {"tfds": name, "version": str(info.version), "split": split},
+    ), names
 
 
 # --- labels ------------------------------------------------------------------------------
@@ -308,8 +352,10 @@ def resolve_labels(raw: RawSplit, label_names: Sequence[str]) -> np.ndarray:
         elif (i := _as_int(v)) is not None and 0 <= i < len(label_names):
             out[j] = i
         else:
-            raise DataError(f"{raw.where[j]}: unknown label {v!r}; label names are {tuple(label_names)} "
-                            "(set --config.data.label_names=() to take them from the data)")
+            raise DataError(
+                f"{raw.where[j]}: unknown label {v!r}; label names are {tuple(label_names)} "
+                "(set --config.data.label_names=() to take them from the data)"
+            )
     return out
 
 
@@ -318,11 +364,20 @@ def check_every_class_present(ds: Dataset, what: str) -> None:
     counts = ds.class_counts()
     empty = [ds.label_names[k] for k in range(ds.num_classes) if counts[k] == 0]
     if empty:
-        raise DataError(f"{what}: label(s) {empty} have no examples (counts {dict(zip(ds.label_names, counts.tolist()))})")
+        raise DataError(
+            f"{what}: label(s) {empty} have no examples "
+            f"(counts {dict(zip(ds.label_names, counts.tolist()))})"
+        )
 
 
 def to_dataset(raw: RawSplit, label_names: Sequence[str], origin: str = "real") -> Dataset:
     """A RawSplit with labels resolved against `label_names`."""
     labels = resolve_labels(raw, label_names)
-    return Dataset(list(raw.texts), labels, list(raw.ids), np.full(len(raw.texts), origin), tuple(label_names),
-                   sources=(raw.source,))
+    return Dataset(
+        list(raw.texts),
+        labels,
+        list(raw.ids),
+        np.full(len(raw.texts), origin),
+        tuple(label_names),
+        sources=(raw.source,),
+    )

@@ -31,7 +31,10 @@ def val_counts(class_sizes: np.ndarray, val_size: float) -> np.ndarray:
     if val_size >= 1 and val_size != int(val_size):
         raise DataError(f"data.val_size must be a fraction < 1 or a whole count, got {val_size}")
     if total > n - len(class_sizes):
-        raise DataError(f"data.val_size={val_size} holds out {total} of {n} rows: no training rows would be left")
+        raise DataError(
+            f"data.val_size={val_size} holds out {total} of {n} rows: "
+            "no training rows would be left"
+        )
     exact = class_sizes * (total / max(n, 1))
     counts = np.floor(exact).astype(np.int64)
     order = np.argsort(-(exact - counts), kind="stable")
@@ -39,7 +42,9 @@ def val_counts(class_sizes: np.ndarray, val_size: float) -> np.ndarray:
     return np.minimum(counts, class_sizes - 1)  # every class keeps a training row
 
 
-def stratified_split(labels: np.ndarray, val_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, val_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, val rows), both sorted; each class loses the same share of its rows to val."""
     labels = np.asarray(labels)
     rng = np.random.default_rng([seed, 1])

@@ -60,7 +60,10 @@ class Tokens:
         return Tokens(flat, offsets)
 
     def concat(self, other: "Tokens") -> "Tokens":
-        return Tokens(np.concatenate([self.flat, other.flat]), np.concatenate([self.offsets[:-1], other.offsets + self.offsets[-1]]))
+        return Tokens(
+            np.concatenate([self.flat, other.flat]),
+            np.concatenate([self.offsets[:-1], other.offsets + self.offsets[-1]]),
+        )
 
     def to_lists(self) -> list[np.ndarray]:
         return [self[i] for i in range(len(self))]
@@ -79,7 +82,8 @@ class Tokenizer:
 
 
 def from_hf(tok) -> Tokenizer:
-    """Wrap a transformers fast tokenizer (no special tokens added: EOS is the pipeline's choice)."""
+    """Wrap a transformers fast tokenizer (no special tokens added: EOS is the pipeline's
+    choice)."""
     backend = tok.backend_tokenizer
     identity = hashlib.sha256(backend.to_str().encode()).hexdigest()
 
@@ -89,12 +93,19 @@ def from_hf(tok) -> Tokenizer:
     def decode_batch(ids: list[list[int]]) -> list[str]:
         return backend.decode_batch([list(map(int, x)) for x in ids], skip_special_tokens=True)
 
-    return Tokenizer(encode_batch, identity, int(tok.eos_token_id), int(tok.bos_token_id), decode_batch,
-                     int(backend.get_vocab_size()))
+    return Tokenizer(
+        encode_batch,
+        identity,
+        int(tok.eos_token_id),
+        int(tok.bos_token_id),
+        decode_batch,
+        int(backend.get_vocab_size()),
+    )
 
 
 def load_tokenizer(name: str, fallback: str = "") -> Tokenizer:
-    """`name` as a folder, else from the HF cache, else the hub; offline, the `fallback` folder (logged)."""
+    """`name` as a folder, else from the HF cache, else the hub; offline, the `fallback` folder
+    (logged)."""
     import transformers
 
     if Path(name).expanduser().is_dir():
@@ -104,11 +115,20 @@ def load_tokenizer(name: str, fallback: str = "") -> Tokenizer:
         try:
             return from_hf(transformers.AutoTokenizer.from_pretrained(name, **kw))
         except Exception as e:  # offline, unknown name, ...
-            errors.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+            errors.append(
+                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            )
     if fallback and Path(fallback).expanduser().is_dir():
-        log.warning("tokenizer %r unavailable (%s); using the fallback folder %s", name, errors[-1], fallback)
+        log.warning(
+            "tokenizer %r unavailable (%s); using the fallback folder %s",
+            name,
+            errors[-1],
+            fallback,
+        )
         return from_hf(transformers.AutoTokenizer.from_pretrained(str(Path(fallback).expanduser())))
-    raise DataError(f"tokenizer {name!r}: could not load ({errors[-1]}) and no fallback folder {fallback!r}")
+    raise DataError(
+        f"tokenizer {name!r}: could not load ({errors[-1]}) and no fallback folder {fallback!r}"
+    )
 
 
 def cache_key(tokenizer: Tokenizer, texts: Sequence[str]) -> str:
@@ -120,9 +140,15 @@ def cache_key(tokenizer: Tokenizer, texts: Sequence[str]) -> str:
     return h.hexdigest()[:40]
 
 
-def tokenize_texts(texts: Sequence[str], tokenizer: Tokenizer, cache_dir: str = "", batch_size: int = 1000,
-                   progress: bool = False) -> Tokens:
-    """Token ids of every text (no EOS), from the cache under `cache_dir` when it has them ('' = no cache)."""
+def tokenize_texts(
+    texts: Sequence[str],
+    tokenizer: Tokenizer,
+    cache_dir: str = "",
+    batch_size: int = 1000,
+    progress: bool = False,
+) -> Tokens:
+    """Token ids of every text (no EOS), from the cache under `cache_dir` when it has them ('' = no
+    cache)."""
     path = None
     if cache_dir:
         path = Path(cache_dir).expanduser() / f"{cache_key(tokenizer, texts)}.npz"
@@ -132,7 +158,12 @@ def tokenize_texts(texts: Sequence[str], tokenizer: Tokenizer, cache_dir: str = 
             if len(tokens) == len(texts):
                 log.info("tokens of %d texts read from the cache %s", len(texts), path)
                 return tokens
-            log.warning("cache file %s holds %d texts, not %d: tokenizing again", path, len(tokens), len(texts))
+            log.warning(
+                "cache file %s holds %d texts, not %d: tokenizing again",
+                path,
+                len(tokens),
+                len(texts),
+            )
     if batch_size <= 0:
         raise DataError(f"data.tokenize_batch_size must be > 0, got {batch_size}")
     starts = range(0, len(texts), batch_size)
@@ -146,7 +177,8 @@ def tokenize_texts(texts: Sequence[str], tokenizer: Tokenizer, cache_dir: str = 
     tokens = Tokens.from_lists(lists)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")  # atomic: no half-written cache
+        # atomic: no half-written cache
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
         os.close(fd)
         np.savez(tmp, flat=tokens.flat, offsets=tokens.offsets)
         os.replace(tmp, path)
