@@ -13,7 +13,7 @@ D=$1; O=$2; PE=$3; CFG=$4; NAME=$5; shift 5
 common=(--config.data.source=jsonl --config.data.train_path="$D/imdb/train.jsonl.gz"
         --config.data.test_path="$D/imdb/test.jsonl.gz" --config.data.unsup_path="$D/imdb/unsup.jsonl.gz"
         --config.data.tokenizer="$D/gpt2-tokenizer" --config.data.cache_dir=/tmp/gencls_cache
-        --config.train.progress_bar=False)
+        --config.progress_bars=False)
 if [ "$PE" != "0" ] && [ ! -f "$O/pretrain/export/model.safetensors" ]; then
   /usr/bin/time -f "pretrain wall %e s" python3 run.py --config=configs/pretrain_unsup.py --workdir="$O/pretrain" \
     "${common[@]}" --config.train.epochs="$PE" "$@"

@@ -32,6 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
     m.conditioning = "per_class"  # per_class: one LM per class
     #                               | label_prefix: one LM, label tokens first
     #                               | unconditional: one LM of all texts (in-domain pretraining)
+    #                               | discriminative: GPT-2 + a classification head (the baseline)
     m.dtype = "bfloat16"  # compute dtype: float32 | bfloat16 | float16 (parameters stay float32)
     m.remat = "none"  # none | full | dots:
     #   recompute activations in the backward pass to save memory
@@ -40,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     m.layer_unroll = 0  # transformer layers per scan iteration;
     #   0 = all (fastest), 1 = fastest compile
     m.dropout = 0.1
+    m.pool = "mean"  # conditioning=discriminative: the head reads the mean of the features | last
     m.head_chunk = 8192  # scoring: tokens per chunk of the LM head
     #   (its float32 logits: 8192 x 50304 x 4 B = 1.6 GB)
 
@@ -62,7 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
     d.cache_dir = str(Path("~/.cache/gencls_jax").expanduser())
     d.clean_html = False  # replace IMDB's <br /> tags with newlines
     d.append_eos = True  # end every text with <|endoftext|> (trained and scored)
-    d.val_size = 0.05  # fraction (< 1) or count of train held out, stratified
+    d.val_size = 0.05  # fraction (< 1) or count of train held out, stratified (of the N per class
+    #                    when per_class_limit > 0: a run at N per class uses only those N)
+    d.val_path = ""  # a validation file (jsonl/csv) instead of the hold-out, e.g. SST-2's dev set
     d.per_class_limit = 0  # > 0: N training examples per class (seeded, stratified)
     d.extra_train_path = ""  # jsonl of extra (e.g. synthetic) training texts
     d.pretrain_splits = ("unsup", "train")  # conditioning='unconditional':
@@ -86,10 +90,15 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- training ----------------------------------------------------------------------
     c.train = t = ml_collections.ConfigDict()
-    t.objective = "lm"  # what a step minimises (objectives.py):
-    #   lm = token-weighted negative log-likelihood
+    # What a step minimises (objectives.py): lm = token-weighted negative log-likelihood;
+    # decision = lm_weight x LM loss of the true class + decision_weight x cross-entropy of
+    # softmax_c(log p(x|c) + log p(c)) (every class scores every text; batching pad or bucket).
+    t.objective = "lm"
+    t.lm_weight = 1.0  # decision: weight of the LM term (ignored by conditioning=discriminative)
+    t.decision_weight = 1.0  # decision: lambda, the weight of the classification term
     t.epochs = 6  # per_class: every class model sees its own texts once per epoch,
     #   on its own schedule
+    t.min_steps = 0  # > 0: more epochs than train.epochs if the run would take fewer steps
     t.batch_size = 8  # rows per optimizer step per class model (global, over all devices)
     t.grad_accum = 1  # micro-batches per optimizer step
     t.lr = 5e-5

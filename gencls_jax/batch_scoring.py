@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -24,12 +24,14 @@ from gencls_jax.model import GPT2Config
 
 
 @functools.partial(jax.jit, static_argnames="config")
-def _score_classes(stacked_params, inputs, targets, weights, config):
+def stacked_models(stacked_params, inputs, targets, weights, config):
+    """[rows, K] log-likelihoods of K stacked class models."""
     return score.class_row_log_likelihoods(stacked_params, inputs, targets, weights, config)
 
 
 @functools.partial(jax.jit, static_argnames="config")
-def _score_one(params, inputs, targets, weights, config):
+def one_model(params, inputs, targets, weights, config):
+    """[rows, 1] log-likelihoods of one model."""
     return score.row_log_likelihood(params, inputs, targets, weights, config)[:, None]
 
 
@@ -39,7 +41,7 @@ def score_rows(
     n_texts: int,
     config: GPT2Config,
     *,
-    stacked: bool,
+    score_fn: Callable = stacked_models,
     batch_size: int,
     bucket_lengths: Sequence[int],
     max_len: int,
@@ -47,20 +49,24 @@ def score_rows(
     desc: str = "scoring",
     progress: bool = True,
 ) -> np.ndarray:
-    """Sum of row log-likelihoods per text: [n_texts, K] if `stacked` else [n_texts, 1]."""
-    fn = _score_classes if stacked else _score_one
+    """Per text, the sum over its rows of `score_fn(params, inputs, targets, weights, config)`
+    ([rows, K]: `stacked_models`, `one_model`, or a mode's own): [n_texts, K]."""
+    fn = score_fn
     batches = list(scoring_batches(rows, batch_size, bucket_lengths, max_len))
-    k = jax.tree_util.tree_leaves(params)[0].shape[0] if stacked else 1
-    per_row = np.zeros((len(rows.inputs), k), np.float64)
+    per_row = None
     device_batches = prefetch_to_device(
         ((b["inputs"], b["targets"], b["weights"]) for _, b in batches), prefetch
     )
     pending: collections.deque = collections.deque()  # (row indices, device result) in flight
 
     def collect() -> None:
+        nonlocal per_row
         idx, out = pending.popleft()
+        out = np.asarray(out)
+        if per_row is None:
+            per_row = np.zeros((len(rows.inputs), out.shape[1]), np.float64)
         keep = idx >= 0
-        per_row[idx[keep]] = np.asarray(out)[keep]
+        per_row[idx[keep]] = out[keep]
 
     for (idx, _), (inputs, targets, weights) in tqdm(
         zip(batches, device_batches),
@@ -75,6 +81,7 @@ def score_rows(
             collect()
     while pending:
         collect()
-    totals = np.zeros((n_texts, k), np.float64)
-    np.add.at(totals, rows.text_index, per_row)
+    totals = np.zeros((n_texts, 0 if per_row is None else per_row.shape[1]), np.float64)
+    if per_row is not None:
+        np.add.at(totals, rows.text_index, per_row)
     return totals

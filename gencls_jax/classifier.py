@@ -35,7 +35,9 @@ class GenerativeClassifier:
         self.model_config = model_config
         self.params = params  # per_class: stacked on a leading class axis
         self.tokenizer = tokenizer
-        self.log_prior = log_prior(info["train_class_counts"])
+        # Bayes' rule's prior for log p(x|c); a discriminative head's scores are posteriors already
+        counts = info["train_class_counts"]
+        self.log_prior = log_prior(counts) if self.mode.generative else np.zeros(len(counts))
 
     @classmethod
     def load(cls, workdir: str | Path, which: str = "best") -> "GenerativeClassifier":

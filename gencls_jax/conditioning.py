@@ -10,9 +10,13 @@ prompt, its pure (params, tokens, mask) scorer and its Hugging Face export.
 - `label_prefix`: one LM; every text is preceded by its class's label prefix (weight 0), and a
   text is scored once per class with that class's prefix.
 - `unconditional`: one LM of all texts, labels ignored (in-domain pretraining); no classes.
+- `discriminative`: the baseline beside the generative classifier, on equal terms: the same
+  GPT-2 body with a linear classification head on pooled features (`model.pool`), trained on
+  the decision only; it has no log p(x|c), no prompt, nothing to generate.
 
 A new mode is one subclass here and an entry in `MODES`. The training *objective* (what the
-loss is) is a separate axis: `objectives.py`.
+loss is) is a separate axis: `objectives.py`; a mode says how its classes are arranged for the
+decision objective (`decision_slices`, `decision_sums`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gencls_jax import model as gpt2
-from gencls_jax import score
-from gencls_jax.batch_scoring import score_rows
+from gencls_jax import objectives, score
+from gencls_jax.batch_scoring import one_model, score_rows, stacked_models
 from gencls_jax.data import pipeline
-from gencls_jax.data.batching import PerClassStream, TrainStream
+from gencls_jax.data.batching import PerClassStream, SlicedStream, TrainStream
 from gencls_jax.data.rows import Rows, scored_tokens
 from gencls_jax.data.sources import DataError, Dataset, check_every_class_present, concat
 from gencls_jax.data.tokenize import Tokenizer
@@ -41,6 +46,7 @@ class Conditioning:
     name = ""
     stacked = False  # K models on a leading class axis, batches [K, B, T]; else one model, [B, T]
     classifies = True  # has classes to score texts against
+    generative = True  # scores are log p(x|c) (decided with the class prior); else posteriors
 
     def datasets(self, config, tokenizer: Tokenizer, splits: Sequence[str]) -> dict[str, Dataset]:
         """The tokenized splits a run of this mode uses."""
@@ -73,6 +79,30 @@ class Conditioning:
     ) -> tuple[np.ndarray, np.ndarray]:
         """([N, K] log p(text | class), [N] scored tokens per text) of a tokenized Dataset."""
         raise NotImplementedError(f"a {self.name} model has no classes to score texts against")
+
+    def decision_slices(self, config, ds: Dataset, tokenizer: Tokenizer) -> tuple[Rows, ...]:
+        """Slice k: every text of `ds` as class k's model reads it (the decision objective)."""
+        raise NotImplementedError(f"a {self.name} model has no classes to train a decision on")
+
+    def decision_stream(
+        self, config, ds: Dataset, tokenizer: Tokenizer, batch_size: int | None = None
+    ):
+        """Mixed-class batches of sliced texts with their labels (`train.objective='decision'`)."""
+        return SlicedStream(
+            self.decision_slices(config, ds, tokenizer),
+            ds.labels,
+            pipeline.batch_spec(config, batch_size),
+            config.seed,
+        )
+
+    def decision_sums(self, config, log_prior: np.ndarray):
+        """The conditioning's scores for the decision objective: (params, batch, model_config,
+        rng) -> `objectives.DecisionSums`; generative: log p(x|c) + log p(c) of every class."""
+        return functools.partial(
+            objectives.class_decision_sums,
+            stacked=self.stacked,
+            log_prior=jnp.asarray(log_prior, jnp.float32),
+        )
 
     def generation(self, k: int, prefix: Sequence[int]) -> dict:
         """Arguments of `generate.generate_for_class` that sample class k (`prefix`: its label
@@ -135,9 +165,18 @@ class PerClass(Conditioning):
     def score(self, params, ds, tokenizer, config, model_config, desc="scoring"):
         rows = self._rows(config, ds, tokenizer)
         ll = score_rows(
-            params, rows, len(ds), model_config, stacked=True, desc=desc, **self._score_kw(config)
+            params,
+            rows,
+            len(ds),
+            model_config,
+            score_fn=stacked_models,
+            desc=desc,
+            **self._score_kw(config),
         )
         return ll, scored_tokens(rows, len(ds))
+
+    def decision_slices(self, config, ds, tokenizer):
+        return (self._rows(config, ds, tokenizer),) * ds.num_classes  # every model reads the text
 
     def generation(self, k, prefix):
         return dict(class_index=k, prefix_tokens=())
@@ -164,6 +203,11 @@ class LabelPrefix(Conditioning):
             config.seed,
         )
 
+    def decision_slices(self, config, ds, tokenizer):
+        return tuple(
+            self._rows(config, ds, tokenizer, np.full(len(ds), k)) for k in range(ds.num_classes)
+        )
+
     def score(self, params, ds, tokenizer, config, model_config, desc="scoring"):
         """K passes of the one model, each with one class's prefix; every class scores the same
         text tokens (the rows give every class one text budget)."""
@@ -176,7 +220,7 @@ class LabelPrefix(Conditioning):
                     rows,
                     len(ds),
                     model_config,
-                    stacked=False,
+                    score_fn=one_model,
                     desc=f"{desc} [{name}]",
                     **self._score_kw(config),
                 )
@@ -214,7 +258,67 @@ class Unconditional(Conditioning):
         return {"train": train, "val": ds["val"]}
 
 
-MODES: dict[str, Conditioning] = {c.name: c for c in (PerClass(), LabelPrefix(), Unconditional())}
+@functools.partial(jax.jit, static_argnames=("config", "pool"))
+def _head_log_posteriors(params, inputs, targets, weights, config, pool):
+    """[rows, K] log-softmax of the classification head (one row per text)."""
+    batch = {"inputs": inputs, "targets": targets, "weights": weights}
+    return jax.nn.log_softmax(objectives.head_logits(params, batch, config, None, pool), axis=-1)
+
+
+class Discriminative(Conditioning):
+    """GPT-2 + a linear head on pooled features: params {'body': GPT-2, 'head': {kernel [D, K],
+    bias [K]}}, the head zero-initialised (training starts from uniform posteriors). Trained
+    with `train.objective='decision'` (its lm_weight is ignored), scored by its posteriors."""
+
+    name = "discriminative"
+    generative = False
+
+    def init_params(self, params, num_classes):
+        d = params["wte"]["embedding"].shape[1]
+        head = {
+            "kernel": jnp.zeros((d, num_classes), jnp.float32),
+            "bias": jnp.zeros((num_classes,), jnp.float32),
+        }
+        return {"body": params, "head": head}
+
+    def train_stream(self, config, train, tokenizer, batch_size=None):
+        raise DataError(
+            "the discriminative mode trains on the decision: set train.objective='decision'"
+        )
+
+    def decision_slices(self, config, ds, tokenizer):
+        return (self._rows(config, ds, tokenizer),)
+
+    def decision_sums(self, config, log_prior):
+        return functools.partial(objectives.head_decision_sums, pool=config.model.pool)
+
+    def score(self, params, ds, tokenizer, config, model_config, desc="scoring"):
+        """[N, K] log posteriors (the head's log-softmax), one row per text (truncated)."""
+        rows = self._rows(config, ds, tokenizer)
+        if len(rows.inputs) != len(ds):
+            raise DataError(
+                "the discriminative mode reads one row per text: set data.long_text to "
+                "'truncate' or 'error'"
+            )
+        fn = functools.partial(_head_log_posteriors, pool=config.model.pool)
+        out = score_rows(
+            params, rows, len(ds), model_config, score_fn=fn, desc=desc, **self._score_kw(config)
+        )
+        return out, scored_tokens(rows, len(ds))
+
+    def export(self, folder, model_config, params, label_names):
+        """The GPT-2 body as a Hugging Face folder, the head beside it (head.npz)."""
+        save_pretrained(model_config, params["body"], folder)
+        np.savez(
+            Path(folder) / "head.npz",
+            **{k: np.asarray(v) for k, v in params["head"].items()},
+            label_names=np.asarray(label_names),
+        )
+
+
+MODES: dict[str, Conditioning] = {
+    c.name: c for c in (PerClass(), LabelPrefix(), Unconditional(), Discriminative())
+}
 
 
 def get(name: str) -> Conditioning:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from gencls_jax import conditioning, report
+from gencls_jax import conditioning, objectives, report
 from gencls_jax import evaluate as decide
 from gencls_jax import model as gpt2
 from gencls_jax import train as trainer
@@ -84,19 +84,22 @@ def load_data(config, splits):
 
 
 def _val_metrics_fn(config, model_config, val, tok):
-    """eval_fn for the trainer: validation loss, and the classifier's accuracy (Bayes rule with a
-    uniform prior: the best-checkpoint choice should not lean on the class balance)."""
+    """eval_fn for the trainer: the validation LM loss (generative modes), and the classifier's
+    accuracy (Bayes rule with a uniform prior: the best-checkpoint choice should not lean on the
+    class balance)."""
     mode = conditioning.get(config.model.conditioning)
-    stream = mode.train_stream(config, val, tok, batch_size=config.eval.batch_size)
-    loss_eval = trainer.make_loss_evaluator(
-        config, model_config, lambda: stream.batches(0), stacked=mode.stacked
-    )
+    loss_eval = None
+    if mode.generative:
+        stream = mode.train_stream(config, val, tok, batch_size=config.eval.batch_size)
+        loss_eval = trainer.make_loss_evaluator(
+            config, model_config, lambda: stream.batches(0), stacked=mode.stacked
+        )
     if not mode.classifies:
         return loss_eval
     prior = np.log(np.full(val.num_classes, 1.0 / val.num_classes))
 
     def fn(params):
-        out = dict(loss_eval(params))
+        out = dict(loss_eval(params)) if loss_eval is not None else {}
         ll, _ = mode.score(params, val, tok, config, model_config, desc="val accuracy")
         out["val_accuracy"] = float(np.mean((ll + prior).argmax(1) == val.labels))
         return out
@@ -129,7 +132,14 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     wd.write_run_info(workdir, info)
     wd.append_history(workdir, "train", changes)
     params = mode.init_params(params, train.num_classes)
-    stream = mode.train_stream(config, train, tok)
+    joint = config.train.objective == "decision"  # every class scores every text (objectives.py)
+    if joint:
+        loss_fn = objectives.loss_fn_for(
+            config, mode.decision_sums(config, decide.log_prior(info["train_class_counts"]))
+        )
+        stream = mode.decision_stream(config, train, tok)
+    else:
+        loss_fn, stream = objectives.loss_fn_for(config), mode.train_stream(config, train, tok)
     logging.info(
         "training %s: %d texts, %d steps per epoch, %d parameters per model",
         mode.name,
@@ -143,9 +153,10 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         model_config,
         params,
         stream.batches,
-        mode.steps_per_model(stream),
+        stream.num_batches if joint else mode.steps_per_model(stream),
         _val_metrics_fn(config, model_config, val, tok),
         stacked=mode.stacked,
+        loss_fn=loss_fn,
     )
     summary = _train_summary(workdir, result, time.time() - t0)
     if result.stop_reason == "interrupted":
@@ -228,7 +239,8 @@ def evaluate_params(
     mode = conditioning.get(info["conditioning"])
     label_names = info["label_names"]
     k = len(label_names)
-    prior = decide.log_prior(info["train_class_counts"])
+    # The class prior of Bayes' rule; a discriminative head's scores are posteriors already.
+    prior = decide.log_prior(info["train_class_counts"]) if mode.generative else np.zeros(k)
     scored, timings = {}, {}
     splits = {s: ds[s] for s in ("val", "test") if s in config.eval.splits and s in ds}
     if "train" in ds and config.eval.train_sample_per_class > 0:  # for the train/validation gap
@@ -252,6 +264,8 @@ def evaluate_params(
         v, ll, _ = scored["val"]
         offsets = decide.fit_offsets(ll, v.labels)
     rules = list(dict.fromkeys([config.eval.decision, *config.eval.report_rules]))
+    if not mode.generative:  # a length-normalised log-likelihood has no meaning for posteriors
+        rules = [r for r in rules if r != "per_token"] or ["bayes"]
     results, warnings = {}, []
     for split, (d, ll, n_tok) in scored.items():
         results[split] = decide.evaluate_split(

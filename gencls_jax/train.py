@@ -13,6 +13,7 @@ Entry point:
 from __future__ import annotations
 
 import dataclasses
+import math
 import signal
 import threading
 from pathlib import Path
@@ -31,9 +32,18 @@ from gencls_jax import train_step as ts
 from gencls_jax.checkpoint import Checkpointer, metric_mode
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.model import GPT2Config
-from gencls_jax.objectives import LossFn, loss_fn_for
+from gencls_jax.objectives import JointObjective, LossFn, lm_loss_fn, loss_fn_for
 
 Batch = Mapping[str, Any]
+# Step metrics summed over the class axis on the host: name in the record <- name in the step.
+SUMMED = {
+    "nll": "nll_sum",
+    "weight": "weight",
+    "tokens": "tokens",
+    "ce": "ce",
+    "texts": "texts",
+    "correct": "correct",
+}
 
 
 # --- validation loss --------------------------------------------------------------------------
@@ -60,7 +70,7 @@ def make_loss_evaluator(
     mesh: Mesh | None = None,
 ) -> Callable[[Any], dict[str, float]]:
     """An `eval_fn` for `train`: params -> {'val_loss': ...} over `val_batches()`."""
-    step = ts.make_eval_step(model_config, stacked, loss_fn_for(config))
+    step = ts.make_eval_step(model_config, stacked, lm_loss_fn(config))
     sharding = ts.batch_sharding(mesh or ts.make_mesh(), stacked)
     return lambda params: evaluate_loss(step, params, val_batches(), sharding)
 
@@ -119,12 +129,19 @@ def _steps_per_model(n: int | Sequence[int]) -> tuple[int, ...]:
     return (int(n),) if np.ndim(n) == 0 else tuple(int(x) for x in n)
 
 
+def run_epochs(tc: Any, num_batches: Callable[[int], int | Sequence[int]]) -> int:
+    """`train.epochs`, raised so that the run takes at least `train.min_steps` steps: one recipe
+    for every data size (500 texts per class get as many updates as it takes, not 3 epochs' 360)."""
+    per_epoch = max(max(_steps_per_model(num_batches(0))), 1)
+    return max(int(tc.epochs), math.ceil(int(tc.min_steps) / per_epoch))
+
+
 def _total_steps(tc: Any, num_batches: Callable[[int], int | Sequence[int]]) -> tuple[int, ...]:
     """Optimizer updates of each model over the run: its real steps of every epoch, cut where
     `max_steps` ends the run (an epoch's steps are its largest count; a model's come first)."""
     left = int(tc.max_steps) if tc.max_steps > 0 else None
     totals = None
-    for e in range(int(tc.epochs)):
+    for e in range(run_epochs(tc, num_batches)):
         n = _steps_per_model(num_batches(e))
         steps = max(n) if left is None else min(max(n), left)
         done = tuple(min(x, steps) for x in n)
@@ -184,13 +201,15 @@ def train(
 
     mesh = ts.make_mesh()
     k = ts.num_stacked_classes(init_params) if stacked else None
+    epochs = run_epochs(tc, nb)
     totals = _total_steps(tc, nb)
     if len(totals) not in (1, k or 1):
         raise ValueError(
             f"num_batches gives {len(totals)} step counts per epoch for {k or 1} model(s)"
         )
     logging.info(
-        "optimizer updates per model over the run: %s (warmup %s)",
+        "%d epochs; optimizer updates per model over the run: %s (warmup %s)",
+        epochs,
         list(totals),
         [optim.warmup_length(tc, n) for n in totals],
     )
@@ -232,7 +251,18 @@ def train(
     def save(metrics: dict | None = None) -> None:
         ckpt.save(step, state, dict(meta), metrics)
 
-    window = {"nll": 0.0, "weight": 0.0}
+    window: dict[str, float] = {}
+    joint = isinstance(loss_fn, JointObjective)
+
+    def objective_value(t: dict) -> float:
+        """The training loss of summed metrics: the LM's token mean, or the joint objective."""
+        lm = t.get("nll", 0.0) / max(t.get("weight", 0.0), 1e-30)
+        if not joint:
+            return lm
+        return loss_fn.lm_coef * lm + loss_fn.ce_coef * t.get("ce", 0.0) / max(
+            t.get("texts", 0.0), 1e-30
+        )
+
     speed = metrics_lib.Throughput()
 
     def record(done: int, i: int, m_device: dict, epoch: int, bar) -> dict:
@@ -240,11 +270,11 @@ def train(
         late (while the next step runs) so that the host never waits for the device in between."""
         nonlocal window
         m = jax.device_get(m_device)
-        nll, w = float(np.sum(m["nll_sum"])), float(np.sum(m["weight"]))
+        sums = {k: float(np.sum(m[v])) for k, v in SUMMED.items() if v in m}
         finite = bool(np.all(m["finite"]))
         if not finite and not use_scale:
             raise FloatingPointError(
-                f"non-finite loss at step {done} (epoch {epoch}, batch {i}): loss sum {nll}"
+                f"non-finite loss at step {done} (epoch {epoch}, batch {i}): sums {sums}"
             )
         # class models that took this step (the others had padding only)
         real = np.atleast_1d(m["real"])
@@ -254,34 +284,48 @@ def train(
 
         rec = {
             "step": done,
-            "loss": nll / max(w, 1e-30),
+            "loss": objective_value(sums),
             "lr": of_real(m["lr"]),
             "grad_norm": of_real(m["grad_norm"]),
-            "tokens": w,
+            "tokens": sums["tokens"],
             "finite": finite,
         }
         if use_scale:
             rec["loss_scale"] = float(np.min(m["loss_scale"]))
         history.append(rec)
         if finite:
-            window["nll"] += nll
-            window["weight"] += w
-        speed.add(w)
+            for k, v in sums.items():
+                window[k] = window.get(k, 0.0) + v
+        speed.add(sums["tokens"])
         bar.update(1)
         if done % int(tc.log_every) == 0:
             logged = {
-                "train_loss": window["nll"] / max(window["weight"], 1e-30),
+                "train_loss": objective_value(window),
                 "lr": rec["lr"],
                 "grad_norm": rec["grad_norm"],
                 "skipped_steps": int(np.sum(m["skipped"])),
                 **speed.rates(),
             }
+            if joint:  # the two terms of the objective, and the decisions on the training batches
+                logged["lm_loss"] = window["nll"] / max(window["weight"], 1e-30)
+                logged["decision_loss"] = window["ce"] / max(window["texts"], 1e-30)
+                logged["train_accuracy"] = window["correct"] / max(window["texts"], 1e-30)
             if use_scale:
                 logged["loss_scale"] = rec["loss_scale"]
-            window = {"nll": 0.0, "weight": 0.0}
+            window = {}
             writer.write(done, "train", logged)
             metrics_lib.log_line(
-                done, logged, ("train_loss", "lr", "tokens_per_s", "steps_per_s", "skipped_steps")
+                done,
+                logged,
+                (
+                    "train_loss",
+                    "decision_loss",
+                    "train_accuracy",
+                    "lr",
+                    "tokens_per_s",
+                    "steps_per_s",
+                    "skipped_steps",
+                ),
             )
             bar.set_postfix(
                 loss=f"{logged['train_loss']:.4f}",
@@ -295,7 +339,7 @@ def train(
     try:
         with _StopOnSignal() as stop:
             epoch = int(meta["epoch"])
-            while reason is None and epoch < int(tc.epochs):
+            while reason is None and epoch < epochs:
                 if tc.max_steps > 0 and step >= tc.max_steps:
                     reason = "max_steps"
                     break
@@ -303,17 +347,19 @@ def train(
                 total = max(_steps_per_model(nb(epoch)))
                 bar = metrics_lib.progress_bar(total, start, epoch, lead and config.progress_bars)
 
-                def put(
-                    batch: Batch,
-                ) -> dict:  # shape errors here, with a message, not deep inside XLA
+                def put(batch: Batch) -> dict:
+                    # shape errors here, with a message, not deep inside XLA
                     ts.check_batch(
                         batch,
                         stacked=stacked,
                         num_classes=k,
+                        sliced=joint,
                         accum=int(tc.grad_accum),
                         n_devices=mesh.size,
                     )
-                    return ts.shard_batch(batch, bsharding)
+                    return ts.shard_batch(
+                        batch, ts.sliced_batch_shardings(mesh, batch) if joint else bsharding
+                    )
 
                 batches = prefetch_to_device(
                     train_batches(epoch, start), int(config.data.prefetch), put

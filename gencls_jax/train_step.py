@@ -32,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from gencls_jax import optim
 from gencls_jax.model import GPT2Config
-from gencls_jax.objectives import LossFn, token_loss_sums
+from gencls_jax.objectives import JointObjective, LossFn, token_loss_sums
 
 Array = jax.Array
 Batch = Mapping[str, Any]
@@ -124,40 +124,80 @@ def _accumulated_grads(params, batch, key, scale, model_config, accum, loss_fn, 
     return g, nll, w
 
 
+def _joint_grads(params, batch, key, model_config, accum, objective: JointObjective, use_dropout):
+    """Gradients of a joint objective over all (stacked) class models, summed over `accum`
+    micro-batches of the row axis (axis 1 of the [K, B, T] slices, axis 0 of `labels`), with the
+    whole batch's denominators; and its sums."""
+    totals = objective.totals(batch)
+
+    def micro(mb, j):
+        rng = jax.random.fold_in(key, j) if use_dropout else None
+
+        def f(p):
+            sums = objective.sums_fn(p, mb, model_config, rng)
+            return objective.loss(sums, totals), sums
+
+        (_, sums), g = jax.value_and_grad(f, has_aux=True)(params)
+        return g, sums
+
+    if accum == 1:
+        return micro(batch, 0)
+
+    def split(name, x):  # rows j, j+A, ... as in _split_micro, on the row axis
+        axis = 0 if name == "labels" else 1
+        return jnp.moveaxis(
+            x.reshape(*x.shape[:axis], x.shape[axis] // accum, accum, *x.shape[axis + 1 :]),
+            axis + 1,
+            0,
+        )
+
+    parts = {n: split(n, x) for n, x in batch.items()}
+
+    def body(carry, j):
+        g, sums = micro({n: x[j] for n, x in parts.items()}, j)
+        return jax.tree_util.tree_map(jnp.add, carry, (g, sums)), None
+
+    zeros = jax.eval_shape(lambda: micro({n: x[0] for n, x in parts.items()}, 0))
+    zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), zeros)
+    (g, sums), _ = jax.lax.scan(body, zeros, jnp.arange(accum))
+    return g, sums
+
+
 def make_train_step(
     model_config: GPT2Config,
     tc: Any,
     tx: optax.GradientTransformationExtraArgs,
     schedules: Sequence[optax.Schedule],
     stacked: bool,
-    loss_fn: LossFn = token_loss_sums,
+    loss_fn: LossFn | JointObjective = token_loss_sums,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """Pure (state, batch) -> (state, metrics); jit it with `jit_train_step`.
 
     `schedules`: one per class model (class c follows schedules[c]), or one for every model.
-    A model whose batch has no real token (all weights 0) takes no step: params, optimizer
-    state (hence its schedule position) and loss scale stay as they are.
-    metrics (per class when stacked): nll_sum, weight, grad_norm, lr, finite, real, loss_scale,
-    skipped."""
+    With a per-model loss (`lm`), each model takes the gradient of its own loss on its own
+    batch, and a model whose batch has no real token (all weights 0) takes no step: params,
+    optimizer state (hence its schedule position) and loss scale stay as they are. With a
+    `JointObjective`, the gradient of one loss over all models, then each model's update.
+    metrics: nll_sum, weight (per class when stacked and per-model), grad_norm, lr, finite, real,
+    loss_scale, skipped (per class when stacked); joint: also ce, texts, correct."""
     accum = int(tc.grad_accum)
     use_scale = model_config.dtype == "float16"
     use_dropout = model_config.dropout > 0
+    joint = isinstance(loss_fn, JointObjective)
+    if joint and use_scale:
+        raise ValueError("train.objective='decision' runs in bfloat16 or float32, not float16")
 
     def learning_rate(count, c):
         if len(schedules) == 1:
             return schedules[0](count)
         return jnp.stack([s(count) for s in schedules])[c]
 
-    def one_model(params, opt_state, ls, skipped, batch, key, c):
-        scale = ls.scale if use_scale else jnp.float32(1)
-        g, nll, w = _accumulated_grads(
-            params, batch, key, scale, model_config, accum, loss_fn, use_dropout
-        )
+    def update(params, opt_state, ls, skipped, g, loss_ok, real, scale, c):
+        """One model's optimizer update from its gradients (skipped when not `real`, or on a
+        float16 overflow)."""
         if use_scale:
             g = jax.tree_util.tree_map(lambda x: x / scale, g)
-        finite = optim.all_finite(g) & jnp.isfinite(nll)
-        # (not w > 0: a NaN weight is an overflow to skip, not padding)
-        real = jnp.any(batch["weights"] != 0)
+        finite = optim.all_finite(g) & loss_ok
         lr = learning_rate(optim.applied_updates(opt_state), c)
         updates, new_opt = tx.update(g, opt_state, params, learning_rate=lr)
         new_params = optax.apply_updates(params, updates)
@@ -170,8 +210,6 @@ def make_train_step(
         else:
             new_ls = ls
         m = dict(
-            nll_sum=nll,
-            weight=w,
             grad_norm=optax.tree.norm(g),
             lr=lr,
             finite=finite,
@@ -181,23 +219,67 @@ def make_train_step(
         )
         return new_params, new_opt, new_ls, skipped, m
 
-    def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    def one_model(params, opt_state, ls, skipped, batch, key, c):
+        scale = ls.scale if use_scale else jnp.float32(1)
+        g, nll, w = _accumulated_grads(
+            params, batch, key, scale, model_config, accum, loss_fn, use_dropout
+        )
+        # (not w > 0: a NaN weight is an overflow to skip, not padding)
+        real = jnp.any(batch["weights"] != 0)
+        *out, m = update(params, opt_state, ls, skipped, g, jnp.isfinite(nll), real, scale, c)
+        return (*out, dict(nll_sum=nll, weight=w, tokens=w, **m))
+
+    def per_model_step(state: TrainState, batch: Batch, key):
         args = (state.params, state.opt_state, state.loss_scale, state.skipped, batch)
         if not stacked:
-            out = one_model(*args, key, 0)
+            return one_model(*args, key, 0)
+
+        def per(p, o, ls, sk, b, c):
+            return one_model(p, o, ls, sk, b, jax.random.fold_in(key, c), c)
+
+        classes = jnp.arange(state.skipped.shape[0])
+        if tc.stack_classes:
+            return jax.vmap(per)(*args, classes)
+        return jax.lax.map(lambda a: per(*a), (*args, classes))
+
+    def joint_step(state: TrainState, batch: Batch, key):
+        g, sums = _joint_grads(state.params, batch, key, model_config, accum, loss_fn, use_dropout)
+        loss_ok = jnp.isfinite(sums["ce"]) & jnp.isfinite(sums["lm_nll"])
+        real = jnp.any(batch["labels"] >= 0)
+        one = jnp.float32(1)
+        if stacked:
+            classes = jnp.arange(state.skipped.shape[0])
+            out = jax.vmap(
+                lambda p, o, ls, sk, gg, c: update(p, o, ls, sk, gg, loss_ok, real, one, c)
+            )(state.params, state.opt_state, state.loss_scale, state.skipped, g, classes)
         else:
-            k = state.skipped.shape[0]
+            out = update(
+                state.params,
+                state.opt_state,
+                state.loss_scale,
+                state.skipped,
+                g,
+                loss_ok,
+                real,
+                one,
+                0,
+            )
+        *out, m = out
+        extra = dict(
+            nll_sum=sums["lm_nll"],
+            weight=sums["lm_weight"],
+            ce=sums["ce"],
+            texts=sums["texts"],
+            correct=sums["correct"],
+            tokens=jnp.sum(batch["weights"].astype(jnp.float32)),
+        )
+        return (*out, {**m, **extra})
 
-            def per(p, o, ls, sk, b, c):
-                return one_model(p, o, ls, sk, b, jax.random.fold_in(key, c), c)
-
-            classes = jnp.arange(k)
-            if tc.stack_classes:
-                out = jax.vmap(per)(*args, classes)
-            else:
-                out = jax.lax.map(lambda a: per(*a), (*args, classes))
-        params, opt_state, ls, skipped, m = out
+    def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        params, opt_state, ls, skipped, m = (joint_step if joint else per_model_step)(
+            state, batch, key
+        )
         return TrainState(state.step + 1, params, opt_state, ls, skipped, state.rng), m
 
     return step_fn
@@ -228,14 +310,21 @@ def batch_sharding(mesh: Mesh, stacked: bool) -> NamedSharding:
     return NamedSharding(mesh, P(None, "data") if stacked else P("data"))
 
 
+def sliced_batch_shardings(mesh: Mesh, batch: Batch) -> dict[str, NamedSharding]:
+    """A sliced (joint-objective) batch: [S, B, T] arrays split on B, `labels` [B] on B."""
+    return {k: batch_sharding(mesh, k != "labels") for k in batch}
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def shard_batch(batch: Batch, sharding: NamedSharding) -> dict:
-    """Host numpy batch (this process's rows) -> global sharded jax arrays."""
+def shard_batch(batch: Batch, sharding: NamedSharding | Mapping[str, NamedSharding]) -> dict:
+    """Host numpy batch (this process's rows) -> global sharded jax arrays (one sharding for all
+    arrays, or one per name)."""
+    pick = sharding.get if isinstance(sharding, Mapping) else (lambda _k: sharding)
     return {
-        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+        k: jax.make_array_from_process_local_data(pick(k), np.asarray(v)) for k, v in batch.items()
     }
 
 
@@ -252,7 +341,7 @@ def compiled_train_step(
     stacked: bool,
     total_steps: int | tuple[int, ...],
     mesh: Mesh,
-    loss_fn: LossFn = token_loss_sums,
+    loss_fn: LossFn | JointObjective = token_loss_sums,
 ) -> tuple[optax.GradientTransformationExtraArgs, tuple[optax.Schedule, ...], Callable]:
     """(optimizer, schedules, jitted step), memoised so that repeated `train` calls in one process
     (resume, sweeps, tests) with the same settings reuse one compilation. `total_steps`: the
@@ -266,17 +355,27 @@ def compiled_train_step(
 
 
 def check_batch(
-    batch: Batch, *, stacked: bool, num_classes: int | None, accum: int, n_devices: int
+    batch: Batch,
+    *,
+    stacked: bool,
+    num_classes: int | None,
+    accum: int,
+    n_devices: int,
+    sliced: bool = False,
 ) -> None:
-    """Shape errors here, with a message, rather than deep inside XLA."""
+    """Shape errors here, with a message, rather than deep inside XLA. `sliced`: a joint
+    objective's [S, B, T] batch with `labels` [B]."""
     shape = np.shape(batch["inputs"])
-    want = 3 if stacked else 2
+    want = 3 if stacked or sliced else 2
     if len(shape) != want:
         raise ValueError(
-            f"expected {'[K, B, T]' if stacked else '[B, T]'} batches, got inputs of shape {shape}"
+            f"expected {'[K, B, T]' if want == 3 else '[B, T]'} batches, "
+            f"got inputs of shape {shape}"
         )
     if stacked and shape[0] != num_classes:
         raise ValueError(f"batch has {shape[0]} classes, the stacked params {num_classes}")
+    if sliced and np.shape(batch.get("labels")) != shape[1:2]:
+        raise ValueError(f"a sliced batch needs labels [B] for its {shape[1]} rows")
     rows = shape[-2] * jax.process_count()
     if rows % accum or (rows // accum) % n_devices:
         raise ValueError(

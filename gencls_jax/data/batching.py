@@ -191,6 +191,49 @@ class PerClassStream:
             yield {k: np.stack([b[k] for b in per]) for k in per[0]}
 
 
+@dataclasses.dataclass(frozen=True)
+class SlicedStream:
+    """Mixed-class batches for objectives that train on the decision (`objectives.py`): each
+    text is one row, seen as S slices (slice k: the text as class k's model sees it, e.g. with
+    class k's label prefix; one slice for a discriminative head). Batches are [S, B, T] arrays
+    plus `labels` [B] (-1 for filler rows); all slices share one plan, whose lengths are each
+    text's longest row, so text b sits in row b of every slice. One pass over all texts per
+    epoch, every model steps every step."""
+
+    slices: tuple[Rows, ...]
+    labels: np.ndarray  # [N] class of each text (row i of every slice is text i)
+    spec: BatchSpec
+    seed: int
+
+    def __post_init__(self):
+        if self.spec.scheme == "pack":
+            raise DataError(
+                "a decision-trained objective scores one text per row: set data.batching "
+                "to 'pad' or 'bucket' (not 'pack')"
+            )
+        if any(len(r.inputs) != len(self.labels) for r in self.slices):
+            raise DataError(
+                "a decision-trained objective needs one row per text: set "
+                "data.long_text to 'truncate' or 'error' (not 'window')"
+            )
+
+    def plan(self, epoch: int) -> list[BatchPlan]:
+        lengths = np.max([row_lengths(r) for r in self.slices], axis=0)
+        return epoch_plan(lengths, self.spec, (self.seed, epoch))
+
+    def num_batches(self, epoch: int = 0) -> int:
+        return len(self.plan(epoch))
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        B = self.spec.batch_size
+        for T, members in self.plan(epoch)[start:]:
+            per = [make_batch(r, (T, members), B) for r in self.slices]
+            batch = {k: np.stack([b[k] for b in per]) for k in per[0]}
+            labels = np.full(B, -1, np.int32)
+            labels[: len(members)] = self.labels[[m[0] for m in members]]
+            yield {**batch, "labels": labels}
+
+
 def scoring_batches(
     rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:

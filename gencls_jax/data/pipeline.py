@@ -121,24 +121,33 @@ def _check_label_kind(raw: RawSplit, train: RawSplit) -> None:
 def load_datasets(
     config, splits: Sequence[str] = ("train", "val", "test"), tokenizer: Tokenizer | None = None
 ) -> dict[str, Dataset]:
-    """Tokenized splits named in `splits` ('train', 'val', 'test', 'unsup'); val is held out of
-    train, and test is the seeded `eval.test_per_class` sample when that is > 0."""
+    """Tokenized splits named in `splits` ('train', 'val', 'test', 'unsup'); test is the seeded
+    `eval.test_per_class` sample when that is > 0.
+
+    Validation: the file `data.val_path` if set (e.g. SST-2's dev set), else held out of train
+    (`data.val_size`, stratified). With `data.per_class_limit` = N, the run's data are N texts
+    per class of train and the validation part is held out of those N (the small-data protocol:
+    everything a run uses, early stopping included, comes from its N per class)."""
     d = config.data
     tok = tokenizer or load_tokenizer(d.tokenizer, d.tokenizer_fallback)
     raw_train, declared = read_split(d, "train")
     names = tuple(d.label_names) or declared or sources.infer_label_names(raw_train)
     full = sources.to_dataset(raw_train, names, "real")
     sources.check_every_class_present(full, f"{raw_train.identity}")
-    tr, va = stratified_split(full.labels, d.val_size, config.seed)
+    pool = np.arange(len(full))
     if d.per_class_limit > 0:
-        tr = tr[per_class_sample(full.labels[tr], d.per_class_limit, config.seed, "train_limit")]
-    out = _tokenized_parts(
-        config,
-        full,
-        raw_train.where,
-        {"train": tr, **({"val": va} if "val" in splits else {})},
-        tok,
-    )
+        pool = per_class_sample(full.labels, d.per_class_limit, config.seed, "train_limit")
+    if d.val_path:
+        tr, va = pool, np.zeros(0, np.int64)
+    else:
+        tr, va = (pool[i] for i in stratified_split(full.labels[pool], d.val_size, config.seed))
+    parts = {"train": tr, **({"val": va} if "val" in splits and not d.val_path else {})}
+    out = _tokenized_parts(config, full, raw_train.where, parts, tok)
+    if "val" in splits and d.val_path:
+        raw_val = _read_file(d, d.val_path, _kind_of(d.val_path), "val")
+        _check_label_kind(raw_val, raw_train)
+        val = sources.to_dataset(raw_val, names, "real")
+        out["val"] = tokenize_dataset(config, val, tok, raw_val.where)
     if d.extra_train_path:
         raw_extra = sources.read_jsonl(d.extra_train_path, d.text_field, d.label_field, d.id_field)
         _check_label_kind(raw_extra, raw_train)
