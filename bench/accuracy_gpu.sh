@@ -18,10 +18,10 @@ imdb=(--config.data.train_path="$D/imdb/train.jsonl.gz" --config.data.test_path=
 sst2=(--config.data.train_path="$D/sst2/train.jsonl" --config.data.val_path="$D/sst2/dev.jsonl"
       --config.data.test_path="$D/sst2/test.jsonl")
 trec=(--config.data.train_path="$D/trec/train.jsonl" --config.data.test_path="$D/trec/test.jsonl")
-run() {  # run NAME run.py-flags...
-  local name=$1; shift
+run() {  # run NAME --config=FILE run.py-flags... (absl wants --config before its overrides)
+  local name=$1 cfg=$2; shift 2
   local t0=$(date +%s)
-  python3 run.py --workdir="$O/$name" "${common[@]}" "$@" > "$O/logs/$name.log" 2>&1
+  python3 run.py "$cfg" --workdir="$O/$name" "${common[@]}" "$@" > "$O/logs/$name.log" 2>&1
   local rc=$?
   mkdir -p "$O/collect/$name"
   for f in metrics.json report.md metrics.jsonl history.jsonl predictions_test.jsonl train_summary.json; do

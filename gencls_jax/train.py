@@ -152,12 +152,21 @@ def _total_steps(tc: Any, num_batches: Callable[[int], int | Sequence[int]]) -> 
 
 
 def _track_best(meta: dict, ev: Mapping[str, float], step: int, tc: Any) -> bool:
-    """Update the best value / patience counter in `meta`; True when early stopping is due."""
+    """Update the best value / patience counter in `meta`; True when early stopping is due.
+
+    A tie with the best value moves the best step to the later checkpoint, as orbax's
+    `best_step()` and its BestN retention do (the step restored as best and the one reported
+    must be one step), but only a strict improvement resets the patience counter."""
     if tc.best_metric not in ev:
         return False
     value, best = ev[tc.best_metric], meta["best"]
-    if best is None or (value < best if metric_mode(tc.best_metric) == "min" else value > best):
-        meta.update(best=value, best_step=step, bad_epochs=0)
+    better = best is None or (
+        value < best if metric_mode(tc.best_metric) == "min" else value > best
+    )
+    if better or value == best:
+        meta.update(best=value, best_step=step)
+    if better:
+        meta["bad_epochs"] = 0
     else:
         meta["bad_epochs"] = int(meta["bad_epochs"]) + 1
     if tc.early_stop_patience > 0 and meta["bad_epochs"] >= tc.early_stop_patience:

@@ -160,3 +160,21 @@ def test_no_intact_checkpoint_is_one_line_error(tmp_path):
     _truncate_largest_file(tmp_path / "checkpoints" / "2")
     with pytest.raises(workdir.RunError, match=r"no checkpoint restores; tried step 2 \("):
         workdir.restore_params(tmp_path, init, "best")
+
+
+def test_a_tie_for_best_is_one_step_for_the_tracker_and_the_restore(tmp_path):
+    """Found on the GPU: two epochs tied for the best validation accuracy; the report named the
+    first as best and orbax restored the second. Now both are the later one."""
+    c = config(4, best_metric="val_accuracy", keep_checkpoints=1)
+    mc = model_config(c)
+    init = M.init_params(mc, seed=0)
+    val = FakeValidationAccuracy([0.72, 0.86, 0.86, 0.84])
+    res = T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, val, stacked=False)
+    params, step = workdir.restore_params(tmp_path, init, "best")
+    assert res.best_step == step == 6
+    assert_same_params(params, val.seen[2])
+
+
+class FakeValidationAccuracy(FakeValidation):
+    def __call__(self, params):
+        return {"val_accuracy": super().__call__(params)["val_loss"]}

@@ -280,7 +280,7 @@ def test_prefetch_to_device_in_order_and_errors():
 def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, progress):
     """batch_scoring.score_rows (prefetch, late fetches, filler rows) equals the per-text sum of
     row_log_likelihood; with progress=False it writes no progress bar."""
-    from gencls_jax.batch_scoring import score_rows
+    from gencls_jax.batch_scoring import one_model, score_rows
 
     cfg, params = tiny_model
     texts = random_texts(11, 1, 90, seed=5)
@@ -291,7 +291,7 @@ def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, pr
         rows,
         len(texts),
         cfg,
-        stacked=False,
+        score_fn=one_model,
         batch_size=4,
         bucket_lengths=(16, 32),
         max_len=64,

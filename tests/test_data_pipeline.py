@@ -160,8 +160,9 @@ def test_load_datasets_end_to_end(config, tok, tmp_path):
     ds = load_datasets(config, ("train", "val", "test"), tok)
     tr, va, te = ds["train"], ds["val"], ds["test"]
     assert tr.label_names == ("bad", "good", "odd")
-    assert va.class_counts().tolist() == [5, 5, 5]
-    assert tr.class_counts().tolist() == [5, 6, 5]
+    # the small-data protocol: 5 per class, of which a quarter (4 texts) are the validation part
+    assert va.class_counts().tolist() == [2, 1, 1]
+    assert tr.class_counts().tolist() == [3, 5, 4]  # + the synthetic 'good' text
     assert (tr.origin == "synthetic").sum() == 1 and tr.texts[-1] == "synthetic good one"
     assert not set(tr.ids) & set(va.ids)
     assert "<br />" not in tr.texts[0] and "\n" in tr.texts[0]
@@ -188,8 +189,10 @@ def test_load_datasets_chooses_rows_by_label_then_tokenizes_only_those(config, t
     counted, calls = counting(tok)
     ds = load_datasets(config, ("train", "val", "test"), counted)
     labels = np.array([names.index(r["label"]) for r in train_rows])
-    tr, va = stratified_split(labels, d.val_size, config.seed)
-    tr = tr[per_class_sample(labels[tr], 5, config.seed, "train_limit")]
+    pool = per_class_sample(
+        labels, 5, config.seed, "train_limit"
+    )  # N per class, then val out of them
+    tr, va = (pool[i] for i in stratified_split(labels[pool], d.val_size, config.seed))
     te = per_class_sample(
         np.array([names.index(r["label"]) for r in test_rows]), 2, config.seed, "test"
     )
@@ -204,7 +207,7 @@ def test_load_datasets_chooses_rows_by_label_then_tokenizes_only_those(config, t
         assert [t.tolist() for t in ds[split].tokens.to_lists()] == tok.encode_batch(
             ds[split].texts
         )
-    assert sum(calls) == len(tr) + len(va) + len(te) == 15 + 15 + 6
+    assert sum(calls) == len(tr) + len(va) + len(te) == 11 + 4 + 6  # 5 per class, 4 of them val
 
 
 def test_pipeline_streams(config, tok):

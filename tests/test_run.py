@@ -27,7 +27,7 @@ CACHE = Path(tempfile.mkdtemp(prefix="gencls_xla_cache_"))
 SMALL = [
     "--config.compile_cache_dir=" + str(CACHE),
     "--config.compile_cache_min_secs=0",
-    "--config.data.per_class_limit=24",
+    "--config.data.per_class_limit=32",
     "--config.data.val_size=16",
     "--config.eval.test_per_class=16",
     "--config.eval.sample_per_class=8",
@@ -192,7 +192,7 @@ def test_finished_workdir_with_other_data_or_settings_is_refused_untouched(workd
     line = last_line(p)
     assert (
         line.startswith("error: ")
-        and "data.per_class_limit (24 -> 12)" in line
+        and "data.per_class_limit (32 -> 12)" in line
         and "train.lr (0.001 -> 0.01)" in line
     )
     assert snapshot(workdir) == files
@@ -230,7 +230,7 @@ def test_generate_and_round_trip_into_training_data(workdir):
 def test_report_mode_prints_history_table(workdir):
     p = run("--mode=report", f"--workdirs={workdir}")
     m = json.loads((workdir / "metrics.json").read_text())
-    assert f"| tiny | 24 per class | 1 | 24/24 | {100 * m['accuracy']:.2f}% |" in p.stdout
+    assert f"| tiny | 32 per class | 1 | 24/24 | {100 * m['accuracy']:.2f}% |" in p.stdout
     p = run("--mode=report", f"--workdirs={workdir},{workdir.parent / 'never_ran'}", check=False)
     assert (
         p.returncode != 0

@@ -1,0 +1,254 @@
+"""The decision objective and the discriminative head against float64 NumPy references, its
+joint step against the per-model LM step, sliced batches, and the small-data protocol."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs.base import get_config
+from gencls_jax import model as M
+from gencls_jax import objectives
+from gencls_jax import train as T
+from gencls_jax import train_step as TS
+from gencls_jax.data.batching import BatchSpec, SlicedStream
+from gencls_jax.data.rows import make_rows
+from gencls_jax.data.sources import DataError
+from gencls_jax.score import stack_params
+from gencls_jax.weights import load_pretrained
+
+torch = pytest.importorskip("torch")
+import transformers  # noqa: E402
+
+BOS = 999  # the tiny fixture model's <|endoftext|>
+PREFIXES = ([5, 6, 7], [8])  # two classes' label prefixes of unequal length
+
+
+@pytest.fixture(scope="module")
+def tiny(hf_tiny_dir):
+    config, params = load_pretrained(hf_tiny_dir)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(hf_tiny_dir).eval().double()
+    return config.replace(dropout=0.0), params, hf
+
+
+def texts(seed, lengths):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 999, size=n).tolist() for n in lengths]
+
+
+def sliced(toks, labels, prefixes, batch=4, max_len=32, scheme="pad"):
+    """One epoch's batches of the slices (class k = the texts with prefixes[k]) and labels."""
+    slices = tuple(
+        make_rows(toks, max_len, BOS, "truncate", None, None, [p] * len(toks), None, 3)
+        for p in prefixes
+    )
+    return SlicedStream(slices, np.asarray(labels), BatchSpec(scheme, batch, max_len, (16, 32)), 0)
+
+
+def ref_log_probs(hf, inputs, targets):
+    with torch.no_grad():
+        logits = hf(torch.tensor([list(inputs)], dtype=torch.long)).logits[0].numpy()
+    logits = logits - logits.max(-1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return logp[np.arange(len(targets)), np.asarray(targets)]
+
+
+def test_decision_sums_match_float64_reference(tiny):
+    """log p(x|c) of every class (its prefix conditions, the text is scored), the LM sum of the
+    true class and the cross-entropy of softmax_c(log p(x|c) + log p(c)), in float64."""
+    config, params, hf = tiny
+    toks, labels = texts(1, [9, 20, 3, 14]), [0, 1, 1, 0]
+    batch = next(iter(sliced(toks, labels, PREFIXES).batches(0)))
+    prior = np.log([0.3, 0.7])
+    got = objectives.class_decision_sums(
+        params, batch, config, None, stacked=False, log_prior=jnp.asarray(prior)
+    )
+    order = batch["labels"]  # the batch's rows in the epoch's shuffled order
+    ll = np.zeros((4, 2))
+    for b in range(4):
+        row = batch["targets"][0, b]
+        i = next(j for j, t in enumerate(toks) if row[3 : 3 + len(t)].tolist() == t)
+        for c, p in enumerate(PREFIXES):
+            seq = p + toks[i]
+            lp = ref_log_probs(hf, [BOS] + seq[:-1], seq)
+            ll[b, c] = lp[len(p) :].sum()
+    scores = ll + prior
+    top = scores.max(1, keepdims=True)
+    logp = scores - top - np.log(np.exp(scores - top).sum(1, keepdims=True))
+    np.testing.assert_allclose(
+        float(got["ce"]), -sum(logp[b, order[b]] for b in range(4)), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        float(got["lm_nll"]), -sum(ll[b, order[b]] for b in range(4)), rtol=1e-4
+    )
+    assert float(got["lm_weight"]) == sum(len(toks[i]) for i in range(4))
+    assert float(got["texts"]) == 4 and float(got["correct"]) == sum(
+        scores[b].argmax() == order[b] for b in range(4)
+    )
+
+
+def test_decision_step_with_lambda_0_is_the_lm_step_on_the_true_class(tiny):
+    """label_prefix, lambda = 0: the joint step trains exactly what the LM objective trains on
+    the true class's prefixed rows (same update, to float tolerance)."""
+    config, params, _ = tiny
+    toks, labels = texts(2, [9, 20, 3, 14]), [0, 1, 1, 0]
+    batch = next(iter(sliced(toks, labels, PREFIXES).batches(0)))
+    true = {k: v[batch["labels"], np.arange(4)] for k, v in batch.items() if k != "labels"}
+    c = get_config()
+    c.train.decision_weight, c.train.warmup_steps, c.train.grad_clip = 0.0, 0, 0.0
+    tc = ml_collections.FrozenConfigDict(c.train)
+    joint = objectives.JointObjective(
+        functools.partial(objectives.class_decision_sums, stacked=False, log_prior=jnp.zeros(2)),
+        1.0,
+        0.0,
+    )
+    mesh = TS.make_mesh()
+
+    def one_step(loss_fn, b):
+        tx, _, step = TS.compiled_train_step(config, tc, False, 10, mesh, loss_fn)
+        state = TS.init_state(jax.tree_util.tree_map(jnp.array, params), tx, tc, 0, None)
+        new, m = step(state, b)
+        return new.params, m
+
+    p_joint, m_joint = one_step(joint, batch)
+    p_lm, m_lm = one_step(objectives.causal_token_loss_sums, true)
+    np.testing.assert_allclose(float(m_joint["nll_sum"]), float(m_lm["nll_sum"]), rtol=1e-5)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p_joint, p_lm
+    )
+
+
+def test_decision_step_accumulates_like_one_batch_and_stacks_classes(tiny):
+    """per_class (K stacked models, every model reads every text), grad_accum 2 == 1."""
+    config, params, _ = tiny
+    stacked = stack_params([params, jax.tree_util.tree_map(lambda x: x * 1.01, params)])
+    toks, labels = texts(3, [9, 20, 3, 14]), [0, 1, 1, 0]
+    rows = make_rows(toks, 32, BOS, "truncate")
+    batch = next(
+        iter(
+            SlicedStream((rows, rows), np.asarray(labels), BatchSpec("pad", 4, 32, ()), 0).batches(
+                0
+            )
+        )
+    )
+    joint = objectives.JointObjective(
+        functools.partial(objectives.class_decision_sums, stacked=True, log_prior=jnp.zeros(2)),
+        1.0,
+        1.0,
+    )
+    out = []
+    for accum in (1, 2):
+        c = get_config()
+        c.train.grad_accum, c.train.warmup_steps = accum, 0
+        tc = ml_collections.FrozenConfigDict(c.train)
+        tx, _, step = TS.compiled_train_step(config, tc, True, 10, TS.make_mesh(), joint)
+        state = TS.init_state(jax.tree_util.tree_map(jnp.array, stacked), tx, tc, 0, 2)
+        out.append(step(state, batch)[0].params)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), *out
+    )
+    # both class models moved (the cross-entropy reaches the wrong class's model too)
+    wte = out[0]["wte"]["embedding"]
+    assert not np.allclose(wte[0], stacked["wte"]["embedding"][0]) and not np.allclose(
+        wte[1], stacked["wte"]["embedding"][1]
+    )
+
+
+@pytest.mark.parametrize("pool", ["mean", "last"])
+def test_head_logits_match_numpy(tiny, pool):
+    config, params, _ = tiny
+    rng = np.random.default_rng(4)
+    head = {
+        "kernel": rng.normal(size=(config.n_embd, 3)).astype(np.float32),
+        "bias": np.array([0.1, -0.2, 0.3], np.float32),
+    }
+    toks = texts(5, [7, 12])
+    rows = make_rows(toks, 16, BOS, "truncate")
+    from gencls_jax.data.batching import make_batch
+
+    b = make_batch(rows, (16, [[0], [1]]), 2)
+    got = np.asarray(objectives.head_logits({"body": params, "head": head}, b, config, None, pool))
+    hidden = np.asarray(M.apply(params, b["inputs"], config, return_hidden=True), np.float64)
+    for i, t in enumerate(toks):
+        n = len(t)
+        feats = hidden[i, :n].mean(0) if pool == "mean" else hidden[i, n - 1]
+        np.testing.assert_allclose(
+            got[i], feats @ head["kernel"] + head["bias"], rtol=1e-4, atol=1e-4
+        )
+
+
+def test_sliced_stream_rows_align_and_every_text_once():
+    toks, labels = texts(6, [3, 30, 12, 5, 18, 9, 25]), [0, 1, 1, 0, 1, 0, 0]
+    stream = sliced(toks, labels, PREFIXES, batch=3, max_len=40, scheme="bucket")
+    seen = []
+    for b in stream.batches(0):
+        assert b["inputs"].shape[0] == 2 and b["labels"].shape == (3,)
+        for r in range(3):
+            if b["labels"][r] < 0:
+                assert not b["weights"][:, r].any()
+                continue
+            # the same text in every slice, each after its own class's prefix
+            t0 = b["targets"][0, r][b["weights"][0, r] > 0].tolist()
+            t1 = b["targets"][1, r][b["weights"][1, r] > 0].tolist()
+            assert (
+                t0 == t1
+                and b["targets"][0, r][:3].tolist() == PREFIXES[0]
+                and b["targets"][1, r][0] == PREFIXES[1][0]
+            )
+            i = toks.index(t0)
+            assert labels[i] == b["labels"][r]
+            seen.append(i)
+    assert sorted(seen) == list(range(len(toks)))
+    with pytest.raises(DataError, match="'pad' or 'bucket'"):
+        sliced(toks, labels, PREFIXES, scheme="pack")
+    windows = make_rows([list(range(50))], 16, BOS, "window", 8)
+    with pytest.raises(DataError, match="one row per text"):
+        SlicedStream((windows,), np.array([0]), BatchSpec("pad", 2, 16, ()), 0)
+
+
+def test_min_steps_raises_the_epochs():
+    c = get_config()
+    c.train.epochs, c.train.min_steps = 3, 1000
+    assert T.run_epochs(c.train, lambda e: 119) == 9  # 500 per class, 8 per step: 9 epochs
+    assert T.run_epochs(c.train, lambda e: 2969) == 3
+    assert T.run_epochs(c.train, lambda e: (100, 400)) == 3  # the epoch's steps: its largest class
+
+
+def test_small_protocol_and_val_file(tmp_path):
+    """At N per class the validation texts come out of the N; a val file replaces the hold-out."""
+    from conftest import TOKENIZER_DIR
+
+    from gencls_jax.data.pipeline import load_datasets
+    from gencls_jax.data.tokenize import load_tokenizer
+
+    rows = [{"id": i, "label": ["a", "b"][i % 2], "text": f"text number {i}"} for i in range(60)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "val.jsonl").write_text(
+        json.dumps({"id": 99, "label": "b", "text": "dev text"}) + "\n"
+    )
+    c = get_config()
+    d = c.data
+    d.source, d.tokenizer, d.cache_dir, d.label_names = "jsonl", str(TOKENIZER_DIR), "", ()
+    d.train_path = str(tmp_path / "train.jsonl")
+    d.per_class_limit, d.val_size = 10, 4
+    tok = load_tokenizer(d.tokenizer)
+    ds = load_datasets(c, ("train", "val"), tok)
+    assert len(ds["train"]) == 16 and len(ds["val"]) == 4
+    d.per_class_limit = 0
+    everything = load_datasets(c, ("train", "val"), tok)
+    d.per_class_limit = 10
+    d.val_size = 0
+    chosen = load_datasets(c, ("train",), tok)["train"]
+    assert set(ds["train"].ids) | set(ds["val"].ids) == set(
+        chosen.ids
+    )  # val is part of the N per class
+    assert len(everything["train"]) == 56
+    d.val_path = str(tmp_path / "val.jsonl")
+    ds = load_datasets(c, ("train", "val"), tok)
+    assert ds["val"].ids == ["99"] and len(ds["train"]) == 20
