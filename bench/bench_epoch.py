@@ -75,7 +75,7 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
     import jax.numpy as jnp
     import ml_collections
 
-    from gencls_jax import conditioning
+    from gencls_jax import conditioning, sharding
     from gencls_jax import experiment as E
     from gencls_jax import train_step as T
     from gencls_jax.data import batching
@@ -88,7 +88,7 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
     stream = conditioning.get("per_class").train_stream(config, train, tok)
     epoch_steps = stream.num_batches(0)
     epoch_tokens = sum(float(w.sum()) for cls in stream.classes for w in cls.rows.weights)
-    mesh = T.make_mesh()
+    mesh = sharding.make_mesh()
     tc = ml_collections.FrozenConfigDict(config.train)
     tx, _, step = T.compiled_train_step(
         model_config, tc, True, int(config.train.epochs) * epoch_steps, mesh, loss_fn_for(config)
@@ -101,8 +101,7 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
         int(config.seed),
         k,
     )
-    state = jax.device_put(state, T.replicated(mesh))
-    sharding = T.batch_sharding(mesh, True)
+    state = jax.device_put(state, sharding.state_shardings(mesh, state, True))
     host = list(itertools.islice(stream.batches(0), warmup + steps))
     if len(host) <= warmup:
         raise SystemExit(f"the epoch has only {len(host)} steps: lower --warmup")
@@ -115,15 +114,15 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
             continue
         seen.add(b["inputs"].shape)
         t0 = time.perf_counter()
-        state, m = step(state, T.shard_batch(b, sharding))
+        state, m = step(state, sharding.shard_batch(b, mesh))
         jax.block_until_ready(m)
         compile_s += time.perf_counter() - t0
     for b in host[:warmup]:
-        state, m = step(state, T.shard_batch(b, sharding))
+        state, m = step(state, sharding.shard_batch(b, mesh))
     jax.block_until_ready((state, m))
     t0 = time.perf_counter()
     for b in timed:
-        state, m = step(state, T.shard_batch(b, sharding))
+        state, m = step(state, sharding.shard_batch(b, mesh))
     jax.block_until_ready((state, m))
     wall = time.perf_counter() - t0
     useful = float(sum(b["weights"].sum() for b in timed))

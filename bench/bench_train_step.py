@@ -44,6 +44,7 @@ def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, pa
 
     from configs import base
     from gencls_jax import model as M
+    from gencls_jax import sharding
     from gencls_jax import train_step as T
     from gencls_jax.objectives import loss_fn_for
 
@@ -58,11 +59,11 @@ def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, pa
     c.data.batching = "pack" if packed else "bucket"
     config = M.resolve_config(M.config_for(size), c.model)
     params = M.init_params(config)
-    mesh = T.make_mesh()
+    mesh = sharding.make_mesh()
     tx, _, step = T.compiled_train_step(
         config, ml_collections.FrozenConfigDict(c.train), False, 100_000, mesh, loss_fn_for(c)
     )
-    state = jax.device_put(T.init_state(params, tx, c.train, 0, None), T.replicated(mesh))
+    state = jax.device_put(T.init_state(params, tx, c.train, 0, None), sharding.replicated(mesh))
     rng = np.random.default_rng(0)
 
     def make_batch():
@@ -77,7 +78,7 @@ def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, pa
             positions=np.broadcast_to(pos, (batch, length)).astype(np.int32),
             segment_ids=np.broadcast_to(seg, (batch, length)).astype(np.int32),
         )
-        return jax.device_put(b, T.batch_sharding(mesh, False))
+        return sharding.shard_batch(b, mesh)
 
     data = [make_batch() for _ in range(4)]
     for i in range(2):

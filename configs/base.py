@@ -20,6 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
     # a repeated eval of gpt2 skips ~40 s of compiling its 9 scoring shapes.
     c.compile_cache_dir = str(Path("~/.cache/gencls_jax/xla").expanduser())
     c.compile_cache_min_secs = 1.0  # programs that compile faster are not stored (JAX's default)
+    # Multi-process runs (run.py --coordinator_address/--num_processes/--process_id, or
+    # train.distributed): a process that stops answering fails the others after this long.
+    c.heartbeat_timeout_s = 100
     c.progress_bars = True  # tqdm bars (with ETA) for training epochs and scoring passes
 
     # --- model -------------------------------------------------------------------------
@@ -122,9 +125,12 @@ def get_config() -> ml_collections.ConfigDict:
     t.best_metric = "val_loss"  # val_loss | val_accuracy
     t.early_stop_patience = 0  # epochs without improvement before stopping; 0 = off
     t.max_steps = 0  # > 0: stop after this many steps (smoke tests, benchmarks)
+    t.class_shards = (
+        1  # per_class: split the K class models over this many device groups (K % it == 0)
+    )
     t.stack_classes = True  # per_class: vmap the K models in one step;
     #   False: lax.map, one class at a time
-    t.distributed = False  # multi-host: jax.distributed.initialize() is called before training
+    t.distributed = False  # multi-host: jax.distributed.initialize() with cluster auto-detection
     t.loss_scale_period = 2000  # float16: finite steps in a row before the loss scale grows
     t.loss_scale_factor = 2.0  # float16: scale *= factor after a good period, /= factor on overflow
     t.loss_scale_min = 1.0  # float16: the scale never drops below this

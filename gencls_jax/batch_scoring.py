@@ -3,7 +3,8 @@
 One compiled call per (length bucket) shape: rows are sorted by length, padded to a few bucket
 lengths (`data.batching.scoring_batches`), put on the device ahead of use, and each batch is
 scored against all K stacked class models at once (vmap over the class axis) or by one model.
-Results are fetched a few batches late, so the device never waits for the host.
+Results are fetched a few batches late, so the device never waits for the host. The rows of
+a batch are split over every device of every process, and every process gets all results.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from gencls_jax import score
+from gencls_jax import score, sharding
 from gencls_jax.data.batching import scoring_batches
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import Rows
@@ -52,30 +53,33 @@ def score_rows(
     """Per text, the sum over its rows of `score_fn(params, inputs, targets, weights, config)`
     ([rows, K]: `stacked_models`, `one_model`, or a mode's own): [n_texts, K]."""
     fn = score_fn
-    batches = list(scoring_batches(rows, batch_size, bucket_lengths, max_len))
+    mesh = sharding.make_mesh()  # rows over every device of every process
+    batches = list(scoring_batches(rows, batch_size, bucket_lengths, max_len, mesh.shape["data"]))
     per_row = None
     device_batches = prefetch_to_device(
-        ((b["inputs"], b["targets"], b["weights"]) for _, b in batches), prefetch
+        ({k: b[k] for k in ("inputs", "targets", "weights")} for _, b in batches),
+        prefetch,
+        lambda b: sharding.shard_batch(b, mesh),
     )
     pending: collections.deque = collections.deque()  # (row indices, device result) in flight
 
     def collect() -> None:
         nonlocal per_row
         idx, out = pending.popleft()
-        out = np.asarray(out)
+        out = sharding.to_host(out)  # every process gets every row's result
         if per_row is None:
             per_row = np.zeros((len(rows.inputs), out.shape[1]), np.float64)
         keep = idx >= 0
         per_row[idx[keep]] = out[keep]
 
-    for (idx, _), (inputs, targets, weights) in tqdm(
+    for (idx, _), b in tqdm(
         zip(batches, device_batches),
         total=len(batches),
         desc=desc,
         leave=False,
         disable=not progress,
     ):
-        pending.append((idx, fn(params, inputs, targets, weights, config=config)))
+        pending.append((idx, fn(params, b["inputs"], b["targets"], b["weights"], config=config)))
         if len(pending) > max(prefetch, 1):
             # fetch results a few batches late: the device never waits for the host
             collect()

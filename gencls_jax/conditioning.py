@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gencls_jax import model as gpt2
-from gencls_jax import objectives, score
+from gencls_jax import objectives, score, token_scoring
 from gencls_jax.batch_scoring import one_model, score_rows, stacked_models
 from gencls_jax.data import pipeline
 from gencls_jax.data.batching import PerClassStream, SlicedStream, TrainStream
@@ -79,6 +79,26 @@ class Conditioning:
     ) -> tuple[np.ndarray, np.ndarray]:
         """([N, K] log p(text | class), [N] scored tokens per text) of a tokenized Dataset."""
         raise NotImplementedError(f"a {self.name} model has no classes to score texts against")
+
+    def token_log_probs(
+        self, params, ds: Dataset, tokenizer: Tokenizer, config, model_config
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per text of `ds`, ([n_i, K] float64 log p(token | its context, class) of its scored
+        tokens in order, [n_i] those token ids), scored with the rows `score` uses: each text's
+        values sum to its `score` log-likelihoods (up to float32 rounding). Explanations."""
+        raise NotImplementedError(f"a {self.name} model has no per-token likelihoods")
+
+    def _token_values(self, params, rows: Rows, n: int, config, model_config, score_fn):
+        per_row = token_scoring.score_row_tokens(
+            params,
+            rows,
+            model_config,
+            score_fn=score_fn,
+            batch_size=config.eval.batch_size,
+            bucket_lengths=tuple(config.data.bucket_lengths),
+            max_len=config.data.max_len,
+        )
+        return token_scoring.text_token_values(rows, per_row, n)
 
     def decision_slices(self, config, ds: Dataset, tokenizer: Tokenizer) -> tuple[Rows, ...]:
         """Slice k: every text of `ds` as class k's model reads it (the decision objective)."""
@@ -175,6 +195,12 @@ class PerClass(Conditioning):
         )
         return ll, scored_tokens(rows, len(ds))
 
+    def token_log_probs(self, params, ds, tokenizer, config, model_config):
+        rows = self._rows(config, ds, tokenizer)
+        return self._token_values(
+            params, rows, len(ds), config, model_config, token_scoring.stacked_token_log_probs
+        )
+
     def decision_slices(self, config, ds, tokenizer):
         return (self._rows(config, ds, tokenizer),) * ds.num_classes  # every model reads the text
 
@@ -231,6 +257,21 @@ class LabelPrefix(Conditioning):
                 "label prefixes: the classes scored different numbers of text tokens"
             )
         return np.concatenate(cols, axis=1), counts[0]
+
+    def token_log_probs(self, params, ds, tokenizer, config, model_config):
+        """K passes, each with one class's prefix (weight 0, dropped): every class scores the
+        same text tokens, in windows too (each window starts with the class's prefix)."""
+        cols, targets = [], None
+        for c in range(ds.num_classes):
+            rows = self._rows(config, ds, tokenizer, np.full(len(ds), c))
+            values, t = self._token_values(
+                params, rows, len(ds), config, model_config, token_scoring.one_model_token_log_probs
+            )
+            if targets is not None and any(not np.array_equal(a, b) for a, b in zip(t, targets)):
+                raise RuntimeError("label prefixes: the classes scored different text tokens")
+            cols.append(values)
+            targets = t
+        return [np.concatenate(v, axis=1) for v in zip(*cols)], targets
 
     def generation(self, k, prefix):
         return dict(class_index=None, prefix_tokens=prefix)

@@ -165,7 +165,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         )
         return summary
     best_params, step = wd.restore_params(workdir, params)
-    mode.export(workdir / "export", model_config, best_params, label_names)
+    if wd.is_lead():
+        mode.export(workdir / "export", model_config, best_params, label_names)
     if mode.classifies and config.eval.splits:
         summary.update(
             evaluate_params(
@@ -207,7 +208,8 @@ def _train_summary(workdir: Path, result, wall_s: float) -> dict:
         train_calls=int(before.get("train_calls", 0)) + 1,
         final_train_loss=float(np.mean([r[1] for r in recent])) if recent else None,
     )
-    path.write_text(json.dumps({**summary, "recent_steps": recent}, indent=2))
+    if wd.is_lead():
+        path.write_text(json.dumps({**summary, "recent_steps": recent}, indent=2))
     return summary
 
 
@@ -235,7 +237,8 @@ def evaluate_params(
     """Score val and test, decide under every rule, write predictions, metrics.json, report.md
     (into `out_dir`, the workdir by default)."""
     out_dir = Path(out_dir or workdir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if wd.is_lead():
+        out_dir.mkdir(parents=True, exist_ok=True)
     mode = conditioning.get(info["conditioning"])
     label_names = info["label_names"]
     k = len(label_names)
@@ -280,9 +283,10 @@ def evaluate_params(
             int(config.seed),
         )
         pred = decide.scores(ll, n_tok, "bayes", prior).argmax(1)
-        report.write_predictions(
-            out_dir / f"predictions_{split}.jsonl", d, ll, n_tok, pred, label_names
-        )
+        if wd.is_lead():
+            report.write_predictions(
+                out_dir / f"predictions_{split}.jsonl", d, ll, n_tok, pred, label_names
+            )
         warning = decide.degenerate_warning(
             ll,
             d.labels,
@@ -308,7 +312,8 @@ def evaluate_params(
     headline = results.get("test", results.get("val", {})).get(config.eval.decision)
     if headline:
         out["accuracy"] = headline["accuracy"]
-    report.write_run_report(out_dir, info, {**(summary or {}), **out})
+    if wd.is_lead():
+        report.write_run_report(out_dir, info, {**(summary or {}), **out})
     return out
 
 

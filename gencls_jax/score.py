@@ -13,7 +13,8 @@ Two levels:
   the standard sliding-window perplexity recipe.
 `class_log_likelihoods` adds the class axis: K models' parameters stacked on axis 0, one vmap.
 `prefixed_class_log_likelihoods` is the label-prefix counterpart: one model, K prefixes, each
-conditioning the text and not scored.
+conditioning the text and not scored. `row_token_log_probs` keeps the per-token terms (unsummed)
+of `row_log_likelihood`: what an explanation of a decision shows.
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ def row_log_likelihood(
     # them, so no segment ids are passed and the fast causal attention kernels apply.
     ll = _log_probs(params, inputs, jnp.maximum(targets, 0), config)
     return jnp.sum(jnp.where(weights != 0, ll * weights, 0.0), axis=-1)
+
+
+def row_token_log_probs(
+    params: dict, inputs: Array, targets: Array, weights: Array, config: GPT2Config
+) -> Array:
+    """[B, T] rows -> [B, T] float32 weights_t * log p(targets_t | inputs_<=t), 0 where the weight
+    is 0 (padding, a label prefix, a window's overlap): the per-token terms `row_log_likelihood`
+    sums, which the explanation of a decision shows token by token."""
+    ll = _log_probs(params, inputs, jnp.maximum(targets, 0), config)
+    return jnp.where(weights != 0, ll * weights, 0.0)
+
+
+def class_row_token_log_probs(
+    stacked_params: dict, inputs: Array, targets: Array, weights: Array, config: GPT2Config
+) -> Array:
+    """`row_token_log_probs` of K stacked class models -> [B, T, K]."""
+    f = jax.vmap(row_token_log_probs, in_axes=(0, None, None, None, None))
+    return jnp.moveaxis(f(stacked_params, inputs, targets, weights, config), 0, -1)
 
 
 def class_log_likelihoods(

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from gencls_jax import metrics as metrics_lib
-from gencls_jax import optim
+from gencls_jax import optim, sharding
 from gencls_jax import train_step as ts
 from gencls_jax.checkpoint import Checkpointer, metric_mode
 from gencls_jax.data.prefetch import prefetch_to_device
@@ -50,12 +50,11 @@ SUMMED = {
 
 
 def evaluate_loss(
-    eval_step: Callable, params: Any, batches: Iterable[Batch], sharding: NamedSharding
+    eval_step: Callable, params: Any, batches: Iterable[Batch], mesh: Mesh
 ) -> dict[str, float]:
     """Token-mean validation loss over all batches (and all classes when stacked)."""
-    sums = [
-        eval_step(params, ts.shard_batch(b, sharding)) for b in batches
-    ]  # no host sync in between
+    # no host sync in between the batches
+    sums = [eval_step(params, sharding.shard_batch(b, mesh)) for b in batches]
     sums = jax.device_get(sums)
     nll, weight = sum(float(np.sum(n)) for n, _ in sums), sum(float(np.sum(w)) for _, w in sums)
     return {"val_loss": nll / max(weight, 1e-30)}
@@ -71,8 +70,8 @@ def make_loss_evaluator(
 ) -> Callable[[Any], dict[str, float]]:
     """An `eval_fn` for `train`: params -> {'val_loss': ...} over `val_batches()`."""
     step = ts.make_eval_step(model_config, stacked, lm_loss_fn(config))
-    sharding = ts.batch_sharding(mesh or ts.make_mesh(), stacked)
-    return lambda params: evaluate_loss(step, params, val_batches(), sharding)
+    mesh = mesh or sharding.make_mesh(int(config.train.class_shards) if stacked else 1)
+    return lambda params: evaluate_loss(step, params, val_batches(), mesh)
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -208,8 +207,10 @@ def train(
     if lead:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
-    mesh = ts.make_mesh()
     k = ts.num_stacked_classes(init_params) if stacked else None
+    mesh = sharding.make_mesh(int(tc.class_shards) if stacked else 1)
+    if stacked and k % mesh.shape["class"]:
+        raise ValueError(f"train.class_shards={tc.class_shards} must divide the {k} class models")
     epochs = run_epochs(tc, nb)
     totals = _total_steps(tc, nb)
     if len(totals) not in (1, k or 1):
@@ -227,8 +228,8 @@ def train(
     )
     # A copy: the step donates the state, and the caller's `init_params` must stay valid.
     params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), init_params)
-    state = jax.device_put(ts.init_state(params, tx, tc, int(config.seed), k), ts.replicated(mesh))
-    bsharding = ts.batch_sharding(mesh, stacked)
+    state = ts.init_state(params, tx, tc, int(config.seed), k)
+    state = jax.device_put(state, sharding.state_shardings(mesh, state, stacked))
     use_scale = model_config.dtype == "float16"
 
     ckpt = Checkpointer(
@@ -241,9 +242,15 @@ def train(
         "best_step": None,
         "bad_epochs": 0,
         "stop_reason": None,
+        "process_count": jax.process_count(),
     }
     if ckpt.latest_step() is not None:
         state, meta, _ = ckpt.restore(state, "latest", set_aside_damaged=True)
+        if meta.get("process_count", 1) != jax.process_count():
+            raise ValueError(
+                f"{workdir} was trained by {meta.get('process_count', 1)} process(es); resume "
+                f"it with the same number (this run has {jax.process_count()})"
+            )
         logging.info(
             "resumed from step %d (epoch %d, batch %d) in %s",
             int(state.step),
@@ -364,11 +371,9 @@ def train(
                         num_classes=k,
                         sliced=joint,
                         accum=int(tc.grad_accum),
-                        n_devices=mesh.size,
+                        n_devices=mesh.shape["data"],
                     )
-                    return ts.shard_batch(
-                        batch, ts.sliced_batch_shardings(mesh, batch) if joint else bsharding
-                    )
+                    return sharding.shard_batch(batch, mesh)
 
                 batches = prefetch_to_device(
                     train_batches(epoch, start), int(config.data.prefetch), put

@@ -5,8 +5,9 @@ accumulation, the jitted data-parallel step, the validation-loss step, device pl
   stacked on a leading class axis (params, optimizer state, loss scale and the [K, B, T] batch)
   train with `jax.vmap` (or `lax.map`, one class after another, when
   `train.stack_classes=False` and K models' activations don't fit at once).
-- Data parallel: a 1-D `Mesh` over all devices with axis 'data'; the batch is sharded on its
-  row axis B, the train state is replicated, and XLA inserts the gradient all-reduce.
+- Data parallel over the mesh's 'data' axis (`sharding.py`): the batch is sharded on its row
+  axis B, each process feeding its own rows; the state is replicated over 'data' (class models
+  split over 'class' when `train.class_shards` > 1), and XLA inserts the gradient all-reduce.
 - Gradient accumulation runs inside the step (`lax.scan` over micro-batches); the loss is
   normalised by the total weight of the whole batch, so A micro-batches of B rows equal one
   batch of A*B rows up to float rounding.
@@ -27,10 +28,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
-from gencls_jax import optim
+from gencls_jax import optim, sharding
 from gencls_jax.model import GPT2Config
 from gencls_jax.objectives import JointObjective, LossFn, token_loss_sums
 
@@ -296,42 +296,23 @@ def make_eval_step(
     return jax.jit(jax.vmap(f) if stacked else f)
 
 
-# --- devices --------------------------------------------------------------------------------
+# --- compiled step ----------------------------------------------------------------------------
 
 
-def make_mesh(devices: Sequence[Any] | None = None) -> Mesh:
-    """1-D data-parallel mesh over all (global) devices."""
-    devs = np.asarray(jax.devices() if devices is None else devices)
-    return Mesh(devs, ("data",))
+def jit_train_step(step_fn: Callable, mesh: Mesh, stacked: bool) -> Callable:
+    """jit with the state donated (no second copy of params/optimizer state); the new state keeps
+    its layout (`sharding.state_shardings`: class models split over the 'class' axis, the rest
+    replicated) and the metrics come out replicated. Compiled at the first call, which gives
+    the state's structure."""
+    jitted = {}
 
+    def call(state, batch):
+        if "step" not in jitted:
+            out = (sharding.state_shardings(mesh, state, stacked), sharding.replicated(mesh))
+            jitted["step"] = jax.jit(step_fn, donate_argnums=0, out_shardings=out)
+        return jitted["step"](state, batch)
 
-def batch_sharding(mesh: Mesh, stacked: bool) -> NamedSharding:
-    """Rows (B) over 'data'; the class axis K, when present, is not split."""
-    return NamedSharding(mesh, P(None, "data") if stacked else P("data"))
-
-
-def sliced_batch_shardings(mesh: Mesh, batch: Batch) -> dict[str, NamedSharding]:
-    """A sliced (joint-objective) batch: [S, B, T] arrays split on B, `labels` [B] on B."""
-    return {k: batch_sharding(mesh, k != "labels") for k in batch}
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P())
-
-
-def shard_batch(batch: Batch, sharding: NamedSharding | Mapping[str, NamedSharding]) -> dict:
-    """Host numpy batch (this process's rows) -> global sharded jax arrays (one sharding for all
-    arrays, or one per name)."""
-    pick = sharding.get if isinstance(sharding, Mapping) else (lambda _k: sharding)
-    return {
-        k: jax.make_array_from_process_local_data(pick(k), np.asarray(v)) for k, v in batch.items()
-    }
-
-
-def jit_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
-    """jit with the state donated (no second copy of params/optimizer state); the new state and
-    the metrics come out replicated."""
-    return jax.jit(step_fn, donate_argnums=0, out_shardings=replicated(mesh))
+    return call
 
 
 @functools.lru_cache(maxsize=8)
@@ -350,7 +331,9 @@ def compiled_train_step(
     totals = total_steps if isinstance(total_steps, tuple) else (int(total_steps),)
     schedules = tuple(optim.make_schedule(tc, n) for n in totals)
     tx = optim.make_optimizer(tc)
-    step = jit_train_step(make_train_step(model_config, tc, tx, schedules, stacked, loss_fn), mesh)
+    step = jit_train_step(
+        make_train_step(model_config, tc, tx, schedules, stacked, loss_fn), mesh, stacked
+    )
     return tx, schedules, step
 
 
@@ -376,7 +359,7 @@ def check_batch(
         raise ValueError(f"batch has {shape[0]} classes, the stacked params {num_classes}")
     if sliced and np.shape(batch.get("labels")) != shape[1:2]:
         raise ValueError(f"a sliced batch needs labels [B] for its {shape[1]} rows")
-    rows = shape[-2] * jax.process_count()
+    rows = shape[-2]  # the global batch: every process builds all of it, feeds its own rows
     if rows % accum or (rows // accum) % n_devices:
         raise ValueError(
             f"{rows} rows per step must split into grad_accum={accum} micro-batches "

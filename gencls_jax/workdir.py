@@ -28,7 +28,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from gencls_jax import conditioning
+from gencls_jax import conditioning, sharding
 from gencls_jax import model as gpt2
 from gencls_jax.checkpoint import Checkpointer, RestoreError
 
@@ -48,6 +48,8 @@ RUNTIME_KEYS = (
     "train.async_checkpoint",
     "progress_bars",
     "train.tensorboard",
+    "train.class_shards",
+    "heartbeat_timeout_s",
     "train.plot",
     "train.distributed",
     "model.head_chunk",
@@ -221,6 +223,12 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def is_lead() -> bool:
+    """Only process 0 writes a workdir's files (config, history, metrics, reports, exports); the
+    other processes of a multi-process run compute with it and write nothing."""
+    return jax.process_index() == 0
+
+
 def append_history(
     workdir: str | Path, mode: str, changes: dict | None = None, **extra: Any
 ) -> None:
@@ -233,6 +241,8 @@ def append_history(
     }
     if changes:
         record["changed"] = {k: [old, new] for k, (old, new) in changes.items()}
+    if not is_lead():
+        return
     path = Path(workdir) / "history.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
@@ -254,8 +264,9 @@ def read_history(workdir: str | Path) -> list[dict]:
 def write_run_info(workdir: Path, info: dict) -> None:
     """Record what the run is (label names, conditioning, architecture, class counts); the
     config check (`workdir.check_resume`) has already refused a workdir made by another config."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "run_info.json").write_text(json.dumps(info, indent=2))
+    if is_lead():
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "run_info.json").write_text(json.dumps(info, indent=2))
 
 
 def read_run_info(workdir: Path) -> dict:
@@ -294,9 +305,9 @@ def restore_params(workdir: Path, like_params: Any, which: str = "best") -> tupl
     ckpt_dir = Path(workdir) / "checkpoints"
     if not ckpt_dir.exists():
         raise RunError(f"{workdir} has no checkpoints yet: train first (--mode=train)")
-    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    rep = sharding.replicated(sharding.make_mesh())  # on every device of every process
     like = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=dev), like_params
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), like_params
     )
     ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=_best_metric(workdir), async_save=False)
     try:

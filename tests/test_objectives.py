@@ -14,7 +14,7 @@ import pytest
 
 from configs.base import get_config
 from gencls_jax import model as M
-from gencls_jax import objectives
+from gencls_jax import objectives, sharding
 from gencls_jax import train as T
 from gencls_jax import train_step as TS
 from gencls_jax.data.batching import BatchSpec, SlicedStream
@@ -108,7 +108,7 @@ def test_decision_step_with_lambda_0_is_the_lm_step_on_the_true_class(tiny):
         1.0,
         0.0,
     )
-    mesh = TS.make_mesh()
+    mesh = sharding.make_mesh()
 
     def one_step(loss_fn, b):
         tx, _, step = TS.compiled_train_step(config, tc, False, 10, mesh, loss_fn)
@@ -147,7 +147,7 @@ def test_decision_step_accumulates_like_one_batch_and_stacks_classes(tiny):
         c = get_config()
         c.train.grad_accum, c.train.warmup_steps = accum, 0
         tc = ml_collections.FrozenConfigDict(c.train)
-        tx, _, step = TS.compiled_train_step(config, tc, True, 10, TS.make_mesh(), joint)
+        tx, _, step = TS.compiled_train_step(config, tc, True, 10, sharding.make_mesh(), joint)
         state = TS.init_state(jax.tree_util.tree_map(jnp.array, stacked), tx, tc, 0, 2)
         out.append(step(state, batch)[0].params)
     jax.tree_util.tree_map(

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gencls_jax import model as M  # noqa: E402
-from gencls_jax import optim  # noqa: E402
+from gencls_jax import optim, sharding  # noqa: E402
 from gencls_jax import train as T  # noqa: E402
 from gencls_jax import train_step as TS  # noqa: E402
 from gencls_jax.checkpoint import Checkpointer  # noqa: E402
@@ -123,7 +123,7 @@ def tiny_params(mc, classes=None, seed=0):
 def run_steps(config, mc, params, batches, per_class=False, loss_scale=None, state=None):
     """Drive the jitted step directly (no loop): returns final state and per-step metrics.
     Continues from `state` if given. Same settings -> one compilation (memoised)."""
-    mesh = TS.make_mesh()
+    mesh = sharding.make_mesh()
     tc = ml_collections.FrozenConfigDict(config.train)
     tx, _, step = TS.compiled_train_step(mc, tc, per_class, 100, mesh)
     if state is None:
@@ -135,11 +135,10 @@ def run_steps(config, mc, params, batches, per_class=False, loss_scale=None, sta
             state = state._replace(
                 loss_scale=state.loss_scale._replace(scale=jnp.float32(loss_scale))
             )
-        state = jax.device_put(state, TS.replicated(mesh))
-    sh = TS.batch_sharding(mesh, per_class)
+        state = jax.device_put(state, sharding.state_shardings(mesh, state, per_class))
     ms = []
     for b in batches:
-        state, m = step(state, TS.shard_batch(b, sh))
+        state, m = step(state, sharding.shard_batch(b, mesh))
         ms.append(jax.device_get(m))
     return state, ms
 

@@ -235,14 +235,15 @@ class SlicedStream:
 
 
 def scoring_batches(
-    rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int
+    rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int, multiple: int = 1
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(row indices, batch) for every row, sorted by length, in fixed shapes [rows, bucket]: the
     scorer compiles once per bucket. A batch holds `batch_size` rows at `max_len` and
     proportionally more in shorter buckets (batch_size * max_len // bucket), so every call
     carries about the same number of tokens: short rows in batches of a fixed row count would
     leave the accelerator waiting on kernel launches. One row per batch row, padded as training
-    rows are (`make_batch`); filler rows have index -1 and weight 0, and score 0."""
+    rows are (`make_batch`); filler rows have index -1 and weight 0, and score 0. A batch's row
+    count is a multiple of `multiple` (the devices the rows are split over)."""
     lengths = row_lengths(rows)
     buckets = bucket_ladder(bucket_lengths, max_len)
     order = np.argsort(lengths, kind="stable")
@@ -250,6 +251,7 @@ def scoring_batches(
     for b, T in enumerate(buckets):
         members = order[which == b]
         n = max(batch_size * int(max_len) // int(T), 1)
+        n = -(-n // multiple) * multiple  # rows split evenly over the devices
         for s in range(0, len(members), n):
             idx = members[s : s + n]
             batch = make_batch(rows, (int(T), [[int(r)] for r in idx]), n)

@@ -1,0 +1,307 @@
+"""gencls_jax's command line: train, evaluate, generate, report, predict, explain.
+
+    gencls --config=configs/tiny.py --workdir=runs/tiny                    # train, then evaluate
+    gencls --config=configs/full_10e.py --workdir=runs/full_10e --config.train.epochs=12
+    gencls --mode=eval --workdir=runs/full_6e                              # the run's own config
+    gencls --mode=generate --config=configs/augmented_6e.py --workdir=runs/full_6e
+    gencls --mode=report --workdirs=runs/subset_500_1e,runs/full_6e,runs/augmented_6e
+    gencls --mode=predict --workdir=runs/full_6e --input=new.jsonl --output=labels.jsonl
+    cat reviews.txt | gencls --mode=predict --workdir=runs/full_6e > labels.jsonl
+    gencls --mode=explain --workdir=runs/full_6e --text="A wonderful film." --output=why.html
+
+`gencls` (installed by pip) and `python run.py` are the same program. The same --workdir
+resumes an interrupted run (Ctrl-C saves a checkpoint first, then the program exits with status
+130). A workdir keeps its config: training it again with settings that would change the model
+is refused, and eval/generate/predict/explain use the run's own config (config.json), so they
+need only the workdir, from any folder.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from gencls_jax import saved_config
+
+if TYPE_CHECKING:
+    from gencls_jax.predict import Inputs
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "experiment config file (configs/*.py)", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "where the run's checkpoints, metrics and reports live"
+)
+_MODE = flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval", "generate", "report", "predict", "explain"],
+    "what to do",
+)
+_WORKDIRS = flags.DEFINE_list(
+    "workdirs", [], "report mode: the runs to compare (the first is the baseline)"
+)
+_REPORT_FILE = flags.DEFINE_string(
+    "report_file", "", "report mode: also write the comparison (markdown) here"
+)
+_WHICH = flags.DEFINE_enum(
+    "checkpoint", "best", ["best", "latest"], "eval/generate/predict/explain: which checkpoint"
+)
+_INPUT = flags.DEFINE_string(
+    "input",
+    "",
+    "predict/explain: texts to classify, a jsonl, csv or txt file (one text per line); "
+    "'-' or none: stdin",
+)
+_INPUT_FORMAT = flags.DEFINE_enum(
+    "input_format",
+    "auto",
+    ["auto", "jsonl", "csv", "txt"],
+    "predict/explain: the --input's format; auto: by its name (.jsonl/.json, .csv, .txt, "
+    "each maybe .gz), stdin: jsonl if the first line starts with '{', else txt",
+)
+_TEXT_FIELD = flags.DEFINE_string(
+    "text_field", "", "predict/explain: the jsonl/csv field holding the text (default: the run's)"
+)
+_SKIP_BAD = flags.DEFINE_bool(
+    "skip_bad_lines",
+    False,
+    "predict/explain: leave out bad input lines (each reported) instead of stopping at the first",
+)
+_OUTPUT = flags.DEFINE_string(
+    "output",
+    "",
+    "predict: the jsonl of predictions ('-' or none: stdout); explain: the HTML page "
+    "(default explain.html; the same numbers as jsonl beside it)",
+)
+_TEXT = flags.DEFINE_multi_string(
+    "text", [], "explain: a text to explain (repeatable); else --input or stdin"
+)
+_AGAINST = flags.DEFINE_string(
+    "against",
+    None,
+    "explain: the class the predicted one is compared with (default: the runner-up)",
+)
+
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    "",
+    "multi-process: host:port of process 0's coordinator, for launchers JAX does not detect "
+    "(none needed on TPU pods, SLURM or Open MPI with --config.train.distributed=True)",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", 0, "multi-process: how many processes (with --coordinator_address)"
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", -1, "multi-process: this process's rank, 0..num_processes-1"
+)
+
+_EXPLAIN_DEFAULT_OUTPUT = "explain.html"
+# modes that use a trained run's own config: without --config, its config.json is the config
+_RUN_MODES = ("eval", "generate", "predict", "explain")
+
+
+class _QuietLibraries:
+    """Keep orbax's per-save INFO chatter out of the run log (its warnings still show)."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= 30 or "/orbax/" not in record.pathname
+
+
+def run_mode(argv) -> None:
+    """absl's main: what --mode says."""
+    del argv
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    from gencls_jax import experiment, metrics, report
+
+    metrics.route_logging_through_progress_bars()
+    from gencls_jax import workdir as workdir_lib
+    from gencls_jax.data.sources import DataError
+
+    if _MODE.value == "report":
+        if not _WORKDIRS.value:
+            sys.exit("error: --mode=report needs --workdirs=run_a,run_b,...")
+        missing = [w for w in _WORKDIRS.value if not Path(w).is_dir()]
+        if missing:
+            sys.exit(f"error: --workdirs: no such folder: {', '.join(missing)}")
+        text = report.comparison_report(_WORKDIRS.value)
+        print(text)
+        if _REPORT_FILE.value:
+            Path(_REPORT_FILE.value).write_text(text)
+        return
+    try:
+        config = _CONFIG.value
+        config is None or config.get("seed")  # the file loads lazily: touch it here
+    except OSError as e:  # the config file is missing or does not load
+        given = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "?")
+        sys.exit(
+            f"error: the config file {given} does not load "
+            f"({type(e).__name__}: {str(e).splitlines()[0]})"
+        )
+    if config is None or not _WORKDIR.value:
+        sys.exit(f"--mode={_MODE.value} needs --config=configs/<name>.py and --workdir=<folder>")
+    from gencls_jax import runtime
+
+    runtime.setup(config, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    import jax
+
+    if jax.process_index() > 0:  # process 0 logs the run; the others only warnings and errors
+        logging.set_verbosity(logging.WARNING)
+    try:
+        if _MODE.value == "train":
+            out = experiment.train_and_evaluate(config, _WORKDIR.value)
+        else:  # the run's own config, and what the command's --config (or overrides) may change
+            config, used = workdir_lib.eval_config(_WORKDIR.value, config)
+            if _MODE.value == "eval":
+                out = experiment.evaluate(config, _WORKDIR.value, _WHICH.value, used)
+            elif _MODE.value == "generate":
+                from gencls_jax import synthetic
+
+                out = synthetic.generate_synthetic(config, _WORKDIR.value, _WHICH.value)
+            elif _MODE.value == "predict":
+                _predict(config)
+                return
+            else:
+                _explain(config)
+                return
+    except (workdir_lib.RunError, DataError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and returns first)
+        sys.exit(128 + signal.SIGINT)
+    brief = {k: v for k, v in out.items() if k not in ("results",)}
+    logging.info("done: %s", json.dumps(brief, default=str))
+    if out.get("stop_reason") == "interrupted":  # `run.py ... && next` must not go on
+        sys.exit(128 + int(out.get("signal") or signal.SIGINT))
+    if "accuracy" in out:
+        print(
+            f"{_WORKDIR.value}: accuracy ({config.eval.decision}) = "
+            f"{100 * out['accuracy']:.2f}%  -> {_WORKDIR.value}/report.md"
+        )
+
+
+def _texts_from_input(config) -> "Inputs":
+    from gencls_jax import predict
+
+    if not _INPUT.value and sys.stdin.isatty():
+        print("reading texts from stdin, one per line (end with Ctrl-D)", file=sys.stderr)
+    d = config.data
+    return predict.read_inputs(
+        _INPUT.value,
+        _INPUT_FORMAT.value,
+        text_field=_TEXT_FIELD.value or d.text_field,
+        id_field=d.id_field,
+        label_field=d.label_field,
+        skip_bad_lines=_SKIP_BAD.value,
+        clean_html=bool(d.clean_html),
+    )
+
+
+def _check_explainable(workdir: str) -> None:
+    """A discriminative run fails here, in one line, before its parameters are restored."""
+    from gencls_jax import conditioning
+    from gencls_jax import workdir as workdir_lib
+
+    mode = conditioning.get(workdir_lib.read_run_info(Path(workdir))["conditioning"])
+    if not mode.generative or not mode.classifies:
+        raise workdir_lib.RunError(
+            f"{workdir} holds a {mode.name} run: it has no per-token likelihoods to explain "
+            "(explain needs a per_class or label_prefix run; --mode=predict gives its posteriors)"
+        )
+
+
+def _predict(config) -> None:
+    """--mode=predict: the inputs are read (and any bad line reported) before the model loads."""
+    from gencls_jax import predict
+    from gencls_jax.classifier import GenerativeClassifier
+
+    if _TEXT.value or _AGAINST.value is not None:
+        sys.exit("error: --text and --against are explain's flags (predict reads --input)")
+    inputs = _texts_from_input(config)
+    clf = GenerativeClassifier.load(_WORKDIR.value, _WHICH.value, config)
+    out = predict.run_predict(clf, inputs, _OUTPUT.value)
+    print(predict.predictions_summary(out), file=sys.stderr)
+
+
+def _explain(config) -> None:
+    from gencls_jax import explain
+    from gencls_jax.classifier import GenerativeClassifier
+
+    _check_explainable(_WORKDIR.value)
+    if _TEXT.value and _INPUT.value:
+        sys.exit("error: give either --text or --input, not both")
+    if _TEXT.value:
+        texts, ids = list(_TEXT.value), [f"text {i + 1}" for i in range(len(_TEXT.value))]
+        where = [f"--text #{i + 1}" for i in range(len(texts))]
+        skipped: list[str] = []
+    else:
+        inputs = _texts_from_input(config)
+        texts, ids, where, skipped = inputs.texts, inputs.ids, inputs.where, inputs.skipped
+    for msg in skipped:
+        logging.warning("skipped a bad line: %s", msg)
+    clf = GenerativeClassifier.load(_WORKDIR.value, _WHICH.value, config)
+    exps = explain.explain_texts(
+        clf, texts, ids, where, against=_AGAINST.value, rule=config.eval.decision
+    )
+    html_path = _OUTPUT.value or _EXPLAIN_DEFAULT_OUTPUT
+    meta = (
+        f"run {_WORKDIR.value} ({_WHICH.value} checkpoint), {clf.mode.name}, classes "
+        f"{', '.join(clf.label_names)}; decision rule {exps[0].rule if exps else ''}"
+    )
+    jsonl = explain.write_explanations(exps, html_path, meta=meta)
+    for e in exps:
+        print(explain.summary_line(e))
+    skipped_note = f" (skipped {len(skipped)} bad lines)" if skipped else ""
+    print(f"-> {html_path}, {jsonl}{skipped_note}")
+
+
+def _flag(argv, name: str) -> str | None:
+    """The value of --name=V or --name V in argv (read before absl parses it)."""
+    for i, a in enumerate(argv):
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+        if a == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def parse_flags(argv):
+    """absl's parser, with an unknown or mistyped --config.* key as a one-line error. Eval,
+    generate, predict and explain without --config read the run's own config from the
+    workdir."""
+    if (
+        _flag(argv, "mode") in _RUN_MODES
+        and _flag(argv, "config") is None
+        and _flag(argv, "workdir")
+    ):
+        workdir = _flag(argv, "workdir")
+        if not (Path(workdir) / "config.json").exists():
+            sys.exit(
+                f"error: {workdir} has no config.json: no run was trained there "
+                "(run --mode=train first)"
+            )
+        argv = [argv[0], f"--config={saved_config.__file__}:{workdir}", *argv[1:]]
+        sys.argv[:] = argv
+    elif _flag(argv, "config"):
+        # experiment configs import `configs.base`: the folder holding configs/ must be
+        # importable when the program runs from elsewhere (the installed `gencls`)
+        folder = Path(_flag(argv, "config").split(":", 1)[0]).resolve().parent
+        if folder.name == "configs" and str(folder.parent) not in sys.path:
+            sys.path.insert(0, str(folder.parent))
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, OSError) as e:  # a bad value, or a config file that does not load
+        sys.exit(f"error: {' '.join(str(e).split())}")
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # an unknown --config.* key
+        msg = " ".join(str(e).replace("\\'", "").replace("\\n", " ").strip("'\"").split())
+        sys.exit(f"error: bad --config override: {msg}")
+
+
+def main() -> None:
+    """The `gencls` console script (and `python run.py`)."""
+    app.run(run_mode, flags_parser=parse_flags)

@@ -1,0 +1,93 @@
+"""Where arrays live: the device mesh, and how batches and states are laid out on it.
+
+One mesh over all devices of all processes, with two axes: 'class' (the K stacked class models
+split over devices, `train.class_shards` groups; 1 = every device holds every model) and 'data'
+(the rows of a batch). JAX's multi-controller runtime does the rest: every process runs the
+same program, feeds only its own rows of each global batch (`shard_batch`), and XLA inserts the
+collectives. Pure JAX, no optimizer: training, scoring and the classifier API share it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+Batch = Mapping[str, Any]
+
+
+def make_mesh(class_shards: int = 1) -> Mesh:
+    """('class', 'data') mesh over all (global) devices; devices are ordered by process, so
+    each process's devices hold a contiguous block of every batch's rows."""
+    devs = np.asarray(jax.devices())
+    if class_shards < 1 or devs.size % class_shards:
+        raise ValueError(f"train.class_shards={class_shards} must divide the {devs.size} devices")
+    return Mesh(devs.reshape(class_shards, devs.size // class_shards), ("class", "data"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def rows_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
+    """Arrays whose axis `leading` is the row axis B (split over 'data'); a leading class axis
+    (leading = 1) is split over 'class'."""
+    return NamedSharding(mesh, P(*(("class",) * leading), "data"))
+
+
+def batch_shardings(mesh: Mesh, batch: Batch) -> dict[str, NamedSharding]:
+    """Per array of a batch: [B, T] rows, [K, B, T] class-stacked or sliced rows, `labels` [B]."""
+    return {
+        k: rows_sharding(mesh, 0 if k == "labels" else np.ndim(v) - 2) for k, v in batch.items()
+    }
+
+
+def local_rows(name: str, x: np.ndarray) -> np.ndarray:
+    """This process's block of a global batch's rows (the row axis is the second-to-last of a
+    token array, the only axis of `labels`): every process builds the same global batch and
+    feeds its own part, so the order of examples does not depend on the process count."""
+    n = jax.process_count()
+    if n == 1:
+        return x
+    axis = 0 if name == "labels" else x.ndim - 2
+    rows = x.shape[axis]
+    if rows % n:
+        raise ValueError(f"{rows} rows per batch do not split over {n} processes")
+    k = rows // n
+    return np.take(x, np.arange(jax.process_index() * k, (jax.process_index() + 1) * k), axis=axis)
+
+
+def shard_batch(batch: Batch, mesh: Mesh) -> dict:
+    """Host numpy global batch -> global sharded jax arrays, from this process's rows only."""
+    shardings = batch_shardings(mesh, batch)
+    return {
+        k: jax.make_array_from_process_local_data(shardings[k], local_rows(k, np.asarray(v)))
+        for k, v in batch.items()
+    }
+
+
+def state_shardings(mesh: Mesh, state: Any, stacked: bool) -> Any:
+    """A train state's shardings: class-stacked fields (params, optimizer state, loss scale,
+    skip counters) split over 'class' on their leading axis; step and rng replicated."""
+    if not stacked:
+        return jax.tree_util.tree_map(lambda _: replicated(mesh), state)
+    over_class = NamedSharding(mesh, P("class"))
+    return type(state)(
+        *(
+            jax.tree_util.tree_map(
+                lambda _: replicated(mesh) if f in ("step", "rng") else over_class, v
+            )
+            for f, v in zip(state._fields, state)
+        )
+    )
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A (possibly process-spanning) array as one numpy array on every process."""
+    if jax.process_count() > 1 and not x.is_fully_addressable:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
