@@ -87,7 +87,7 @@ def main() -> None:
                 continue
             base = base or (r["tokens_s"] if n == 1 else None)
             eff = r["tokens_s"] / (n * base) if base else float("nan")
-            rows.append(dict(impl=impl, gpus=n, **r, efficiency=eff))
+            rows.append(dict(r, impl=impl, gpus=n, efficiency=eff))
             print(json.dumps(rows[-1]), flush=True)
     print(
         f"\n{'impl':24s} {'GPUs':>4s} {'global batch':>12s} {'tokens/s':>10s} {'step ms':>8s} "

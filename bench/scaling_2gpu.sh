@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 19 on a two-GPU host, everything beside its one-GPU figure on the same machine:
-#   bench/scaling_2gpu.sh DATA OUT step|runs [EPOCHS]
+#   bench/scaling_2gpu.sh DATA OUT step|runs|class [EPOCHS]
 # step: train-step scaling (ours vs HF DDP, bench_scaling.py), then test scoring of the 25,000
 #       IMDB test texts x 2 random-init class models on 1 and 2 GPUs (bench_score.py).
 # runs: configs/full_10e.py (random init: no hub weights on these machines) for EPOCHS epochs
@@ -32,6 +32,10 @@ run() {  # run NAME GPUS [flags]
   local rc=$?
   echo "$name gpus=$gpus rc=$rc wall=$(( ($(date +%s%N) - t0) / 1000000 ))ms $(tail -n 1 "$O/$name.log")" | tee -a "$O/summary.txt"
 }
+if [ "$WHAT" = class ]; then  # the class-sharded run alone (beside an earlier `runs`)
+  run gpu2_class 0,1 --config.train.class_shards=2
+  exit 0
+fi
 run gpu1 0
 run gpu2_data 0,1
 run gpu2_class 0,1 --config.train.class_shards=2

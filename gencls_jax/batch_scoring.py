@@ -53,7 +53,9 @@ def score_rows(
     """Per text, the sum over its rows of `score_fn(params, inputs, targets, weights, config)`
     ([rows, K]: `stacked_models`, `one_model`, or a mode's own): [n_texts, K]."""
     fn = score_fn
-    mesh = sharding.make_mesh()  # rows over every device of every process
+    # rows over the 'data' axis of the params' own mesh (class-sharded params: each class group
+    # scores every row with its models), else over every device of every process
+    mesh = sharding.mesh_of(params) or sharding.make_mesh()
     batches = list(scoring_batches(rows, batch_size, bucket_lengths, max_len, mesh.shape["data"]))
     per_row = None
     device_batches = prefetch_to_device(

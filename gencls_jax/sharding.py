@@ -29,6 +29,13 @@ def make_mesh(class_shards: int = 1) -> Mesh:
     return Mesh(devs.reshape(class_shards, devs.size // class_shards), ("class", "data"))
 
 
+def mesh_of(tree: Any) -> Mesh | None:
+    """The mesh a tree's arrays are laid out on (e.g. class-sharded params), or None."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    s = getattr(leaves[0], "sharding", None) if leaves else None
+    return s.mesh if isinstance(s, NamedSharding) and isinstance(s.mesh, Mesh) else None
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

@@ -201,7 +201,18 @@ def class_axis_run(out: str, devices: int, class_shards: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         res = train(config, d, mc, tiny_params(mc, 4), batches_fn(data), 2)
     flat = jax.tree_util.tree_flatten_with_path(to_np(res.params))[0]
-    np.savez(out, **{"/".join(str(getattr(p, "key", p)) for p in path): x for path, x in flat})
+    arrays = {"/".join(str(getattr(p, "key", p)) for p in path): x for path, x in flat}
+    # scoring with the params as training left them (class-sharded): rows go over their mesh
+    from gencls_jax.batch_scoring import score_rows
+    from gencls_jax.data.rows import make_rows
+
+    texts = [list(range(1, 3 + 7 * i)) for i in range(6)]
+    rows = make_rows(texts, mc.n_positions, 0, "truncate", eos_id=1)
+    arrays["scores"] = score_rows(
+        res.params, rows, len(texts), mc, batch_size=4, bucket_lengths=(16, 32),
+        max_len=mc.n_positions, progress=False,
+    )  # fmt: skip
+    np.savez(out, **arrays)
 
 
 def run_class_axis(n: int, shards: int, out: str):
