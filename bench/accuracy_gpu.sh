@@ -5,7 +5,7 @@
 # (configs/discriminative.py) on full IMDB, 500 and 2,500 per class (seeds 0-2), SST-2 and
 # TREC (configs/small_set.py). Every run appends one line to OUT/summary.txt; OUT/collect/NAME
 # keeps what the tables need (metrics.json, report.md, metrics.jsonl, test predictions).
-#   bench/accuracy_gpu.sh DATA OUT [PRETRAIN_EPOCHS]
+#   [ONLY=regex] bench/accuracy_gpu.sh DATA OUT [PRETRAIN_EPOCHS]
 # DATA holds imdb/{train,test,unsup}.jsonl.gz, sst2/, trec/, gpt2-tokenizer/ (../shared/data).
 set -uo pipefail
 D=$1; O=$2; PE=${3:-2}
@@ -20,6 +20,7 @@ sst2=(--config.data.train_path="$D/sst2/train.jsonl" --config.data.val_path="$D/
 trec=(--config.data.train_path="$D/trec/train.jsonl" --config.data.test_path="$D/trec/test.jsonl")
 run() {  # run NAME --config=FILE run.py-flags... (absl wants --config before its overrides)
   local name=$1 cfg=$2; shift 2
+  [[ "$name" == pretrain || "$name" =~ ${ONLY:-.} ]] || return 0  # ONLY=regex: a subset of runs
   local t0=$(date +%s)
   python3 run.py "$cfg" --workdir="$O/$name" "${common[@]}" "$@" > "$O/logs/$name.log" 2>&1
   local rc=$?
