@@ -173,6 +173,26 @@ def test_console_script_reads_txt_on_stdin_from_another_folder(trained, tmp_path
     check_rows(rows, trained)
 
 
+def test_stdout_closed_early_exits_without_a_traceback(trained):
+    """`gencls --mode=predict ... | head -1`: the reader has gone before the first line."""
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            "--mode=predict",
+            f"--workdir={trained['workdir']}",
+            f"--input={trained['folder'] / 'test.jsonl'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=600) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err[-2000:]
+
+
 def bad_jsonl(trained, path: Path) -> Path:
     """The test texts with an invalid JSON line (row 3) and a line without a text (row 6)."""
     lines = [json.dumps(r) for r in trained["test"]]
