@@ -19,6 +19,7 @@ need only the workdir, from any folder.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -224,7 +225,11 @@ def _predict(config) -> None:
         sys.exit("error: --text and --against are explain's flags (predict reads --input)")
     inputs = _texts_from_input(config)
     clf = GenerativeClassifier.load(_WORKDIR.value, _WHICH.value, config)
-    out = predict.run_predict(clf, inputs, _OUTPUT.value)
+    try:
+        out = predict.run_predict(clf, inputs, _OUTPUT.value)
+    except BrokenPipeError:  # stdout's reader stopped early (`| head`): exit without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     print(predict.predictions_summary(out), file=sys.stderr)
 
 

@@ -322,8 +322,14 @@ def _tokens_html(e: Explanation, scale: float) -> str:
             continue
         bg = colour(float(e.terms[idx].sum()), scale)
         cls = "t eos" if is_eos else "t"
-        shown = "end of text" if is_eos else html.escape(text)
-        parts.append(f'<span class="{cls}" style="background:{bg}" title="{title}">{shown}</span>')
+        # a token's leading space stays outside its shading, so words, not gaps, are coloured
+        word = text.lstrip()
+        lead = text[: len(text) - len(word)] if word and not is_eos else ""
+        shown = "end of text" if is_eos else html.escape(word or text)
+        parts.append(
+            f'{html.escape(lead)}<span class="{cls}" style="background:{bg}" title="{title}">'
+            f"{shown}</span>"
+        )
     return "".join(parts)
 
 
@@ -386,7 +392,7 @@ def render_html(explanations: Sequence[Explanation], title: str = "", meta: str 
         f'<span class="scale" style="background:linear-gradient(to right, {grad})"></span>'
         '<span>favours the <b class="pred">predicted</b> class</span>'
         f"<span>(&minus;{scale:.2f} &hellip; 0 &hellip; +{scale:.2f} nats per token; "
-        "the colour saturates beyond; hover over a token for its numbers)</span></div>"
+        "the colour saturates beyond)</span></div>"
     )
     body = "".join(_section(k + 1, e, scale) for k, e in enumerate(explanations))
     return (

@@ -276,7 +276,14 @@ def run_predict(clf: GenerativeClassifier, inputs: Inputs, output_path: str) -> 
     if why:
         logging.warning("eval.decision=%s: %s", clf.config.eval.decision, why)
     to_stdout = output_path in ("", STDIN)
-    out = sys.stdout if to_stdout else open(output_path, "w")
+    if to_stdout:
+        out = sys.stdout
+    else:
+        try:
+            Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+            out = open(output_path, "w", encoding="utf-8")
+        except OSError as e:
+            raise DataError(f"--output={output_path}: cannot write there ({e.strerror})") from None
     try:
         n = 0
         for row in prediction_rows(clf, inputs, rule):

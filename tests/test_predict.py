@@ -1,0 +1,297 @@
+"""--mode=predict on configs/tiny.py trained by run.py on a few real IMDB reviews, against that
+run's own eval output (predictions_test.jsonl of the same texts): jsonl, csv, txt and stdin in;
+a file or stdout out; bad lines as one-line errors or skipped and counted; posteriors, truncation;
+the `gencls` console script from another folder; --mode=explain on the same run."""
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
+
+from gencls_jax import predict as P
+from gencls_jax.classifier import GenerativeClassifier
+from gencls_jax.data.sources import DataError, read_jsonl
+
+pytestmark = pytest.mark.skipif(
+    not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
+    reason="needs ../shared/data",
+)
+
+TRAIN_PER_CLASS = 12
+# A few training reviews of each class (the class models have seen them: the predictions
+# differ) and two short texts that fit the 128-token rows (the reviews are truncated).
+SHORT = {"s1": "A wonderful film, I loved it.", "s2": "Dreadful."}
+LL_TOL = dict(rtol=1e-6, atol=1e-4)  # another batch composition may round differently
+
+
+def _imdb_train(per_class: int) -> list[dict]:
+    rows: dict[int, list[dict]] = {0: [], 1: []}
+    with gzip.open(IMDB_DIR / "train.jsonl.gz", "rt") as f:
+        for line in f:
+            r = json.loads(line)
+            if len(rows[r["label"]]) < per_class:
+                rows[r["label"]].append(r)
+            if all(len(v) == per_class for v in rows.values()):
+                break
+    return [
+        {"id": f"tr{i}", "label": r["label"], "text": r["text"]}
+        for i, r in enumerate(rows[0] + rows[1])
+    ]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run_cli(*args, stdin: str | None = None, cwd: Path = REPO, program=None):
+    """The command (run.py unless `program`), its output as text."""
+    cmd = [sys.executable, *(program or [str(REPO / "run.py")]), *args]
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny per_class run, trained and evaluated by run.py; its test file is the texts
+    predicted below, and eval's predictions_test.jsonl is the reference."""
+    folder = tmp_path_factory.mktemp("predict")
+    train = _imdb_train(TRAIN_PER_CLASS)
+    n = TRAIN_PER_CLASS
+    test = train[:4] + train[n : n + 4]
+    test += [{"id": k, "label": i % 2, "text": t} for i, (k, t) in enumerate(SHORT.items())]
+    write_jsonl(folder / "train.jsonl", train)
+    write_jsonl(folder / "test.jsonl", test)
+    wd = folder / "run"
+    p = run_cli(
+        "--config=" + str(REPO / "configs" / "tiny.py"),
+        f"--workdir={wd}",
+        f"--config.data.train_path={folder / 'train.jsonl'}",
+        f"--config.data.test_path={folder / 'test.jsonl'}",
+        f"--config.data.cache_dir={folder / 'tok_cache'}",
+        "--config.data.per_class_limit=0",
+        "--config.data.val_size=2",
+        "--config.eval.test_per_class=0",
+        "--config.eval.sample_per_class=0",
+        "--config.eval.train_sample_per_class=0",
+        "--config.train.lr=0.03",
+        "--config.train.epochs=2",
+        "--config.train.tensorboard=False",
+        "--config.train.plot=False",
+        "--config.progress_bars=False",
+        # later commands read the run's config: they share the programs compiled here
+        f"--config.compile_cache_dir={folder / 'xla'}",
+        "--config.compile_cache_min_secs=0",
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    evals = [json.loads(line) for line in open(wd / "predictions_test.jsonl")]
+    assert [e["id"] for e in evals] == [r["id"] for r in test]
+    assert len({e["prediction"] for e in evals}) == 2, "every text got the same label"
+    prior = np.array(json.loads((wd / "metrics.json").read_text())["prior"])
+    return dict(folder=folder, workdir=wd, test=test, evals=evals, prior=prior)
+
+
+@pytest.fixture(scope="module")
+def clf(trained):
+    return GenerativeClassifier.load(trained["workdir"])
+
+
+def check_rows(rows: list[dict], trained) -> None:
+    """Predict's lines against eval's lines of the same texts, in order:
+    the same labels, log-likelihoods and scored tokens; posteriors of Bayes' rule with the run's
+    prior; truncated where the text's tokens and EOS exceed the 128-token rows."""
+    evals = trained["evals"]
+    assert len(rows) == len(evals)
+    names = ["neg", "pos"]
+    for r, e in zip(rows, evals):
+        assert r["prediction"] == names[e["prediction"]]
+        ll = np.array([r["log_likelihoods"][n] for n in names])
+        np.testing.assert_allclose(ll, e["log_likelihoods"], **LL_TOL)
+        assert r["n_tokens"] == e["n_tokens"] and r["rule"] == "bayes"
+        post = np.array([r["posteriors"][n] for n in names])
+        s = np.asarray(e["log_likelihoods"]) + trained["prior"]
+        np.testing.assert_allclose(post, np.exp(s - np.logaddexp.reduce(s)), rtol=1e-5, atol=1e-12)
+        assert abs(post.sum() - 1) < 1e-12 and names[int(np.argmax(post))] == r["prediction"]
+        assert r["truncated"] == (r["text_tokens"] + 1 > 128)
+        assert r["truncated"] == (e["n_tokens"] == 128)  # the rows are full: text was cut
+    assert any(r["truncated"] for r in rows) and not all(r["truncated"] for r in rows)
+
+
+def test_predict_jsonl_to_a_file_equals_eval(trained, tmp_path):
+    out = tmp_path / "new" / "labels.jsonl"  # its folder does not exist yet
+    p = run_cli(
+        "--mode=predict",
+        f"--workdir={trained['workdir']}",
+        f"--input={trained['folder'] / 'test.jsonl'}",
+        f"--output={out}",
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout == ""
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in trained["test"]]
+    check_rows(rows, trained)
+    assert p.stderr.strip().splitlines()[-1].startswith(f"predict: {len(rows)} texts (bayes rule)")
+
+
+def test_console_script_reads_txt_on_stdin_from_another_folder(trained, tmp_path):
+    """`gencls` is cli:main (pyproject); run from another folder, with a workdir relative to
+    it, texts one per line on stdin, predictions on stdout."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"gencls": "gencls_jax.cli:main"}
+    module, func = scripts["gencls"].split(":")
+    program = [
+        "-c",
+        f"import sys, {module} as m; print('module', m.__file__, file=sys.stderr); m.{func}()",
+    ]
+    texts = "\n".join(r["text"] for r in trained["test"]) + "\n"
+    p = run_cli(
+        "--mode=predict",
+        f"--workdir={os.path.relpath(trained['workdir'], tmp_path)}",
+        stdin=texts,
+        cwd=tmp_path,
+        program=program,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"module {REPO / 'gencls_jax' / 'cli.py'}" in p.stderr  # this checkout's code
+    rows = [json.loads(line) for line in p.stdout.splitlines()]  # stdout holds only jsonl
+    assert [r["id"] for r in rows] == [f"stdin:{i + 1}" for i in range(len(trained["test"]))]
+    check_rows(rows, trained)
+
+
+def test_stdout_closed_early_exits_without_a_traceback(trained):
+    """`gencls --mode=predict ... | head -1`: the reader has gone before the first line."""
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            "--mode=predict",
+            f"--workdir={trained['workdir']}",
+            f"--input={trained['folder'] / 'test.jsonl'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=600) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err[-2000:]
+
+
+def bad_jsonl(trained, path: Path) -> Path:
+    """The test texts with an invalid JSON line (row 3) and a line without a text (row 6)."""
+    lines = [json.dumps(r) for r in trained["test"]]
+    lines.insert(2, '{"id": "broken", "text": ')
+    lines.insert(5, json.dumps({"id": "no_text", "review": "x"}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bad_line_is_a_one_line_error_or_skipped_and_counted(trained, tmp_path):
+    path = bad_jsonl(trained, tmp_path / "new.jsonl")
+    with pytest.raises(DataError) as reader_error:  # the training data reader's message
+        read_jsonl(path, "text", "label", "id", labeled=False)
+    assert str(reader_error.value).startswith(f"{path}:3: invalid JSON")
+    p = run_cli("--mode=predict", f"--workdir={trained['workdir']}", f"--input={path}")
+    assert p.returncode != 0 and p.stdout == ""
+    assert p.stderr.strip().splitlines()[-1] == f"error: {reader_error.value}"
+    assert "restored step" not in p.stderr, "the inputs are checked before the model loads"
+
+    p = run_cli(
+        "--mode=predict",
+        f"--workdir={trained['workdir']}",
+        "--skip_bad_lines",
+        stdin=path.read_text(),
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in trained["test"]]
+    check_rows(rows, trained)
+    assert "skipped a bad line: <stdin>:3: invalid JSON" in p.stderr
+    assert "skipped a bad line: <stdin>:6: missing field 'text'" in p.stderr
+    assert f"predict: {len(rows)} texts (bayes rule, skipped 2 bad lines)" in p.stderr
+
+
+def test_csv_with_quoted_newlines_and_a_bad_record(trained, clf, tmp_path):
+    """In process: read_inputs + run_predict. A record spanning two lines keeps the rows after it
+    numbered by line; the bad record (one value too many) is skipped by its own line."""
+    path = tmp_path / "new.csv"
+    multi = 'Two lines,\nboth "quoted".'
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text"])
+        for i, r in enumerate(trained["test"]):
+            w.writerow([r["id"], r["text"]])
+            if i == 1:
+                w.writerow(["multi", multi])
+                w.writerow(["oops", "too", "many"])
+    bad_line = path.read_text().splitlines().index("oops,too,many") + 1
+    with pytest.raises(DataError, match=rf"^{path}:{bad_line}: more values than header columns$"):
+        P.read_inputs(str(path))
+    inputs = P.read_inputs(str(path), skip_bad_lines=True)
+    assert inputs.skipped == [f"{path}:{bad_line}: more values than header columns"]
+    assert inputs.texts[2] == multi and inputs.where[2] == f"{path}:{bad_line - 1}"
+    out = tmp_path / "labels.jsonl"
+    summary = P.run_predict(clf, inputs, str(out))
+    assert summary["texts"] == len(trained["test"]) + 1 and summary["skipped"] == 1
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows.pop(2)["id"] == "multi"
+    assert [r["id"] for r in rows] == [r["id"] for r in trained["test"]]
+    check_rows(rows, trained)
+
+
+def test_txt_rows_blank_lines_and_bad_utf8(tmp_path):
+    """One text per line: blank lines skipped, rows numbered from 1, CRLF dropped; invalid UTF-8
+    names its row (skipped with --skip_bad_lines)."""
+    path = tmp_path / "new.txt"
+    path.write_bytes(b"first text\r\n\n  \nsecond \xff text\nthird text\n")
+    with pytest.raises(DataError, match=rf"^{path}:4: invalid UTF-8 at byte 7$"):
+        P.read_inputs(str(path))
+    got = P.read_inputs(str(path), skip_bad_lines=True)
+    assert got.texts == ["first text", "third text"]
+    assert got.ids == ["new.txt:1", "new.txt:5"] and got.where == [f"{path}:1", f"{path}:5"]
+    assert got.skipped == [f"{path}:4: invalid UTF-8 at byte 7"]
+
+
+def test_explain_command_on_the_trained_run(trained, tmp_path):
+    """--mode=explain: the page and its jsonl; the log-likelihoods are eval's, and the token
+    terms plus the prior term add up to the margin."""
+    short = trained["test"][-2:]
+    long = trained["test"][0]
+    page = tmp_path / "why.html"
+    p = run_cli(
+        "--mode=explain",
+        f"--workdir={trained['workdir']}",
+        f"--text={long['text']}",
+        *(f"--text={r['text']}" for r in short),
+        f"--output={page}",
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert page.read_text().count("<section>") == 3
+    rows = [json.loads(line) for line in page.with_suffix(".jsonl").read_text().splitlines()]
+    names = ["neg", "pos"]
+    for r, i in zip(rows, [0, len(trained["test"]) - 2, len(trained["test"]) - 1]):
+        e = trained["evals"][i]
+        ll = [r["log_likelihoods"][n] for n in names]
+        np.testing.assert_allclose(ll, e["log_likelihoods"], rtol=1e-5, atol=1e-3)
+        assert r["predicted"] == names[e["prediction"]] and r["n_tokens"] == e["n_tokens"]
+        terms = [t["term"] for t in r["tokens"] if t["term"] is not None]
+        assert len(terms) == r["n_tokens"]
+        assert abs(sum(terms) + r["prior_term"] - r["margin"]) < 1e-9 * max(1, abs(r["margin"]))
+    assert rows[0]["truncated"] and not rows[1]["truncated"]
+    assert p.stdout.strip().splitlines()[-1] == f"-> {page}, {page.with_suffix('.jsonl')}"
