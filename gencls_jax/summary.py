@@ -48,7 +48,7 @@ def end_of_run(workdir: str, out: dict, decision: str, phases: str = "") -> str:
         "next:",
         f"  python run.py --mode=eval --workdir={w}",
         f"  echo 'A wonderful film.' | python run.py --mode=predict --workdir={w}",
-        f"  python run.py --mode=explain --workdir={w} --text='A dull, lifeless film.'",
+        f"  python run.py --mode=explain --workdir={w} --text='A thin plot, wooden acting.'",
         "  on a GPU, the full recipes: --config=configs/decision.py (decision-trained, from an "
         "LM) or configs/full_10e.py (the LM objective)",
     ]
