@@ -88,6 +88,9 @@ def get_config() -> ml_collections.ConfigDict:
     d.aclimdb_path = ""  # source 'aclimdb': the aclImdb folder (or its parent) or aclImdb_v1.tar.gz
     d.id_field = "id"  # jsonl/csv: row id field (missing -> 'file:row')
     d.tokenize_batch_size = 1000  # texts per tokenizer call
+    d.compact_vocab = 0  # > 0: keep the N most frequent token ids of the training split (EOS/BOS
+    #   always), every other id one shared 'other' id; vocabulary N + 1 (scratch models; a CPU
+    #   model's LM head is most of its cost). Stored in run_info.json (data/compact.py)
     d.label_prefix_template = "Review sentiment: {label_name}\n"  # label_prefix conditioning;
     #   weight 0
 

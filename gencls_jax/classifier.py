@@ -24,6 +24,7 @@ import numpy as np
 from gencls_jax import conditioning
 from gencls_jax import model as gpt2
 from gencls_jax import workdir as wd
+from gencls_jax.data import compact
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import load_tokenizer
@@ -67,6 +68,7 @@ class GenerativeClassifier:
             raise wd.RunError(f"{workdir} has no config.json: not a gencls_jax run")
         info, model_config, params, _ = wd.load_run(config, workdir, which)
         tok = load_tokenizer(config.data.tokenizer, config.data.tokenizer_fallback)
+        tok = compact.for_run(tok, info)  # data.compact_vocab: the run's own ids
         return cls(config, info, model_config, params, tok, saved_offsets(workdir))
 
     @property

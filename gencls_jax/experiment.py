@@ -29,8 +29,10 @@ from gencls_jax import evaluate as decide
 from gencls_jax import model as gpt2
 from gencls_jax import train as trainer
 from gencls_jax import workdir as wd
+from gencls_jax.data import compact, pipeline
 from gencls_jax.data.splits import per_class_sample
 from gencls_jax.data.tokenize import load_tokenizer
+from gencls_jax.phases import PhaseTimer, fmt_table
 from gencls_jax.weights import CheckpointError, load_pretrained
 from gencls_jax.workdir import RunError
 
@@ -42,6 +44,11 @@ def initial_model(config, vocab_size: int) -> tuple[gpt2.GPT2Config, Any]:
     is its size's (1024 for the GPT-2 sizes) or `data.max_len` if longer; a loaded one must
     already cover `data.max_len`."""
     m = config.model
+    if int(config.data.get("compact_vocab", 0)) > 0 and m.init != "scratch":
+        raise RunError(
+            "data.compact_vocab renumbers the token ids: it needs model.init='scratch' "
+            f"(got {m.init!r})"
+        )
     if m.init == "scratch":
         base = gpt2.config_for(
             m.size,
@@ -76,11 +83,25 @@ def initial_model(config, vocab_size: int) -> tuple[gpt2.GPT2Config, Any]:
 # --- train -----------------------------------------------------------------------------------
 
 
-def load_data(config, splits):
-    """(tokenizer, the tokenized splits this run's conditioning uses)."""
+def load_data(config, splits, info: dict | None = None):
+    """(tokenizer, the tokenized splits this run's conditioning uses). With `data.compact_vocab`
+    the tokenizer and splits are in the compact ids: a trained run's (`info`), else those of
+    this training split (`data/compact.py`)."""
     d = config.data
     tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
-    return tok, conditioning.get(config.model.conditioning).datasets(config, tok, splits)
+    ds = conditioning.get(config.model.conditioning).datasets(config, tok, splits)
+    if int(d.get("compact_vocab", 0)) > 0:
+        # label prefixes are always kept: were they 'other', every class would read the same
+        prefixes = pipeline.label_prefixes(tok, d.label_prefix_template, ds["train"].label_names)
+        always = (
+            [int(t) for p in prefixes for t in p]
+            if config.model.conditioning == ("label_prefix")
+            else []
+        )
+        tok, ds, _ = compact.apply(
+            ds, tok, int(d.compact_vocab), (info or {}).get("compact_vocab_ids"), always
+        )
+    return tok, ds
 
 
 def _val_metrics_fn(config, model_config, val, tok):
@@ -114,9 +135,11 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     changes = wd.check_resume(workdir, config)
     mode = conditioning.get(config.model.conditioning)
     t0 = time.time()
-    tok, ds = load_data(
-        config, splits=("train", "val", "test") if config.eval.splits else ("train", "val")
-    )
+    timer = PhaseTimer()
+    with timer.phase("data"):  # read and tokenize (the tokenize cache makes a rerun fast)
+        tok, ds = load_data(
+            config, splits=("train", "val", "test") if config.eval.splits else ("train", "val")
+        )
     train, val = ds["train"], ds["val"]
     model_config, params = initial_model(config, vocab_size=tok.vocab_size)
     label_names = list(train.label_names) if mode.classifies else []
@@ -129,6 +152,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         n_synthetic=int((train.origin == "synthetic").sum()),
         tokenizer=config.data.tokenizer,
     )
+    if int(config.data.get("compact_vocab", 0)) > 0:  # the ids eval/predict/explain read with
+        info["compact_vocab_ids"] = list(tok.compact_ids)
     wd.write_run_info(workdir, info)
     wd.append_history(workdir, "train", changes)
     params = mode.init_params(params, train.num_classes)
@@ -147,17 +172,18 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         stream.num_batches(0),
         gpt2.count_params(params) // (train.num_classes if mode.stacked else 1),
     )
-    result = trainer.train(
-        config,
-        workdir,
-        model_config,
-        params,
-        stream.batches,
-        stream.num_batches if joint else mode.steps_per_model(stream),
-        _val_metrics_fn(config, model_config, val, tok),
-        stacked=mode.stacked,
-        loss_fn=loss_fn,
-    )
+    with timer.phase("train"):  # with its validation passes and first-step compilation
+        result = trainer.train(
+            config,
+            workdir,
+            model_config,
+            params,
+            stream.batches,
+            stream.num_batches if joint else mode.steps_per_model(stream),
+            _val_metrics_fn(config, model_config, val, tok),
+            stacked=mode.stacked,
+            loss_fn=loss_fn,
+        )
     summary = _train_summary(workdir, result, time.time() - t0)
     if result.stop_reason == "interrupted":
         logging.info(
@@ -168,18 +194,21 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     if wd.is_lead():
         mode.export(workdir / "export", model_config, best_params, label_names)
     if mode.classifies and config.eval.splits:
-        summary.update(
-            evaluate_params(
-                config,
-                workdir,
-                model_config,
-                best_params,
-                tok,
-                ds,
-                info,
-                {**summary, "evaluated_step": step},
+        with timer.phase("score"):  # val and test under every decision rule, the report
+            summary.update(
+                evaluate_params(
+                    config,
+                    workdir,
+                    model_config,
+                    best_params,
+                    tok,
+                    ds,
+                    info,
+                    {**summary, "evaluated_step": step},
+                )
             )
-        )
+    summary["phases"] = timer.table()
+    logging.info("time by phase: %s", fmt_table(summary["phases"]))
     return summary
 
 
@@ -330,7 +359,7 @@ def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | N
     report."""
     workdir, changed = Path(workdir), changed or {}
     info, model_config, params, step = wd.load_run(config, workdir, which)
-    tok, ds = load_data(config, splits=("train", "val", "test"))
+    tok, ds = load_data(config, splits=("train", "val", "test"), info=info)
     out_dir = (
         workdir / f"eval_{Path(config.data.test_path).name.split('.')[0]}"
         if "data.test_path" in changed

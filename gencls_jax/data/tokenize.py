@@ -79,6 +79,7 @@ class Tokenizer:
     bos_id: int
     decode_batch: Callable[[list[list[int]]], list[str]] | None = None  # for generated samples
     vocab_size: int = 0  # ids are < vocab_size (0: unknown)
+    compact_ids: tuple[int, ...] = ()  # data.compact_vocab: the original ids kept (compact.py)
 
 
 def from_hf(tok) -> Tokenizer:
