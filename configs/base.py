@@ -131,6 +131,8 @@ def get_config() -> ml_collections.ConfigDict:
     t.class_shards = (
         1  # per_class: split the K class models over this many device groups (K % it == 0)
     )
+    t.fsdp = False  # params and optimizer state split over the 'data' devices too (FSDP-style):
+    #   for models whose weights, grads and Adam moments do not fit one device (gpt2-large/xl)
     t.stack_classes = True  # per_class: vmap the K models in one step;
     #   False: lax.map, one class at a time
     t.distributed = False  # multi-host: jax.distributed.initialize() with cluster auto-detection

@@ -77,20 +77,32 @@ def shard_batch(batch: Batch, mesh: Mesh) -> dict:
     }
 
 
-def state_shardings(mesh: Mesh, state: Any, stacked: bool) -> Any:
+def state_shardings(mesh: Mesh, state: Any, stacked: bool, fsdp: bool = False) -> Any:
     """A train state's shardings: class-stacked fields (params, optimizer state, loss scale,
-    skip counters) split over 'class' on their leading axis; step and rng replicated."""
-    if not stacked:
-        return jax.tree_util.tree_map(lambda _: replicated(mesh), state)
-    over_class = NamedSharding(mesh, P("class"))
-    return type(state)(
-        *(
-            jax.tree_util.tree_map(
-                lambda _: replicated(mesh) if f in ("step", "rng") else over_class, v
-            )
-            for f, v in zip(state._fields, state)
-        )
-    )
+    skip counters) split over 'class' on their leading axis; step and rng replicated. With
+    `fsdp` (`train.fsdp`), params and optimizer state are also split over 'data' (FSDP-style:
+    each device of a group holds 1/n of every weight; XLA gathers a layer's weights for its
+    matmuls and reduce-scatters its gradients), for models whose params, grads and Adam
+    moments do not fit one device."""
+
+    def leaf(x, lead: tuple) -> NamedSharding:
+        spec: list = [*lead] + [None] * (np.ndim(x) - len(lead))
+        n = mesh.shape["data"]
+        if fsdp and n > 1:  # the largest axis (after the class axis) that splits evenly
+            axes = [(x.shape[i], i) for i in range(len(lead), np.ndim(x)) if x.shape[i] % n == 0]
+            if axes:
+                spec[max(axes)[1]] = "data"
+        return NamedSharding(mesh, P(*spec))
+
+    def field(name: str, value: Any) -> Any:
+        if name in ("step", "rng"):
+            return jax.tree_util.tree_map(lambda _: replicated(mesh), value)
+        lead = ("class",) if stacked else ()
+        if name in ("params", "opt_state"):
+            return jax.tree_util.tree_map(lambda x: leaf(x, lead), value)
+        return jax.tree_util.tree_map(lambda _: NamedSharding(mesh, P(*lead)), value)
+
+    return type(state)(*(field(f, v) for f, v in zip(state._fields, state)))
 
 
 def to_host(x: Any) -> np.ndarray:

@@ -229,7 +229,9 @@ def train(
     # A copy: the step donates the state, and the caller's `init_params` must stay valid.
     params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), init_params)
     state = ts.init_state(params, tx, tc, int(config.seed), k)
-    state = jax.device_put(state, sharding.state_shardings(mesh, state, stacked))
+    state = jax.device_put(
+        state, sharding.state_shardings(mesh, state, stacked, bool(tc.get("fsdp", False)))
+    )
     use_scale = model_config.dtype == "float16"
 
     ckpt = Checkpointer(

@@ -299,7 +299,7 @@ def make_eval_step(
 # --- compiled step ----------------------------------------------------------------------------
 
 
-def jit_train_step(step_fn: Callable, mesh: Mesh, stacked: bool) -> Callable:
+def jit_train_step(step_fn: Callable, mesh: Mesh, stacked: bool, fsdp: bool = False) -> Callable:
     """jit with the state donated (no second copy of params/optimizer state); the new state keeps
     its layout (`sharding.state_shardings`: class models split over the 'class' axis, the rest
     replicated) and the metrics come out replicated. Compiled at the first call, which gives
@@ -308,7 +308,10 @@ def jit_train_step(step_fn: Callable, mesh: Mesh, stacked: bool) -> Callable:
 
     def call(state, batch):
         if "step" not in jitted:
-            out = (sharding.state_shardings(mesh, state, stacked), sharding.replicated(mesh))
+            out = (
+                sharding.state_shardings(mesh, state, stacked, fsdp),
+                sharding.replicated(mesh),
+            )
             jitted["step"] = jax.jit(step_fn, donate_argnums=0, out_shardings=out)
         return jitted["step"](state, batch)
 
@@ -332,7 +335,10 @@ def compiled_train_step(
     schedules = tuple(optim.make_schedule(tc, n) for n in totals)
     tx = optim.make_optimizer(tc)
     step = jit_train_step(
-        make_train_step(model_config, tc, tx, schedules, stacked, loss_fn), mesh, stacked
+        make_train_step(model_config, tc, tx, schedules, stacked, loss_fn),
+        mesh,
+        stacked,
+        bool(tc.get("fsdp", False)),
     )
     return tx, schedules, step
 

@@ -49,6 +49,7 @@ RUNTIME_KEYS = (
     "progress_bars",
     "train.tensorboard",
     "train.class_shards",
+    "train.fsdp",
     "heartbeat_timeout_s",
     "train.plot",
     "train.distributed",

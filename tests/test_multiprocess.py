@@ -175,9 +175,10 @@ def test_a_killed_process_fails_the_other_within_the_bound(tmp_path):
     assert procs[0].returncode != 0 and time.time() - t0 < 120
 
 
-def class_axis_run(out: str, devices: int, class_shards: int) -> None:
+def class_axis_run(out: str, devices: int, class_shards: int, fsdp: bool = False) -> None:
     """K=4 class models trained in one process with `devices` CPU devices split into
-    `class_shards` groups; the final params saved to `out`."""
+    `class_shards` groups (`fsdp`: each model's params and optimizer state also split over the
+    devices of a group); the final params and scores with them saved to `out`."""
     import tempfile
 
     import jax
@@ -194,12 +195,15 @@ def class_axis_run(out: str, devices: int, class_shards: int) -> None:
     )
 
     assert jax.device_count() == devices
-    config = base_config(epochs=1, batch_size=8, class_shards=class_shards)
+    config = base_config(epochs=1, batch_size=8, class_shards=class_shards, fsdp=fsdp)
     config.model.conditioning = "per_class"
     mc = model_config(config, dropout=0.0)
     data = make_epochs(1, 2, 8, classes=4, seed=3)
     with tempfile.TemporaryDirectory() as d:
         res = train(config, d, mc, tiny_params(mc, 4), batches_fn(data), 2)
+    if fsdp:  # the params really are split over 'data' (the largest axis of the token embedding)
+        wte = res.params["wte"]["embedding"]
+        assert wte.sharding.spec[0] == "class" and "data" in wte.sharding.spec, wte.sharding
     flat = jax.tree_util.tree_flatten_with_path(to_np(res.params))[0]
     arrays = {"/".join(str(getattr(p, "key", p)) for p in path): x for path, x in flat}
     # scoring with the params as training left them (class-sharded): rows go over their mesh
@@ -215,7 +219,7 @@ def class_axis_run(out: str, devices: int, class_shards: int) -> None:
     np.savez(out, **arrays)
 
 
-def run_class_axis(n: int, shards: int, out: str):
+def run_class_axis(n: int, shards: int, out: str, fsdp: bool = False):
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
@@ -223,7 +227,8 @@ def run_class_axis(n: int, shards: int, out: str):
     }
     code = (
         f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); "
-        f"from test_multiprocess import class_axis_run; class_axis_run({out!r}, {n}, {shards})"
+        f"from test_multiprocess import class_axis_run; "
+        f"class_axis_run({out!r}, {n}, {shards}, {fsdp})"
     )
     p = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
@@ -237,10 +242,15 @@ def one_device_reference(tmp_path_factory):
     return run_class_axis(1, 1, str(tmp_path_factory.mktemp("class_axis") / "one.npz"))
 
 
-@pytest.mark.parametrize("devices,class_shards", [(2, 2), (4, 4), (4, 2)])
-def test_class_axis_equals_one_device(tmp_path, one_device_reference, devices, class_shards):
+@pytest.mark.parametrize(
+    "devices,class_shards,fsdp",
+    [(2, 2, False), (4, 4, False), (4, 2, False), (2, 1, True), (4, 2, True)],
+)
+def test_class_axis_equals_one_device(tmp_path, one_device_reference, devices, class_shards, fsdp):
+    """The class axis, and FSDP-style parameter sharding over 'data' (alone and with the class
+    axis), give the one-device params and scores."""
     ref = one_device_reference
-    got = run_class_axis(devices, class_shards, str(tmp_path / "many.npz"))
+    got = run_class_axis(devices, class_shards, str(tmp_path / "many.npz"), fsdp)
     assert set(ref.files) == set(got.files)
     for k in ref.files:  # the tolerance of test_train.py's eight-devices test (Adam's float noise)
         np.testing.assert_allclose(ref[k], got[k], rtol=1e-5, atol=1e-5, err_msg=k)
