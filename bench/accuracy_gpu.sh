@@ -28,7 +28,7 @@ run() {  # run NAME --config=FILE run.py-flags... (absl wants --config before it
   for f in metrics.json report.md metrics.jsonl history.jsonl predictions_test.jsonl train_summary.json; do
     [ -f "$O/$name/$f" ] && cp "$O/$name/$f" "$O/collect/$name/"
   done
-  echo "$name rc=$rc wall=$(( $(date +%s) - t0 ))s $(tail -n 1 "$O/logs/$name.log")" >> "$O/summary.txt"
+  echo "$name rc=$rc wall=$(( $(date +%s) - t0 ))s $(grep -a "^test accuracy\|^val accuracy\|^error" "$O/logs/$name.log" | head -n 1)" >> "$O/summary.txt"
 }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$O/summary.txt"
 run pretrain --config=configs/pretrain_unsup.py "${imdb[@]}" --config.train.epochs="$PE"

@@ -30,7 +30,7 @@ run() {  # run NAME GPUS [flags]
   CUDA_VISIBLE_DEVICES=$gpus python3 run.py --config=configs/full_10e.py --workdir="$O/$name" \
     "${common[@]}" "$@" > "$O/$name.log" 2>&1
   local rc=$?
-  echo "$name gpus=$gpus rc=$rc wall=$(( ($(date +%s%N) - t0) / 1000000 ))ms $(tail -n 1 "$O/$name.log")" | tee -a "$O/summary.txt"
+  echo "$name gpus=$gpus rc=$rc wall=$(( ($(date +%s%N) - t0) / 1000000 ))ms $(grep -a "^test accuracy\|^val accuracy\|^error" "$O/$name.log" | head -n 1)" | tee -a "$O/summary.txt"
 }
 if [ "$WHAT" = class ]; then  # the class-sharded run alone (beside an earlier `runs`)
   run gpu2_class 0,1 --config.train.class_shards=2

@@ -183,10 +183,6 @@ def run_mode(argv) -> None:
         from gencls_jax.phases import fmt_table
         from gencls_jax.summary import end_of_run
 
-        print(
-            f"{_WORKDIR.value}: accuracy ({config.eval.decision}) = "
-            f"{100 * out['accuracy']:.2f}%  -> {_WORKDIR.value}/report.md"
-        )
         phases = fmt_table(out["phases"]) if out.get("phases") else ""
         print(end_of_run(_WORKDIR.value, out, config.eval.decision, phases))
 
