@@ -86,13 +86,14 @@ def state_shardings(mesh: Mesh, state: Any, stacked: bool, fsdp: bool = False) -
     moments do not fit one device."""
 
     def leaf(x, lead: tuple) -> NamedSharding:
-        spec: list = [*lead] + [None] * (np.ndim(x) - len(lead))
         n = mesh.shape["data"]
         if fsdp and n > 1:  # the largest axis (after the class axis) that splits evenly
             axes = [(x.shape[i], i) for i in range(len(lead), np.ndim(x)) if x.shape[i] % n == 0]
             if axes:
+                spec: list = [*lead] + [None] * (np.ndim(x) - len(lead))
                 spec[max(axes)[1]] = "data"
-        return NamedSharding(mesh, P(*spec))
+                return NamedSharding(mesh, P(*spec))
+        return NamedSharding(mesh, P(*lead))
 
     def field(name: str, value: Any) -> Any:
         if name in ("step", "rng"):
