@@ -117,11 +117,13 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
     assert step == 8
 
 
-def _truncate_largest_file(step_dir: Path) -> Path:
-    files = [p for p in step_dir.rglob("*") if p.is_file()]
-    big = max(files, key=lambda p: p.stat().st_size)
-    big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
-    return big
+def _truncate_data_files(step_dir: Path) -> None:
+    """Every data file of a step cut in half: which OCDBT file holds the params (vs. the
+    optimizer state) depends on the writer threads, so the largest alone may leave them
+    intact for a params-only restore."""
+    for p in step_dir.rglob("*"):
+        if p.is_file() and p.stat().st_size > 1024:
+            p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
 def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, caplog):
@@ -132,7 +134,7 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
     T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
     ckpt_dir = tmp_path / "checkpoints"
     assert Checkpointer(ckpt_dir, 3, "").all_steps() == [2, 3, 4]
-    _truncate_largest_file(ckpt_dir / "4")
+    _truncate_data_files(ckpt_dir / "4")
 
     # Evaluation reads the newest intact step and leaves the damaged one where it is.
     caplog.clear()
@@ -150,15 +152,6 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
     )
     assert (tmp_path / "checkpoints_damaged" / "4").is_dir()
     assert Checkpointer(ckpt_dir, 3, "").latest_step() == 4  # a new, intact step 4
-
-
-def _truncate_data_files(step_dir: Path) -> None:
-    """Every data file of a step cut in half: which OCDBT file holds the params (vs. the
-    optimizer state) depends on the writer threads, so the largest alone may leave them
-    intact for a params-only restore."""
-    for p in step_dir.rglob("*"):
-        if p.is_file() and p.stat().st_size > 1024:
-            p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
 def test_no_intact_checkpoint_is_one_line_error(tmp_path):
