@@ -124,6 +124,11 @@ class Conditioning:
             log_prior=jnp.asarray(log_prior, jnp.float32),
         )
 
+    def reserved_ids(self, config, tokenizer: Tokenizer, label_names: Sequence[str]) -> list[int]:
+        """Token ids the mode cannot do without (`data.compact_vocab` keeps them whatever their
+        counts)."""
+        return []
+
     def generation(self, k: int, prefix: Sequence[int]) -> dict:
         """Arguments of `generate.generate_for_class` that sample class k (`prefix`: its label
         prefix)."""
@@ -272,6 +277,15 @@ class LabelPrefix(Conditioning):
             cols.append(values)
             targets = t
         return [np.concatenate(v, axis=1) for v in zip(*cols)], targets
+
+    def reserved_ids(self, config, tokenizer, label_names):
+        """The label prefixes' ids: were they 'other', every class would read the same prefix."""
+        d = config.data
+        return [
+            int(t)
+            for p in pipeline.label_prefixes(tokenizer, d.label_prefix_template, label_names)
+            for t in p
+        ]
 
     def generation(self, k, prefix):
         return dict(class_index=None, prefix_tokens=prefix)

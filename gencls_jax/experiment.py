@@ -29,7 +29,7 @@ from gencls_jax import evaluate as decide
 from gencls_jax import model as gpt2
 from gencls_jax import train as trainer
 from gencls_jax import workdir as wd
-from gencls_jax.data import compact, pipeline
+from gencls_jax.data import compact
 from gencls_jax.data.splits import per_class_sample
 from gencls_jax.data.tokenize import load_tokenizer
 from gencls_jax.phases import PhaseTimer, fmt_table
@@ -44,7 +44,7 @@ def initial_model(config, vocab_size: int) -> tuple[gpt2.GPT2Config, Any]:
     is its size's (1024 for the GPT-2 sizes) or `data.max_len` if longer; a loaded one must
     already cover `data.max_len`."""
     m = config.model
-    if int(config.data.get("compact_vocab", 0)) > 0 and m.init != "scratch":
+    if config.data.compact_vocab > 0 and m.init != "scratch":
         raise RunError(
             "data.compact_vocab renumbers the token ids: it needs model.init='scratch' "
             f"(got {m.init!r})"
@@ -89,15 +89,10 @@ def load_data(config, splits, info: dict | None = None):
     this training split (`data/compact.py`)."""
     d = config.data
     tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
-    ds = conditioning.get(config.model.conditioning).datasets(config, tok, splits)
-    if int(d.get("compact_vocab", 0)) > 0:
-        # label prefixes are always kept: were they 'other', every class would read the same
-        prefixes = pipeline.label_prefixes(tok, d.label_prefix_template, ds["train"].label_names)
-        always = (
-            [int(t) for p in prefixes for t in p]
-            if config.model.conditioning == ("label_prefix")
-            else []
-        )
+    mode = conditioning.get(config.model.conditioning)
+    ds = mode.datasets(config, tok, splits)
+    if d.compact_vocab > 0:
+        always = mode.reserved_ids(config, tok, ds["train"].label_names)
         tok, ds, _ = compact.apply(
             ds, tok, int(d.compact_vocab), (info or {}).get("compact_vocab_ids"), always
         )
@@ -152,7 +147,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         n_synthetic=int((train.origin == "synthetic").sum()),
         tokenizer=config.data.tokenizer,
     )
-    if int(config.data.get("compact_vocab", 0)) > 0:  # the ids eval/predict/explain read with
+    if config.data.compact_vocab > 0:  # the ids eval/predict/explain read with
         info["compact_vocab_ids"] = list(tok.compact_ids)
     wd.write_run_info(workdir, info)
     wd.append_history(workdir, "train", changes)

@@ -114,21 +114,10 @@ def read_inputs(
         if not data.strip():
             raise DataError("<stdin>: no texts (empty input)")
     kind = input_format(path or STDIN, data, fmt)
+    fields = dict(text_field=text_field, label_field=label_field, id_field=id_field, labeled=False)
     readers: dict[str, Callable[[str], RawSplit]] = {
-        "jsonl": functools.partial(
-            sources.read_jsonl,
-            text_field=text_field,
-            label_field=label_field,
-            id_field=id_field,
-            labeled=False,
-        ),
-        "csv": functools.partial(
-            sources.read_csv,
-            text_field=text_field,
-            label_field=label_field,
-            id_field=id_field,
-            labeled=False,
-        ),
+        "jsonl": functools.partial(sources.read_jsonl, **fields),
+        "csv": functools.partial(sources.read_csv, **fields),
         "txt": read_txt,
     }
     read = readers[kind]

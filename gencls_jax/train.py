@@ -229,9 +229,7 @@ def train(
     # A copy: the step donates the state, and the caller's `init_params` must stay valid.
     params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), init_params)
     state = ts.init_state(params, tx, tc, int(config.seed), k)
-    state = jax.device_put(
-        state, sharding.state_shardings(mesh, state, stacked, bool(tc.get("fsdp", False)))
-    )
+    state = jax.device_put(state, sharding.state_shardings(mesh, state, stacked, bool(tc.fsdp)))
     use_scale = model_config.dtype == "float16"
 
     ckpt = Checkpointer(

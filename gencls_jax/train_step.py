@@ -338,7 +338,7 @@ def compiled_train_step(
         make_train_step(model_config, tc, tx, schedules, stacked, loss_fn),
         mesh,
         stacked,
-        bool(tc.get("fsdp", False)),
+        bool(tc.fsdp),
     )
     return tx, schedules, step
 

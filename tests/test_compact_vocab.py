@@ -110,3 +110,22 @@ def test_end_of_run_summary():
     assert "neg 79.0, pos 81.0" in text and "runs/first/report.md" in text
     assert "--mode=predict --workdir=runs/first" in text and "--mode=explain" in text
     assert "train 1 s" in text
+
+
+def test_label_prefix_ids_are_reserved_only_by_the_label_prefix_mode():
+    """A compacted label_prefix run keeps its prefixes' ids (were they 'other', the classes
+    would read one prefix); per_class reserves none."""
+    if not TOKENIZER_DIR.exists():
+        pytest.skip(f"{TOKENIZER_DIR} not present")
+    import ml_collections
+
+    from gencls_jax import conditioning
+    from gencls_jax.data.tokenize import load_tokenizer
+
+    tok = load_tokenizer(str(TOKENIZER_DIR))
+    template = "Label: {label_name}\n"
+    config = ml_collections.ConfigDict({"data": {"label_prefix_template": template}})
+    names = ("rare_class_a", "rare_class_b")
+    want = [t for n in names for t in tok.encode_batch([template.format(label_name=n)])[0]]
+    assert conditioning.get("label_prefix").reserved_ids(config, tok, names) == want
+    assert conditioning.get("per_class").reserved_ids(config, tok, names) == []
