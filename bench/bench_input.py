@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from configs.base import get_config  # noqa: E402
 from gencls_jax import conditioning  # noqa: E402
 from gencls_jax.data import batching, pipeline  # noqa: E402
-from gencls_jax.data.rows import make_rows, row_lengths  # noqa: E402
+from gencls_jax.data.rows import row_lengths  # noqa: E402
 from gencls_jax.data.tokenize import load_tokenizer  # noqa: E402
 
 
@@ -71,14 +71,7 @@ def main() -> None:
     )
     for split in ("train", "test"):
         data = ds[split]
-        rows = make_rows(
-            data.tokens.to_lists(),
-            d.max_len,
-            tok.bos_id,
-            d.long_text,
-            d.window_stride,
-            tok.eos_id if d.append_eos else None,
-        )
+        rows = pipeline.rows(c, data, tok)
         for scheme in batching.SCHEMES:
             d.batching = scheme
             stream = batching.TrainStream(rows, pipeline.batch_spec(c), c.seed)
@@ -105,13 +98,10 @@ def main() -> None:
                 f"{split:6} {scheme:7} {len(plan):8d} {plan_padding(stream, plan):8.3f} "
                 f"{plan_s:7.2f} {bps:10.0f} {pc_bps:22.0f}"
             )
-        srows = pipeline.rows(c, data, tok)
         shapes = {}
-        sb = list(
-            batching.scoring_batches(srows, args.eval_batch_size, d.bucket_lengths, d.max_len)
-        )
-        for _, inputs, _, _ in sb:
-            shapes[inputs.shape] = shapes.get(inputs.shape, 0) + 1
+        sb = list(batching.scoring_batches(rows, args.eval_batch_size, d.bucket_lengths, d.max_len))
+        for _, b in sb:
+            shapes[b["inputs"].shape] = shapes.get(b["inputs"].shape, 0) + 1
         print(
             f"{split:6} {'score':7} {len(sb):8d} "
             f"{batching.padding_fraction(b for _, b in sb):8.3f}   (scoring batches of "
