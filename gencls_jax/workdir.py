@@ -9,6 +9,7 @@ them (`config.json`) and the program holds every later command to them:
 - eval and generate use the run's own config; a `--config` given with them may change only
   evaluation and runtime settings, and `data.test_path` (another test set, which must use
   the run's label names);
+- which is which is each key's kind, declared with the key in config_keys.py;
 - `history.jsonl` records each command: when, which mode, the code's git revision, what changed.
 A trained run is loaded from here without the trainer (`load_run`: parameters alone, no optimizer).
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
@@ -28,38 +28,11 @@ import jax
 import ml_collections
 from absl import logging
 
-from gencls_jax import conditioning, sharding
+from gencls_jax import conditioning, config_keys, sharding
 from gencls_jax import model as gpt2
 from gencls_jax.checkpoint import Checkpointer, RestoreError
 
 REPO = Path(__file__).resolve().parents[1]
-
-# Settings that cannot change a trained model: they may differ between a run and its resumption.
-RUNTIME_KEYS = (
-    "compile_cache_dir",
-    "compile_cache_min_secs",
-    "data.prefetch",
-    "data.cache_dir",
-    "data.tokenize_batch_size",
-    "data.tfds_data_dir",
-    "train.log_every",
-    "train.ckpt_every",
-    "train.keep_checkpoints",
-    "train.async_checkpoint",
-    "progress_bars",
-    "train.tensorboard",
-    "train.class_shards",
-    "train.fsdp",
-    "heartbeat_timeout_s",
-    "train.plot",
-    "train.distributed",
-    "model.head_chunk",
-)
-# what is scored and sampled, not how the model was trained
-RUNTIME_PREFIXES = ("eval.", "generate.")
-GROWABLE_KEYS = ("train.epochs", "train.max_steps")  # continuing a run with more is allowed
-# Eval/generate: besides the runtime keys, these may come from a --config given with them.
-EVAL_KEYS = ("model.dtype", "model.attention", "model.layer_unroll", "data.test_path")
 
 
 class RunError(RuntimeError):
@@ -83,15 +56,18 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _runtime(key: str) -> bool:
-    return key in RUNTIME_KEYS or key.startswith(RUNTIME_PREFIXES)
-
-
-def _grown(key: str, old: Any, new: Any) -> bool:
-    """More epochs, or a step limit raised or lifted (0 = none)."""
-    if key == "train.epochs":
+def _resumable(key: str, old: Any, new: Any) -> bool:
+    """May a run trained with `old` continue with `new` (config_keys.KINDS)?"""
+    kind = config_keys.kind(key)
+    if kind == config_keys.RUNTIME:
+        return True
+    if old is None or new is None:  # a key only one of the two configs has
+        return False
+    if kind == config_keys.GROWS:  # more epochs
         return new >= old
-    return old > 0 and (new == 0 or new >= old)
+    if kind == config_keys.LIMIT:  # a step limit raised or lifted (0 = none)
+        return old > 0 and (new == 0 or new >= old)
+    return False
 
 
 def _fmt(diff: dict[str, tuple[Any, Any]]) -> str:
@@ -104,18 +80,6 @@ def differences(old: Any, new: Any) -> dict[str, tuple[Any, Any]]:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def base_config() -> ml_collections.ConfigDict | None:
-    """configs/base.py's defaults, where the source tree has them (an older run's config.json
-    lacks the keys added since: they take today's defaults)."""
-    path = REPO / "configs" / "base.py"
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("gencls_configs_base", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
-
-
 def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
     for k, v in values.items():
         if isinstance(v, dict) and k in into and isinstance(into[k], ml_collections.ConfigDict):
@@ -126,15 +90,17 @@ def _merge(into: ml_collections.ConfigDict, values: dict) -> None:
 
 
 def saved_config(workdir: str | Path) -> ml_collections.ConfigDict | None:
-    """The config a run in `workdir` was trained with, on top of today's defaults; None if no
+    """The config a run in `workdir` was trained with, on top of today's defaults (an older
+    run's config.json lacks the keys added since: they take their declared defaults); None if no
     run."""
     path = Path(workdir) / "config.json"
     if not path.exists():
         return None
-    values = json.loads(path.read_text())
-    config = base_config()
-    if config is None:
-        return ml_collections.ConfigDict(values)
+    try:
+        values = json.loads(path.read_text())
+    except ValueError as e:  # cut short or edited by hand
+        raise RunError(f"{path} does not load ({type(e).__name__}: {e})") from None
+    config = config_keys.defaults()
     _merge(config, values)
     return config
 
@@ -147,12 +113,7 @@ def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]
     if saved is None:
         return {}
     diff = differences(saved, config)
-    bad = {
-        k: v
-        for k, v in diff.items()
-        if not _runtime(k)
-        and not (k in GROWABLE_KEYS and v[0] is not None and v[1] is not None and _grown(k, *v))
-    }
+    bad = {k: v for k, v in diff.items() if not _resumable(k, *v)}
     if bad:
         raise ConfigMismatch(
             f"{workdir} holds a run trained with another config: {_fmt(bad)}; "
@@ -176,7 +137,11 @@ def eval_config(workdir: str | Path, given: Any | None) -> tuple[ml_collections.
     if given is None:
         return saved, {}
     diff = differences(saved, given)
-    used = {k: v for k, v in diff.items() if _runtime(k) or k in EVAL_KEYS}
+    used = {
+        k: v
+        for k, v in diff.items()
+        if config_keys.kind(k) in (config_keys.RUNTIME, config_keys.EVAL)
+    }
     bad = {k: v for k, v in diff.items() if k not in used and not k.startswith("train.")}
     if bad:
         raise ConfigMismatch(

@@ -18,8 +18,7 @@ from gencls_jax import model as M  # noqa: E402
 from gencls_jax import train as T  # noqa: E402
 from gencls_jax import workdir  # noqa: E402
 from gencls_jax.checkpoint import Checkpointer  # noqa: E402
-
-base_config = workdir.base_config
+from gencls_jax.config_keys import defaults as base_config  # noqa: E402
 
 VOCAB, SEQ, STEPS_PER_EPOCH = 64, 16, 2
 
