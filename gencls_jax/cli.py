@@ -22,16 +22,58 @@ import json
 import os
 import signal
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gencls_jax import saved_config
+from gencls_jax import config_keys
 
 if TYPE_CHECKING:
+    import ml_collections
+
     from gencls_jax.predict import Inputs
+
+# What each --mode does, the flags it needs and those it may take: `--help` prints this.
+_OVERRIDES = "config.KEY=VALUE"  # any number of --config.* overrides (--help_config lists them)
+_RUN_FLAGS = ("checkpoint", "config", _OVERRIDES)  # the modes that use a trained run
+_INPUT_FLAGS = ("input", "input_format", "text_field", "skip_bad_lines", "output")
+MODES = {
+    "train": (
+        "train a model in --workdir, then evaluate it (the same command resumes the run)",
+        ("config", "workdir"),
+        (_OVERRIDES,),
+    ),
+    "eval": (
+        "score a trained run's validation and test texts again (another test set: "
+        "--config.data.test_path)",
+        ("workdir",),
+        _RUN_FLAGS,
+    ),
+    "generate": (
+        "sample synthetic training texts from a trained run's class models",
+        ("workdir",),
+        _RUN_FLAGS,
+    ),
+    "report": (
+        "compare runs with the first: accuracy, per-class F1, McNemar's test, a verdict each",
+        ("workdirs",),
+        ("report_file",),
+    ),
+    "predict": (
+        "label new texts with a trained run: one JSON line per text",
+        ("workdir",),
+        _INPUT_FLAGS + _RUN_FLAGS,
+    ),
+    "explain": (
+        "why a text got its label: each token's share of the decision margin (HTML + jsonl)",
+        ("workdir",),
+        ("text", *_INPUT_FLAGS, "against", *_RUN_FLAGS),
+    ),
+}
+_MULTI_PROCESS = ("coordinator_address", "num_processes", "process_id")  # any mode but report
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "experiment config file (configs/*.py)", lock_config=True
@@ -39,12 +81,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "where the run's checkpoints, metrics and reports live"
 )
-_MODE = flags.DEFINE_enum(
-    "mode",
-    "train",
-    ["train", "eval", "generate", "report", "predict", "explain"],
-    "what to do",
-)
+_MODE = flags.DEFINE_enum("mode", "train", list(MODES), "what to do")
 _WORKDIRS = flags.DEFINE_list(
     "workdirs", [], "report mode: the runs to compare (the first is the baseline)"
 )
@@ -276,23 +313,86 @@ def _flag(argv, name: str) -> str | None:
     return None
 
 
+def usage() -> str:
+    """--help: what the program does, its modes with the flags each takes, every flag."""
+
+    def wrap(text: str, indent: str, more: str) -> str:
+        return textwrap.fill(
+            " ".join(text.split()), 100, initial_indent=indent, subsequent_indent=more
+        )
+
+    def synopsis(needs: tuple, takes: tuple) -> str:
+        return " ".join([*(f"--{n}" for n in needs), *(f"[--{n}]" for n in takes)])
+
+    def flag_help(f) -> str:
+        default = f" (default: {f.default})" if f.default not in (None, "", [], False) else ""
+        return wrap(f"--{f.name}: {f.help}{default}", "  ", "      ")
+
+    lines = [
+        "usage: gencls [--mode=MODE] [flags]    (python run.py [--mode=MODE] [flags] is the same)",
+        "",
+        __doc__.strip(),
+        "",
+        "modes (--mode=MODE, default train):",
+    ]
+    for mode, (what, needs, takes) in MODES.items():
+        lines += [
+            wrap(what, f"  {mode:9s} ", " " * 12),
+            wrap(synopsis(needs, takes), " " * 12, " " * 14),
+        ]
+    lines += [
+        wrap(
+            f"every mode but report, on several processes: {synopsis((), _MULTI_PROCESS)}",
+            "  ",
+            "    ",
+        ),
+        "",
+        "flags:",
+        *(flag_help(f) for f in flags.FLAGS.get_flags_for_module(__name__)),
+        f"  --{_OVERRIDES}: set one config key, on --config=FILE or on a run's own config",
+        "  --help_config: every --config.* key with its default, its kind and its meaning",
+        "  --helpfull: absl's list of every flag, the libraries' included",
+    ]
+    return "\n".join(lines)
+
+
+def _overridden(config: "ml_collections.ConfigDict", argv: list[str]) -> tuple:
+    """(`config` with argv's --config.* overrides applied, the rest of argv): ml_collections
+    parses the overrides, with the types and errors it has after --config=FILE."""
+    holder = flags.FlagValues()
+    flag = config_flags.DEFINE_config_dict("config", config, flag_values=holder, sys_argv=argv)
+    rest = holder(argv, known_only=True)
+    return flag.value, rest
+
+
 def parse_flags(argv):
-    """absl's parser, with an unknown or mistyped --config.* key as a one-line error. Eval,
-    generate, predict and explain without --config read the run's own config from the
-    workdir."""
+    """absl's parser, with an unknown or mistyped --config.* key as a one-line error; `--help`
+    and `--help_config` answer before anything loads. Eval, generate, predict and explain without
+    --config take the run's own config (its config.json on today's defaults) as the --config."""
+    if any(a in ("--help", "--helpshort", "-h", "-?") for a in argv[1:]):
+        print(usage())
+        sys.exit(0)
+    if "--help_config" in argv[1:]:
+        print(config_keys.table())
+        sys.exit(0)
+    own_config = None
     if (
         _flag(argv, "mode") in _RUN_MODES
         and _flag(argv, "config") is None
         and _flag(argv, "workdir")
     ):
+        from gencls_jax import workdir as workdir_lib
+
         workdir = _flag(argv, "workdir")
-        if not (Path(workdir) / "config.json").exists():
+        try:
+            own_config = workdir_lib.saved_config(workdir)
+        except workdir_lib.RunError as e:
+            sys.exit(f"error: {e}")
+        if own_config is None:
             sys.exit(
                 f"error: {workdir} has no config.json: no run was trained there "
                 "(run --mode=train first)"
             )
-        argv = [argv[0], f"--config={saved_config.__file__}:{workdir}", *argv[1:]]
-        sys.argv[:] = argv
     elif _flag(argv, "config"):
         # experiment configs import `configs.base`: the folder holding configs/ must be
         # importable when the program runs from elsewhere (the installed `gencls`)
@@ -300,12 +400,17 @@ def parse_flags(argv):
         if folder.name == "configs" and str(folder.parent) not in sys.path:
             sys.path.insert(0, str(folder.parent))
     try:
-        return flags.FLAGS(argv)
+        if own_config is not None:
+            own_config, argv = _overridden(own_config, argv)
+        rest = flags.FLAGS(argv)
     except (flags.Error, OSError) as e:  # a bad value, or a config file that does not load
         sys.exit(f"error: {' '.join(str(e).split())}")
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # an unknown --config.* key
         msg = " ".join(str(e).replace("\\'", "").replace("\\n", " ").strip("'\"").split())
         sys.exit(f"error: bad --config override: {msg}")
+    if own_config is not None:
+        flags.FLAGS.config = own_config  # the run's own config is this command's --config
+    return rest
 
 
 def main() -> None:
