@@ -396,7 +396,10 @@ def parse_flags(argv):
     elif _flag(argv, "config"):
         # experiment configs import `configs.base`: the folder holding configs/ must be
         # importable when the program runs from elsewhere (the installed `gencls`)
-        folder = Path(_flag(argv, "config").split(":", 1)[0]).resolve().parent
+        path = Path(_flag(argv, "config").split(":", 1)[0])
+        if not path.is_file():
+            sys.exit(f"error: --config={path}: no such file")
+        folder = path.resolve().parent
         if folder.name == "configs" and str(folder.parent) not in sys.path:
             sys.path.insert(0, str(folder.parent))
     try:
@@ -405,6 +408,8 @@ def parse_flags(argv):
         rest = flags.FLAGS(argv)
     except (flags.Error, OSError) as e:  # a bad value, or a config file that does not load
         sys.exit(f"error: {' '.join(str(e).split())}")
+    except SyntaxError as e:  # the config file is not valid Python
+        sys.exit(f"error: {e.filename}:{e.lineno}: invalid Python in the config file ({e.msg})")
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # an unknown --config.* key
         msg = " ".join(str(e).replace("\\'", "").replace("\\n", " ").strip("'\"").split())
         sys.exit(f"error: bad --config override: {msg}")

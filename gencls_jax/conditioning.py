@@ -306,7 +306,9 @@ class Unconditional(Conditioning):
 
     def datasets(self, config, tokenizer, splits):
         wanted = tuple(s for s in config.data.pretrain_splits if s != "train")
-        ds = pipeline.load_datasets(config, splits=("train", "val", *wanted), tokenizer=tokenizer)
+        ds = pipeline.load_datasets(
+            config, splits=("train", "val", *wanted), tokenizer=tokenizer, min_classes=1
+        )
         train = ds["train"]
         for s in wanted:
             train = concat(train, ds[s])

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from gencls_jax import conditioning, objectives, report
+from gencls_jax import conditioning, objectives, preflight, report
 from gencls_jax import evaluate as decide
 from gencls_jax import model as gpt2
 from gencls_jax import train as trainer
@@ -127,6 +127,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     """Train (or continue the run in `workdir`), then evaluate its best checkpoint. A workdir
     whose run was made by another config is refused before any file is written."""
     workdir = Path(workdir)
+    preflight.check_paths(config, "train")
     changes = wd.check_resume(workdir, config)
     mode = conditioning.get(config.model.conditioning)
     t0 = time.time()
@@ -353,6 +354,7 @@ def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | N
     (`data.test_path` changed) is reported in `<workdir>/eval_<file name>/`, not over the run's
     report."""
     workdir, changed = Path(workdir), changed or {}
+    preflight.check_paths(config, "eval")
     info, model_config, params, step = wd.load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"), info=info)
     out_dir = (

@@ -66,7 +66,7 @@ def read_txt(path: str | Path) -> RawSplit:
         [None] * len(texts),
         ids,
         where,
-        sources.file_identity(path),
+        str(path),
         sources.file_source(path),
     )
 
@@ -81,14 +81,9 @@ def input_format(name: str, data: bytes | None, fmt: str) -> str:
     if data is not None:
         first = next((ln.strip() for ln in data.split(b"\n") if ln.strip()), b"")
         return "jsonl" if first.startswith(b"{") else "txt"
-    base = name.lower().removesuffix(".gz")
-    for kind, suffixes in (
-        ("jsonl", (".jsonl", ".json", ".ndjson")),
-        ("csv", (".csv",)),
-        ("txt", (".txt", ".text")),
-    ):
-        if base.endswith(suffixes):
-            return kind
+    kind = sources.format_by_name(name)
+    if kind:
+        return kind
     raise DataError(
         f"{name}: cannot tell its format from the name: pass --input_format=jsonl|csv|txt"
     )

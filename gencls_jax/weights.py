@@ -18,6 +18,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from gencls_jax import network
 from gencls_jax.model import GPT2Config
 
 # (our path inside the layer, HF suffix) for the per-layer tensors.
@@ -222,12 +223,14 @@ def _read_folder(folder: Path) -> dict[str, np.ndarray]:
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:
-    """A local folder as is; otherwise a hub name, downloaded (safetensors first)."""
+    """A local folder as is; otherwise a hub name, from the HF cache or downloaded (safetensors
+    first). Offline (`network.offline`), only the cache is read: no hub call, no retries."""
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         return p
-    if p.exists() or str(name_or_path).startswith((".", "/", "~")):
+    if p.exists() or not network.is_hub_name(str(name_or_path)):
         raise CheckpointError(f"{name_or_path}: not a checkpoint folder")
+    offline = network.offline()
     try:
         from huggingface_hub import snapshot_download
 
@@ -242,10 +245,14 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
             )
         return folder
     except Exception as e:  # offline, unknown repo, auth: one line that says what to do
+        why = (
+            f": offline ({offline}) and not in the Hugging Face cache"
+            if offline
+            else f" from the Hugging Face hub ({type(e).__name__})"
+        )
         raise CheckpointError(
-            f"could not fetch {str(name_or_path)!r} from the Hugging Face hub "
-            f"({type(e).__name__}); "
-            "pass a local folder with config.json and model.safetensors, or start from scratch"
+            f"could not fetch {str(name_or_path)!r}{why}; pass a local folder with config.json "
+            "and model.safetensors, or start from scratch"
         ) from None
 
 

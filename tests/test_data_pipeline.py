@@ -10,7 +10,7 @@ import pytest
 import transformers
 
 from configs.base import get_config
-from gencls_jax import conditioning
+from gencls_jax import conditioning, network
 from gencls_jax.data import tokenize as tk
 from gencls_jax.data.pipeline import load_datasets, rows
 from gencls_jax.data.sources import DataError
@@ -83,6 +83,7 @@ def test_load_tokenizer_falls_back_offline(monkeypatch, caplog):
         return real(name, **kw)
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
+    monkeypatch.setattr(network, "offline", lambda: "")  # the hub answers, without the files
     with caplog.at_level(logging.WARNING):
         t = tk.load_tokenizer("gpt2", str(TOKENIZER_DIR))
     assert t.encode_batch(["Hello world"]) == [[15496, 995]] and "fallback" in caplog.text

@@ -78,9 +78,10 @@ def test_unknown_label_name(tmp_path):
     raw = sources.read_jsonl(p, "text", "label", "id")
     with pytest.raises(DataError, match=rf"^{p}:2: unknown label 'meh'"):
         sources.resolve_labels(raw, ("neg", "pos"))
-    with pytest.raises(DataError, match=rf"{p}:1: unknown label 'neg'") as e:
-        sources.resolve_labels(raw, ("a", "b"))
-    assert "--config.data.label_names=()" in str(e.value)  # how to take the names from the data
+    with pytest.raises(DataError, match=rf"^{p}:1: unknown label 'neg'; label names are .*\)$"):
+        sources.resolve_labels(raw, ("a", "b"), "")  # no origin given: no parenthesis
+    with pytest.raises(DataError, match=rf"{p}:1: unknown label 'neg'; .* \(data.label_names\)$"):
+        sources.resolve_labels(raw, ("a", "b"), "data.label_names")
 
 
 def test_label_names_come_from_the_data_unless_an_imdb_config_names_them():
@@ -193,42 +194,210 @@ def test_aclimdb_invalid_utf8_names_file(tmp_path):
         sources.read_aclimdb(tmp_path, "train")
 
 
-def test_tfds_offline_error_and_local_fallback(tmp_path, monkeypatch, caplog):
-    import tensorflow_datasets as tfds
+# --- tfds: its numpy data source, read without tensorflow; a fallback is one line -------------
 
-    def offline(*a, **k):
-        raise ConnectionError("no route to host\nsecond line")
 
-    monkeypatch.setattr(tfds, "load", offline)
+def tfds_config(tmp_path, fallback: bool):
     c = get_config().data
     c.train_path = str(write_jsonl(tmp_path / "train.jsonl.gz", ROWS, gz=True))
+    c.tfds_data_dir = str(tmp_path / "tfds")  # nothing prepared there
+    c.fallback_to_local = fallback
+    return c
+
+
+def test_tfds_reads_the_prepared_dataset_through_our_reader(capfd):
+    """`tfds.testing.mock_data` stands for a prepared imdb_reviews: data.source='tfds' reads it
+    (no fallback, no tensorflow needed), with the label names of the dataset's info."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    c = get_config().data
     c.fallback_to_local = False
-    with pytest.raises(
-        DataError,
-        match=r"^tfds imdb_reviews/train: could not load \(ConnectionError: no route to host\)$",
-    ):
+    with tfds.testing.mock_data(num_examples=7, policy=tfds.testing.MockPolicy.USE_CODE):
+        raw, names = read_split(c, "train")
+    assert names == ("neg", "pos") and len(raw.texts) == 7
+    assert all(isinstance(t, str) and t for t in raw.texts)
+    assert set(raw.raw_labels) <= {0, 1}
+    assert raw.where[6] == "tfds imdb_reviews/train:6" and raw.ids[6] == "train:6"
+    assert raw.source == {"tfds": "imdb_reviews", "version": "1.0.0", "split": "train"}
+    assert capfd.readouterr().out == ""
+
+
+def test_tfds_examples_map_to_texts_and_labels():
+    """tfds' examples (bytes texts, int labels, -1 = unlabeled) -> a RawSplit."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    examples = [{"text": b"a", "label": -1}, {"text": "é".encode(), "label": 1}]
+
+    def source(builder, split, **kw):
+        assert split == "unsupervised"
+        return examples
+
+    with tfds.testing.mock_data(as_data_source_fn=source):
+        raw, names = read_split(get_config().data, "unsup")
+    assert raw.texts == ["a", "é"] and raw.raw_labels == [None, 1] and names == ("neg", "pos")
+
+
+def _no_tensorflow(monkeypatch):
+    find_spec = sources.importlib.util.find_spec
+    monkeypatch.setattr(
+        sources.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorflow" else find_spec(name, *a),
+    )
+
+
+def test_tfds_not_prepared_without_tensorflow_falls_back_in_one_line(
+    tmp_path, monkeypatch, caplog, capfd
+):
+    """Not prepared and no tensorflow to prepare it: one line says what to install, nothing is
+    downloaded, nothing goes to stdout; with data.fallback_to_local the local file is read."""
+    pytest.importorskip("tensorflow_datasets")
+    _no_tensorflow(monkeypatch)
+    c = tfds_config(tmp_path, fallback=False)
+    with pytest.raises(DataError) as e:
         read_split(c, "train")
+    assert str(e.value) == (
+        f"tfds imdb_reviews/train: not prepared in {tmp_path}/tfds/imdb_reviews/plain_text/1.0.0 "
+        "(preparing it needs tensorflow: pip install 'gencls_jax[tfds]')"
+    )
     c.fallback_to_local = True
     with caplog.at_level("WARNING"):
         raw, names = read_split(c, "train")
     assert raw.texts == [r["text"] for r in ROWS] and names == ()
-    assert "falling back to the local file" in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        f"{e.value}; reading the local file {c.train_path} instead (data.fallback_to_local)"
+    ]
+    assert capfd.readouterr().out == ""
 
 
-def test_tfds_real_path_reads_features(monkeypatch):
-    """The tfds reader maps tfds' numpy output (bytes texts, int labels, -1 = unlabeled) and label
-    names."""
-    import tensorflow_datasets as tfds
+def test_tfds_offline_does_not_download(tmp_path, monkeypatch):
+    """With tensorflow but no network, tfds is not asked to download (no retries): one line."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from gencls_jax import network
 
-    class Info:
-        version = "1.0.0"
-        features = {"label": type("F", (), {"names": ["neg", "pos"]})()}
+    find_spec = sources.importlib.util.find_spec
+    monkeypatch.setattr(  # tensorflow "installed"
+        sources.importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "tensorflow" else find_spec(name, *a),
+    )
+    monkeypatch.setattr(network, "offline", lambda: "no route to host")
 
-    def fake_load(name, split, data_dir, with_info, batch_size):
-        assert (name, split, batch_size) == ("imdb_reviews", "unsupervised", -1)
-        return {"text": np.array([b"a", "é".encode()]), "label": np.array([-1, 1])}, Info()
+    def download(*a, **k):
+        raise AssertionError("download_and_prepare called offline")
 
-    monkeypatch.setattr(tfds, "load", fake_load)
-    monkeypatch.setattr(tfds, "as_numpy", lambda d: d)
-    raw, names = read_split(get_config().data, "unsup")
-    assert raw.texts == ["a", "é"] and raw.raw_labels == [None, 1] and names == ("neg", "pos")
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", download)
+    with pytest.raises(DataError, match=r"not prepared in .* \(offline: no route to host\)$"):
+        read_split(tfds_config(tmp_path, fallback=False), "train")
+
+
+# --- errors that name the right file and say the right thing ----------------------------------
+
+
+def _tiny_tok():
+    from gencls_jax.data.tokenize import Tokenizer
+
+    return Tokenizer(lambda texts: [[1] * len(t.split()) for t in texts], "words", 0, 0)
+
+
+def files_config(tmp_path, train_rows, test_rows, label_names=()):
+    c = get_config()
+    c.data.source = "jsonl"
+    c.data.train_path = str(write_jsonl(tmp_path / "train.jsonl", train_rows))
+    c.data.test_path = str(write_jsonl(tmp_path / "test.jsonl", test_rows))
+    c.data.label_names = label_names
+    c.data.val_size = 1
+    c.data.cache_dir = ""
+    return c
+
+
+def rows_of(labels):
+    return [{"text": f"text {i}", "label": v} for i, v in enumerate(labels)]
+
+
+def test_one_class_training_set_is_blamed_on_the_training_file(tmp_path):
+    from gencls_jax.data.pipeline import load_datasets
+
+    c = files_config(tmp_path, rows_of(["pos"] * 4), rows_of(["neg", "pos"]))
+    with pytest.raises(DataError) as e:
+        load_datasets(c, tokenizer=_tiny_tok())
+    assert str(e.value) == (
+        f"{c.data.train_path}: every text has the label 'pos': "
+        "a classifier needs at least 2 classes"
+    )
+    # unconditional pretraining ignores the labels: one is fine there
+    out = load_datasets(c, ("train", "val"), _tiny_tok(), min_classes=1)
+    assert len(out["train"]) + len(out["val"]) == 4
+
+
+def test_an_empty_class_names_the_file_not_its_size_and_mtime(tmp_path):
+    from gencls_jax.data.pipeline import load_datasets
+
+    c = files_config(tmp_path, rows_of([1, 1, 1]), rows_of([0, 1]))
+    with pytest.raises(DataError) as e:
+        load_datasets(c, tokenizer=_tiny_tok())
+    assert str(e.value) == (
+        f"{c.data.train_path}: label(s) ['0'] have no examples (counts {{'0': 0, '1': 3}})"
+    )
+
+
+def test_unknown_label_hint_says_where_the_names_came_from(tmp_path):
+    """The `label_names=()` hint only where the names came from the config; names taken from
+    the training data say so."""
+    from gencls_jax.data.pipeline import load_datasets
+
+    c = files_config(tmp_path, rows_of(["neg", "pos"] * 2), rows_of(["pos", "meh"]))
+    with pytest.raises(DataError) as e:
+        load_datasets(c, tokenizer=_tiny_tok())
+    assert str(e.value) == (
+        f"{c.data.test_path}:2: unknown label 'meh'; label names are ('neg', 'pos') "
+        f"(the labels of {c.data.train_path})"
+    )
+    c.data.label_names = ("neg", "pos")
+    with pytest.raises(DataError) as e:
+        load_datasets(c, tokenizer=_tiny_tok())
+    assert str(e.value).endswith(
+        "(data.label_names; --config.data.label_names=() takes them from the training data)"
+    )
+
+
+def test_file_format_comes_from_the_name_whatever_the_source(tmp_path):
+    """A .csv train, val or extra file is read as csv under data.source='jsonl' (and a .jsonl
+    one as jsonl under 'csv'); a name that says nothing is read as the source says."""
+    from gencls_jax.data.pipeline import load_datasets
+
+    def csv_file(path, labels):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows([[f"csv text {i}", v] for i, v in enumerate(labels)])
+        return str(path)
+
+    c = files_config(tmp_path, rows_of(["neg", "pos"]), rows_of(["neg", "pos"]))
+    c.data.train_path = csv_file(tmp_path / "train.csv", ["neg", "pos", "neg", "pos"])
+    c.data.val_path = csv_file(tmp_path / "dev.CSV.gz", ["pos", "neg"])
+    c.data.extra_train_path = csv_file(tmp_path / "extra.csv", ["pos"])
+    raw, _ = read_split(c.data, "train")
+    assert raw.texts[3] == "csv text 3" and raw.raw_labels == ["neg", "pos", "neg", "pos"]
+    out = load_datasets(c, tokenizer=_tiny_tok())
+    assert out["val"].texts == ["csv text 0", "csv text 1"]
+    assert out["train"].texts[-1] == "csv text 0" and out["train"].origin[-1] == "synthetic"
+    c.data.source = "csv"
+    c.data.train_path = str(write_jsonl(tmp_path / "t.jsonl", ROWS))
+    assert read_split(c.data, "train")[0].texts == [r["text"] for r in ROWS]
+    c.data.source = "jsonl"
+    c.data.train_path = str(write_jsonl(tmp_path / "train.data", ROWS))  # the name says nothing
+    assert read_split(c.data, "train")[0].texts == [r["text"] for r in ROWS]
+
+
+def test_format_by_name():
+    cases = {
+        "a.jsonl": "jsonl",
+        "a.JSON.gz": "jsonl",
+        "b.ndjson": "jsonl",
+        "c.csv.gz": "csv",
+        "d.txt": "txt",
+        "e.text": "txt",
+        "f.tsv": None,
+        "g": None,
+    }
+    assert {n: sources.format_by_name(n) for n in cases} == cases

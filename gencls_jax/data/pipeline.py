@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -39,13 +38,12 @@ def split_path(d, split: str) -> str:
     return paths[split]
 
 
-def _read_file(d, path: str, kind: str, split: str) -> RawSplit:
-    reader = sources.read_csv if kind == "csv" else sources.read_jsonl
+def _read_file(d, path: str, split: str, default: str = "jsonl") -> RawSplit:
+    """A local jsonl or csv file, its format told by its name as predict tells it (a train.csv
+    is csv whatever data.source says), else `default`."""
+    kind = sources.format_by_name(path)
+    reader = sources.read_csv if (kind or default) == "csv" else sources.read_jsonl
     return reader(path, d.text_field, d.label_field, d.id_field, labeled=split != "unsup")
-
-
-def _kind_of(path: str) -> str:
-    return "csv" if Path(path).name.lower().removesuffix(".gz").endswith(".csv") else "jsonl"
 
 
 def read_split(d, split: str) -> tuple[RawSplit, tuple[str, ...]]:
@@ -62,15 +60,15 @@ def read_split(d, split: str) -> tuple[RawSplit, tuple[str, ...]]:
             if not d.fallback_to_local:
                 raise
             path = split_path(d, split)
-            log.warning("%s; falling back to the local file %s (data.fallback_to_local)", e, path)
-            return _read_file(d, path, _kind_of(path), split), ()
+            log.warning("%s; reading the local file %s instead (data.fallback_to_local)", e, path)
+            return _read_file(d, path, split), ()
     if d.source == "aclimdb":
         if not d.aclimdb_path:
             raise DataError(
                 "data.aclimdb_path is not set (the aclImdb folder or aclImdb_v1.tar.gz)"
             )
         return sources.read_aclimdb(d.aclimdb_path, split), ()
-    return _read_file(d, split_path(d, split), d.source, split), ()
+    return _read_file(d, split_path(d, split), split, d.source), ()
 
 
 def tokenize_dataset(
@@ -111,15 +109,29 @@ def _check_label_kind(raw: RawSplit, train: RawSplit) -> None:
     read against another run's class names (e.g. IMDB's 0/1 against four topic names) they
     would silently become classes 0 and 1. (Names are safe: they must match a class name.)"""
     if sources.label_kind(raw) == "index" and sources.label_kind(train) == "name":
-        name = lambda r: r.source.get("path") or r.identity  # noqa: E731
         raise DataError(
-            f"{name(raw)}: its labels are integers, but the training labels ({name(train)}) "
-            "are class names: give its rows the class names"
+            f"{raw.identity}: its labels are integers, but the training labels "
+            f"({train.identity}) are class names: give its rows the class names"
         )
 
 
+def _label_names(d, raw_train: RawSplit, declared: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    """The class names (`data.label_names`, else those the source declares, else the training
+    labels) and where they came from, for the error of a label not among them."""
+    if d.label_names:
+        return tuple(d.label_names), (
+            "data.label_names; --config.data.label_names=() takes them from the training data"
+        )
+    if declared:
+        return declared, f"declared by {raw_train.identity}"
+    return sources.infer_label_names(raw_train), f"the labels of {raw_train.identity}"
+
+
 def load_datasets(
-    config, splits: Sequence[str] = ("train", "val", "test"), tokenizer: Tokenizer | None = None
+    config,
+    splits: Sequence[str] = ("train", "val", "test"),
+    tokenizer: Tokenizer | None = None,
+    min_classes: int = 2,
 ) -> dict[str, Dataset]:
     """Tokenized splits named in `splits` ('train', 'val', 'test', 'unsup'); test is the seeded
     `eval.test_per_class` sample when that is > 0.
@@ -127,13 +139,14 @@ def load_datasets(
     Validation: the file `data.val_path` if set (e.g. SST-2's dev set), else held out of train
     (`data.val_size`, stratified). With `data.per_class_limit` = N, the run's data are N texts
     per class of train and the validation part is held out of those N (the small-data protocol:
-    everything a run uses, early stopping included, comes from its N per class)."""
+    everything a run uses, early stopping included, comes from its N per class). A classifier's
+    training data must hold `min_classes` classes (unconditional pretraining ignores labels: 1)."""
     d = config.data
     tok = tokenizer or load_tokenizer(d.tokenizer, d.tokenizer_fallback)
     raw_train, declared = read_split(d, "train")
-    names = tuple(d.label_names) or declared or sources.infer_label_names(raw_train)
-    full = sources.to_dataset(raw_train, names, "real")
-    sources.check_every_class_present(full, f"{raw_train.identity}")
+    names, names_from = _label_names(d, raw_train, declared)
+    full = sources.to_dataset(raw_train, names, "real", names_from)
+    sources.check_every_class_present(full, raw_train.identity, min_classes)
     pool = np.arange(len(full))
     if d.per_class_limit > 0:
         pool = per_class_sample(full.labels, d.per_class_limit, config.seed, "train_limit")
@@ -144,15 +157,18 @@ def load_datasets(
     parts = {"train": tr, **({"val": va} if "val" in splits and not d.val_path else {})}
     out = _tokenized_parts(config, full, raw_train.where, parts, tok)
     if "val" in splits and d.val_path:
-        raw_val = _read_file(d, d.val_path, _kind_of(d.val_path), "val")
+        raw_val = _read_file(d, d.val_path, "val")
         _check_label_kind(raw_val, raw_train)
-        val = sources.to_dataset(raw_val, names, "real")
+        val = sources.to_dataset(raw_val, names, "real", names_from)
         out["val"] = tokenize_dataset(config, val, tok, raw_val.where)
     if d.extra_train_path:
-        raw_extra = sources.read_jsonl(d.extra_train_path, d.text_field, d.label_field, d.id_field)
+        raw_extra = _read_file(d, d.extra_train_path, "train")
         _check_label_kind(raw_extra, raw_train)
         extra = tokenize_dataset(
-            config, sources.to_dataset(raw_extra, names, "synthetic"), tok, raw_extra.where
+            config,
+            sources.to_dataset(raw_extra, names, "synthetic", names_from),
+            tok,
+            raw_extra.where,
         )
         if (extra.labels < 0).any():
             raise DataError(
@@ -164,7 +180,7 @@ def load_datasets(
         if split in splits:
             raw, _ = read_split(d, split)
             _check_label_kind(raw, raw_train)
-            ds = sources.to_dataset(raw, names, "real")
+            ds = sources.to_dataset(raw, names, "real", names_from)
             idx = np.arange(len(ds))
             if split == "test" and config.eval.test_per_class > 0:
                 idx = per_class_sample(

@@ -7,20 +7,25 @@ mapping. Every bad input raises `DataError` with one line naming the file and ro
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import logging
 import os
 import re
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from gencls_jax import network
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ class RawSplit:
     raw_labels: list[Any]  # int | str | None (None = unlabeled)
     ids: list[str]
     where: list[str]  # 'file:row' of each text, for error messages
-    identity: str  # what was read (path, size, mtime / tfds name), for logs
+    identity: str  # what was read, as messages name it: the file's path, or tfds name/split
     # provenance: file path + sha256, or the tfds build
     source: dict = dataclasses.field(default_factory=dict)
 
@@ -126,10 +131,19 @@ def _decode(data: bytes, where: str) -> str:
         raise DataError(f"{where}: invalid UTF-8 at byte {e.start}") from None
 
 
-def file_identity(path: str | os.PathLike) -> str:
-    p = Path(path).resolve()
-    st = p.stat()
-    return f"{p}:{st.st_size}:{st.st_mtime_ns}"
+# File formats by name (a .gz suffix aside): how every reader of a local file tells them apart.
+FORMAT_SUFFIXES = {
+    "jsonl": (".jsonl", ".json", ".ndjson"),
+    "csv": (".csv",),
+    "txt": (".txt", ".text"),
+}
+
+
+def format_by_name(name: str | os.PathLike) -> str | None:
+    """'jsonl' | 'csv' | 'txt' by the file's name (.gz ignored), None when the name does not
+    say."""
+    base = str(name).lower().removesuffix(".gz")
+    return next((kind for kind, ends in FORMAT_SUFFIXES.items() if base.endswith(ends)), None)
 
 
 def file_source(path: str | os.PathLike) -> dict:
@@ -164,7 +178,7 @@ def read_jsonl(
         )
         ids.append(str(obj.get(id_field, f"{Path(path).name}:{row}")))
         where.append(w)
-    return RawSplit(texts, labels, ids, where, file_identity(path), file_source(path))
+    return RawSplit(texts, labels, ids, where, str(path), file_source(path))
 
 
 def read_csv(
@@ -193,7 +207,7 @@ def read_csv(
         where.append(w)
     if not texts:
         raise DataError(f"{path}: no data rows after the header")
-    return RawSplit(texts, labels, ids, where, file_identity(path), file_source(path))
+    return RawSplit(texts, labels, ids, where, str(path), file_source(path))
 
 
 def _text_of(obj: dict, field: str, where: str) -> str:
@@ -277,34 +291,70 @@ def read_aclimdb(path: str | os.PathLike, split: str) -> RawSplit:
 def read_tfds(
     name: str, split: str, data_dir: str, text_field: str, label_field: str
 ) -> tuple[RawSplit, tuple[str, ...]]:
-    """`tfds.load(name, split)` as a RawSplit, plus the label names from the dataset info."""
-    import tensorflow_datasets as tfds
-
+    """The split from tfds's numpy data source (array_record files, read without tensorflow) as
+    a RawSplit, plus the label names from the dataset info. A dataset not prepared yet is
+    downloaded and prepared by tfds, which needs tensorflow (the `[tfds]` extra) and the network
+    (`network.offline`). tfds prints its progress on stdout: it goes to stderr here."""
+    where = f"tfds {name}/{split}"
     try:
-        ds, info = tfds.load(
-            name, split=split, data_dir=data_dir or None, with_info=True, batch_size=-1
-        )
-        arrays = tfds.as_numpy(ds)
-    except Exception as e:  # tfds raises many kinds (network, missing module, missing data)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise DataError(
-            f"tfds {name}/{split}: could not load ({type(e).__name__}: {msg})"
-        ) from None
-    feature = info.features[label_field]
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise DataError(f"{where}: tensorflow_datasets does not import ({e})") from None
+    if importlib.util.find_spec("tensorflow") is None:
+        cannot_prepare = "preparing it needs tensorflow: pip install 'gencls_jax[tfds]'"
+    else:
+        offline = network.offline()
+        cannot_prepare = f"offline: {offline}" if offline else ""
+    builder = None
+    with contextlib.redirect_stdout(sys.stderr), _absl_errors_only():
+        try:
+            builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
+            if not cannot_prepare:
+                builder.download_and_prepare()
+            examples = list(builder.as_data_source(split=split))
+        except Exception as e:  # tfds raises many kinds (unknown name, network, missing data)
+            if builder is not None and cannot_prepare and not builder.is_prepared():
+                raise DataError(
+                    f"{where}: not prepared in {builder.data_dir} ({cannot_prepare})"
+                ) from None
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            hint = (
+                " (prepared as tfrecord: `tfds convert_format --out_file_format=array_record`)"
+                if "FileFormat.TFRECORD" in msg
+                else ""
+            )
+            raise DataError(f"{where}: could not load ({type(e).__name__}: {msg}){hint}") from None
+    feature = builder.info.features[label_field]
     names = tuple(getattr(feature, "names", ()) or ())
-    texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in arrays[text_field]]
-    raw = [int(v) for v in arrays[label_field]]
+    texts = [_tfds_text(ex[text_field]) for ex in examples]
+    raw = [int(ex[label_field]) for ex in examples]
     labels = [None if v < 0 else v for v in raw]
     ids = [f"{split}:{i}" for i in range(len(texts))]
-    where = [f"tfds {name}/{split}:{i}" for i in range(len(texts))]
     return RawSplit(
         texts,
         labels,
         ids,
+        [f"{where}:{i}" for i in range(len(texts))],
         where,
-        f"tfds:{name}:{info.version}:{split}",
-        {"tfds": name, "version": str(info.version), "split": split},
+        {"tfds": name, "version": str(builder.info.version), "split": split},
     ), names
+
+
+@contextlib.contextmanager
+def _absl_errors_only():
+    """tfds warns about each folder it looks into (through absl's logger): noise next to the
+    one line that says the data source falls back."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _tfds_text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 # --- labels ------------------------------------------------------------------------------
@@ -340,8 +390,9 @@ def infer_label_names(raw: RawSplit) -> tuple[str, ...]:
     return tuple(sorted({str(v) for v in labels}))
 
 
-def resolve_labels(raw: RawSplit, label_names: Sequence[str]) -> np.ndarray:
-    """Raw labels -> int32 class indices: a label is a name in `label_names` or an index into it."""
+def resolve_labels(raw: RawSplit, label_names: Sequence[str], names_from: str = "") -> np.ndarray:
+    """Raw labels -> int32 class indices: a label is a name in `label_names` or an index into it.
+    `names_from` says where the names came from, for the error of an unknown label."""
     index = {n: i for i, n in enumerate(label_names)}
     out = np.empty(len(raw.raw_labels), np.int32)
     for j, v in enumerate(raw.raw_labels):
@@ -353,14 +404,20 @@ def resolve_labels(raw: RawSplit, label_names: Sequence[str]) -> np.ndarray:
             out[j] = i
         else:
             raise DataError(
-                f"{raw.where[j]}: unknown label {v!r}; label names are {tuple(label_names)} "
-                "(set --config.data.label_names=() to take them from the data)"
+                f"{raw.where[j]}: unknown label {v!r}; label names are {tuple(label_names)}"
+                + (f" ({names_from})" if names_from else "")
             )
     return out
 
 
-def check_every_class_present(ds: Dataset, what: str) -> None:
-    """A class with no training examples cannot get a model: refuse instead of training garbage."""
+def check_every_class_present(ds: Dataset, what: str, min_classes: int = 2) -> None:
+    """A class with no training examples cannot get a model, and a classifier needs two classes
+    (`min_classes`; 1 where labels are ignored): refuse instead of training garbage."""
+    if ds.num_classes < min_classes:
+        raise DataError(
+            f"{what}: every text has the label {ds.label_names[0]!r}: "
+            f"a classifier needs at least {min_classes} classes"
+        )
     counts = ds.class_counts()
     empty = [ds.label_names[k] for k in range(ds.num_classes) if counts[k] == 0]
     if empty:
@@ -370,9 +427,11 @@ def check_every_class_present(ds: Dataset, what: str) -> None:
         )
 
 
-def to_dataset(raw: RawSplit, label_names: Sequence[str], origin: str = "real") -> Dataset:
-    """A RawSplit with labels resolved against `label_names`."""
-    labels = resolve_labels(raw, label_names)
+def to_dataset(
+    raw: RawSplit, label_names: Sequence[str], origin: str = "real", names_from: str = ""
+) -> Dataset:
+    """A RawSplit with labels resolved against `label_names` (`names_from`: resolve_labels)."""
+    labels = resolve_labels(raw, label_names, names_from)
     return Dataset(
         list(raw.texts),
         labels,

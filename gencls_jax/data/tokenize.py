@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from gencls_jax import network
 from gencls_jax.data.sources import DataError
 
 log = logging.getLogger(__name__)
@@ -105,31 +106,35 @@ def from_hf(tok) -> Tokenizer:
 
 
 def load_tokenizer(name: str, fallback: str = "") -> Tokenizer:
-    """`name` as a folder, else from the HF cache, else the hub; offline, the `fallback` folder
-    (logged)."""
+    """`name` as a folder, else from the HF cache, else the hub (offline, the hub is not asked:
+    `network.offline`); when none has it, the `fallback` folder, said in one warning."""
     import transformers
 
+    def from_folder(folder: Path) -> Tokenizer:
+        return from_hf(transformers.AutoTokenizer.from_pretrained(str(folder)))
+
     if Path(name).expanduser().is_dir():
-        return from_hf(transformers.AutoTokenizer.from_pretrained(str(Path(name).expanduser())))
-    errors = []
-    for kw in (dict(local_files_only=True), {}):
+        return from_folder(Path(name).expanduser())
+    if not network.is_hub_name(name):
+        raise DataError(f"data.tokenizer={name}: no such folder")
+    offline = network.offline()
+    error = ""
+    for kw in [dict(local_files_only=True)] + ([] if offline else [{}]):  # the cache, the hub
         try:
             return from_hf(transformers.AutoTokenizer.from_pretrained(name, **kw))
-        except Exception as e:  # offline, unknown name, ...
-            errors.append(
+        except Exception as e:  # not cached, hub unreachable, unknown name, ...
+            error = (
                 f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             )
-    if fallback and Path(fallback).expanduser().is_dir():
-        log.warning(
-            "tokenizer %r unavailable (%s); using the fallback folder %s",
-            name,
-            errors[-1],
-            fallback,
-        )
-        return from_hf(transformers.AutoTokenizer.from_pretrained(str(Path(fallback).expanduser())))
-    raise DataError(
-        f"tokenizer {name!r}: could not load ({errors[-1]}) and no fallback folder {fallback!r}"
+    why = (
+        f"tokenizer {name!r}: offline ({offline}) and not in the Hugging Face cache"
+        if offline
+        else f"tokenizer {name!r}: could not load ({error})"
     )
+    if fallback and Path(fallback).expanduser().is_dir():
+        log.warning("%s; using the local tokenizer at %s (data.tokenizer_fallback)", why, fallback)
+        return from_folder(Path(fallback).expanduser())
+    raise DataError(f"{why}, and data.tokenizer_fallback={fallback!r} is not a folder")
 
 
 def cache_key(tokenizer: Tokenizer, texts: Sequence[str]) -> str:
