@@ -257,7 +257,8 @@ def train(
                 "trains this run from step 0"
             ) from None
         if meta.get("process_count", 1) != jax.process_count():
-            raise ValueError(
+            ckpt.close()
+            raise RunError(
                 f"{workdir} was trained by {meta.get('process_count', 1)} process(es); resume "
                 f"it with the same number (this run has {jax.process_count()})"
             )

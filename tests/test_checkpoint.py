@@ -165,6 +165,18 @@ def test_no_intact_checkpoint_is_one_line_error(tmp_path):
         workdir.restore_params(tmp_path, init, "best")
 
 
+def test_resuming_with_another_process_count_is_a_run_error(tmp_path):
+    """The command line prints a RunError in one line (a ValueError was a traceback)."""
+    c = config(1, keep_checkpoints=1, best_metric="")
+    mc = model_config(c)
+    init = M.init_params(mc, seed=0)
+    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
+    meta = tmp_path / "checkpoints" / "2" / "meta" / "metadata"
+    meta.write_text(meta.read_text().replace('"process_count": 1', '"process_count": 2'))
+    with pytest.raises(workdir.RunError, match=r"trained by 2 process\(es\); resume it with the"):
+        T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
+
+
 def test_a_tie_for_best_is_one_step_for_the_tracker_and_the_restore(tmp_path):
     """Found on the GPU: two epochs tied for the best validation accuracy; the report named the
     first as best and orbax restored the second. Now both are the later one."""
