@@ -82,7 +82,7 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
     from gencls_jax.objectives import loss_fn_for
     from gencls_jax.score import stack_params
 
-    model_config, params = E.initial_model(config, tok.vocab_size)
+    model_config, params = E.initial_model(config, tok)
     k = train.num_classes
     params = stack_params([params] * k)  # as experiment.train_and_evaluate: K copies of one init
     stream = conditioning.get("per_class").train_stream(config, train, tok)
@@ -342,7 +342,7 @@ def main() -> None:
     print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
     config = build_config(args)
     tok, train = load_train(config)
-    model_config, _ = E.initial_model(config, tok.vocab_size)
+    model_config, _ = E.initial_model(config, tok)
     print(
         f"model {args.size}: {model_config.n_layer} layers, width {model_config.n_embd}, context "
         f"{model_config.n_positions}, vocab {model_config.vocab_size}; "

@@ -76,7 +76,7 @@ def load_test(config: Any, limit: int) -> tuple[Any, Any]:
     return tok, test
 
 
-def class_models(config: Any, vocab_size: int, seeds: list[int]) -> tuple[Any, list[dict]]:
+def class_models(config: Any, tok: Any, seeds: list[int]) -> tuple[Any, list[dict]]:
     """(resolved model config, one float32 param tree per seed) through
     `experiment.initial_model`."""
     from gencls_jax import experiment as E
@@ -85,7 +85,7 @@ def class_models(config: Any, vocab_size: int, seeds: list[int]) -> tuple[Any, l
     for s in seeds:
         c = config.copy_and_resolve_references()
         c.seed = s
-        model_config, p = E.initial_model(c, vocab_size)
+        model_config, p = E.initial_model(c, tok)
         params.append(p)
     return model_config, params
 
@@ -304,7 +304,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(seeds) != test.num_classes:
         raise SystemExit(f"--seeds gives {len(seeds)} models for {test.num_classes} classes")
-    model_config, params = class_models(config, tok.vocab_size, seeds)
+    model_config, params = class_models(config, tok, seeds)
     print(
         f"model {args.size}: {model_config.n_layer} layers, width {model_config.n_embd}, context "
         f"{model_config.n_positions}; attention {model_config.attention}, "

@@ -14,11 +14,18 @@ after a restart.
 
 A checkpoint that does not restore (a truncated file, say) is reported in one line and the
 next candidate is used; it is never deleted (a resuming run moves it to
-`checkpoints_damaged/`, out of orbax's way, so that a later save cannot replace it).
+`checkpoints_damaged/`, out of orbax's way, so that a later save cannot replace it). A restore
+returns the sentence that says so, for the run's summary.
+
+Mid-epoch and interruption checkpoints carry no metric (validation runs at epoch ends), and
+orbax warns "Requested `tracked_metric`; did not provide metrics." at every such save: that
+warning is dropped, and the one case it pointed at, validation metrics without
+`best_metric` among them, is said once, in our words.
 """
 
 from __future__ import annotations
 
+import logging as py_logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,16 @@ from orbax.checkpoint import checkpoint_managers as cm
 
 class RestoreError(RuntimeError):
     """No usable checkpoint: the message says which steps were tried and why they failed."""
+
+
+class _NoMetricWarning(py_logging.Filter):
+    """Drops orbax's warning at every save without metrics (see the module docstring)."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Requested `tracked_metric`")
+
+
+_NO_METRIC_WARNING = _NoMetricWarning()
 
 
 def metric_mode(best_metric: str) -> str:
@@ -73,6 +90,8 @@ class Checkpointer:
             **best,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        logging.get_absl_logger().addFilter(_NO_METRIC_WARNING)  # once: the same filter object
+        self._said_no_metric = False
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -89,8 +108,16 @@ class Checkpointer:
         epoch end it was interrupted at) replaces it, so the epoch-end metrics are attached."""
         # Keep only the tracked metric: orbax wants a tree of scalars, and others are irrelevant.
         if metrics is not None:
-            metrics = {k: float(v) for k, v in metrics.items() if k == self.best_metric}
-            metrics = metrics or None
+            tracked = {k: float(v) for k, v in metrics.items() if k == self.best_metric}
+            if self.best_metric and not tracked and not self._said_no_metric:
+                self._said_no_metric = True
+                logging.warning(
+                    "train.best_metric=%r is not among the validation metrics (%s): no checkpoint "
+                    "is ranked, the best one is the latest",
+                    self.best_metric,
+                    ", ".join(sorted(metrics)),
+                )
+            metrics = tracked or None
         if step in self.manager.all_steps():
             self.manager.wait_until_finished()
             logging.info("replacing checkpoint at step %d", step)
@@ -114,15 +141,18 @@ class Checkpointer:
 
     def _restore_first(
         self, which: str | int, restore_one, set_aside_damaged: bool
-    ) -> tuple[Any, int]:
-        """`restore_one(step)` on the first candidate that restores; damaged ones are reported."""
-        tried = []
+    ) -> tuple[Any, int, str | None]:
+        """(`restore_one(step)`, step, fallback) of the first candidate that restores; damaged
+        ones are reported, and `fallback` says in one sentence which were skipped (None if
+        none)."""
+        tried, kept = [], []
         for step in self._candidates(which):
             try:
                 out = restore_one(step)
             except Exception as e:  # orbax/tensorstore/JSON errors of a damaged checkpoint
                 tried.append(f"step {step} ({_one_line(e)})")
                 where = self._set_aside(step) if set_aside_damaged else self.directory / str(step)
+                kept.append(f"step {step} (kept at {where})")
                 logging.warning(
                     "checkpoint step %d is damaged and was skipped (%s); it is kept at %s",
                     step,
@@ -130,11 +160,13 @@ class Checkpointer:
                     where,
                 )
                 continue
-            if tried:
-                logging.warning(
-                    "using checkpoint step %d instead of the damaged %s", step, ", ".join(tried)
-                )
-            return out, step
+            if not tried:
+                return out, step, None
+            logging.warning(
+                "using checkpoint step %d instead of the damaged %s", step, ", ".join(tried)
+            )
+            skipped = ", ".join(kept)
+            return out, step, f"checkpoint step {step} was used instead of the damaged {skipped}"
         if not tried:
             raise RestoreError(f"{self.directory} holds no checkpoint ({which})")
         raise RestoreError(f"{self.directory}: no checkpoint restores; tried {'; '.join(tried)}")
@@ -152,9 +184,10 @@ class Checkpointer:
 
     def restore(
         self, like_state: Any, which: str | int = "latest", *, set_aside_damaged: bool = False
-    ) -> tuple[Any, dict, int]:
-        """(state, meta, step) of the latest / best / given step, in the structure, dtypes and
-        shardings of `like_state`; a damaged step is skipped for the next newest (warned)."""
+    ) -> tuple[Any, dict, int, str | None]:
+        """(state, meta, step, fallback) of the latest / best / given step, in the structure,
+        dtypes and shardings of `like_state`; a damaged step is skipped for the next newest
+        (warned; `fallback` says so, else None)."""
         abstract = _abstract(like_state)
         restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
 
@@ -165,12 +198,14 @@ class Checkpointer:
             )
             return out.state, dict(out.meta)
 
-        (state, meta), step = self._restore_first(which, one, set_aside_damaged)
-        return state, meta, step
+        (state, meta), step, fallback = self._restore_first(which, one, set_aside_damaged)
+        return state, meta, step, fallback
 
-    def restore_params(self, like_params: Any, which: str | int = "best") -> tuple[Any, int]:
-        """(params, step): only the parameters of a saved train state (orbax partial restore),
-        so loading a trained model needs no optimizer."""
+    def restore_params(
+        self, like_params: Any, which: str | int = "best"
+    ) -> tuple[Any, int, str | None]:
+        """(params, step, fallback): only the parameters of a saved train state (orbax partial
+        restore), so loading a trained model needs no optimizer."""
         abstract = {"params": _abstract(like_params)}
         restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
 

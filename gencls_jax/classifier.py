@@ -24,10 +24,8 @@ import numpy as np
 from gencls_jax import conditioning
 from gencls_jax import model as gpt2
 from gencls_jax import workdir as wd
-from gencls_jax.data import compact
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
-from gencls_jax.data.tokenize import load_tokenizer
 from gencls_jax.evaluate import log_prior
 from gencls_jax.evaluate import scores as decision_scores
 
@@ -66,24 +64,23 @@ class GenerativeClassifier:
         config = config if config is not None else wd.saved_config(workdir)
         if config is None:
             raise wd.RunError(f"{workdir} has no config.json: not a gencls_jax run")
-        info, model_config, params, _ = wd.load_run(config, workdir, which)
-        tok = load_tokenizer(config.data.tokenizer, config.data.tokenizer_fallback)
-        tok = compact.for_run(tok, info)  # data.compact_vocab: the run's own ids
-        return cls(config, info, model_config, params, tok, saved_offsets(workdir))
+        run = wd.load_run(config, workdir, which)
+        return cls(
+            config, run.info, run.model_config, run.params, run.tokenizer, saved_offsets(workdir)
+        )
 
     @property
     def scorer(self):
         """The pure scoring function (params, tokens, mask) -> [B, K] log p(text | class). Jit it,
         vmap it, shard it. `tokens`, `mask` are the texts' own tokens, right-padded, as `encode`
-        gives them: the run's EOS and (label_prefix runs) class prefixes are added inside. It equals
-        `log_likelihoods` on texts within the context (tokens + EOS <= data.max_len less the longest
-        label prefix); score longer texts, which `data.long_text` truncates or windows, with
-        `log_likelihoods`."""
+        gives them: the run's BOS, EOS and (label_prefix runs) class prefixes are added inside. It
+        equals `log_likelihoods` on texts within the context (tokens + EOS <= data.max_len less the
+        longest label prefix); a wider batch raises a ValueError: score longer texts, which
+        `data.long_text` truncates or windows, with `log_likelihoods`."""
         d = self.config.data
         prefixes = label_prefixes(self.tokenizer, d.label_prefix_template, self.label_names)
-        return self.mode.scorer(
-            self.model_config, self.tokenizer.eos_id if d.append_eos else None, prefixes
-        )
+        eos = self.tokenizer.eos_id if d.append_eos else None
+        return self.mode.scorer(self.model_config, eos, prefixes, int(d.max_len))
 
     def _dataset(
         self,
@@ -108,6 +105,8 @@ class GenerativeClassifier:
     def score_dataset(self, ds: Dataset, desc: str = "scoring") -> tuple[np.ndarray, np.ndarray]:
         """([N, K] log p(text | class), [N] scored tokens, EOS included) of a tokenized Dataset:
         the scoring eval does (`data.long_text`, windows, label prefixes)."""
+        if len(ds) == 0:  # no rows: the scoring loop would not see the class axis
+            return np.zeros((0, len(self.label_names))), np.zeros(0)
         return self.mode.score(
             self.params, ds, self.tokenizer, self.config, self.model_config, desc=desc
         )
@@ -144,13 +143,7 @@ class GenerativeClassifier:
         """[N, K] log p(text | class) ([K] for a single string), long texts handled as
         `data.long_text` says."""
         one = isinstance(texts, str)
-        ll, _ = self.mode.score(
-            self.params,
-            self._dataset([texts] if one else texts),
-            self.tokenizer,
-            self.config,
-            self.model_config,
-        )
+        ll, _ = self.score_dataset(self._dataset([texts] if one else texts))
         return ll[0] if one else ll
 
     def predict(self, texts: str | Sequence[str]) -> str | list[str]:

@@ -135,10 +135,14 @@ class Conditioning:
         raise NotImplementedError(f"a {self.name} model has no classes to sample")
 
     def scorer(
-        self, model_config: gpt2.GPT2Config, eos_id: int | None, prefixes: Sequence[Sequence[int]]
+        self,
+        model_config: gpt2.GPT2Config,
+        eos_id: int | None,
+        prefixes: Sequence[Sequence[int]],
+        max_len: int,
     ):
         """The pure (params, tokens [B, T], mask [B, T]) -> [B, K] scorer of texts that fit the
-        context."""
+        run's rows (`max_len`: data.max_len; `score.score_texts`)."""
         raise NotImplementedError(f"a {self.name} model has no classes to score texts against")
 
     def export(
@@ -212,9 +216,9 @@ class PerClass(Conditioning):
     def generation(self, k, prefix):
         return dict(class_index=k, prefix_tokens=())
 
-    def scorer(self, model_config, eos_id, prefixes):
+    def scorer(self, model_config, eos_id, prefixes, max_len):
         return functools.partial(
-            score.score_texts, config=model_config, eos_id=eos_id, prefixes=None
+            score.score_texts, config=model_config, eos_id=eos_id, prefixes=None, max_len=max_len
         )
 
     def export(self, folder, model_config, params, label_names):
@@ -290,10 +294,14 @@ class LabelPrefix(Conditioning):
     def generation(self, k, prefix):
         return dict(class_index=None, prefix_tokens=prefix)
 
-    def scorer(self, model_config, eos_id, prefixes):
+    def scorer(self, model_config, eos_id, prefixes, max_len):
         prefixes = tuple(tuple(int(t) for t in p) for p in prefixes)
         return functools.partial(
-            score.score_texts, config=model_config, eos_id=eos_id, prefixes=prefixes
+            score.score_texts,
+            config=model_config,
+            eos_id=eos_id,
+            prefixes=prefixes,
+            max_len=max_len,
         )
 
 

@@ -31,7 +31,7 @@ from gencls_jax import train as trainer
 from gencls_jax import workdir as wd
 from gencls_jax.data import compact
 from gencls_jax.data.splits import per_class_sample
-from gencls_jax.data.tokenize import load_tokenizer
+from gencls_jax.data.tokenize import Tokenizer, load_tokenizer
 from gencls_jax.phases import PhaseTimer, fmt_table
 from gencls_jax.weights import CheckpointError, load_pretrained
 from gencls_jax.workdir import RunError
@@ -39,11 +39,12 @@ from gencls_jax.workdir import RunError
 # --- model initialisation -------------------------------------------------------------------
 
 
-def initial_model(config, vocab_size: int) -> tuple[gpt2.GPT2Config, Any]:
-    """(architecture, float32 params of one model) from `model.init`. A scratch model's context
-    is its size's (1024 for the GPT-2 sizes) or `data.max_len` if longer; a loaded one must
-    already cover `data.max_len`."""
-    m = config.model
+def initial_model(config, tok: Tokenizer) -> tuple[gpt2.GPT2Config, Any]:
+    """(architecture, float32 params of one model) from `model.init`, for the run's tokenizer
+    `tok`. A scratch model's context is its size's (1024 for the GPT-2 sizes) or `data.max_len`
+    if longer; a loaded one must already cover `data.max_len`. The model's BOS is the
+    tokenizer's, as the training rows' is (a compact vocabulary renumbers it)."""
+    m, vocab_size = config.model, tok.vocab_size
     if config.data.compact_vocab > 0 and m.init != "scratch":
         raise RunError(
             "data.compact_vocab renumbers the token ids: it needs model.init='scratch' "
@@ -77,7 +78,7 @@ def initial_model(config, vocab_size: int) -> tuple[gpt2.GPT2Config, Any]:
         raise RunError(
             f"data.max_len={config.data.max_len} exceeds the model's context ({base.n_positions})"
         )
-    return gpt2.resolve_config(base, config.model), params
+    return gpt2.resolve_config(base.replace(bos_token_id=tok.bos_id), config.model), params
 
 
 # --- train -----------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
             config, splits=("train", "val", "test") if config.eval.splits else ("train", "val")
         )
     train, val = ds["train"], ds["val"]
-    model_config, params = initial_model(config, vocab_size=tok.vocab_size)
+    model_config, params = initial_model(config, tok)
     label_names = list(train.label_names) if mode.classifies else []
     info = dict(
         conditioning=mode.name,
@@ -186,7 +187,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
             "interrupted at step %d; run again with the same --workdir to resume", result.step
         )
         return summary
-    best_params, step = wd.restore_params(workdir, params)
+    best_params, step, fallback = wd.restore_params(workdir, params)
+    summary["checkpoint_fallbacks"] = [f for f in (result.fallback, fallback) if f]
     if wd.is_lead():
         mode.export(workdir / "export", model_config, best_params, label_names)
     if mode.classifies and config.eval.splits:
@@ -355,7 +357,7 @@ def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | N
     report."""
     workdir, changed = Path(workdir), changed or {}
     preflight.check_paths(config, "eval")
-    info, model_config, params, step = wd.load_run(config, workdir, which)
+    info, model_config, params, step, _, fallback = wd.load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"), info=info)
     out_dir = (
         workdir / f"eval_{Path(config.data.test_path).name.split('.')[0]}"
@@ -365,5 +367,12 @@ def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | N
     wd.append_history(
         workdir, "eval", changed, checkpoint=which, evaluated_step=step, out_dir=str(out_dir)
     )
-    summary = {**read_train_summary(workdir), "evaluated_step": step, "evaluated_checkpoint": which}
-    return evaluate_params(config, workdir, model_config, params, tok, ds, info, summary, out_dir)
+    fallbacks = [fallback] if fallback else []  # for the summary lines
+    summary = {
+        **read_train_summary(workdir),
+        "evaluated_step": step,
+        "evaluated_checkpoint": which,
+        "checkpoint_fallbacks": fallbacks,
+    }
+    out = evaluate_params(config, workdir, model_config, params, tok, ds, info, summary, out_dir)
+    return {**out, "checkpoint_fallbacks": fallbacks}

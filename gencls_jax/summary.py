@@ -23,7 +23,9 @@ def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple
 
 
 def end_of_run(workdir: str, out: dict, decision: str, phases: str = "") -> str:
-    """The summary lines of a finished train (or eval) run; `out` is its metrics dict."""
+    """The summary lines of a finished train (or eval) run; `out` is its metrics dict. A damaged
+    checkpoint skipped on the way (`checkpoint_fallbacks`) is said here too, not only in the
+    log above it."""
     results = out.get("results", {})
     split = "test" if "test" in results else "val"
     m = results.get(split, {}).get(decision)
@@ -41,6 +43,7 @@ def end_of_run(workdir: str, out: dict, decision: str, phases: str = "") -> str:
         val = results.get("val", {}).get(decision) if split == "test" else None
         if val:
             lines.append(f"validation accuracy: {100 * val['accuracy']:.1f}% ({val['n']} texts)")
+    lines += [f"warning: {f}" for f in out.get("checkpoint_fallbacks", [])]
     lines.append(f"report: {workdir}/report.md")
     if phases:
         lines.append(f"time: {phases}")

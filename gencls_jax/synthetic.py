@@ -18,11 +18,10 @@ from absl import logging
 
 from gencls_jax import conditioning, generate
 from gencls_jax import workdir as wd
-from gencls_jax.data import compact
 from gencls_jax.data.clean import clean_text
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
-from gencls_jax.data.tokenize import Tokenizer, load_tokenizer
+from gencls_jax.data.tokenize import Tokenizer
 
 
 def sample_class(
@@ -95,10 +94,11 @@ def sample_margins(
 
 def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict:
     workdir = Path(workdir)
-    info, model_config, params, step = wd.load_run(config, workdir, which, purpose="generate for")
+    info, model_config, params, step, tok, _ = wd.load_run(
+        config, workdir, which, purpose="generate for"
+    )
     mode, names = conditioning.get(info["conditioning"]), info["label_names"]
     g, d = config.generate, config.data
-    tok = compact.for_run(load_tokenizer(d.tokenizer, d.tokenizer_fallback), info)
     prefixes = label_prefixes(tok, d.label_prefix_template, names)
 
     texts, labels, toks = [], [], []

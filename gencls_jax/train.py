@@ -29,10 +29,11 @@ from jax.sharding import Mesh
 from gencls_jax import metrics as metrics_lib
 from gencls_jax import optim, sharding
 from gencls_jax import train_step as ts
-from gencls_jax.checkpoint import Checkpointer, metric_mode
+from gencls_jax.checkpoint import Checkpointer, RestoreError, metric_mode
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.model import GPT2Config
 from gencls_jax.objectives import JointObjective, LossFn, lm_loss_fn, loss_fn_for
+from gencls_jax.workdir import RunError
 
 Batch = Mapping[str, Any]
 # Step metrics summed over the class axis on the host: name in the record <- name in the step.
@@ -88,6 +89,7 @@ class TrainResult:
     history: list[dict]  # this call's per-step {'step', 'loss', 'lr', ...} (exact, not windowed)
     evals: list[dict]  # this call's per-epoch eval metrics
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
+    fallback: str | None = None  # damaged checkpoints skipped when resuming (for the summary)
 
     @property
     def params(self) -> Any:
@@ -244,10 +246,19 @@ def train(
         "stop_reason": None,
         "process_count": jax.process_count(),
     }
+    fallback = None
     if ckpt.latest_step() is not None:
-        state, meta, _ = ckpt.restore(state, "latest", set_aside_damaged=True)
+        try:
+            state, meta, _, fallback = ckpt.restore(state, "latest", set_aside_damaged=True)
+        except RestoreError as e:  # every checkpoint damaged: each is moved aside, none deleted
+            ckpt.close()
+            raise RunError(
+                f"{e}; they are kept in {ckpt.directory}_damaged, and the same command again "
+                "trains this run from step 0"
+            ) from None
         if meta.get("process_count", 1) != jax.process_count():
-            raise ValueError(
+            ckpt.close()
+            raise RunError(
                 f"{workdir} was trained by {meta.get('process_count', 1)} process(es); resume "
                 f"it with the same number (this run has {jax.process_count()})"
             )
@@ -433,4 +444,5 @@ def train(
         history,
         evals,
         stop.signum if reason == "interrupted" else None,
+        fallback,
     )

@@ -22,7 +22,7 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -31,6 +31,8 @@ from absl import logging
 from gencls_jax import conditioning, config_keys, sharding
 from gencls_jax import model as gpt2
 from gencls_jax.checkpoint import Checkpointer, RestoreError
+from gencls_jax.data import compact
+from gencls_jax.data.tokenize import Tokenizer, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -248,26 +250,45 @@ def model_config_from_info(info: dict) -> gpt2.GPT2Config:
     return gpt2.GPT2Config(**info["model"])
 
 
+class LoadedRun(NamedTuple):
+    """A trained run, ready to score and sample with."""
+
+    info: dict  # run_info.json
+    model_config: gpt2.GPT2Config
+    params: Any  # per_class: stacked on a leading class axis
+    step: int
+    tokenizer: Tokenizer  # the run's own ids (data.compact_vocab)
+    fallback: str | None  # which damaged checkpoints were skipped, or None
+
+
 def load_run(
     config, workdir: str | Path, which: str = "best", purpose: str = "classify with"
-) -> tuple:
-    """(run_info, model config, best/latest params, step) of a trained class-conditional run:
-    the parameters alone, no optimizer (the classifier API loads runs without the trainer)."""
+) -> LoadedRun:
+    """A trained class-conditional run's best (or latest) checkpoint: the parameters alone, no
+    optimizer (the classifier API loads runs without the trainer). The model's BOS is the run's
+    tokenizer's, as in the rows it was trained on: run_info.json of a compact-vocabulary run
+    made before issue 28 says GPT-2's 50256, outside its vocabulary."""
     workdir = Path(workdir)
     info = read_run_info(workdir)
     mode = conditioning.get(info["conditioning"])
     if not mode.classifies:
         raise RunError(f"{workdir} holds an {mode.name} LM: it has no classes to {purpose}")
+    d = config.data
+    tok = compact.for_run(load_tokenizer(d.tokenizer, d.tokenizer_fallback), info)  # its own ids
     model_config = gpt2.resolve_config(model_config_from_info(info), config.model)
-    params, step = restore_params(
+    model_config = model_config.replace(bos_token_id=tok.bos_id)
+    params, step, fallback = restore_params(
         workdir, mode.params_template(model_config, len(info["label_names"])), which
     )
-    return info, model_config, params, step
+    return LoadedRun(info, model_config, params, step, tok, fallback)
 
 
-def restore_params(workdir: Path, like_params: Any, which: str = "best") -> tuple[Any, int]:
-    """(float32 parameters, step) of the best (or latest) checkpoint in `workdir`: the
-    parameters alone, no optimizer. A damaged checkpoint is skipped with a warning."""
+def restore_params(
+    workdir: Path, like_params: Any, which: str = "best"
+) -> tuple[Any, int, str | None]:
+    """(float32 parameters, step, fallback) of the best (or latest) checkpoint in `workdir`: the
+    parameters alone, no optimizer. A damaged checkpoint is skipped with a warning; `fallback`
+    says which were (None if none)."""
     ckpt_dir = Path(workdir) / "checkpoints"
     if not ckpt_dir.exists():
         raise RunError(f"{workdir} has no checkpoints yet: train first (--mode=train)")
@@ -277,7 +298,7 @@ def restore_params(workdir: Path, like_params: Any, which: str = "best") -> tupl
     )
     ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=_best_metric(workdir), async_save=False)
     try:
-        params, step = ckpt.restore_params(like, which)
+        params, step, fallback = ckpt.restore_params(like, which)
     except RestoreError as e:
         raise RunError(str(e)) from None
     except (ValueError, KeyError) as e:
@@ -288,7 +309,7 @@ def restore_params(workdir: Path, like_params: Any, which: str = "best") -> tupl
     finally:
         ckpt.close()
     logging.info("restored step %d (%s) from %s", step, which, ckpt_dir)
-    return params, step
+    return params, step, fallback
 
 
 def _best_metric(workdir: Path) -> str:

@@ -19,6 +19,7 @@ from gencls_jax import train as T  # noqa: E402
 from gencls_jax import workdir  # noqa: E402
 from gencls_jax.checkpoint import Checkpointer  # noqa: E402
 from gencls_jax.config_keys import defaults as base_config  # noqa: E402
+from tests.conftest import damage_checkpoint  # noqa: E402
 
 VOCAB, SEQ, STEPS_PER_EPOCH = 64, 16, 2
 
@@ -89,13 +90,13 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
         config(4), tmp_path / "full", mc, init, stream, STEPS_PER_EPOCH, val, stacked=False
     )
     assert (res.best, res.best_step) == (1.0, 4)
-    params, step = workdir.restore_params(tmp_path / "full", init, "best")
+    params, step, _ = workdir.restore_params(tmp_path / "full", init, "best")
     assert step == 4
     assert_same_params(params, val.seen[1])
     code = (
         "import sys; sys.path.insert(0, %r); from gencls_jax import model, workdir;"
         "from tests.test_checkpoint import config, model_config;"
-        "p, s = workdir.restore_params(%r, model.init_params(model_config(config(4))), 'best');"
+        "p, s, _ = workdir.restore_params(%r, model.init_params(model_config(config(4))), 'best');"
         " print('STEP', s)" % (str(REPO), str(tmp_path / "full"))
     )
     out = subprocess.run(
@@ -109,20 +110,11 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
     T.train(config(2), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2, stacked=False)
     T.train(config(4), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2, stacked=False)
     assert Checkpointer(tmp_path / "resumed" / "checkpoints", 1, "val_loss").all_steps() == [4, 8]
-    params, step = workdir.restore_params(tmp_path / "resumed", init, "best")
+    params, step, _ = workdir.restore_params(tmp_path / "resumed", init, "best")
     assert step == 4
     assert_same_params(params, val2.seen[1])
-    params, step = workdir.restore_params(tmp_path / "resumed", init, "latest")
+    params, step, _ = workdir.restore_params(tmp_path / "resumed", init, "latest")
     assert step == 8
-
-
-def _truncate_data_files(step_dir: Path) -> None:
-    """Every data file of a step cut in half: which OCDBT file holds the params (vs. the
-    optimizer state) depends on the writer threads, so the largest alone may leave them
-    intact for a params-only restore."""
-    for p in step_dir.rglob("*"):
-        if p.is_file() and p.stat().st_size > 1024:
-            p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
 def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, caplog):
@@ -133,12 +125,17 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
     T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
     ckpt_dir = tmp_path / "checkpoints"
     assert Checkpointer(ckpt_dir, 3, "").all_steps() == [2, 3, 4]
-    _truncate_data_files(ckpt_dir / "4")
+    damage_checkpoint(ckpt_dir / "4")
 
     # Evaluation reads the newest intact step and leaves the damaged one where it is.
     caplog.clear()
-    params, step = workdir.restore_params(tmp_path, init, "latest")
+    params, step, fallback = workdir.restore_params(tmp_path, init, "latest")
     assert step == 3
+    # the sentence the run's summary shows
+    assert (
+        fallback
+        == f"checkpoint step 3 was used instead of the damaged step 4 (kept at {ckpt_dir / '4'})"
+    )
     warned = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
     assert warned and "checkpoint step 4 is damaged" in warned[0] and "\n" not in warned[0]
     assert (ckpt_dir / "4").is_dir()
@@ -150,6 +147,10 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
         res.stop_reason == "completed" and res.step == 4 and [h["step"] for h in res.history] == [4]
     )
     assert (tmp_path / "checkpoints_damaged" / "4").is_dir()
+    assert res.fallback == (
+        "checkpoint step 3 was used instead of the damaged step 4 "
+        f"(kept at {tmp_path / 'checkpoints_damaged' / '4'})"
+    )
     assert Checkpointer(ckpt_dir, 3, "").latest_step() == 4  # a new, intact step 4
 
 
@@ -158,9 +159,21 @@ def test_no_intact_checkpoint_is_one_line_error(tmp_path):
     mc = model_config(c)
     init = M.init_params(mc, seed=0)
     T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
-    _truncate_data_files(tmp_path / "checkpoints" / "2")
+    damage_checkpoint(tmp_path / "checkpoints" / "2")
     with pytest.raises(workdir.RunError, match=r"no checkpoint restores; tried step 2 \("):
         workdir.restore_params(tmp_path, init, "best")
+
+
+def test_resuming_with_another_process_count_is_a_run_error(tmp_path):
+    """The command line prints a RunError in one line (a ValueError was a traceback)."""
+    c = config(1, keep_checkpoints=1, best_metric="")
+    mc = model_config(c)
+    init = M.init_params(mc, seed=0)
+    T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
+    meta = tmp_path / "checkpoints" / "2" / "meta" / "metadata"
+    meta.write_text(meta.read_text().replace('"process_count": 1', '"process_count": 2'))
+    with pytest.raises(workdir.RunError, match=r"trained by 2 process\(es\); resume it with the"):
+        T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
 
 
 def test_a_tie_for_best_is_one_step_for_the_tracker_and_the_restore(tmp_path):
@@ -171,7 +184,7 @@ def test_a_tie_for_best_is_one_step_for_the_tracker_and_the_restore(tmp_path):
     init = M.init_params(mc, seed=0)
     val = FakeValidationAccuracy([0.72, 0.86, 0.86, 0.84])
     res = T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, val, stacked=False)
-    params, step = workdir.restore_params(tmp_path, init, "best")
+    params, step, _ = workdir.restore_params(tmp_path, init, "best")
     assert res.best_step == step == 6
     assert_same_params(params, val.seen[2])
 
@@ -179,3 +192,28 @@ def test_a_tie_for_best_is_one_step_for_the_tracker_and_the_restore(tmp_path):
 class FakeValidationAccuracy(FakeValidation):
     def __call__(self, params):
         return {"val_accuracy": super().__call__(params)["val_loss"]}
+
+
+def test_checkpoints_without_the_tracked_metric_warn_once(tmp_path, caplog):
+    """Mid-epoch checkpoints carry no metric by design: orbax's "Requested `tracked_metric`"
+    warning at each of them (4 here) is dropped. Validation metrics that lack
+    train.best_metric are said once, for the whole run."""
+    c = config(2, ckpt_every=1, keep_checkpoints=3, best_metric="val_accuracy")
+    mc = model_config(c)
+    caplog.clear()
+    T.train(
+        c,
+        tmp_path,
+        mc,
+        M.init_params(mc, seed=0),
+        stream,
+        STEPS_PER_EPOCH,
+        FakeValidation([2.0, 1.0]),
+        stacked=False,
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "tracked_metric" in m]
+    assert [m for m in messages if "best_metric" in m] == [
+        "train.best_metric='val_accuracy' is not among the validation metrics (val_loss): no "
+        "checkpoint is ranked, the best one is the latest"
+    ]

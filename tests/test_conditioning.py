@@ -235,7 +235,8 @@ def test_synthetic_margin_equals_the_test_path_margin(conditioning, tok, tmp_pat
     g.per_class, g.min_tokens = 3, 1
     params = run_params(conditioning)
     info = dict(label_names=["neg", "pos"], conditioning=conditioning, train_class_counts=[1, 1])
-    monkeypatch.setattr(synthetic.wd, "load_run", lambda *a, **k: (info, MODEL, params, 7))
+    run = synthetic.wd.LoadedRun(info, MODEL, params, 7, tok, None)
+    monkeypatch.setattr(synthetic.wd, "load_run", lambda *a, **k: run)
     # "Hello" in two pieces: decoded and re-tokenized, it is one
     hel, lo = tok.encode_batch(["Hel", "lo"])
     samples = [

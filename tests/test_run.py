@@ -5,6 +5,7 @@ holds its run to its own config and data."""
 import hashlib
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
+from conftest import IMDB_DIR, REPO, TOKENIZER_DIR, damage_checkpoint
 
 pytestmark = pytest.mark.skipif(
     not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
@@ -251,6 +252,39 @@ def test_programmatic_classifier(workdir):
     tokens, mask = clf.encode(texts)
     direct = jax.jit(clf.scorer)(clf.params, tokens, mask)
     np.testing.assert_allclose(np.asarray(direct), ll, rtol=1e-5)
+
+
+def test_damaged_checkpoints_are_in_the_summary_and_all_damaged_is_one_line(workdir, tmp_path):
+    """On a copy of the run (checkpoints 2 and 3, the best): an eval and a resumed training that
+    skip a damaged checkpoint say so in their end-of-run summary; training with every checkpoint
+    damaged is one line and exit 1."""
+    wd = tmp_path / "copy"
+    shutil.copytree(workdir, wd)
+    ckpts = wd / "checkpoints"
+    assert sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) == [2, 3]
+    quick = ["--config.eval.train_sample_per_class=0"]  # an evaluation setting: allowed
+    damage_checkpoint(ckpts / "3")
+    p = run("--mode=eval", f"--workdir={wd}", *quick, config=None)
+    assert (
+        f"warning: checkpoint step 2 was used instead of the damaged step 3 (kept at {ckpts / '3'})"
+        in p.stdout.splitlines()
+    )
+    p = run(f"--workdir={wd}", *SMALL, *quick)  # resumes at step 2 and trains step 3 again
+    moved = wd / "checkpoints_damaged" / "3"
+    assert (
+        f"warning: checkpoint step 2 was used instead of the damaged step 3 (kept at {moved})"
+        in p.stdout.splitlines()
+    )
+    assert json.loads((wd / "metrics.json").read_text())["steps"] == 3
+
+    for step in (2, 3):
+        damage_checkpoint(ckpts / str(step))
+    p = run(f"--workdir={wd}", *SMALL, *quick, check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert last_line(p).startswith(f"error: {ckpts}: no checkpoint restores; tried step 3 (")
+    assert last_line(p).endswith(
+        f"they are kept in {ckpts}_damaged, and the same command again trains this run from step 0"
+    )
 
 
 def test_workdir_of_another_model_size_is_refused(workdir):
