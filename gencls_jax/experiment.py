@@ -146,6 +146,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         n_train=len(train),
         n_synthetic=int((train.origin == "synthetic").sum()),
         tokenizer=config.data.tokenizer,
+        data={split: list(d.sources) for split, d in ds.items()},  # checked by wd.check_data
     )
     if config.data.compact_vocab > 0:  # the ids eval/predict/explain read with
         info["compact_vocab_ids"] = list(tok.compact_ids)
@@ -353,6 +354,7 @@ def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | N
     (`data.test_path` changed) is reported in `<workdir>/eval_<file name>/`, not over the run's
     report."""
     workdir, changed = Path(workdir), changed or {}
+    wd.check_data(workdir, config)
     info, model_config, params, step = wd.load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"), info=info)
     out_dir = (

@@ -33,6 +33,7 @@ from gencls_jax.checkpoint import Checkpointer, metric_mode
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.model import GPT2Config
 from gencls_jax.objectives import JointObjective, LossFn, lm_loss_fn, loss_fn_for
+from gencls_jax.workdir import RunError
 
 Batch = Mapping[str, Any]
 # Step metrics summed over the class axis on the host: name in the record <- name in the step.
@@ -247,7 +248,7 @@ def train(
     if ckpt.latest_step() is not None:
         state, meta, _ = ckpt.restore(state, "latest", set_aside_damaged=True)
         if meta.get("process_count", 1) != jax.process_count():
-            raise ValueError(
+            raise RunError(  # one line on the command line, as for any run that cannot resume
                 f"{workdir} was trained by {meta.get('process_count', 1)} process(es); resume "
                 f"it with the same number (this run has {jax.process_count()})"
             )

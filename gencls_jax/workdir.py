@@ -160,7 +160,33 @@ def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]
             "(only settings that cannot change the trained model may differ, "
             "and train.epochs/max_steps may grow)"
         )
+    check_data(workdir, config)
     return diff
+
+
+# the data files a config reads (the run's recorded sha256 of each is compared with the file now)
+DATA_PATH_KEYS = ("train_path", "val_path", "test_path", "extra_train_path", "unsup_path")
+
+
+def check_data(workdir: str | Path, config: Any) -> None:
+    """Raise RunError when a data file that `config` reads and the run in `workdir` read
+    (`run_info.json`'s `data`: path and sha256 of each) has other bytes now: a file replaced
+    under the same name would otherwise silently continue, or be evaluated as, the same run."""
+    path = Path(workdir) / "run_info.json"
+    recorded = json.loads(path.read_text()).get("data", {}) if path.exists() else {}
+    read = {str(Path(config.data[k]).resolve()) for k in DATA_PATH_KEYS if config.data[k]}
+    sha = {s["path"]: s["sha256"] for srcs in recorded.values() for s in srcs if "sha256" in s}
+    changed = [
+        f"{p} (sha256 {old[:12]} -> {new[:12]})"
+        for p, old in sha.items()
+        if p in read and Path(p).is_file() and (new := file_sha256(p)) != old
+    ]
+    if changed:
+        raise RunError(
+            f"{', '.join(changed)} changed since the run in {workdir} read it: a run is "
+            "continued and evaluated only on its own data; give new data a new file name "
+            "(train: another --workdir; eval: --config.data.test_path=FILE)"
+        )
 
 
 def eval_config(workdir: str | Path, given: Any | None) -> tuple[ml_collections.ConfigDict, dict]:
