@@ -4,7 +4,8 @@
 differs between conditioning modes is asked of `conditioning.get(config.model.conditioning)`;
 what a workdir holds and how a trained run is loaded is `workdir.py`. A workdir holds:
     config.json          the resolved config (the run is reproducible from it; `workdir.py`)
-    run_info.json        label names, conditioning, architecture, class prior, data counts
+    run_info.json        label names, conditioning, architecture, class prior, data counts,
+                         the data files read (path, sha256; `workdir.check_data`)
     history.jsonl        every command run in the workdir: time, mode, git revision, changes
     checkpoints/         orbax: latest K steps + the best by validation metric
     train_summary.json   how training went, over every call (stop reason, steps, wall time)

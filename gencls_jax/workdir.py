@@ -9,6 +9,8 @@ them (`config.json`) and the program holds every later command to them:
 - eval and generate use the run's own config; a `--config` given with them may change only
   evaluation and runtime settings, and `data.test_path` (another test set, which must use
   the run's label names);
+- a data file the run read whose bytes have changed since (sha256, `run_info.json`) is refused
+  by training and eval alike: new data under an old name is not the run's data;
 - `history.jsonl` records each command: when, which mode, the code's git revision, what changed.
 A trained run is loaded from here without the trainer (`load_run`: parameters alone, no optimizer).
 """
@@ -142,7 +144,8 @@ def saved_config(workdir: str | Path) -> ml_collections.ConfigDict | None:
 def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]:
     """Train mode: the differences between the run in `workdir` and `config` that are allowed
     (runtime settings, more epochs or steps); raise ConfigMismatch, naming the keys, for any
-    other. Nothing is written here."""
+    other, and RunError for a data file changed since the run read it (`check_data`). Nothing
+    is written here."""
     saved = saved_config(workdir)
     if saved is None:
         return {}
@@ -183,9 +186,10 @@ def check_data(workdir: str | Path, config: Any) -> None:
     ]
     if changed:
         raise RunError(
-            f"{', '.join(changed)} changed since the run in {workdir} read it: a run is "
-            "continued and evaluated only on its own data; give new data a new file name "
-            "(train: another --workdir; eval: --config.data.test_path=FILE)"
+            f"data changed since the run in {workdir} read it: {', '.join(changed)}; a run is "
+            "continued and evaluated only on the data it was trained with: give new data a new "
+            "file name (to train on it: another --workdir; a new test set: "
+            "--config.data.test_path=FILE)"
         )
 
 

@@ -159,7 +159,8 @@ def data_args(files: dict[str, Path]) -> list[str]:
 # --- per-class LMs, imbalanced classes, the best checkpoint is not the last ------------------
 
 # lr high enough that validation loss turns up within a few epochs; early stopping (patience 1)
-# then ends the run one epoch after its best: the last checkpoint is never the best.
+# then ends the run one epoch after its best, so the last checkpoint is not the best (the
+# fixture asserts it: a run that kept improving for 8 epochs fails there, not silently).
 PER_CLASS = [
     "--config.train.lr=0.03",
     "--config.train.epochs=8",
@@ -189,18 +190,18 @@ def per_class_resumed(data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def test_texts(data):
+def imdb_test_texts(data):
     return {str(r["id"]): r["text"] for r in map(json.loads, open(data["shared"]["test"], "rb"))}
 
 
-def test_the_scored_checkpoint_is_the_best_not_the_last(per_class, test_texts):
+def test_the_scored_checkpoint_is_the_best_not_the_last(per_class, imdb_test_texts):
     """Catches: experiment.py restoring the latest checkpoint for scoring instead of the best."""
     from gencls_jax.classifier import GenerativeClassifier
 
     m = metrics(per_class)
     assert m["evaluated_step"] == m["best_step"] < m["steps"]
     rows = predictions(per_class)
-    texts = [test_texts[r["id"]] for r in rows]
+    texts = [imdb_test_texts[r["id"]] for r in rows]
     logged = np.array([r["log_likelihoods"] for r in rows])
     best = GenerativeClassifier.load(per_class, "best").log_likelihoods(texts)
     latest = GenerativeClassifier.load(per_class, "latest").log_likelihoods(texts)
@@ -433,9 +434,10 @@ def test_a_changed_training_file_under_the_same_name_is_refused(data, pretrained
     assert p.returncode == 1
     after = hashlib.sha256(train.read_bytes()).hexdigest()
     assert last_line(p) == (
-        f"error: {train.resolve()} (sha256 {before[:12]} -> {after[:12]}) changed since the run "
-        f"in {wd} read it: a run is continued and evaluated only on its own data; give new data "
-        "a new file name (train: another --workdir; eval: --config.data.test_path=FILE)"
+        f"error: data changed since the run in {wd} read it: {train.resolve()} (sha256 "
+        f"{before[:12]} -> {after[:12]}); a run is continued and evaluated only on the data it "
+        "was trained with: give new data a new file name (to train on it: another --workdir; a "
+        "new test set: --config.data.test_path=FILE)"
     )
     assert snapshot(wd) == files
 
@@ -500,6 +502,7 @@ def test_eval_with_a_changed_test_file_under_the_same_name_is_refused(data, disc
     after = hashlib.sha256(test.read_bytes()).hexdigest()
     assert p.returncode == 1
     assert last_line(p).startswith(
-        f"error: {test.resolve()} (sha256 {before[:12]} -> {after[:12]}) changed since the run "
+        f"error: data changed since the run in {discriminative} read it: {test.resolve()} "
+        f"(sha256 {before[:12]} -> {after[:12]}); "
     )
     assert snapshot(discriminative) == files
