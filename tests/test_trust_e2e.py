@@ -241,16 +241,17 @@ def test_bayes_rule_uses_the_training_class_prior(per_class):
     check_bayes_rule(per_class)
 
 
-def test_per_class_resume_after_ctrl_c_equals_the_uninterrupted_run(per_class, per_class_resumed):
-    """Ctrl-C at step 4 (after epoch 1's validation), then the same command: the same steps,
-    losses, validation, early stop, best step and predictions as the run never interrupted."""
-    a, b = per_class, per_class_resumed
+def assert_same_run(uninterrupted: Path, resumed: Path) -> None:
+    """Every logged step and validation, the stop, the best and scored steps and the test
+    predictions of a run interrupted and resumed equal those of the run never interrupted."""
+    a, b = uninterrupted, resumed
     for kind in ("train", "eval"):
         ra, rb = records(a, kind), records(b, kind)
-        assert [r["step"] for r in ra] == [r["step"] for r in rb]
-        for key in ("train_loss", "lr", "val_loss", "val_accuracy"):
-            if key in ra[0]:
-                np.testing.assert_allclose([r[key] for r in ra], [r[key] for r in rb], rtol=1e-6)
+        assert ra and [r["step"] for r in ra] == [r["step"] for r in rb]
+        for key in ra[0].keys() - {"step", "kind", "tokens_per_s", "steps_per_s"}:
+            np.testing.assert_allclose(
+                [r[key] for r in ra], [r[key] for r in rb], rtol=1e-6, err_msg=key
+            )
     ma, mb = metrics(a), metrics(b)
     for key in ("stop_reason", "steps", "best_step", "evaluated_step"):
         assert ma[key] == mb[key], key
@@ -260,6 +261,12 @@ def test_per_class_resume_after_ctrl_c_equals_the_uninterrupted_run(per_class, p
     np.testing.assert_allclose(
         [r["log_likelihoods"] for r in pa], [r["log_likelihoods"] for r in pb], rtol=1e-5
     )
+
+
+def test_per_class_resume_after_ctrl_c_equals_the_uninterrupted_run(per_class, per_class_resumed):
+    """Ctrl-C at step 4 (after epoch 1's validation), then the same command: imbalanced class
+    models (3 and 1 updates per epoch), the early stop and the best step carried over."""
+    assert_same_run(per_class, per_class_resumed)
 
 
 # --- pretraining, then the decision objective from its export -------------------------------
@@ -407,18 +414,9 @@ def test_bayes_rule_of_a_decision_trained_run(decision):
 
 
 def test_decision_resume_after_ctrl_c_equals_the_uninterrupted_run(decision, decision_resumed):
-    a, b = decision, decision_resumed[0]
-    ra, rb = records(a, "train"), records(b, "train")
-    assert [r["step"] for r in ra] == [r["step"] for r in rb] == [1, 2, 3, 4]
-    for key in ("train_loss", "lm_loss", "decision_loss", "train_accuracy", "lr"):
-        np.testing.assert_allclose([r[key] for r in ra], [r[key] for r in rb], rtol=1e-6)
-    ma, mb = metrics(a), metrics(b)
-    assert ma["steps"] == mb["steps"] == 4 and ma["evaluated_step"] == mb["evaluated_step"]
-    pa, pb = predictions(a), predictions(b)
-    assert [r["prediction"] for r in pa] == [r["prediction"] for r in pb]
-    np.testing.assert_allclose(
-        [r["log_likelihoods"] for r in pa], [r["log_likelihoods"] for r in pb], rtol=1e-5
-    )
+    """Ctrl-C at step 2 of 4 (mid epoch), then the same command."""
+    assert [r["step"] for r in records(decision, "train")] == [1, 2, 3, 4]
+    assert_same_run(decision, decision_resumed[0])
 
 
 def test_a_changed_training_file_under_the_same_name_is_refused(data, pretrained):
