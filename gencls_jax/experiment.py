@@ -4,7 +4,8 @@
 differs between conditioning modes is asked of `conditioning.get(config.model.conditioning)`;
 what a workdir holds and how a trained run is loaded is `workdir.py`. A workdir holds:
     config.json          the resolved config (the run is reproducible from it; `workdir.py`)
-    run_info.json        label names, conditioning, architecture, class prior, data counts
+    run_info.json        label names, conditioning, architecture, class prior, data counts,
+                         the data files read (path, sha256; `workdir.check_data`)
     history.jsonl        every command run in the workdir: time, mode, git revision, changes
     checkpoints/         orbax: latest K steps + the best by validation metric
     train_summary.json   how training went, over every call (stop reason, steps, wall time)
@@ -148,6 +149,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         n_train=len(train),
         n_synthetic=int((train.origin == "synthetic").sum()),
         tokenizer=config.data.tokenizer,
+        data={split: list(d.sources) for split, d in ds.items()},  # checked by wd.check_data
     )
     if config.data.compact_vocab > 0:  # the ids eval/predict/explain read with
         info["compact_vocab_ids"] = list(tok.compact_ids)
@@ -357,6 +359,7 @@ def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | N
     report."""
     workdir, changed = Path(workdir), changed or {}
     preflight.check_paths(config, "eval")
+    wd.check_data(workdir, config)
     info, model_config, params, step, _, fallback = wd.load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"), info=info)
     out_dir = (

@@ -10,6 +10,8 @@ them (`config.json`) and the program holds every later command to them:
   evaluation and runtime settings, and `data.test_path` (another test set, which must use
   the run's label names);
 - which is which is each key's kind, declared with the key in config_keys.py;
+- a data file the run read whose bytes have changed since (sha256, `run_info.json`) is refused
+  by training and eval alike: new data under an old name is not the run's data;
 - `history.jsonl` records each command: when, which mode, the code's git revision, what changed.
 A trained run is loaded from here without the trainer (`load_run`: parameters alone, no optimizer).
 """
@@ -110,7 +112,8 @@ def saved_config(workdir: str | Path) -> ml_collections.ConfigDict | None:
 def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]:
     """Train mode: the differences between the run in `workdir` and `config` that are allowed
     (runtime settings, more epochs or steps); raise ConfigMismatch, naming the keys, for any
-    other. Nothing is written here."""
+    other, and RunError for a data file changed since the run read it (`check_data`). Nothing
+    is written here."""
     saved = saved_config(workdir)
     if saved is None:
         return {}
@@ -123,7 +126,34 @@ def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]
             "(only settings that cannot change the trained model may differ, "
             "and train.epochs/max_steps may grow)"
         )
+    check_data(workdir, config)
     return diff
+
+
+# the data files a config reads (the run's recorded sha256 of each is compared with the file now)
+DATA_PATH_KEYS = ("train_path", "val_path", "test_path", "extra_train_path", "unsup_path")
+
+
+def check_data(workdir: str | Path, config: Any) -> None:
+    """Raise RunError when a data file that `config` reads and the run in `workdir` read
+    (`run_info.json`'s `data`: path and sha256 of each) has other bytes now: a file replaced
+    under the same name would otherwise silently continue, or be evaluated as, the same run."""
+    path = Path(workdir) / "run_info.json"
+    recorded = json.loads(path.read_text()).get("data", {}) if path.exists() else {}
+    read = {str(Path(config.data[k]).resolve()) for k in DATA_PATH_KEYS if config.data[k]}
+    sha = {s["path"]: s["sha256"] for srcs in recorded.values() for s in srcs if "sha256" in s}
+    changed = [
+        f"{p} (sha256 {old[:12]} -> {new[:12]})"
+        for p, old in sha.items()
+        if p in read and Path(p).is_file() and (new := file_sha256(p)) != old
+    ]
+    if changed:
+        raise RunError(
+            f"data changed since the run in {workdir} read it: {', '.join(changed)}; a run is "
+            "continued and evaluated only on the data it was trained with: give new data a new "
+            "file name (to train on it: another --workdir; a new test set: "
+            "--config.data.test_path=FILE)"
+        )
 
 
 def eval_config(workdir: str | Path, given: Any | None) -> tuple[ml_collections.ConfigDict, dict]:

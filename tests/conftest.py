@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random Hugging Face GPT-2 saved to disk, and the ../shared paths."""
+"""Shared fixtures: a tiny random Hugging Face GPT-2 saved to disk, and the ../shared paths.
+In CI every test must run: there a skip (no ../shared/data, no torch) is a failure."""
 
 import os
 from pathlib import Path
@@ -38,3 +39,29 @@ def damage_checkpoint(step_dir: Path) -> None:
     for p in step_dir.rglob("*"):
         if p.is_file() and p.stat().st_size > 1024:
             p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+# CI runs every test: `.ci/run` sets CI=true (as GitHub Actions and GitLab CI do), and there a
+# test that would skip fails instead, with its reason. A local run without ../shared skips them.
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def _skip_is_failure(report) -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped in CI (CI={os.environ['CI']}), where every test must run: {reason}"
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _skip_is_failure(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield  # a module-level importorskip
+    _skip_is_failure(outcome.get_result())

@@ -146,6 +146,23 @@ def test_each_process_fed_only_its_own_rows(runs):
             assert len(ka) == len(kb) == len(kboth) // 2
 
 
+def test_resuming_with_another_process_count_is_refused_in_one_line(runs, tmp_path):
+    """The two-process run trained again by one process: refused in one line (not a
+    traceback), its checkpoints untouched."""
+    import shutil
+
+    wd = tmp_path / "two_procs"
+    shutil.copytree(runs / "two_procs", wd)
+    before = sorted(str(f.relative_to(wd)) for f in (wd / "checkpoints").rglob("*"))
+    p = launch([f"--workdir={wd}", *SMALL], {"FED_ROWS_LOG": str(tmp_path / "fed.jsonl")})
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 1, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        f"error: {wd} was trained by 2 process(es); resume it with the same number (this run has 1)"
+    )
+    assert sorted(str(f.relative_to(wd)) for f in (wd / "checkpoints").rglob("*")) == before
+
+
 def test_a_killed_process_fails_the_other_within_the_bound(tmp_path):
     port = free_port()
     args = [

@@ -118,15 +118,25 @@ def conditioning_name(request):
     return request.param
 
 
-@pytest.fixture(scope="module", params=[0, 20], ids=["gpt2_vocab", "compact20"])
-def run(request, conditioning_name, gpt2_tok, tmp_path_factory):
+def written_run(conditioning_name, compact_vocab, gpt2_tok, tmp_path_factory):
     """(workdir, the model config training made, the run loaded, its scorer jitted) of a run
     written by the code under test."""
     folder = tmp_path_factory.mktemp("runs") / "run"
-    config = run_config(conditioning_name, request.param, "truncate", folder.parent)
+    config = run_config(conditioning_name, compact_vocab, "truncate", folder.parent)
     model_config = write_run(config, folder, gpt2_tok)
     clf = GenerativeClassifier.load(folder)
     return folder, model_config, clf, jax.jit(clf.scorer)
+
+
+@pytest.fixture(scope="module", params=[0, 20], ids=["gpt2_vocab", "compact20"])
+def run(request, conditioning_name, gpt2_tok, tmp_path_factory):
+    return written_run(conditioning_name, request.param, gpt2_tok, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def compact_run(conditioning_name, gpt2_tok, tmp_path_factory):
+    """A compact-vocabulary run (where a BOS of 50256 is outside the vocabulary)."""
+    return written_run(conditioning_name, 20, gpt2_tok, tmp_path_factory)
 
 
 def with_long_text(clf, long_text: str):
@@ -191,12 +201,10 @@ def test_empty_input(run):
     assert clf.log_likelihoods([]).shape == (0, 2)
 
 
-def test_run_written_with_the_old_bos_scores_right(run, tmp_path):
+def test_run_written_with_the_old_bos_scores_right(compact_run, tmp_path):
     """A compact run trained before issue 28 says bos_token_id 50256 in run_info.json: loaded,
     its model takes the BOS of the run's tokenizer, and scores as its rows do."""
-    folder, _, new, _ = run
-    if not new.config.data.compact_vocab:
-        pytest.skip("GPT-2's own vocabulary: 50256 is its BOS")
+    folder = compact_run[0]
     shutil.copytree(folder, tmp_path / "old")
     info = json.loads((tmp_path / "old" / "run_info.json").read_text())
     info["model"]["bos_token_id"] = 50256  # as every run before issue 28 had
