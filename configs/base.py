@@ -175,4 +175,9 @@ def get_config() -> ml_collections.ConfigDict:
     g.min_margin = float("-inf")  # keep samples with log p(x|c) - max_other log p(x|c') >= this
     g.max_margin = float("inf")  # ... and <= this (keep the samples near the decision boundary)
     g.output = "synthetic.jsonl"  # in the workdir
+
+    # --- explanations (run.py --mode=explain) ---------------------------------------------
+    c.explain = x = ml_collections.ConfigDict()
+    x.tail_tokens = 200  # a truncated text's unread tokens shown (struck through) after the
+    #   scored ones; the rest is left off the page and the jsonl, which say how many
     return c
