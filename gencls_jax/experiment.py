@@ -11,6 +11,8 @@ what a workdir holds and how a trained run is loaded is `workdir.py`. A workdir 
     metrics.jsonl        train/eval curves; curves.png
     export/<label>/      each class model as a Hugging Face folder (export/ alone: one model)
     predictions_<split>.jsonl, metrics.json, report.md, confusion_<split>.png
+    eval_<file>-<sha8>/  eval on another test file (8 hex digits of its sha256): those reports
+    .lock                while train, eval or generate runs in it (`lock.py`)
 """
 
 from __future__ import annotations
