@@ -74,17 +74,22 @@ def score_rows(
         keep = idx >= 0
         per_row[idx[keep]] = out[keep]
 
-    for (idx, _), b in tqdm(
-        zip(batches, device_batches),
-        total=len(batches),
-        desc=desc,
-        leave=False,
-        disable=not progress,
-    ):
-        pending.append((idx, fn(params, b["inputs"], b["targets"], b["weights"], config=config)))
-        if len(pending) > max(prefetch, 1):
-            # fetch results a few batches late: the device never waits for the host
-            collect()
+    try:
+        for (idx, _), b in tqdm(
+            zip(batches, device_batches),
+            total=len(batches),
+            desc=desc,
+            leave=False,
+            disable=not progress,
+        ):
+            pending.append(
+                (idx, fn(params, b["inputs"], b["targets"], b["weights"], config=config))
+            )
+            if len(pending) > max(prefetch, 1):
+                # fetch results a few batches late: the device never waits for the host
+                collect()
+    finally:  # also on an exception (Ctrl-C): the prefetching thread stops now, not at exit
+        device_batches.close()
     while pending:
         collect()
     totals = np.zeros((n_texts, 0 if per_row is None else per_row.shape[1]), np.float64)

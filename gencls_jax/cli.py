@@ -13,7 +13,9 @@
 resumes an interrupted run (Ctrl-C saves a checkpoint first, then the program exits with status
 130). A workdir keeps its config: training it again with settings that would change the model
 is refused, and eval/generate/predict/explain use the run's own config (config.json), so they
-need only the workdir, from any folder.
+need only the workdir, from any folder. Train, eval and generate hold the workdir's lock
+(`lock.py`): a second such command in the same workdir is refused; predict and explain only
+read it. Ctrl-C anywhere exits with status 130 (`interrupt.py`), leaving every file whole.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gencls_jax import config_keys
+from gencls_jax import config_keys, interrupt
 
 if TYPE_CHECKING:
     import ml_collections
@@ -116,7 +118,8 @@ _OUTPUT = flags.DEFINE_string(
     "output",
     "",
     "predict: the jsonl of predictions ('-' or none: stdout); explain: the HTML page "
-    "(default explain.html; the same numbers as jsonl beside it)",
+    "(default explain.html; the same numbers as jsonl beside it, or x.jsonl names the jsonl "
+    "and the page is x.html; '-': the jsonl on stdout, no page)",
 )
 _TEXT = flags.DEFINE_multi_string(
     "text", [], "explain: a text to explain (repeatable); else --input or stdin"
@@ -140,7 +143,6 @@ _PROCESS_ID = flags.DEFINE_integer(
     "process_id", -1, "multi-process: this process's rank, 0..num_processes-1"
 )
 
-_EXPLAIN_DEFAULT_OUTPUT = "explain.html"
 # modes that use a trained run's own config: without --config, its config.json is the config
 _RUN_MODES = ("eval", "generate", "predict", "explain")
 
@@ -156,7 +158,7 @@ def run_mode(argv) -> None:
     """absl's main: what --mode says."""
     del argv
     logging.get_absl_handler().addFilter(_QuietLibraries())
-    from gencls_jax import experiment, metrics, report
+    from gencls_jax import experiment, fileio, lock, metrics, report
 
     metrics.route_logging_through_progress_bars()
     from gencls_jax import workdir as workdir_lib
@@ -171,7 +173,7 @@ def run_mode(argv) -> None:
         text = report.comparison_report(_WORKDIRS.value)
         print(text)
         if _REPORT_FILE.value:
-            Path(_REPORT_FILE.value).write_text(text)
+            fileio.write_text(_REPORT_FILE.value, text)
         return
     try:
         config = _CONFIG.value
@@ -191,7 +193,11 @@ def run_mode(argv) -> None:
 
     if jax.process_index() > 0:  # process 0 logs the run; the others only warnings and errors
         logging.set_verbosity(logging.WARNING)
+    # the modes that write the workdir hold its lock (process 0 for all of a multi-process run)
+    workdir_lock = lock.WorkdirLock(_WORKDIR.value, _MODE.value)
     try:
+        if _MODE.value in lock.WRITING_MODES and jax.process_index() == 0:
+            workdir_lock.acquire()
         if _MODE.value == "train":
             out = experiment.train_and_evaluate(config, _WORKDIR.value)
         else:  # the run's own config, and what the command's --config (or overrides) may change
@@ -208,10 +214,10 @@ def run_mode(argv) -> None:
             else:
                 _explain(config)
                 return
-    except (workdir_lib.RunError, DataError) as e:
+    except (workdir_lib.RunError, DataError, lock.WorkdirBusy) as e:
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and returns first)
-        sys.exit(128 + signal.SIGINT)
+    finally:  # also on Ctrl-C, before main() ends the process
+        workdir_lock.release()
     brief = {k: v for k, v in out.items() if k not in ("results",)}
     logging.info("done: %s", json.dumps(brief, default=str))
     if out.get("stop_reason") == "interrupted":  # `run.py ... && next` must not go on
@@ -268,7 +274,21 @@ def _predict(config) -> None:
     except BrokenPipeError:  # stdout's reader stopped early (`| head`): exit without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    _record_read("predict", _INPUT.value or "-", texts=out["texts"], output=out["output"])
     print(predict.predictions_summary(out), file=sys.stderr)
+
+
+def _record_read(mode: str, source: str, **extra) -> None:
+    """Predict's and explain's line in the run's history.jsonl: one append, without the lock
+    (they only read the workdir); a workdir they may not write to is read all the same."""
+    from gencls_jax import workdir as workdir_lib
+
+    try:
+        workdir_lib.append_history(
+            _WORKDIR.value, mode, checkpoint=_WHICH.value, input=source, **extra
+        )
+    except OSError as e:
+        logging.warning("%s: history.jsonl not written (%s)", _WORKDIR.value, e.strerror)
 
 
 def _explain(config) -> None:
@@ -291,16 +311,28 @@ def _explain(config) -> None:
     exps = explain.explain_texts(
         clf, texts, ids, where, against=_AGAINST.value, rule=config.eval.decision
     )
-    html_path = _OUTPUT.value or _EXPLAIN_DEFAULT_OUTPUT
     meta = (
         f"run {_WORKDIR.value} ({_WHICH.value} checkpoint), {clf.mode.name}, classes "
         f"{', '.join(clf.label_names)}; decision rule {exps[0].rule if exps else ''}"
     )
-    jsonl = explain.write_explanations(exps, html_path, meta=meta)
+    lines_to = sys.stdout
+    if _OUTPUT.value == "-":  # the jsonl on stdout, no page; the lines go to stderr
+        explain.write_jsonl(exps, sys.stdout)
+        written, lines_to = "<stdout>", sys.stderr
+    else:
+        try:
+            page_jsonl = explain.write_explanations(
+                exps, _OUTPUT.value or "explain.html", meta=meta
+            )
+        except OSError as e:
+            sys.exit(f"error: --output={_OUTPUT.value}: cannot write there ({e.strerror})")
+        written = ", ".join(map(str, page_jsonl))
+    source = "--text" if _TEXT.value else _INPUT.value or "-"
+    _record_read("explain", source, texts=len(exps), output=written)
     for e in exps:
-        print(explain.summary_line(e))
+        print(explain.summary_line(e), file=lines_to)
     skipped_note = f" (skipped {len(skipped)} bad lines)" if skipped else ""
-    print(f"-> {html_path}, {jsonl}{skipped_note}")
+    print(f"-> {written}{skipped_note}", file=lines_to)
 
 
 def _flag(argv, name: str) -> str | None:
@@ -420,4 +452,8 @@ def parse_flags(argv):
 
 def main() -> None:
     """The `gencls` console script (and `python run.py`)."""
-    app.run(run_mode, flags_parser=parse_flags)
+    interrupt.install()
+    try:
+        app.run(run_mode, flags_parser=parse_flags)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and returns first)
+        interrupt.exit_interrupted()

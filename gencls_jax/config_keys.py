@@ -436,6 +436,14 @@ KEYS = (
         "... and <= this (keep the samples near the decision boundary)",
     ),
     Key("generate.output", "synthetic.jsonl", RUNTIME, "the output file, in the workdir"),
+    # --- explanations (--mode=explain) ---------------------------------------------------
+    Key(
+        "explain.tail_tokens",
+        200,
+        RUNTIME,
+        "a truncated text's unread tokens shown (struck through) after the scored ones; the rest "
+        "is left off the page and the jsonl, which say how many",
+    ),
 )
 
 

@@ -12,20 +12,24 @@ what a workdir holds and how a trained run is loaded is `workdir.py`. A workdir 
     metrics.jsonl        train/eval curves; curves.png
     export/<label>/      each class model as a Hugging Face folder (export/ alone: one model)
     predictions_<split>.jsonl, metrics.json, report.md, confusion_<split>.png
+    eval_<file>-<sha8>/  eval on another test file (8 hex digits of its sha256): those reports
+    .lock                while train, eval or generate runs in it (`lock.py`)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from absl import logging
 
-from gencls_jax import conditioning, objectives, preflight, report
+from gencls_jax import conditioning, fileio, objectives, preflight, report
 from gencls_jax import evaluate as decide
 from gencls_jax import model as gpt2
 from gencls_jax import train as trainer
@@ -192,7 +196,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     best_params, step, fallback = wd.restore_params(workdir, params)
     summary["checkpoint_fallbacks"] = [f for f in (result.fallback, fallback) if f]
     if wd.is_lead():
-        mode.export(workdir / "export", model_config, best_params, label_names)
+        with fileio.replaced_folder(workdir / "export") as folder:  # never half an export
+            mode.export(folder, model_config, best_params, label_names)
     if mode.classifies and config.eval.splits:
         with timer.phase("score"):  # val and test under every decision rule, the report
             summary.update(
@@ -238,7 +243,7 @@ def _train_summary(workdir: Path, result, wall_s: float) -> dict:
         final_train_loss=float(np.mean([r[1] for r in recent])) if recent else None,
     )
     if wd.is_lead():
-        path.write_text(json.dumps({**summary, "recent_steps": recent}, indent=2))
+        fileio.write_text(path, json.dumps({**summary, "recent_steps": recent}, indent=2))
     return summary
 
 
@@ -264,10 +269,8 @@ def evaluate_params(
     out_dir: Path | None = None,
 ) -> dict:
     """Score val and test, decide under every rule, write predictions, metrics.json, report.md
-    (into `out_dir`, the workdir by default)."""
+    (into `out_dir`, the workdir by default; another folder is replaced as a whole)."""
     out_dir = Path(out_dir or workdir)
-    if wd.is_lead():
-        out_dir.mkdir(parents=True, exist_ok=True)
     mode = conditioning.get(info["conditioning"])
     label_names = info["label_names"]
     k = len(label_names)
@@ -298,7 +301,7 @@ def evaluate_params(
     rules = list(dict.fromkeys([config.eval.decision, *config.eval.report_rules]))
     if not mode.generative:  # a length-normalised log-likelihood has no meaning for posteriors
         rules = [r for r in rules if r != "per_token"] or ["bayes"]
-    results, warnings = {}, []
+    results, warnings, predictions = {}, [], {}
     for split, (d, ll, n_tok) in scored.items():
         results[split] = decide.evaluate_split(
             ll,
@@ -312,10 +315,7 @@ def evaluate_params(
             int(config.seed),
         )
         pred = decide.scores(ll, n_tok, "bayes", prior).argmax(1)
-        if wd.is_lead():
-            report.write_predictions(
-                out_dir / f"predictions_{split}.jsonl", d, ll, n_tok, pred, label_names
-            )
+        predictions[split] = (d, ll, n_tok, pred)
         warning = decide.degenerate_warning(
             ll,
             d.labels,
@@ -342,7 +342,14 @@ def evaluate_params(
     if headline:
         out["accuracy"] = headline["accuracy"]
     if wd.is_lead():
-        report.write_run_report(out_dir, info, {**(summary or {}), **out})
+        same = out_dir.resolve() == Path(workdir).resolve()
+        with contextlib.nullcontext(out_dir) if same else fileio.replaced_folder(out_dir) as folder:
+            for split, (d, ll, n_tok, pred) in predictions.items():
+                report.write_predictions(
+                    folder / f"predictions_{split}.jsonl", d, ll, n_tok, pred, label_names
+                )
+            report.write_run_report(folder, info, {**(summary or {}), **out}, out_dir.name)
+    out["report"] = str(out_dir / "report.md")  # where a person reads it
     return out
 
 
@@ -352,18 +359,30 @@ def ds_provenance(ds: dict, scored: dict) -> dict:
     return {split: list(ds[origin.get(split, split)].sources) for split in scored}
 
 
+def eval_folder(test_path: str, sources: Sequence[dict]) -> str:
+    """`eval_<file name>-<first 8 hex digits of its sha256>`: the folder of another test set's
+    results; two files of one name, other contents, do not share it."""
+    digests = [s.get("sha256") for s in sources]
+    digest = (
+        digests[0]
+        if len(digests) == 1 and digests[0]
+        else hashlib.sha256(json.dumps(list(sources), sort_keys=True).encode()).hexdigest()
+    )
+    return f"eval_{Path(test_path).name.split('.')[0]}-{digest[:8]}"
+
+
 def evaluate(config, workdir: str | Path, which: str = "best", changed: dict | None = None) -> dict:
     """Eval mode: a run's best (or latest) checkpoint, with the run's own config (`config`, from
     `workdir.eval_config`); `changed` says which keys a --config changed. Another test set
-    (`data.test_path` changed) is reported in `<workdir>/eval_<file name>/`, not over the run's
-    report."""
+    (`data.test_path` changed) is reported in `<workdir>/eval_<file name>-<sha256>/`
+    (`eval_folder`), not over the run's report."""
     workdir, changed = Path(workdir), changed or {}
     preflight.check_paths(config, "eval")
     wd.check_data(workdir, config)
     info, model_config, params, step, _, fallback = wd.load_run(config, workdir, which)
     tok, ds = load_data(config, splits=("train", "val", "test"), info=info)
     out_dir = (
-        workdir / f"eval_{Path(config.data.test_path).name.split('.')[0]}"
+        workdir / eval_folder(config.data.test_path, ds["test"].sources)
         if "data.test_path" in changed
         else workdir
     )

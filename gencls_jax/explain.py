@@ -20,10 +20,11 @@ import dataclasses
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import IO, TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from gencls_jax import fileio
 from gencls_jax.data.sources import DataError
 from gencls_jax.data.tokenize import Tokenizer
 from gencls_jax.workdir import RunError
@@ -43,7 +44,8 @@ class Explanation:
     """One text's decision, token by token. Token i's string is `tokens[i]` (a character that
     byte-level BPE split over several tokens belongs to the last of them, the others are '');
     the last token is the appended EOS when the run appends one. Tokens past a truncated
-    text's budget are not scored (`scored` False, term 0, log-probabilities NaN)."""
+    text's budget are not scored (`scored` False, term 0, log-probabilities NaN); only the first
+    `explain.tail_tokens` of them are kept, and `cut` counts the others, left off."""
 
     id: str
     text: str  # the text as scored (after cleaning)
@@ -63,6 +65,7 @@ class Explanation:
     truncated: bool
     eos: bool = False  # the last token is the EOS the run appends (scored like the others)
     note: str = ""  # what the reader should know (a fallback rule, an --against that won)
+    cut: int = 0  # unscored tokens left off after the last one kept (explain.tail_tokens)
 
     @property
     def token_sum(self) -> float:
@@ -96,6 +99,7 @@ class Explanation:
             "n_tokens": self.n_scored,
             "truncated": self.truncated,
             "note": self.note,
+            "tokens_cut": self.cut,
             "tokens": [
                 {
                     "token": s,
@@ -148,7 +152,9 @@ def explain_texts(
 ) -> list[Explanation]:
     """An `Explanation` per text: the predicted class against the runner-up, or against the
     class `against` (a text predicted as `against` is compared with its runner-up, noted).
-    `rule` is resolved as predict does (`clf.resolve_rule`)."""
+    `rule` is resolved as predict does (`clf.resolve_rule`). Of a truncated text's unscored
+    tokens only the first `explain.tail_tokens` are kept: a 5 MB text read for 256 tokens
+    makes a page of a few hundred tokens, not of a million."""
     names = tuple(clf.label_names)
     if not clf.mode.generative:
         raise RunError(
@@ -184,19 +190,23 @@ def explain_texts(
             o = int(np.argmax(np.where(np.arange(len(names)) == p, -np.inf, scores)))
         scale = 1.0 / max(n, 1) if rule == "per_token" else 1.0  # the rule's weight of log p(x|c)
         bias = clf.decision_scores(np.zeros((1, len(names))), np.ones(1), rule)[0]  # b_c
-        lp = np.full((len(full), len(names)), np.nan)
+        keep = min(len(full), n + int(clf.config.explain.tail_tokens))
+        shown_eos = eos is not None and keep == len(full)
+        lp = np.full((keep, len(names)), np.nan)
         lp[:n] = v
-        terms = np.zeros(len(full))
+        terms = np.zeros(keep)
         terms[:n] = scale * (v[:, p] - v[:, o])
-        strings = token_strings(clf.tokenizer, text_ids) + ([EOS_SHOWN] if eos is not None else [])
+        strings = token_strings(clf.tokenizer, full[: keep - shown_eos]) + (
+            [EOS_SHOWN] if shown_eos else []
+        )
         out.append(
             Explanation(
                 id=str(ds.ids[i]),
                 text=ds.texts[i],
                 label_names=names,
                 tokens=strings,
-                token_ids=full.tolist(),
-                scored=np.arange(len(full)) < n,
+                token_ids=full[:keep].tolist(),
+                scored=np.arange(keep) < n,
                 token_log_probs=lp,
                 terms=terms,
                 log_likelihoods=ll,
@@ -207,8 +217,9 @@ def explain_texts(
                 prior_term=float(bias[p] - bias[o]),
                 margin=float(scores[p] - scores[o]),
                 truncated=n < len(full),
-                eos=eos is not None,
+                eos=shown_eos,
                 note="; ".join(notes),
+                cut=len(full) - keep,
             )
         )
     return out
@@ -369,6 +380,11 @@ def _section(k: int, e: Explanation, scale: float) -> str:
         notes.append(
             f"truncated: only the first {e.n_scored} tokens were read (data.long_text), "
             "the rest is struck through"
+            + (
+                f"; its last {e.cut} tokens are left off this page (explain.tail_tokens)"
+                if e.cut
+                else ""
+            )
         )
     note = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
     top = (
@@ -406,19 +422,30 @@ def render_html(explanations: Sequence[Explanation], title: str = "", meta: str 
     )
 
 
+def output_paths(output: str | Path) -> tuple[Path, Path]:
+    """(page, jsonl) for `--output`: `x.jsonl` names the jsonl (the page is x.html), anything
+    else the page (the jsonl is beside it, .jsonl); the two never share a name."""
+    output = Path(output)
+    if output.suffix.lower() == ".jsonl":
+        return output.with_suffix(".html"), output
+    return output, output.with_suffix(".jsonl")
+
+
+def write_jsonl(explanations: Sequence[Explanation], f: IO[str]) -> None:
+    for e in explanations:
+        f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
+
+
 def write_explanations(
-    explanations: Sequence[Explanation], html_path: str | Path, title: str = "", meta: str = ""
-) -> Path:
-    """The HTML page at `html_path` and the same numbers as jsonl beside it (.jsonl); returns
-    the jsonl path."""
-    html_path = Path(html_path)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(explanations, title, meta), encoding="utf-8")
-    jsonl = html_path.with_suffix(".jsonl")
-    with open(jsonl, "w", encoding="utf-8") as f:
-        for e in explanations:
-            f.write(json.dumps(e.to_json(), ensure_ascii=False) + "\n")
-    return jsonl
+    explanations: Sequence[Explanation], output: str | Path, title: str = "", meta: str = ""
+) -> tuple[Path, Path]:
+    """The HTML page and the same numbers as jsonl, at `output_paths(output)`, each replaced
+    whole (an interrupted command leaves the old files); returns (page, jsonl)."""
+    page, jsonl = output_paths(output)
+    fileio.write_text(page, render_html(explanations, title, meta))
+    with fileio.atomic_open(jsonl) as f:
+        write_jsonl(explanations, f)
+    return page, jsonl
 
 
 def summary_line(e: Explanation) -> str:

@@ -2,9 +2,11 @@
 
 `metrics.jsonl` is the source of truth: one JSON object per line with a `step` and any of
 train_loss, lr, tokens_per_s, steps_per_s, skipped_steps, loss_scale, val_loss, val_accuracy.
-A run resumed from a checkpoint appends to the same file; if a crash lost steps after the last
-checkpoint they are logged twice, and `read_metrics` keeps the last record per (step, kind).
-TensorBoard is written only if `tensorboardX` or `torch.utils.tensorboard` imports.
+Each line is written whole and flushed (`fileio.append_line`; a torn last line is ignored on
+read). A run resumed from a checkpoint first drops the lines past the step it restored (a crash
+or an older checkpoint: those steps are trained again), then appends to the same file;
+`read_metrics` keeps the last record per (step, kind). TensorBoard is written only if
+`tensorboardX` or `torch.utils.tensorboard` imports.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from absl import logging
+
+from gencls_jax import fileio
 
 
 def _tensorboard_writer(logdir: Path):
@@ -46,12 +50,20 @@ class MetricsWriter:
         if not self.enabled:
             return
         record = {"step": int(step), "kind": kind, **{k: _jsonable(v) for k, v in values.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        fileio.append_line(self.path, json.dumps(record))
         if self.tb is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     self.tb.add_scalar(f"{kind}/{k}", v, int(step))
+
+    def drop_after(self, step: int) -> None:
+        """Forget the records past `step` (training resumes from `step`: they are stale)."""
+        if not self.enabled or not self.path.exists():
+            return
+        records = fileio.read_jsonl(self.path)
+        kept = [r for r in records if r["step"] <= step]
+        if len(kept) < len(records):
+            fileio.write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self.tb is not None:
@@ -67,14 +79,7 @@ def _jsonable(v: Any) -> Any:
 
 def read_metrics(path: str | Path) -> list[dict]:
     """Records of a metrics.jsonl, sorted by step; a (step, kind) logged twice keeps the last."""
-    records: dict[tuple[int, str], dict] = {}
-    p = Path(path)
-    if not p.exists():
-        return []
-    for line in p.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            records[(r["step"], r.get("kind", ""))] = r
+    records = {(r["step"], r.get("kind", "")): r for r in fileio.read_jsonl(path)}
     return [records[k] for k in sorted(records)]
 
 
@@ -120,7 +125,8 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
         axes[0, 1].set_xlabel("step")
         axes[0, 1].set_ylabel("val accuracy")
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
+    with fileio.atomic_open(png_path, "wb") as f:
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
     return Path(png_path)
 

@@ -12,6 +12,7 @@ output line: id, prediction, per-class log-likelihoods, posteriors under the run
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -26,6 +27,7 @@ from typing import IO, Callable, Iterator, Sequence
 
 from absl import logging
 
+from gencls_jax import fileio
 from gencls_jax.classifier import GenerativeClassifier, posteriors
 from gencls_jax.data import sources
 from gencls_jax.data.clean import clean_texts
@@ -259,24 +261,23 @@ def run_predict(clf: GenerativeClassifier, inputs: Inputs, output_path: str) -> 
     rule, why = clf.resolve_rule(clf.config.eval.decision)
     if why:
         logging.warning("eval.decision=%s: %s", clf.config.eval.decision, why)
-    to_stdout = output_path in ("", STDIN)
-    if to_stdout:
-        out = sys.stdout
-    else:
-        try:
-            Path(output_path).parent.mkdir(parents=True, exist_ok=True)
-            out = open(output_path, "w", encoding="utf-8")
-        except OSError as e:
-            raise DataError(f"--output={output_path}: cannot write there ({e.strerror})") from None
-    try:
+    # a file is written under a temporary name and renamed when complete: an interrupted
+    # predict leaves an existing --output as it was
+    with contextlib.ExitStack() as stack:
+        if output_path in ("", STDIN):
+            out = sys.stdout
+        else:
+            try:
+                out = stack.enter_context(fileio.atomic_open(output_path))
+            except OSError as e:
+                raise DataError(
+                    f"--output={output_path}: cannot write there ({e.strerror})"
+                ) from None
         n = 0
         for row in prediction_rows(clf, inputs, rule):
             out.write(json.dumps(row) + "\n")
             n += 1
         out.flush()
-    finally:
-        if not to_stdout:
-            out.close()
     wall = time.time() - t0
     return dict(
         texts=n,

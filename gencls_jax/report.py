@@ -9,13 +9,15 @@ from typing import Sequence
 
 import numpy as np
 
+from gencls_jax import fileio
+
 
 def write_predictions(
     path: Path, ds, ll: np.ndarray, n_tokens: np.ndarray, pred: np.ndarray, label_names
 ) -> None:
     """One JSON line per example: id, label, K log-likelihoods, scored tokens, prediction (Bayes
     rule)."""
-    with open(path, "w") as f:
+    with fileio.atomic_open(path) as f:
         for i in range(len(ds)):
             f.write(
                 json.dumps(
@@ -61,7 +63,8 @@ def plot_confusion(matrix: Sequence[Sequence[int]], label_names, path: Path, tit
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with fileio.atomic_open(path, "wb") as f:
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -80,13 +83,14 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def write_run_report(out_dir: Path, info: dict, summary: dict) -> None:
-    """metrics.json (everything) and report.md (tables a person reads), plus confusion PNGs.
-    Warnings (e.g. class models that barely differ) open the report."""
+def write_run_report(out_dir: Path, info: dict, summary: dict, name: str = "") -> None:
+    """metrics.json (everything) and report.md (tables a person reads, titled `name`, default
+    the folder's), plus confusion PNGs. Warnings (e.g. class models that barely differ) open the
+    report."""
     out_dir = Path(out_dir)
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    fileio.write_text(out_dir / "metrics.json", json.dumps(summary, indent=2))
     names = info["label_names"]
-    lines = [f"# Run report: {out_dir.name}", ""]
+    lines = [f"# Run report: {name or out_dir.name}", ""]
     lines += [f"> **{w}**" for w in summary.get("warnings", [])]
     lines += [
         "" if summary.get("warnings") else None,
@@ -164,7 +168,7 @@ def write_run_report(out_dir: Path, info: dict, summary: dict) -> None:
             lines += ["", f"{what} accuracy gap ({rule}): {gap:+.2f} points"]
     if (out_dir / "curves.png").exists():
         lines += ["", "![curves](curves.png)"]
-    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    fileio.write_text(out_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def _source(src: dict) -> str:

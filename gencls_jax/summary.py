@@ -44,7 +44,7 @@ def end_of_run(workdir: str, out: dict, decision: str, phases: str = "") -> str:
         if val:
             lines.append(f"validation accuracy: {100 * val['accuracy']:.1f}% ({val['n']} texts)")
     lines += [f"warning: {f}" for f in out.get("checkpoint_fallbacks", [])]
-    lines.append(f"report: {workdir}/report.md")
+    lines.append(f"report: {out.get('report') or f'{workdir}/report.md'}")  # the one written
     if phases:
         lines.append(f"time: {phases}")
     lines += [

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from gencls_jax import conditioning, generate
+from gencls_jax import conditioning, fileio, generate
 from gencls_jax import workdir as wd
 from gencls_jax.data.clean import clean_text
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
@@ -99,6 +99,7 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
     )
     mode, names = conditioning.get(info["conditioning"]), info["label_names"]
     g, d = config.generate, config.data
+    wd.append_history(workdir, "generate", checkpoint=which, evaluated_step=step, output=g.output)
     prefixes = label_prefixes(tok, d.label_prefix_template, names)
 
     texts, labels, toks = [], [], []
@@ -116,7 +117,7 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
 
     sampling = {k: g[k] for k in ("temperature", "top_k", "top_p", "max_new_tokens", "seed")}
     out_path = workdir / g.output
-    with open(out_path, "w") as f:
+    with fileio.atomic_open(out_path) as f:
         for i in np.flatnonzero(keep):
             f.write(
                 json.dumps(
@@ -150,7 +151,7 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
             "mean_margin": float(margin[sel].mean()) if sel.any() else 0.0,
             "classified_as_own_class": float((margin[labels == k] > 0).mean()),
         }
-    (workdir / "synthetic_stats.json").write_text(json.dumps(stats, indent=2))
+    fileio.write_text(workdir / "synthetic_stats.json", json.dumps(stats, indent=2))
     for k, name in enumerate(names):
         for i in np.flatnonzero((labels == k) & keep)[:2]:
             print(f"[{name}] margin {margin[i]:+.1f}: {texts[i][:300]!r}")

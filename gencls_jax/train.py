@@ -26,8 +26,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
+from gencls_jax import fileio, optim, sharding
 from gencls_jax import metrics as metrics_lib
-from gencls_jax import optim, sharding
 from gencls_jax import train_step as ts
 from gencls_jax.checkpoint import Checkpointer, RestoreError, metric_mode
 from gencls_jax.data.prefetch import prefetch_to_device
@@ -207,7 +207,7 @@ def train(
     lead = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     if lead:
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+        fileio.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
 
     k = ts.num_stacked_classes(init_params) if stacked else None
     mesh = sharding.make_mesh(int(tc.class_shards) if stacked else 1)
@@ -270,6 +270,7 @@ def train(
             workdir,
         )
     writer = metrics_lib.MetricsWriter(workdir, tensorboard=tc.tensorboard, enabled=lead)
+    writer.drop_after(int(state.step))  # rows past the restored step are trained again
     history: list[dict] = []
     evals: list[dict] = []
     step = int(state.step)

@@ -30,7 +30,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from gencls_jax import conditioning, config_keys, sharding
+from gencls_jax import conditioning, config_keys, fileio, sharding
 from gencls_jax import model as gpt2
 from gencls_jax.checkpoint import Checkpointer, RestoreError
 from gencls_jax.data import compact
@@ -239,21 +239,12 @@ def append_history(
     }
     if changes:
         record["changed"] = {k: [old, new] for k, (old, new) in changes.items()}
-    if not is_lead():
-        return
-    path = Path(workdir) / "history.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record, default=str) + "\n")
+    if is_lead():  # one write of a whole line: no lock needed (predict and explain take none)
+        fileio.append_line(Path(workdir) / "history.jsonl", json.dumps(record, default=str))
 
 
 def read_history(workdir: str | Path) -> list[dict]:
-    path = Path(workdir) / "history.jsonl"
-    return (
-        [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if path.exists()
-        else []
-    )
+    return fileio.read_jsonl(Path(workdir) / "history.jsonl")
 
 
 # --- the trained run -------------------------------------------------------------------------
@@ -264,7 +255,7 @@ def write_run_info(workdir: Path, info: dict) -> None:
     config check (`workdir.check_resume`) has already refused a workdir made by another config."""
     if is_lead():
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "run_info.json").write_text(json.dumps(info, indent=2))
+        fileio.write_text(workdir / "run_info.json", json.dumps(info, indent=2))
 
 
 def read_run_info(workdir: Path) -> dict:

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -243,8 +244,10 @@ def test_html_page_is_self_contained(tok, tmp_path):
             if e.scored[i] and s and (i == 0 or e.tokens[i - 1]):  # a token shown alone
                 assert f"term {e.terms[i]:+.4f}" in page
     assert "not scored: past the text" in page  # the truncated review's unread tokens
-    jsonl = X.write_explanations(exps, tmp_path / "why.html", meta="run <x> & y")
-    assert jsonl == tmp_path / "why.jsonl" and (tmp_path / "why.html").read_text() == page
+    written = X.write_explanations(exps, tmp_path / "why.html", meta="run <x> & y")
+    assert written == (tmp_path / "why.html", tmp_path / "why.jsonl")
+    jsonl = written[1]
+    assert (tmp_path / "why.html").read_text() == page
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["margin"] for r in rows] == [e.margin for e in exps]
     for r in rows:
@@ -273,3 +276,39 @@ def test_discriminative_run_is_refused_in_one_line(tok, tmp_path):
     last = p.stderr.strip().splitlines()[-1]
     assert p.returncode != 0 and last.startswith("error: ")
     assert "discriminative run: it has no per-token likelihoods to explain" in last
+
+
+def test_page_and_jsonl_never_share_a_name(tok, tmp_path):
+    """--output=x.jsonl names the jsonl (the page beside it is x.html); before, the page was
+    written there and then overwritten by the jsonl."""
+    exps = X.explain_texts(classifier(tok, "label_prefix"), TEXTS)  # as the page test's
+    page, jsonl = X.write_explanations(exps, tmp_path / "x.jsonl")
+    assert (page, jsonl) == (tmp_path / "x.html", tmp_path / "x.jsonl")
+    assert page.read_text() == X.render_html(exps)
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["margin"] for r in rows] == [e.margin for e in exps]
+    assert X.output_paths("why") == (Path("why"), Path("why.jsonl"))
+
+
+def test_a_long_texts_page_is_bounded_and_says_what_was_cut(tok, tmp_path):
+    """A ~200 KB text truncated to 32 tokens: the page shows those, then `explain.tail_tokens`
+    unread tokens, and says how many more were left off (before, every token was rendered)."""
+    clf = classifier(tok, "per_class")
+    clf.config.explain.tail_tokens = 20
+    text = LONG.replace("<br />", " ") * 700
+    (e,) = X.explain_texts(clf, [text])
+    total = len(tok.encode_batch([text])[0]) + 1  # the text's tokens and the EOS
+    assert e.truncated and e.n_scored == 32 and total > 30_000
+    assert len(e.tokens) == len(e.token_ids) == 32 + 20 and not e.eos
+    assert e.cut == total - 52 and e.to_json()["tokens_cut"] == e.cut
+    assert abs(e.token_sum + e.prior_term - e.margin) < 1e-9 * max(1.0, abs(e.margin))
+    page, _ = X.write_explanations([e], tmp_path / "long.html")
+    assert page.stat().st_size < 60_000  # the text is ~200 KB; every token rendered: ~15 MB
+    assert f"its last {e.cut} tokens are left off this page (explain.tail_tokens)" in (
+        page.read_text()
+    )
+    # a tail long enough keeps every token, the EOS last, and cuts nothing
+    clf.config.explain.tail_tokens = 100
+    (short,) = X.explain_texts(clf, [LONG])
+    assert short.cut == 0 and short.eos and short.tokens[-1] == X.EOS_SHOWN
+    assert "".join(short.tokens[:-1]) == short.text

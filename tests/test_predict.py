@@ -7,8 +7,10 @@ import csv
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -16,9 +18,12 @@ import numpy as np
 import pytest
 from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
 
+from gencls_jax import interrupt
 from gencls_jax import predict as P
 from gencls_jax.classifier import GenerativeClassifier
 from gencls_jax.data.sources import DataError, read_jsonl
+from gencls_jax.lock import WorkdirLock
+from gencls_jax.workdir import read_history
 
 pytestmark = pytest.mark.skipif(
     not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
@@ -295,3 +300,97 @@ def test_explain_command_on_the_trained_run(trained, tmp_path):
         assert abs(sum(terms) + r["prior_term"] - r["margin"]) < 1e-9 * max(1, abs(r["margin"]))
     assert rows[0]["truncated"] and not rows[1]["truncated"]
     assert p.stdout.strip().splitlines()[-1] == f"-> {page}, {page.with_suffix('.jsonl')}"
+
+
+def test_ctrl_c_mid_scoring_exits_130_and_keeps_the_output(trained, tmp_path):
+    """SIGINT while 3,000 texts are being scored: exit 130 within seconds, one line, no
+    traceback, and an existing --output as it was (before: emptied at once, and the run went
+    on scoring after printing a traceback from a GC callback)."""
+    texts = [r["text"] for r in trained["test"][:8]] * 375
+    src = write_jsonl(tmp_path / "many.jsonl", [{"text": t} for t in texts])
+    out = tmp_path / "labels.jsonl"
+    out.write_text("the previous predictions\n")
+    err_path = tmp_path / "stderr.txt"
+    with open(err_path, "w") as err:
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "run.py"),
+                "--mode=predict",
+                f"--workdir={trained['workdir']}",
+                f"--input={src}",
+                f"--output={out}",
+                "--config.progress_bars=True",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        deadline = time.time() + 300
+        while "predicting" not in err_path.read_text() and time.time() < deadline:
+            assert p.poll() is None, err_path.read_text()[-3000:]
+            time.sleep(0.1)
+        p.send_signal(signal.SIGINT)
+        t0 = time.time()
+        rc = p.wait(timeout=60)
+    elapsed = time.time() - t0
+    stderr = err_path.read_text()
+    assert rc == 130 and elapsed < 10, (rc, elapsed, stderr[-3000:])
+    assert stderr.strip().splitlines()[-1] == interrupt.MESSAGE
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert out.read_text() == "the previous predictions\n"
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "labels.jsonl",
+        "many.jsonl",
+        "stderr.txt",
+    ]
+
+
+def test_predict_and_explain_read_a_locked_workdir_and_add_to_its_history(trained, tmp_path):
+    """A training holding the workdir's lock does not stop predict or explain (they only read
+    it); each adds its line to history.jsonl. explain --output=x.jsonl: the jsonl there, the
+    page beside it as x.html."""
+    wd = trained["workdir"]
+    before = read_history(wd)
+    src = trained["folder"] / "test.jsonl"
+    with WorkdirLock(wd, "train"):
+        p = run_cli("--mode=predict", f"--workdir={wd}", f"--input={src}")
+        assert p.returncode == 0, p.stderr[-3000:]
+        check_rows([json.loads(line) for line in p.stdout.splitlines()], trained)
+        x = tmp_path / "x.jsonl"
+        p = run_cli("--mode=explain", f"--workdir={wd}", "--text=Dreadful.", f"--output={x}")
+        assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.strip().splitlines()[-1] == f"-> {tmp_path / 'x.html'}, {x}"
+    assert (tmp_path / "x.html").read_text().startswith("<!DOCTYPE html>")
+    (row,) = [json.loads(line) for line in x.read_text().splitlines()]
+    (ref,) = [e for e in trained["evals"] if e["id"] == "s2"]  # eval's line of "Dreadful."
+    assert row["id"] == "text 1" and row["n_tokens"] == ref["n_tokens"]
+    ll = [row["log_likelihoods"][n] for n in ("neg", "pos")]
+    np.testing.assert_allclose(ll, ref["log_likelihoods"], rtol=1e-5, atol=1e-3)
+    added = read_history(wd)[len(before) :]
+    assert [(h["mode"], h["texts"], h["output"]) for h in added] == [
+        ("predict", len(trained["test"]), "<stdout>"),
+        ("explain", 1, f"{tmp_path / 'x.html'}, {x}"),
+    ]
+    assert added[0]["input"] == str(src) and added[1]["input"] == "--text"
+
+
+def test_explain_output_dash_is_the_jsonl_on_stdout(trained, tmp_path):
+    """--output=-: the jsonl on stdout, the summary lines on stderr, no file named '-' (before:
+    files '-' and '-.jsonl' in the current folder)."""
+    p = run_cli(
+        "--mode=explain",
+        f"--workdir={trained['workdir']}",
+        "--text=A wonderful film, I loved it.",
+        "--text=Dreadful.",
+        "--output=-",
+        cwd=tmp_path,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["id"] for r in rows] == ["text 1", "text 2"]
+    for r in rows:
+        terms = [t["term"] for t in r["tokens"] if t["term"] is not None]
+        assert abs(sum(terms) + r["prior_term"] - r["margin"]) < 1e-9 * max(1, abs(r["margin"]))
+    assert p.stderr.strip().splitlines()[-1] == "-> <stdout>"
+    assert "text 2: " in p.stderr
+    assert list(tmp_path.iterdir()) == []

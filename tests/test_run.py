@@ -410,10 +410,30 @@ def test_eval_on_another_test_set_with_the_runs_labels_writes_beside_the_report(
     other = _topic_file(tmp_path / "other_test.jsonl", 3, 7)
     files = snapshot(topic_run)
     run("--mode=eval", f"--workdir={topic_run}", f"--config.data.test_path={other}", config=None)
-    out = json.loads((topic_run / "eval_other_test" / "metrics.json").read_text())
+    folder = f"eval_other_test-{hashlib.sha256(other.read_bytes()).hexdigest()[:8]}"
+    out = json.loads((topic_run / folder / "metrics.json").read_text())
     assert out["results"]["test"]["bayes"]["n"] == 12
     assert out["provenance"]["data"]["test"][0]["path"] == str(other.resolve())
     changed = {k: v for k, v in snapshot(topic_run).items() if files.get(k) != v}
-    assert set(changed) == {"history.jsonl"} | {
-        k for k in changed if k.startswith("eval_other_test/")
-    }
+    assert set(changed) == {"history.jsonl"} | {k for k in changed if k.startswith(f"{folder}/")}
+
+
+def test_two_test_files_of_one_name_get_two_folders_and_the_printed_path(topic_run, tmp_path):
+    """Two different test files both named test.jsonl: two eval folders (before: the second
+    overwrote the first's `eval_test/`), and the `report:` line names the report written (before:
+    the run's own report.md, which eval left alone)."""
+    reports = []
+    for seed in (8, 9):
+        (tmp_path / str(seed)).mkdir()
+        test = _topic_file(tmp_path / str(seed) / "test.jsonl", 2, seed)
+        p = run(
+            "--mode=eval", f"--workdir={topic_run}", f"--config.data.test_path={test}", config=None
+        )
+        (line,) = [ln for ln in p.stdout.splitlines() if ln.startswith("report: ")]
+        reports.append(Path(line.removeprefix("report: ")))
+        digest = hashlib.sha256(test.read_bytes()).hexdigest()
+        assert reports[-1] == topic_run / f"eval_test-{digest[:8]}" / "report.md"
+        out = json.loads((reports[-1].parent / "metrics.json").read_text())
+        assert out["provenance"]["data"]["test"][0]["sha256"] == digest
+    assert reports[0] != reports[1] and all(r.exists() for r in reports)
+    assert not [p.name for p in topic_run.iterdir() if p.name.startswith(".")]  # no temp, no lock

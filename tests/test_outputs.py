@@ -1,0 +1,199 @@
+"""What an interruption or a second command may not do to a workdir's files: atomic writers that
+leave the old file on an error, logs whose torn last line is ignored, the workdir lock (a second
+writing command refused in one line, a dead holder's lock taken over), and metrics rows past the
+step a run resumes from dropped."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from test_train import base_config, batches_fn, make_epochs, model_config, tiny_params, train
+
+from gencls_jax import fileio, lock, metrics, workdir
+from gencls_jax.checkpoint import Checkpointer
+
+# --- atomic writers ---------------------------------------------------------------------------
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files or folders left beside the outputs (hidden names)."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_an_error_mid_write_leaves_the_old_file(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    fileio.write_text(path, "old\n")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with fileio.atomic_open(path) as f:
+            f.write("new, half")
+            f.flush()
+            raise RuntimeError("disk on fire")
+    assert path.read_text() == "old\n" and leftovers(tmp_path) == []
+    with pytest.raises(KeyboardInterrupt):
+        with fileio.atomic_open(path, "wb") as f:
+            f.write(b"\x89PNG half")
+            raise KeyboardInterrupt
+    assert path.read_text() == "old\n" and leftovers(tmp_path) == []
+    fileio.write_bytes(path, b"new\n")
+    assert path.read_bytes() == b"new\n" and leftovers(tmp_path) == []
+    # the permissions of a plain write (the umask's), not the tempfile module's private 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "eval_x"
+    with fileio.replaced_folder(target) as d:
+        (d / "report.md").write_text("first")
+        (d / "only_in_first.txt").write_text("x")
+    assert sorted(p.name for p in target.iterdir()) == ["only_in_first.txt", "report.md"]
+    with pytest.raises(KeyboardInterrupt):
+        with fileio.replaced_folder(target) as d:
+            (d / "report.md").write_text("second, unfinished")
+            raise KeyboardInterrupt
+    assert (target / "report.md").read_text() == "first" and leftovers(tmp_path) == []
+    with fileio.replaced_folder(target) as d:
+        (d / "report.md").write_text("second")
+    assert [p.name for p in target.iterdir()] == ["report.md"]
+    assert (target / "report.md").read_text() == "second" and leftovers(tmp_path) == []
+
+
+def test_torn_last_line_of_the_logs_is_ignored(tmp_path):
+    """A process killed mid-line leaves a torn last line in metrics.jsonl or history.jsonl: it is
+    ignored on read, and the next line appended stays whole."""
+    rows = [{"step": 1, "kind": "train", "train_loss": 2.5}, {"step": 2, "kind": "train"}]
+    good = "".join(json.dumps(r) + "\n" for r in rows)
+    (tmp_path / "metrics.jsonl").write_text(good + '{"step": 3, "kind": "tr')
+    assert metrics.read_metrics(tmp_path / "metrics.jsonl") == rows
+    (tmp_path / "history.jsonl").write_text('{"mode": "train"}\n{"mode": "ev')
+    assert workdir.read_history(tmp_path) == [{"mode": "train"}]
+
+    writer = metrics.MetricsWriter(tmp_path, tensorboard=False)
+    writer.write(3, "train", {"train_loss": 1.5})
+    assert metrics.read_metrics(tmp_path / "metrics.jsonl") == rows + [
+        {"step": 3, "kind": "train", "train_loss": 1.5}
+    ]
+    workdir.append_history(tmp_path, "predict", texts=2)
+    assert [h["mode"] for h in workdir.read_history(tmp_path)] == ["train", "predict"]
+
+
+# --- the workdir lock -------------------------------------------------------------------------
+
+HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from gencls_jax.lock import WorkdirLock
+    WorkdirLock(sys.argv[1], "train").acquire()
+    print("held", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A live process holding the lock of tmp_path/run (as a training would)."""
+    wd = tmp_path / "run"
+    wd.mkdir()
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(wd)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert p.stdout.readline().strip() == "held"
+    yield wd, p
+    p.kill()
+    p.wait()
+
+
+def test_a_second_writing_command_is_refused_in_one_line(holder):
+    wd, p = holder
+    (wd / "config.json").write_text("{}")  # a run's file: it must stay as it was
+    before = {f.name: f.read_bytes() for f in wd.iterdir()}
+    with pytest.raises(lock.WorkdirBusy) as busy:
+        lock.WorkdirLock(wd, "eval").acquire()
+    assert f"pid {p.pid} on host {socket.gethostname()} (--mode=train since " in str(busy.value)
+    cmd = [
+        sys.executable,
+        str(REPO / "run.py"),
+        "--config=" + str(REPO / "configs" / "tiny.py"),
+        f"--workdir={wd}",
+    ]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {wd} is in use by pid {p.pid} on host {socket.gethostname()}")
+    assert "(--mode=train since 20" in line and line.endswith("or use another --workdir")
+    assert {f.name: f.read_bytes() for f in wd.iterdir()} == before
+
+
+def test_the_lock_of_a_dead_process_is_taken_over(holder):
+    """Killed with SIGKILL, the holder leaves its lock file (naming it) behind: the next command
+    takes the lock. A lock file naming this very process but not locked (another start, the pid
+    reused) is taken as well: only a live holder counts."""
+    wd, p = holder
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert lock.read_holder(wd)["pid"] == p.pid
+    with lock.WorkdirLock(wd, "eval"):
+        held = lock.read_holder(wd)
+        assert held["pid"] == os.getpid() and held["mode"] == "eval"
+        assert held["start_time"] == lock.process_start_time(os.getpid()) != ""
+    assert not (wd / lock.LOCK_FILE).exists()  # a finished command leaves no lock file
+    stale = dict(held, start_time="1", since="2020-01-01T00:00:00")
+    (wd / lock.LOCK_FILE).write_text(json.dumps(stale))
+    with lock.WorkdirLock(wd, "train"):
+        assert lock.read_holder(wd)["start_time"] == held["start_time"]
+
+
+def test_a_new_workdir_left_empty_goes_with_the_lock(tmp_path):
+    wd = tmp_path / "new_run"
+    with lock.WorkdirLock(wd, "train"):
+        assert wd.is_dir()
+    assert not wd.exists()  # the command wrote nothing there: no empty folder left
+
+
+# --- metrics of a resumed run ----------------------------------------------------------------
+
+
+def test_metrics_rows_past_the_restored_step_are_dropped(tmp_path):
+    """A run trained to step 8 whose checkpoints after step 4 are gone resumes from step 4 and
+    stops at 6: its metrics.jsonl equals that of a run trained straight to step 6 (no train rows
+    of steps 7, 8, no eval row of step 8 left over)."""
+    data = make_epochs(2, 4, 8)
+    mc = model_config(base_config())
+
+    def run(folder, max_steps):
+        c = base_config(ckpt_every=2, keep_checkpoints=10, max_steps=max_steps)
+        return train(c, folder, mc, tiny_params(mc), batches_fn(data), 4, lambda p: {"x": 1.0})
+
+    run(tmp_path / "resumed", 0)
+    ckpts = tmp_path / "resumed" / "checkpoints"
+    for step in (6, 8):
+        shutil.rmtree(ckpts / str(step))
+    assert Checkpointer(ckpts, 10, "").latest_step() == 4
+    res = run(tmp_path / "resumed", 6)
+    assert res.stop_reason == "max_steps" and [h["step"] for h in res.history] == [5, 6]
+    run(tmp_path / "straight", 6)
+
+    def rows(folder):
+        return [
+            (r["step"], r["kind"], r.get("train_loss"))
+            for r in metrics.read_metrics(tmp_path / folder / "metrics.jsonl")
+        ]
+
+    assert rows("resumed") == rows("straight")
+    assert [s for s, k, _ in rows("straight")] == [1, 2, 3, 4, 4, 5, 6]
