@@ -150,6 +150,7 @@ def write_run_report(out_dir: Path, info: dict, summary: dict, name: str = "") -
         head = by_rule.get(rule) or next(iter(by_rule.values()))
         png = out_dir / f"confusion_{split}.png"
         plot_confusion(head["confusion"], names, png, f"{split}: {rule}")
+        lines += ["", *per_class_table(head["per_class"], rule)]
         lines += [
             "",
             f"Confusion matrix ({rule}):",
@@ -169,6 +170,22 @@ def write_run_report(out_dir: Path, info: dict, summary: dict, name: str = "") -
     if (out_dir / "curves.png").exists():
         lines += ["", "![curves](curves.png)"]
     fileio.write_text(out_dir / "report.md", "\n".join(lines) + "\n")
+
+
+def per_class_table(per_class: dict, rule: str) -> list[str]:
+    """Precision, recall, F1 and support of each class under `rule`, as markdown rows."""
+    rows = [
+        f"Per class ({rule}):",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, m in per_class.items():
+        rows.append(
+            f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | "
+            f"{m['support']} |"
+        )
+    return rows
 
 
 def _source(src: dict) -> str:
