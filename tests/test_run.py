@@ -123,6 +123,17 @@ def test_train_resume_writes_everything(workdir):
     # Confusion matrices as markdown too: rows of the true class sum to its support.
     conf = m["results"]["test"]["bayes"]["confusion"]
     assert f"| neg | {conf[0][0]} | {conf[0][1]} |" in report and sum(conf[0]) == 16
+    # Per-class precision and recall, recomputed from the predictions file.
+    rows = [json.loads(line) for line in open(workdir / "predictions_test.jsonl")]
+    ll = np.array([r["log_likelihoods"] for r in rows]) + np.asarray(m["prior"])
+    pred, labels = ll.argmax(1), np.array([r["label"] for r in rows])
+    for c, name in enumerate(("neg", "pos")):
+        tp = int(np.sum((pred == c) & (labels == c)))
+        precision = tp / max(int(np.sum(pred == c)), 1)
+        recall = tp / int(np.sum(labels == c))
+        f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+        row = f"| {name} | {precision:.4f} | {recall:.4f} | {f1:.4f} | {int(np.sum(labels == c))} |"
+        assert row in report, row
 
 
 def test_resumed_run_summary_covers_both_calls_and_history_records_them(workdir):

@@ -329,7 +329,8 @@ def decision_resumed(data, pretrained, tmp_path_factory):
     from gencls_jax import workdir as wdlib
 
     config = wdlib.saved_config(wd)
-    info, model_config, params, step = wdlib.load_run(config, wd, "latest")
+    loaded = wdlib.load_run(config, wd, "latest")
+    info, model_config, params, step = loaded.info, loaded.model_config, loaded.params, loaded.step
     assert step == DECISION_INTERRUPT
     folder = wd.parent / f"params_step_{step}"
     conditioning.get("per_class").export(folder, model_config, params, info["label_names"])
