@@ -11,6 +11,7 @@ whether a Python traceback was printed (it never should be).
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import json
 import os
@@ -43,7 +44,12 @@ def run(args: list[str], cwd: Path, stdin: str | None = None) -> tuple[int, str,
         timeout=600,
     )
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
-    return p.returncode, (lines[-1] if lines else "(nothing)"), "Traceback" in p.stderr
+    out = [ln for ln in p.stdout.strip().splitlines() if ln.strip()]
+    shown = lines[-1] if lines else "(nothing)"
+    if p.returncode == 0:  # a run that went on: its warning, else the first line of its output
+        warned = [ln for ln in out + lines if re.match(r"warning:|W\d{4} ", ln, re.I)]
+        shown = warned[0] if warned else f"(stdout) {out[0]}" if out else shown
+    return p.returncode, shown, "Traceback" in p.stderr
 
 
 def main(argv=None) -> None:
@@ -74,6 +80,7 @@ def main(argv=None) -> None:
         "--config.eval.test_per_class=0",
         "--config.eval.sample_per_class=0",
         "--config.eval.train_sample_per_class=0",
+        "--config.train.ckpt_every=1",
     ]
 
     def data(tr: Path = train, te: Path = test) -> list[str]:
@@ -91,9 +98,9 @@ def main(argv=None) -> None:
     empty = tmp / "empty.jsonl"
     empty.write_text("")
     badjson = tmp / "badjson.jsonl"
-    badjson.write_text('{"text": "fine"}\n{"text": "broken\n')
-    notobj = jsonl("notobj.jsonl", [])
-    notobj.write_text('{"text": "fine"}\n[1, 2]\n')
+    badjson.write_text('{"text": "fine", "label": 0}\n{"text": "broken\n')
+    notobj = tmp / "notobj.jsonl"
+    notobj.write_text('{"text": "fine", "label": 0}\n[1, 2]\n')
     nofield = tmp / "nofield.jsonl"
     nofield.write_text('{"text": "fine", "label": 0}\n{"review": "no text", "label": 1}\n')
     badutf = tmp / "badutf.jsonl"
@@ -101,9 +108,10 @@ def main(argv=None) -> None:
     one_class = jsonl("one_class.jsonl", neg[:16])
     unseen = jsonl("unseen.jsonl", [{"text": "ok", "label": "meh"}])
     as_csv = tmp / "train.csv"
-    as_csv.write_text(
-        "text,label\n" + "".join(f'"{r["text"][:200]}",{r["label"]}\n' for r in neg + pos)
-    )
+    with as_csv.open("w", newline="") as f:
+        w_csv = csv.writer(f)
+        w_csv.writerow(["text", "label"])
+        w_csv.writerows([r["text"], r["label"]] for r in neg + pos)
 
     def changed_data_run() -> list[str]:
         d = tmp / "changed"
@@ -134,7 +142,8 @@ def main(argv=None) -> None:
         d = tmp / ("all_damaged" if all_steps else "damaged")
         shutil.copytree(run_dir, d)
         steps = sorted(
-            (p for p in (d / "checkpoints").iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+            (p for p in (d / "checkpoints").iterdir() if p.name.isdigit()),
+            key=lambda p: int(p.name),
         )
         for step in steps if all_steps else steps[-1:]:
             for f in step.rglob("*"):
@@ -143,7 +152,9 @@ def main(argv=None) -> None:
         mode = [*tiny, *data()] if all_steps else ["--mode=eval"]
         return [*mode, f"--workdir={d}"]
 
-    long_text = jsonl("long.jsonl", [{"text": " ".join(["word"] * 400), "label": 0}] + pos[:4])
+    long_text = jsonl(
+        "long.jsonl", [{"text": " ".join(["word"] * 400), "label": 0}] + neg[:16] + pos[:16]
+    )
     cases = [
         ("--config=configs/nope.py", lambda: ["--config=configs/nope.py", "--workdir=x"]),
         ("a config file with a syntax error", lambda: [f"--config={bad}", "--workdir=x"]),
@@ -162,11 +173,23 @@ def main(argv=None) -> None:
         ("a JSON line that is not an object", lambda: [*tiny, *data(notobj), "--workdir=x"]),
         ("no text field", lambda: [*tiny, *data(nofield), "--workdir=x"]),
         ("invalid UTF-8", lambda: [*tiny, *data(badutf), "--workdir=x"]),
-        ("one-class training set", lambda: [*tiny, *data(one_class), "--workdir=x"]),
+        (
+            "one-class training set (label names from the data)",
+            lambda: [*tiny, *data(one_class), "--config.data.label_names=()", "--workdir=x"],
+        ),
+        (
+            "one-class training set (label names in the config)",
+            lambda: [*tiny, *data(one_class), "--workdir=x"],
+        ),
         ("a test label the run never saw", lambda: [*tiny, *data(te=unseen), "--workdir=x"]),
         (
             "a .csv train file with data.source=jsonl (read as csv)",
-            lambda: [*tiny, *data(as_csv), f"--workdir={tmp / 'csv'}", "--config.train.max_steps=1"],
+            lambda: [
+                *tiny,
+                *data(as_csv),
+                f"--workdir={tmp / 'csv'}",
+                "--config.train.max_steps=1",
+            ],
         ),
         (
             "--config.model.init=<missing folder>",
@@ -178,8 +201,13 @@ def main(argv=None) -> None:
         ),
         (
             "data.compact_vocab with a pretrained init",
-            lambda: [*tiny, *data(), "--config.data.compact_vocab=64", "--config.model.init="
-             f"{tmp}", "--workdir=x"],
+            lambda: [
+                *tiny,
+                *data(),
+                "--config.data.compact_vocab=64",
+                f"--config.model.init={tmp}",
+                "--workdir=x",
+            ],
         ),
         ("train again with another lr", lambda: [*tiny, *data(), w, "--config.train.lr=0.01"]),
         ("train again, the train file changed under its name", changed_data_run),
@@ -221,7 +249,7 @@ def main(argv=None) -> None:
             locked.holder.send_signal(signal.SIGKILL)
             locked.holder.wait()
             locked.holder = None
-        last = last.replace(str(tmp) + os.sep, "").replace("|", "\\|")
+        last = last.replace(str(tmp) + os.sep, "").replace(str(tmp), "TMP").replace("|", "\\|")
         last = re.sub(r"^[IWE]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] ", "", last)  # absl's prefix
         print(
             f"| {name} | `{last[:300]}` | {code} | {'yes' if tb else 'no'} |"
