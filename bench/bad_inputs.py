@@ -126,7 +126,7 @@ def main(argv=None) -> None:
             [
                 sys.executable,
                 "-c",
-                "import sys, time; from gencls_jax.lock import WorkdirLock; "
+                "import sys, time; from gencls_jax.runs.lock import WorkdirLock; "
                 f"WorkdirLock({str(run_dir)!r}, 'train').acquire(); print('held', flush=True); "
                 "time.sleep(60)",
             ],

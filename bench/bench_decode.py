@@ -1,4 +1,4 @@
-"""Decode throughput of `gencls_jax.generate`: new tokens per second at a few batch sizes.
+"""Decode throughput of `gencls_jax.model.decode`: new tokens per second at a few batch sizes.
 
 Random-init model (the speed does not depend on the weights), no EOS stopping so every row
 runs the full `max_new_tokens`. The first call per batch size compiles and is reported apart.
@@ -15,8 +15,8 @@ import time
 import jax
 import numpy as np
 
-from gencls_jax import generate as G
-from gencls_jax import model as M
+from gencls_jax.model import decode as G
+from gencls_jax.model import gpt2 as M
 
 
 def parse_args() -> argparse.Namespace:

@@ -5,14 +5,15 @@
     # CPU smoke test:
     python bench/bench_epoch.py --data /work/shared/data --size tiny --max-len 256 --steps 3
 
-Ours: the real per-class step (K=2 class models stacked, vmapped; `train.compiled_train_step` with
-`objectives.loss_fn_for(config)`), 8 rows per class, batches from the per-class conditioning's
-training stream for data.batching = pack, then bucket. Peer: `transformers.GPT2LMHeadModel` (random
-init, no dropout), one model per class, 8 texts of that class per step (shuffled, fixed seed), each
-batch padded to its longest text (DataCollatorWithPadding: attention_mask, labels -100 on padding),
-fused AdamW, bf16 autocast, gradient clipping at train.grad_clip (the Trainer's max_grad_norm);
-eager, and with --peer-compile `torch.compile(dynamic=True)`. Both see the same token ids: each text
-+ EOS (data.append_eos), truncated to --max-len.
+Ours: the real per-class step (K=2 class models stacked, vmapped;
+`training.step.compiled_train_step` with `objectives.lm_objective(config, True)`), 8 rows per
+class, batches from the per-class conditioning's training stream for data.batching = pack, then
+bucket. Peer: `transformers.GPT2LMHeadModel` (random init, no dropout), one model per class, 8
+texts of that class per step (shuffled, fixed seed), each batch padded to its longest text
+(DataCollatorWithPadding: attention_mask, labels -100 on padding), fused AdamW, bf16 autocast,
+gradient clipping at train.grad_clip (the Trainer's max_grad_norm); eager, and with --peer-compile
+`torch.compile(dynamic=True)`. Both see the same token ids: each text + EOS (data.append_eos),
+truncated to --max-len.
 
 Useful tokens = real (non-padding) token positions: the sum of `weights` for ours, of
 `attention_mask` for the peer (for a text of n tokens both run n positions; ours predicts all
@@ -75,12 +76,13 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
     import jax.numpy as jnp
     import ml_collections
 
-    from gencls_jax import conditioning, sharding
-    from gencls_jax import experiment as E
-    from gencls_jax import train_step as T
+    from gencls_jax import conditioning
+    from gencls_jax.commands import train as E
     from gencls_jax.data import batching
-    from gencls_jax.objectives import loss_fn_for
-    from gencls_jax.score import stack_params
+    from gencls_jax.scoring.score import stack_params
+    from gencls_jax.system import sharding
+    from gencls_jax.training import step as T
+    from gencls_jax.training.objectives import lm_objective
 
     model_config, params = E.initial_model(config, tok)
     k = train.num_classes
@@ -90,8 +92,13 @@ def bench_ours(config: Any, train: Any, tok: Any, steps: int, warmup: int) -> di
     epoch_tokens = sum(float(w.sum()) for cls in stream.classes for w in cls.rows.weights)
     mesh = sharding.make_mesh()
     tc = ml_collections.FrozenConfigDict(config.train)
-    tx, _, step = T.compiled_train_step(
-        model_config, tc, True, int(config.train.epochs) * epoch_steps, mesh, loss_fn_for(config)
+    tx, step = T.compiled_train_step(
+        model_config,
+        tc,
+        True,
+        int(config.train.epochs) * epoch_steps,
+        mesh,
+        lm_objective(config, True),
     )
     # A copy: the step donates the state, and `params` would otherwise be donated with it.
     state = T.init_state(
@@ -337,7 +344,7 @@ def main() -> None:
     start()
     import jax
 
-    from gencls_jax import experiment as E
+    from gencls_jax.commands import train as E
 
     print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
     config = build_config(args)

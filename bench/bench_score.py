@@ -79,7 +79,7 @@ def load_test(config: Any, limit: int) -> tuple[Any, Any]:
 def class_models(config: Any, tok: Any, seeds: list[int]) -> tuple[Any, list[dict]]:
     """(resolved model config, one float32 param tree per seed) through
     `experiment.initial_model`."""
-    from gencls_jax import experiment as E
+    from gencls_jax.commands import train as E
 
     params = []
     for s in seeds:
@@ -91,14 +91,17 @@ def class_models(config: Any, tok: Any, seeds: list[int]) -> tuple[Any, list[dic
 
 
 def bench_ours(config: Any, model_config: Any, stacked: Any, test: Any, tok: Any) -> dict:
-    """The per-class conditioning's `score` twice: cold (with compilation), then warm."""
+    """`scoring.batched.score_dataset` of the per-class conditioning twice: cold (with
+    compilation), then warm."""
     from gencls_jax import conditioning
+    from gencls_jax.scoring.batched import score_dataset
 
     walls, out = [], None
+    cond = conditioning.get("per_class")
     for run in ("cold", "warm"):
         t0 = time.perf_counter()
-        ll, n_tok = conditioning.get("per_class").score(
-            stacked, test, tok, config, model_config, desc=f"ours {run}"
+        ll, n_tok = score_dataset(
+            stacked, cond, test, tok, config, model_config, desc=f"ours {run}"
         )
         walls.append(time.perf_counter() - t0)
         out = (ll, n_tok)
@@ -169,7 +172,7 @@ def bench_peer(
     import torch
     import transformers
 
-    from gencls_jax.weights import save_pretrained
+    from gencls_jax.model.weights import save_pretrained
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     models = []
@@ -294,8 +297,8 @@ def main() -> None:
     start()
     import jax
 
-    from gencls_jax.runtime import setup_compilation_cache
-    from gencls_jax.score import stack_params
+    from gencls_jax.scoring.score import stack_params
+    from gencls_jax.system.runtime import setup_compilation_cache
 
     print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
     config = build_config(args)

@@ -38,15 +38,15 @@ def model_flops_per_token(n_params: int, n_layer: int, d: int, t: int) -> float:
 
 
 def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, packed: bool) -> dict:
-    """Our real train step (gencls_jax.train: AdamW, clipping, schedule, donation), one model."""
+    """Our real train step (training/step.py: AdamW, clipping, schedule, donation), one model."""
     import jax
     import ml_collections
 
     from configs import base
-    from gencls_jax import model as M
-    from gencls_jax import sharding
-    from gencls_jax import train_step as T
-    from gencls_jax.objectives import loss_fn_for
+    from gencls_jax.model import gpt2 as M
+    from gencls_jax.system import sharding
+    from gencls_jax.training import step as T
+    from gencls_jax.training.objectives import lm_objective
 
     c = base.get_config()
     c.train.batch_size, c.model.attention, c.model.dtype, c.model.dropout = (
@@ -60,8 +60,13 @@ def bench_jax(size: str, batch: int, length: int, steps: int, attention: str, pa
     config = M.resolve_config(M.config_for(size), c.model)
     params = M.init_params(config)
     mesh = sharding.make_mesh()
-    tx, _, step = T.compiled_train_step(
-        config, ml_collections.FrozenConfigDict(c.train), False, 100_000, mesh, loss_fn_for(c)
+    tx, step = T.compiled_train_step(
+        config,
+        ml_collections.FrozenConfigDict(c.train),
+        False,
+        100_000,
+        mesh,
+        lm_objective(c, False),
     )
     state = jax.device_put(T.init_state(params, tx, c.train, 0, None), sharding.replicated(mesh))
     rng = np.random.default_rng(0)
@@ -151,7 +156,7 @@ def main() -> None:
     print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
     peak = matmul_tflops(args.matmul_n)
     print(f"measured bf16 matmul rate ({args.matmul_n}^3, jax): {peak:.0f} TFLOP/s")
-    from gencls_jax import model as M
+    from gencls_jax.model import gpt2 as M
 
     cfg = M.config_for(args.size)
     n_params = M.count_params(jax.eval_shape(lambda: M.init_params(cfg)))

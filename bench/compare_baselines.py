@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gencls_jax.evaluate import mcnemar  # noqa: E402
+from gencls_jax.reports.stats import mcnemar  # noqa: E402
 
 
 def correct_by_text(path: str) -> dict[tuple, bool]:

@@ -15,7 +15,7 @@ def add_imdb_args(ap: argparse.ArgumentParser, seed_help: str) -> None:
         required=True,
         help="folder with imdb/train.jsonl.gz, imdb/test.jsonl.gz, gpt2-tokenizer/",
     )
-    ap.add_argument("--size", default="gpt2", help="gencls_jax.model.SIZES key")
+    ap.add_argument("--size", default="gpt2", help="gencls_jax.model.gpt2.SIZES key")
     ap.add_argument(
         "--max-len", type=int, default=1024, help="data.max_len (tiny: 256, its n_positions)"
     )

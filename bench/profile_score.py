@@ -26,14 +26,13 @@ import numpy as np
 
 
 def build(variant: str, config):
-    import functools
 
     import jax
     import jax.numpy as jnp
 
-    from gencls_jax import head as H
-    from gencls_jax import model as M
-    from gencls_jax import score as S
+    from gencls_jax.model import gpt2 as M
+    from gencls_jax.model import head as H
+    from gencls_jax.scoring import score as S
 
     def plain(p, inputs, targets, weights):
         ll = H.token_log_probs(M.apply(p, inputs, config), jnp.maximum(targets, 0))
@@ -47,11 +46,18 @@ def build(variant: str, config):
         seg = jnp.minimum(jnp.arange(t) // 300 + 1, 99)[None].repeat(inputs.shape[0], 0)
         pos = (jnp.arange(t) % 300)[None].repeat(inputs.shape[0], 0)
         h = M.apply(p, inputs, config, pos, seg, return_hidden=True)
-        ll = H.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
+        ll = H.chunked_token_log_probs(
+            h, p["wte"]["embedding"], targets, config.compute_dtype, config.head_chunk
+        )
         return jnp.sum(ll * weights, -1)
 
-    if variant == "fused":
-        return jax.jit(functools.partial(S.class_row_log_likelihoods, config=config))
+    if variant == "fused":  # the scorer eval runs (`scoring.score.class_sums`)
+
+        def fused(params, inputs, targets, weights):
+            batch = dict(inputs=inputs, targets=targets, weights=weights)
+            return S.class_sums(params, batch, config, stacked=True)
+
+        return jax.jit(fused)
     one = dict(plain=plain, nohead=nohead, packed=packed)[variant]
     return jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
 
@@ -75,8 +81,8 @@ def main() -> None:
     args = ap.parse_args()
     import jax
 
-    from gencls_jax import model as M
-    from gencls_jax.score import stack_params
+    from gencls_jax.model import gpt2 as M
+    from gencls_jax.scoring.score import stack_params
 
     attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
     config = M.config_for(

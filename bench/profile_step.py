@@ -32,8 +32,8 @@ def build_step(size, batch, length, parts, attention):
     import jax.numpy as jnp
     import optax
 
-    from gencls_jax import model as M
-    from gencls_jax.head import chunked_token_log_probs, head_log_probs, token_log_probs
+    from gencls_jax.model import gpt2 as M
+    from gencls_jax.model.head import chunked_token_log_probs, head_log_probs, token_log_probs
 
     config = M.config_for(
         size,
@@ -58,7 +58,8 @@ def build_step(size, batch, length, parts, attention):
         else:
             h = M.apply(p, inputs, config, segment_ids=seg, return_hidden=True)
             head = chunked_token_log_probs if "chunked" in parts else head_log_probs
-            lp = head(h, p["wte"]["embedding"], targets, config)
+            extra = (config.head_chunk,) if "chunked" in parts else ()
+            lp = head(h, p["wte"]["embedding"], targets, config.compute_dtype, *extra)
         return -jnp.mean(lp)
 
     def step(state, tokens):
@@ -132,7 +133,7 @@ def main():
     args = ap.parse_args()
     import jax
 
-    from gencls_jax import model as M
+    from gencls_jax.model import gpt2 as M
 
     c = M.config_for(args.size)
     n = M.count_params(jax.eval_shape(lambda: M.init_params(c)))

@@ -15,22 +15,21 @@ e = clf.explain("A wonderful film.")       # e.tokens, e.terms, e.prior_term, e.
 
 from __future__ import annotations
 
-import json
+import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from gencls_jax import conditioning
-from gencls_jax import model as gpt2
-from gencls_jax import workdir as wd
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
-from gencls_jax.evaluate import log_prior
-from gencls_jax.evaluate import scores as decision_scores
-
-if TYPE_CHECKING:
-    from gencls_jax.explain import Explanation
+from gencls_jax.errors import RunError
+from gencls_jax.model import gpt2
+from gencls_jax.runs import load, rules
+from gencls_jax.runs import workdir as wd
+from gencls_jax.scoring import batched, decide, score
+from gencls_jax.scoring.explain import Explanation, explain_texts
 
 
 class GenerativeClassifier:
@@ -45,29 +44,26 @@ class GenerativeClassifier:
     ):
         self.config = config
         self.label_names: list[str] = list(info["label_names"])
-        self.conditioning: str = info["conditioning"]
-        self.mode = conditioning.get(self.conditioning)
+        self.conditioning = conditioning.get(info["conditioning"])
         self.model_config = model_config
         self.params = params  # per_class: stacked on a leading class axis
         self.tokenizer = tokenizer
         # Bayes' rule's prior for log p(x|c); a discriminative head's scores are posteriors already
-        counts = info["train_class_counts"]
-        self.log_prior = log_prior(counts) if self.mode.generative else np.zeros(len(counts))
+        self.log_prior = decide.prior_for(self.conditioning, info["train_class_counts"])
         # the 'calibrated' rule's per-class offsets (fitted on validation by eval), if known
         self.offsets = None if offsets is None else np.asarray(offsets, np.float64)
 
     @classmethod
     def load(cls, workdir: str | Path, which: str = "best", config=None) -> "GenerativeClassifier":
         """A run's best (or latest) checkpoint, with the config it was trained with (or `config`,
-        e.g. `workdir.eval_config`'s: the run's own with evaluation settings changed), and the
+        e.g. `rules.eval_config`'s: the run's own with evaluation settings changed), and the
         calibrated offsets of its metrics.json if eval wrote them."""
-        config = config if config is not None else wd.saved_config(workdir)
+        config = config if config is not None else rules.saved_config(workdir)
         if config is None:
-            raise wd.RunError(f"{workdir} has no config.json: not a gencls_jax run")
-        run = wd.load_run(config, workdir, which)
-        return cls(
-            config, run.info, run.model_config, run.params, run.tokenizer, saved_offsets(workdir)
-        )
+            raise RunError(f"{workdir} has no config.json: not a gencls_jax run")
+        run = load.load_run(config, workdir, which)
+        offsets = wd.saved_offsets(workdir)
+        return cls(config, run.info, run.model_config, run.params, run.tokenizer, offsets)
 
     @property
     def scorer(self):
@@ -77,10 +73,20 @@ class GenerativeClassifier:
         equals `log_likelihoods` on texts within the context (tokens + EOS <= data.max_len less the
         longest label prefix); a wider batch raises a ValueError: score longer texts, which
         `data.long_text` truncates or windows, with `log_likelihoods`."""
+        if not self.conditioning.generative:
+            raise NotImplementedError("a discriminative head has no log p(text | class) scorer")
         d = self.config.data
-        prefixes = label_prefixes(self.tokenizer, d.label_prefix_template, self.label_names)
-        eos = self.tokenizer.eos_id if d.append_eos else None
-        return self.mode.scorer(self.model_config, eos, prefixes, int(d.max_len))
+        prefixes = None
+        if not self.conditioning.stacked:  # one model: each class after its label prefix
+            p = label_prefixes(self.tokenizer, d.label_prefix_template, self.label_names)
+            prefixes = tuple(tuple(int(t) for t in q) for q in p)
+        return functools.partial(
+            score.score_texts,
+            config=self.model_config,
+            eos_id=self.tokenizer.eos_id if d.append_eos else None,
+            prefixes=prefixes,
+            max_len=int(d.max_len),
+        )
 
     def _dataset(
         self,
@@ -102,13 +108,22 @@ class GenerativeClassifier:
         where = [f"texts[{i}]" for i in range(n)] if where is None else list(where)
         return tokenize_dataset(self.config, raw, self.tokenizer, where, cache=False)
 
-    def score_dataset(self, ds: Dataset, desc: str = "scoring") -> tuple[np.ndarray, np.ndarray]:
+    def score_dataset(self, ds: Dataset, desc: str = "scoring", per_token: bool = False):
         """([N, K] log p(text | class), [N] scored tokens, EOS included) of a tokenized Dataset:
-        the scoring eval does (`data.long_text`, windows, label prefixes)."""
-        if len(ds) == 0:  # no rows: the scoring loop would not see the class axis
+        the scoring eval does (`data.long_text`, windows, label prefixes); with `per_token`,
+        per text its [n_i, K] per-token values and [n_i] token ids
+        (`scoring.batched.score_dataset`)."""
+        if len(ds) == 0 and not per_token:  # no rows: nothing tells the loop the class axis
             return np.zeros((0, len(self.label_names))), np.zeros(0)
-        return self.mode.score(
-            self.params, ds, self.tokenizer, self.config, self.model_config, desc=desc
+        return batched.score_dataset(
+            self.params,
+            self.conditioning,
+            ds,
+            self.tokenizer,
+            self.config,
+            self.model_config,
+            per_token=per_token,
+            desc=desc,
         )
 
     def resolve_rule(self, rule: str) -> tuple[str, str | None]:
@@ -120,14 +135,14 @@ class GenerativeClassifier:
                 "the run's metrics.json has no calibrated offsets (run --mode=eval with 'val' in "
                 "eval.splits): deciding by Bayes' rule with the training class prior"
             )
-        if rule == "per_token" and not self.mode.generative:
+        if rule == "per_token" and not self.conditioning.generative:
             return "bayes", "a discriminative head's posteriors have no per-token rule: bayes"
         return rule, None
 
     def decision_scores(self, ll: np.ndarray, n_tokens: np.ndarray, rule: str) -> np.ndarray:
-        """[N, K] scores of `rule` (see `evaluate.scores`; resolve it first): the argmax is the
+        """[N, K] scores of `rule` (see `decide.scores`; resolve it first): the argmax is the
         decision, their softmax the posteriors (bayes: p(c | x) under the training prior)."""
-        return decision_scores(ll, n_tokens, rule, self.log_prior, self.offsets)
+        return decide.scores(ll, n_tokens, rule, self.log_prior, self.offsets)
 
     def encode(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, mask) int32 [B, T] for `scorer`: each text's own tokens (no EOS, no prefix),
@@ -153,29 +168,9 @@ class GenerativeClassifier:
         pred = [self.label_names[i] for i in np.atleast_2d(ll + self.log_prior).argmax(1)]
         return pred[0] if isinstance(texts, str) else pred
 
-    def explain(self, text: str, against: str | None = None, rule: str = "bayes") -> "Explanation":
+    def explain(self, text: str, against: str | None = None, rule: str = "bayes") -> Explanation:
         """Why `text` got its label: per token, log p(token | prefix, predicted) -
         log p(token | prefix, other), `other` the runner-up or `against`; with the prior term
-        they add up to the decision margin (`explain.Explanation`). `rule` as `predict` uses
-        (bayes); the command line's explain uses the run's eval.decision."""
-        from gencls_jax import explain
-
-        return explain.explain_texts(self, [text], against=against, rule=rule)[0]
-
-
-def saved_offsets(workdir: str | Path) -> np.ndarray | None:
-    """The calibrated rule's offsets from a workdir's metrics.json (eval fits them on
-    validation), or None."""
-    path = Path(workdir) / "metrics.json"
-    if not path.exists():
-        return None
-    offsets = json.loads(path.read_text()).get("offsets")
-    return None if offsets is None else np.asarray(offsets, np.float64)
-
-
-def posteriors(scores: np.ndarray) -> np.ndarray:
-    """Softmax over the class axis of decision scores, in float64 (stable for scores of
-    thousands of nats): Bayes' rule's p(c | x) when the scores are log p(x|c) + log p(c)."""
-    s = np.asarray(scores, np.float64)
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+        they add up to the decision margin (`scoring.explain.Explanation`). `rule` as `predict`
+        uses (bayes); the command line's explain uses the run's eval.decision."""
+        return explain_texts(self, [text], against=against, rule=rule)[0]

@@ -14,8 +14,8 @@ resumes an interrupted run (Ctrl-C saves a checkpoint first, then the program ex
 130). A workdir keeps its config: training it again with settings that would change the model
 is refused, and eval/generate/predict/explain use the run's own config (config.json), so they
 need only the workdir, from any folder. Train, eval and generate hold the workdir's lock
-(`lock.py`): a second such command in the same workdir is refused; predict and explain only
-read it. Ctrl-C anywhere exits with status 130 (`interrupt.py`), leaving every file whole.
+(`runs/lock.py`): a second such command in the same workdir is refused; predict and explain only
+read it. Ctrl-C anywhere exits with status 130 (`system/interrupt.py`), leaving every file whole.
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gencls_jax import config_keys, interrupt
+from gencls_jax import config_keys
+from gencls_jax.system import interrupt
 
 if TYPE_CHECKING:
     import ml_collections
 
-    from gencls_jax.predict import Inputs
+    from gencls_jax.data.inputs import Inputs
 
 # What each --mode does, the flags it needs and those it may take: `--help` prints this.
 _OVERRIDES = "config.KEY=VALUE"  # any number of --config.* overrides (--help_config lists them)
@@ -155,26 +156,16 @@ class _QuietLibraries:
 
 
 def run_mode(argv) -> None:
-    """absl's main: what --mode says."""
+    """absl's main: what --mode says. Bad input of any kind ends in one `error:` line."""
     del argv
     logging.get_absl_handler().addFilter(_QuietLibraries())
-    from gencls_jax import experiment, fileio, lock, metrics, report
+    from gencls_jax.errors import DataError, RunError
+    from gencls_jax.reports import progress
+    from gencls_jax.runs import lock
 
-    metrics.route_logging_through_progress_bars()
-    from gencls_jax import workdir as workdir_lib
-    from gencls_jax.data.sources import DataError
-
+    progress.route_logging_through_progress_bars()
     if _MODE.value == "report":
-        if not _WORKDIRS.value:
-            sys.exit("error: --mode=report needs --workdirs=run_a,run_b,...")
-        missing = [w for w in _WORKDIRS.value if not Path(w).is_dir()]
-        if missing:
-            sys.exit(f"error: --workdirs: no such folder: {', '.join(missing)}")
-        text = report.comparison_report(_WORKDIRS.value)
-        print(text)
-        if _REPORT_FILE.value:
-            fileio.write_text(_REPORT_FILE.value, text)
-        return
+        return _report()
     try:
         config = _CONFIG.value
         config is None or config.get("seed")  # the file loads lazily: touch it here
@@ -186,7 +177,7 @@ def run_mode(argv) -> None:
         )
     if config is None or not _WORKDIR.value:
         sys.exit(f"--mode={_MODE.value} needs --config=configs/<name>.py and --workdir=<folder>")
-    from gencls_jax import runtime
+    from gencls_jax.system import runtime
 
     runtime.setup(config, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     import jax
@@ -198,45 +189,77 @@ def run_mode(argv) -> None:
     try:
         if _MODE.value in lock.WRITING_MODES and jax.process_index() == 0:
             workdir_lock.acquire()
-        if _MODE.value == "train":
-            out = experiment.train_and_evaluate(config, _WORKDIR.value)
-        else:  # the run's own config, and what the command's --config (or overrides) may change
-            config, used = workdir_lib.eval_config(_WORKDIR.value, config)
-            if _MODE.value == "eval":
-                out = experiment.evaluate(config, _WORKDIR.value, _WHICH.value, used)
-            elif _MODE.value == "generate":
-                from gencls_jax import synthetic
-
-                out = synthetic.generate_synthetic(config, _WORKDIR.value, _WHICH.value)
-            elif _MODE.value == "predict":
-                _predict(config)
-                return
-            else:
-                _explain(config)
-                return
-    except (workdir_lib.RunError, DataError, lock.WorkdirBusy) as e:
+        out = _run(config)
+    except (RunError, DataError, lock.WorkdirBusy) as e:
         sys.exit(f"error: {e}")
     finally:  # also on Ctrl-C, before main() ends the process
         workdir_lock.release()
+    if out is not None:
+        _finish(out, config)
+
+
+def _report() -> None:
+    """--mode=report: the runs of --workdirs compared with the first."""
+    from gencls_jax.reports import compare
+    from gencls_jax.system import fileio
+
+    if not _WORKDIRS.value:
+        sys.exit("error: --mode=report needs --workdirs=run_a,run_b,...")
+    missing = [w for w in _WORKDIRS.value if not Path(w).is_dir()]
+    if missing:
+        sys.exit(f"error: --workdirs: no such folder: {', '.join(missing)}")
+    text = compare.comparison_report(_WORKDIRS.value)
+    print(text)
+    if _REPORT_FILE.value:
+        fileio.write_text(_REPORT_FILE.value, text)
+
+
+def _run(config) -> dict | None:
+    """The mode's work; a dict for the modes that end with a run summary."""
+    from gencls_jax.runs import rules
+
+    if _MODE.value == "train":
+        from gencls_jax.commands.train import train_and_evaluate
+
+        return train_and_evaluate(config, _WORKDIR.value)
+    # the run's own config, and what the command's --config (or overrides) may change
+    config, used = rules.eval_config(_WORKDIR.value, config)
+    if _MODE.value == "eval":
+        from gencls_jax.commands.evaluate import evaluate
+
+        return evaluate(config, _WORKDIR.value, _WHICH.value, used)
+    if _MODE.value == "generate":
+        from gencls_jax.commands.generate import generate_synthetic
+
+        return generate_synthetic(config, _WORKDIR.value, _WHICH.value)
+    if _MODE.value == "predict":
+        _predict(config)
+    else:
+        _explain(config)
+    return None
+
+
+def _finish(out: dict, config) -> None:
+    """The end of train, eval and generate: the log's last line, the summary, the exit status."""
     brief = {k: v for k, v in out.items() if k not in ("results",)}
     logging.info("done: %s", json.dumps(brief, default=str))
     if out.get("stop_reason") == "interrupted":  # `run.py ... && next` must not go on
         sys.exit(128 + int(out.get("signal") or signal.SIGINT))
     if "accuracy" in out:
-        from gencls_jax.phases import fmt_table
-        from gencls_jax.summary import end_of_run
+        from gencls_jax.reports.phases import fmt_table
+        from gencls_jax.reports.summary import end_of_run
 
         phases = fmt_table(out["phases"]) if out.get("phases") else ""
         print(end_of_run(_WORKDIR.value, out, config.eval.decision, phases))
 
 
 def _texts_from_input(config) -> "Inputs":
-    from gencls_jax import predict
+    from gencls_jax.data import inputs
 
     if not _INPUT.value and sys.stdin.isatty():
         print("reading texts from stdin, one per line (end with Ctrl-D)", file=sys.stderr)
     d = config.data
-    return predict.read_inputs(
+    return inputs.read_inputs(
         _INPUT.value,
         _INPUT_FORMAT.value,
         text_field=_TEXT_FIELD.value or d.text_field,
@@ -247,92 +270,38 @@ def _texts_from_input(config) -> "Inputs":
     )
 
 
-def _check_explainable(workdir: str) -> None:
-    """A discriminative run fails here, in one line, before its parameters are restored."""
-    from gencls_jax import conditioning
-    from gencls_jax import workdir as workdir_lib
-
-    mode = conditioning.get(workdir_lib.read_run_info(Path(workdir))["conditioning"])
-    if not mode.generative or not mode.classifies:
-        raise workdir_lib.RunError(
-            f"{workdir} holds a {mode.name} run: it has no per-token likelihoods to explain "
-            "(explain needs a per_class or label_prefix run; --mode=predict gives its posteriors)"
-        )
-
-
 def _predict(config) -> None:
     """--mode=predict: the inputs are read (and any bad line reported) before the model loads."""
-    from gencls_jax import predict
-    from gencls_jax.classifier import GenerativeClassifier
+    from gencls_jax.commands import predict
 
     if _TEXT.value or _AGAINST.value is not None:
         sys.exit("error: --text and --against are explain's flags (predict reads --input)")
     inputs = _texts_from_input(config)
-    clf = GenerativeClassifier.load(_WORKDIR.value, _WHICH.value, config)
     try:
-        out = predict.run_predict(clf, inputs, _OUTPUT.value)
+        predict.run_command(config, _WORKDIR.value, _WHICH.value, inputs, _OUTPUT.value)
     except BrokenPipeError:  # stdout's reader stopped early (`| head`): exit without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
-    _record_read("predict", _INPUT.value or "-", texts=out["texts"], output=out["output"])
-    print(predict.predictions_summary(out), file=sys.stderr)
-
-
-def _record_read(mode: str, source: str, **extra) -> None:
-    """Predict's and explain's line in the run's history.jsonl: one append, without the lock
-    (they only read the workdir); a workdir they may not write to is read all the same."""
-    from gencls_jax import workdir as workdir_lib
-
-    try:
-        workdir_lib.append_history(
-            _WORKDIR.value, mode, checkpoint=_WHICH.value, input=source, **extra
-        )
-    except OSError as e:
-        logging.warning("%s: history.jsonl not written (%s)", _WORKDIR.value, e.strerror)
 
 
 def _explain(config) -> None:
-    from gencls_jax import explain
-    from gencls_jax.classifier import GenerativeClassifier
+    """--mode=explain: --text (repeatable) or the texts of --input / stdin."""
+    from gencls_jax.commands import explain
 
-    _check_explainable(_WORKDIR.value)
+    explain.check_explainable(_WORKDIR.value)
     if _TEXT.value and _INPUT.value:
         sys.exit("error: give either --text or --input, not both")
     if _TEXT.value:
-        texts, ids = list(_TEXT.value), [f"text {i + 1}" for i in range(len(_TEXT.value))]
-        where = [f"--text #{i + 1}" for i in range(len(texts))]
-        skipped: list[str] = []
+        from gencls_jax.data.inputs import Inputs
+
+        n = len(_TEXT.value)
+        ids, where = [f"text {i + 1}" for i in range(n)], [f"--text #{i + 1}" for i in range(n)]
+        texts = Inputs(list(_TEXT.value), ids, where, [], "--text")
     else:
-        inputs = _texts_from_input(config)
-        texts, ids, where, skipped = inputs.texts, inputs.ids, inputs.where, inputs.skipped
-    for msg in skipped:
-        logging.warning("skipped a bad line: %s", msg)
-    clf = GenerativeClassifier.load(_WORKDIR.value, _WHICH.value, config)
-    exps = explain.explain_texts(
-        clf, texts, ids, where, against=_AGAINST.value, rule=config.eval.decision
+        texts = _texts_from_input(config)
+    explain.run_command(
+        config, _WORKDIR.value, _WHICH.value, texts, against=_AGAINST.value, output=_OUTPUT.value
     )
-    meta = (
-        f"run {_WORKDIR.value} ({_WHICH.value} checkpoint), {clf.mode.name}, classes "
-        f"{', '.join(clf.label_names)}; decision rule {exps[0].rule if exps else ''}"
-    )
-    lines_to = sys.stdout
-    if _OUTPUT.value == "-":  # the jsonl on stdout, no page; the lines go to stderr
-        explain.write_jsonl(exps, sys.stdout)
-        written, lines_to = "<stdout>", sys.stderr
-    else:
-        try:
-            page_jsonl = explain.write_explanations(
-                exps, _OUTPUT.value or "explain.html", meta=meta
-            )
-        except OSError as e:
-            sys.exit(f"error: --output={_OUTPUT.value}: cannot write there ({e.strerror})")
-        written = ", ".join(map(str, page_jsonl))
-    source = "--text" if _TEXT.value else _INPUT.value or "-"
-    _record_read("explain", source, texts=len(exps), output=written)
-    for e in exps:
-        print(explain.summary_line(e), file=lines_to)
-    skipped_note = f" (skipped {len(skipped)} bad lines)" if skipped else ""
-    print(f"-> {written}{skipped_note}", file=lines_to)
 
 
 def _flag(argv, name: str) -> str | None:
@@ -413,12 +382,13 @@ def parse_flags(argv):
         and _flag(argv, "config") is None
         and _flag(argv, "workdir")
     ):
-        from gencls_jax import workdir as workdir_lib
+        from gencls_jax.errors import RunError
+        from gencls_jax.runs import rules
 
         workdir = _flag(argv, "workdir")
         try:
-            own_config = workdir_lib.saved_config(workdir)
-        except workdir_lib.RunError as e:
+            own_config = rules.saved_config(workdir)
+        except RunError as e:
             sys.exit(f"error: {e}")
         if own_config is None:
             sys.exit(

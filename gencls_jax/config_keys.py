@@ -1,7 +1,7 @@
 """Every config key, declared once: its default, what a resumed run may do with it, its meaning.
 
 `defaults()` is the config every experiment starts from (configs/base.py is this function; the
-experiment files in configs/ change what their question needs), workdir.py's resume and eval
+experiment files in configs/ change what their question needs), runs/rules.py's resume and eval
 rules read each key's kind, and `--help_config` prints this table. A new key is one `Key(...)`
 entry below. Paths to `../shared` are the offline fallbacks of the real sources (tfds, the HF
 hub).
@@ -246,8 +246,9 @@ KEYS = (
         "train.objective",
         "lm",
         MODEL,
-        "what a step minimises (objectives.py): lm = token-weighted negative log-likelihood | "
-        "decision = lm_weight x LM loss of the true class + decision_weight x cross-entropy of "
+        "what a step minimises (training/objectives.py): lm = token-weighted negative "
+        "log-likelihood | decision = lm_weight x LM loss of the true class + decision_weight x "
+        "cross-entropy of "
         "softmax_c(log p(x|c) + log p(c)) (every class scores every text; batching pad or bucket)",
     ),
     Key(

@@ -14,11 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gencls_jax import model as M  # noqa: E402
-from gencls_jax import train as T  # noqa: E402
-from gencls_jax import workdir  # noqa: E402
-from gencls_jax.checkpoint import Checkpointer  # noqa: E402
 from gencls_jax.config_keys import defaults as base_config  # noqa: E402
+from gencls_jax.errors import RunError  # noqa: E402
+from gencls_jax.model import gpt2 as M  # noqa: E402
+from gencls_jax.runs import load  # noqa: E402
+from gencls_jax.runs.checkpoint import Checkpointer  # noqa: E402
+from gencls_jax.training import loop as T  # noqa: E402
 from tests.conftest import damage_checkpoint  # noqa: E402
 
 VOCAB, SEQ, STEPS_PER_EPOCH = 64, 16, 2
@@ -90,13 +91,13 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
         config(4), tmp_path / "full", mc, init, stream, STEPS_PER_EPOCH, val, stacked=False
     )
     assert (res.best, res.best_step) == (1.0, 4)
-    params, step, _ = workdir.restore_params(tmp_path / "full", init, "best")
+    params, step, _ = load.restore_params(tmp_path / "full", init, "best")
     assert step == 4
     assert_same_params(params, val.seen[1])
     code = (
         "import sys; sys.path.insert(0, %r); from gencls_jax import model, workdir;"
         "from tests.test_checkpoint import config, model_config;"
-        "p, s, _ = workdir.restore_params(%r, model.init_params(model_config(config(4))), 'best');"
+        "p, s, _ = load.restore_params(%r, model.init_params(model_config(config(4))), 'best');"
         " print('STEP', s)" % (str(REPO), str(tmp_path / "full"))
     )
     out = subprocess.run(
@@ -110,10 +111,10 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
     T.train(config(2), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2, stacked=False)
     T.train(config(4), tmp_path / "resumed", mc, init, stream, STEPS_PER_EPOCH, val2, stacked=False)
     assert Checkpointer(tmp_path / "resumed" / "checkpoints", 1, "val_loss").all_steps() == [4, 8]
-    params, step, _ = workdir.restore_params(tmp_path / "resumed", init, "best")
+    params, step, _ = load.restore_params(tmp_path / "resumed", init, "best")
     assert step == 4
     assert_same_params(params, val2.seen[1])
-    params, step, _ = workdir.restore_params(tmp_path / "resumed", init, "latest")
+    params, step, _ = load.restore_params(tmp_path / "resumed", init, "latest")
     assert step == 8
 
 
@@ -129,7 +130,7 @@ def test_damaged_latest_checkpoint_is_skipped_with_one_line_and_kept(tmp_path, c
 
     # Evaluation reads the newest intact step and leaves the damaged one where it is.
     caplog.clear()
-    params, step, fallback = workdir.restore_params(tmp_path, init, "latest")
+    params, step, fallback = load.restore_params(tmp_path, init, "latest")
     assert step == 3
     # the sentence the run's summary shows
     assert (
@@ -160,8 +161,8 @@ def test_no_intact_checkpoint_is_one_line_error(tmp_path):
     init = M.init_params(mc, seed=0)
     T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
     damage_checkpoint(tmp_path / "checkpoints" / "2")
-    with pytest.raises(workdir.RunError, match=r"no checkpoint restores; tried step 2 \("):
-        workdir.restore_params(tmp_path, init, "best")
+    with pytest.raises(RunError, match=r"no checkpoint restores; tried step 2 \("):
+        load.restore_params(tmp_path, init, "best")
 
 
 def test_resuming_with_another_process_count_is_a_run_error(tmp_path):
@@ -172,7 +173,7 @@ def test_resuming_with_another_process_count_is_a_run_error(tmp_path):
     T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
     meta = tmp_path / "checkpoints" / "2" / "meta" / "metadata"
     meta.write_text(meta.read_text().replace('"process_count": 1', '"process_count": 2'))
-    with pytest.raises(workdir.RunError, match=r"trained by 2 process\(es\); resume it with the"):
+    with pytest.raises(RunError, match=r"trained by 2 process\(es\); resume it with the"):
         T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, stacked=False)
 
 
@@ -184,7 +185,7 @@ def test_a_tie_for_best_is_one_step_for_the_tracker_and_the_restore(tmp_path):
     init = M.init_params(mc, seed=0)
     val = FakeValidationAccuracy([0.72, 0.86, 0.86, 0.84])
     res = T.train(c, tmp_path, mc, init, stream, STEPS_PER_EPOCH, val, stacked=False)
-    params, step, _ = workdir.restore_params(tmp_path, init, "best")
+    params, step, _ = load.restore_params(tmp_path, init, "best")
     assert res.best_step == step == 6
     assert_same_params(params, val.seen[2])
 

@@ -11,7 +11,8 @@ from conftest import TOKENIZER_DIR
 from gencls_jax.data import compact
 from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import Tokenizer, Tokens
-from gencls_jax.summary import end_of_run, wilson_interval
+from gencls_jax.reports.stats import wilson_interval
+from gencls_jax.reports.summary import end_of_run
 
 
 def reference_keep(lists, n, always):

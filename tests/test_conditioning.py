@@ -10,14 +10,16 @@ import pytest
 
 from configs.base import get_config
 from gencls_jax import conditioning as modes
-from gencls_jax import model as M
-from gencls_jax import synthetic
 from gencls_jax.classifier import GenerativeClassifier
+from gencls_jax.commands import generate as synthetic
 from gencls_jax.data.pipeline import label_prefixes, load_datasets, rows
-from gencls_jax.data.sources import DataError, Dataset
+from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import Tokenizer, Tokens, load_tokenizer
-from gencls_jax.score import stack_params
-from gencls_jax.weights import load_pretrained
+from gencls_jax.errors import DataError
+from gencls_jax.model import gpt2 as M
+from gencls_jax.model.weights import load_pretrained
+from gencls_jax.scoring.batched import score_dataset
+from gencls_jax.scoring.score import stack_params
 from tests.conftest import TOKENIZER_DIR
 
 torch = pytest.importorskip("torch")
@@ -34,7 +36,7 @@ LP = modes.get("label_prefix")
 
 
 def scoring_rows(config, ds, tok, label: int):
-    """The rows class `label` scores `ds` with (the label-prefix mode's scoring pass)."""
+    """The rows class `label` scores `ds` with (the label-prefix conditioning's scoring pass)."""
     return rows(config, ds, tok, np.full(len(ds), label))
 
 
@@ -162,7 +164,7 @@ def test_label_prefix_scores_match_float64_reference(hf_tiny, long_text):
     model_config, params, hf = hf_tiny
     config = toy_config(long_text)
     ds = toy_dataset([150, 20, 61], [0, 1, 0], seed=1)
-    ll, n_tokens = LP.score(params, ds, TOY, config, model_config)
+    ll, n_tokens = score_dataset(params, LP, ds, TOY, config, model_config)
     context = 64 - 5
     ref = np.zeros((len(ds), 2))
     counts = np.zeros(len(ds))
@@ -235,8 +237,8 @@ def test_synthetic_margin_equals_the_test_path_margin(conditioning, tok, tmp_pat
     g.per_class, g.min_tokens = 3, 1
     params = run_params(conditioning)
     info = dict(label_names=["neg", "pos"], conditioning=conditioning, train_class_counts=[1, 1])
-    run = synthetic.wd.LoadedRun(info, MODEL, params, 7, tok, None)
-    monkeypatch.setattr(synthetic.wd, "load_run", lambda *a, **k: run)
+    run = synthetic.load.LoadedRun(info, MODEL, params, 7, tok, None)
+    monkeypatch.setattr(synthetic.load, "load_run", lambda *a, **k: run)
     # "Hello" in two pieces: decoded and re-tokenized, it is one
     hel, lo = tok.encode_batch(["Hel", "lo"])
     samples = [
@@ -264,7 +266,8 @@ def test_synthetic_margin_equals_the_test_path_margin(conditioning, tok, tmp_pat
         tmp_path / "test.jsonl", [{"text": r["text"], "label": r["label"]} for r in kept]
     )
     test = load_datasets(config, ("test",), tok)["test"]
-    ll, _ = modes.get(config.model.conditioning).score(params, test, tok, config, MODEL)
+    cond = modes.get(config.model.conditioning)
+    ll, _ = score_dataset(params, cond, test, tok, config, MODEL)
     own = ll[np.arange(len(test)), test.labels]
     margin = own - ll[np.arange(len(test)), 1 - test.labels]
     np.testing.assert_allclose([r["margin"] for r in kept], margin, rtol=1e-6, atol=1e-4)

@@ -13,8 +13,10 @@ import pytest
 from absl import flags
 from conftest import REPO
 
-from gencls_jax import cli, config_keys, workdir
+from gencls_jax import cli, config_keys
 from gencls_jax.config_keys import Key
+from gencls_jax.errors import RunError
+from gencls_jax.runs import rules
 
 MODES = ("train", "eval", "generate", "report", "predict", "explain")  # issue 28, item 9
 
@@ -123,16 +125,16 @@ def trained_with(tmp_path, **values) -> "ml_collections.ConfigDict":
     config = config_keys.defaults()
     config.update_from_flattened_dict(values)
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
-    return workdir.saved_config(tmp_path)
+    return rules.saved_config(tmp_path)
 
 
 def resumes(tmp_path, config, **changes) -> bool:
     config = ml_collections.ConfigDict(config.to_dict())
     config.update_from_flattened_dict(changes)
     try:
-        workdir.check_resume(tmp_path, config)
+        rules.check_resume(tmp_path, config)
         return True
-    except workdir.ConfigMismatch:
+    except rules.ConfigMismatch:
         return False
 
 
@@ -149,8 +151,8 @@ def test_resume_rules_by_kind(tmp_path):
     assert not resumes(tmp_path, c, **{"train.max_steps": 1})
     config = ml_collections.ConfigDict(c.to_dict())
     config.train.lr = 0.01
-    with pytest.raises(workdir.ConfigMismatch, match=r"train\.lr \(5e-05 -> 0\.01\)"):
-        workdir.check_resume(tmp_path, config)
+    with pytest.raises(rules.ConfigMismatch, match=r"train\.lr \(5e-05 -> 0\.01\)"):
+        rules.check_resume(tmp_path, config)
     (tmp_path / "unlimited").mkdir()
     unlimited = trained_with(tmp_path / "unlimited", **{"train.max_steps": 0})
     assert not resumes(tmp_path / "unlimited", unlimited, **{"train.max_steps": 5})  # put back
@@ -161,7 +163,7 @@ def test_eval_rules_by_kind(tmp_path):
     given = ml_collections.ConfigDict(c.to_dict())
     given.model.dtype, given.data.test_path, given.eval.batch_size = "float32", "other.jsonl", 4
     given.train.lr = 0.5  # a training setting: ignored by eval
-    config, used = workdir.eval_config(tmp_path, given)
+    config, used = rules.eval_config(tmp_path, given)
     assert set(used) == {"model.dtype", "data.test_path", "eval.batch_size"}
     assert (config.model.dtype, config.data.test_path, config.eval.batch_size) == (
         "float32",
@@ -170,8 +172,8 @@ def test_eval_rules_by_kind(tmp_path):
     )
     assert config.train.lr == c.train.lr
     given.data.train_path = "another.jsonl"  # model, outside train.*: refused
-    with pytest.raises(workdir.ConfigMismatch, match="data.train_path"):
-        workdir.eval_config(tmp_path, given)
+    with pytest.raises(rules.ConfigMismatch, match="data.train_path"):
+        rules.eval_config(tmp_path, given)
 
 
 def test_a_new_key_is_one_declaration(tmp_path, monkeypatch):
@@ -188,7 +190,7 @@ def test_a_new_key_is_one_declaration(tmp_path, monkeypatch):
 
     assert leaves(base.get_config())["explain.knob_runtime"] == 5
     assert "explain.knob_runtime = 5  [runtime]\n    a new explain setting" in config_keys.table()
-    c = workdir.saved_config(tmp_path)
+    c = rules.saved_config(tmp_path)
     assert (c.train.knob_model, c.explain.knob_runtime, c.train.knob_grows) == (3, 5, 2)
     assert not resumes(tmp_path, c, **{"train.knob_model": 4})
     assert resumes(tmp_path, c, **{"explain.knob_runtime": 6})
@@ -225,8 +227,8 @@ def test_overrides_of_a_runs_own_config(tmp_path):
 
 def test_a_damaged_config_json_is_one_line(tmp_path, installed):
     (tmp_path / "config.json").write_text('{"seed": 0, "train": ')
-    with pytest.raises(workdir.RunError, match="config.json does not load"):
-        workdir.saved_config(tmp_path)
+    with pytest.raises(RunError, match="config.json does not load"):
+        rules.saved_config(tmp_path)
     p = gencls(installed, "--mode=eval", f"--workdir={tmp_path}")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert (

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencls_jax import score
 from gencls_jax.data.batching import (
     BatchSpec,
     PerClassStream,
@@ -17,9 +16,10 @@ from gencls_jax.data.batching import (
 )
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import make_rows
-from gencls_jax.data.sources import DataError
-from gencls_jax.head import token_log_probs
-from gencls_jax.model import apply, config_for, init_params
+from gencls_jax.errors import DataError
+from gencls_jax.model.gpt2 import apply, config_for, init_params
+from gencls_jax.model.head import token_log_probs
+from gencls_jax.scoring import score
 
 BOS = EOS = 999
 KEYS = ("inputs", "targets", "weights", "positions", "segment_ids")
@@ -280,7 +280,7 @@ def test_prefetch_to_device_in_order_and_errors():
 def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, progress):
     """batch_scoring.score_rows (prefetch, late fetches, filler rows) equals the per-text sum of
     row_log_likelihood; with progress=False it writes no progress bar."""
-    from gencls_jax.batch_scoring import one_model, score_rows
+    from gencls_jax.scoring.batched import one_model, score_rows
 
     cfg, params = tiny_model
     texts = random_texts(11, 1, 90, seed=5)

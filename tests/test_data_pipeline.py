@@ -10,11 +10,12 @@ import pytest
 import transformers
 
 from configs.base import get_config
-from gencls_jax import conditioning, network
+from gencls_jax import conditioning
 from gencls_jax.data import tokenize as tk
 from gencls_jax.data.pipeline import load_datasets, rows
-from gencls_jax.data.sources import DataError
 from gencls_jax.data.splits import per_class_sample, stratified_split, val_counts
+from gencls_jax.errors import DataError
+from gencls_jax.system import network
 from tests.conftest import TOKENIZER_DIR
 
 

@@ -12,7 +12,7 @@ from configs.base import get_config
 from gencls_jax.data import sources
 from gencls_jax.data.clean import clean_texts
 from gencls_jax.data.pipeline import read_split
-from gencls_jax.data.sources import DataError
+from gencls_jax.errors import DataError
 
 
 def write_jsonl(path, rows, gz=False):
@@ -272,7 +272,7 @@ def test_tfds_not_prepared_without_tensorflow_falls_back_in_one_line(
 def test_tfds_offline_does_not_download(tmp_path, monkeypatch):
     """With tensorflow but no network, tfds is not asked to download (no retries): one line."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    from gencls_jax import network
+    from gencls_jax.system import network
 
     find_spec = sources.importlib.util.find_spec
     monkeypatch.setattr(  # tensorflow "installed"

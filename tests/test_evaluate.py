@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from gencls_jax import evaluate as E
+from gencls_jax.reports import stats as ST
+from gencls_jax.scoring import decide as E
 
 
 def test_metrics_by_hand():
     labels = np.array([0, 0, 0, 1, 1, 2])
     pred = np.array([0, 1, 0, 1, 0, 2])
-    m = E.classification_metrics(labels, pred, ["a", "b", "c"])
+    m = ST.classification_metrics(labels, pred, ["a", "b", "c"])
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["confusion"] == [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
     # class a: precision 2/3, recall 2/3; b: 1/2, 1/2; c: 1, 1
@@ -45,7 +46,7 @@ def test_rules_and_calibration_recover_a_biased_model():
 
 def test_report_sample_and_prior():
     labels = np.array([0] * 700 + [1] * 300)
-    m = E.evaluate_split(
+    m = ST.evaluate_split(
         np.zeros((1000, 2)),
         labels,
         np.ones(1000),
@@ -82,20 +83,20 @@ def test_degenerate_warning_fires_on_identical_models_and_one_class_predictions(
     # Identical class models: equal columns; the Bayes rule then predicts the majority class only.
     same = np.repeat(ll[:, :1], 3, axis=1)
     pred = E.scores(same, None, "bayes", E.log_prior([50, 30, 20])).argmax(1)
-    msg = E.degenerate_warning(same, labels, pred, names, margin_ratio=ratio, split="test")
+    msg = ST.degenerate_warning(same, labels, pred, names, margin_ratio=ratio, split="test")
     assert msg is not None and "\n" not in msg
     assert (
         "all 60 test predictions are 'a'" in msg and "3 classes" in msg and "median margin 0" in msg
     )
     # Barely different models (float noise), varied predictions: the margins alone give it away.
     noisy = same * (1 + 1e-7 * np.random.default_rng(1).normal(size=same.shape))
-    msg = E.degenerate_warning(
+    msg = ST.degenerate_warning(
         noisy, labels, noisy.argmax(1), names, margin_ratio=ratio, split="val"
     )
     assert msg is not None and "val" in msg and "predictions are" not in msg
     # Trained models that still call everything one class (e.g. a strong bias): the predictions
     # give it away.
-    msg = E.degenerate_warning(
+    msg = ST.degenerate_warning(
         ll, labels, np.zeros(60, int), names, margin_ratio=ratio, split="test"
     )
     assert msg is not None and "all 60 test predictions are 'a'" in msg and "margin" not in msg
@@ -107,14 +108,14 @@ def test_degenerate_warning_silent_on_a_working_classifier():
     ratio = get_config().eval.degenerate_margin_ratio
     ll, labels = _ll_with_signal(60, 2, signal=5.0)  # ~5 nats margin on ~750-nat texts
     assert (
-        E.degenerate_warning(
+        ST.degenerate_warning(
             ll, labels, ll.argmax(1), ["neg", "pos"], margin_ratio=ratio, split="test"
         )
         is None
     )
     one = labels == 0  # a split with a single class: one predicted class is no sign of anything
     assert (
-        E.degenerate_warning(
+        ST.degenerate_warning(
             ll[one],
             labels[one],
             np.zeros(one.sum(), int),
@@ -133,7 +134,7 @@ def test_mcnemar_against_exact_binomial(b, c):
 
     a_right = np.array([True] * b + [False] * c + [True] * 50)
     b_right = np.array([False] * b + [True] * c + [True] * 50)
-    t = E.mcnemar(a_right, b_right)
+    t = ST.mcnemar(a_right, b_right)
     n, k = b + c, min(b, c)
     ref = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
     assert (t["a_only"], t["b_only"]) == (b, c)
@@ -143,7 +144,7 @@ def test_mcnemar_against_exact_binomial(b, c):
 def test_comparison_report_pairs_predictions_and_shows_synthetic_stats(tmp_path):
     import json
 
-    from gencls_jax import report
+    from gencls_jax.reports import compare
 
     labels = np.array([0, 1] * 50)
     base_pred = labels.copy()
@@ -175,7 +176,7 @@ def test_comparison_report_pairs_predictions_and_shows_synthetic_stats(tmp_path)
         (d / "config.json").write_text(
             json.dumps({"data": {"extra_train_path": extra}, "train": {"epochs": 6}})
         )
-        metrics = E.classification_metrics(labels, pred, ["neg", "pos"])
+        metrics = ST.classification_metrics(labels, pred, ["neg", "pos"])
         (d / "metrics.json").write_text(
             json.dumps({"results": {"test": {"bayes": metrics}}, "accuracy": metrics["accuracy"]})
         )
@@ -187,8 +188,8 @@ def test_comparison_report_pairs_predictions_and_shows_synthetic_stats(tmp_path)
                     json.dumps({"id": i // 2, "label": int(labels[i]), "prediction": int(pred[i])})
                     + "\n"
                 )
-    text = report.comparison_report([tmp_path / "base", tmp_path / "aug", tmp_path / "never_ran"])
-    p = E.mcnemar(base_pred == labels, aug_pred == labels)["p_value"]
+    text = compare.comparison_report([tmp_path / "base", tmp_path / "aug", tmp_path / "never_ran"])
+    p = ST.mcnemar(base_pred == labels, aug_pred == labels)["p_value"]
     assert (
         "| aug | 100 | 98.00% |" in text
         and "+18.00 points | 0 / 18 |" in text

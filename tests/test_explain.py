@@ -15,16 +15,18 @@ import pytest
 from conftest import REPO, TOKENIZER_DIR
 
 from configs.base import get_config
-from gencls_jax import explain as X
-from gencls_jax import model as M
-from gencls_jax import score as S
-from gencls_jax.classifier import GenerativeClassifier, posteriors
+from gencls_jax.classifier import GenerativeClassifier
+from gencls_jax.commands import explain as XC
 from gencls_jax.data.batching import make_batch
 from gencls_jax.data.rows import make_rows
-from gencls_jax.data.sources import DataError
-from gencls_jax.data.tokenize import load_tokenizer
-from gencls_jax.score import stack_params
-from gencls_jax.workdir import RunError
+from gencls_jax.data.tokenize import load_tokenizer, token_strings
+from gencls_jax.errors import DataError, RunError
+from gencls_jax.model import gpt2 as M
+from gencls_jax.reports import explain_page as XP
+from gencls_jax.scoring import explain as XS
+from gencls_jax.scoring import score as S
+from gencls_jax.scoring.decide import posteriors
+from gencls_jax.scoring.score import stack_params
 
 MODEL = M.config_for("tiny", vocab_size=50257, n_positions=64)
 COUNTS = [30, 10, 20]  # a prior that is not uniform: the prior term is not 0
@@ -101,7 +103,7 @@ def check_identity(clf, exps, texts):
         assert np.all(e.terms[~e.scored] == 0) and np.all(np.isnan(e.token_log_probs[~e.scored]))
         # the token strings are the cleaned text, then the appended EOS
         assert "".join(e.tokens[:-1]) == e.text == texts[i].replace("<br />", "\n")
-        assert e.eos and e.tokens[-1] == X.EOS_SHOWN and e.token_ids[-1] == clf.tokenizer.eos_id
+        assert e.eos and e.tokens[-1] == XS.EOS_SHOWN and e.token_ids[-1] == clf.tokenizer.eos_id
     return ll, n_tok
 
 
@@ -111,7 +113,7 @@ def test_terms_sum_to_the_margin(tok, conditioning, long_text):
     """Short texts fit; the long one is truncated or read in windows of 32 tokens (each window
     of a label-prefix run starts with the class's prefix); the prior is not uniform."""
     clf = classifier(tok, conditioning, long_text=long_text)
-    exps = X.explain_texts(clf, TEXTS)
+    exps = XS.explain_texts(clf, TEXTS)
     check_identity(clf, exps, TEXTS)
     prior = np.log(np.array(COUNTS[:2]) / sum(COUNTS[:2]))
     for e in exps:
@@ -130,7 +132,7 @@ def test_terms_sum_to_the_margin(tok, conditioning, long_text):
 def test_other_decision_rules_keep_the_identity(tok, rule):
     """calibrated: the offsets are the additive term; per_token: terms / |x|, no prior term."""
     clf = classifier(tok, "per_class", offsets=np.array([0.0, -7.5]), rule=rule)
-    exps = X.explain_texts(clf, TEXTS, rule=rule)
+    exps = XS.explain_texts(clf, TEXTS, rule=rule)
     check_identity(clf, exps, TEXTS)
     for e in exps:
         assert e.rule == rule
@@ -147,7 +149,7 @@ def test_other_decision_rules_keep_the_identity(tok, rule):
 
 def test_calibrated_without_offsets_falls_back_and_says_so(tok):
     clf = classifier(tok, "per_class", rule="calibrated")
-    (e,) = X.explain_texts(clf, TEXTS[:1], rule="calibrated")
+    (e,) = XS.explain_texts(clf, TEXTS[:1], rule="calibrated")
     assert e.rule == "bayes" and "no calibrated offsets" in e.note
 
 
@@ -155,7 +157,7 @@ def test_runner_up_and_against(tok):
     """K = 3: by default against the runner-up; --against picks the class; against the predicted
     class itself, the runner-up (noted); an unknown class is a one-line error."""
     clf = classifier(tok, "per_class", k=3)
-    default = X.explain_texts(clf, TEXTS)
+    default = XS.explain_texts(clf, TEXTS)
     _, n_tok = check_identity(clf, default, TEXTS)
     for e in default:
         order = np.argsort(-e.scores)
@@ -163,20 +165,20 @@ def test_runner_up_and_against(tok):
         assert e.posteriors == pytest.approx(posteriors(e.scores))
     for i, e in enumerate(default):
         third = clf.label_names[int(np.argsort(-e.scores)[2])]
-        (a,) = X.explain_texts(clf, [TEXTS[i]], against=third)
+        (a,) = XS.explain_texts(clf, [TEXTS[i]], against=third)
         assert (a.predicted, a.compared, a.note) == (e.predicted, third, "")
         assert abs(a.token_sum + a.prior_term - a.margin) < 1e-9 * max(1.0, abs(a.margin))
         assert a.margin == pytest.approx(e.scores.max() - e.scores[clf.label_names.index(third)])
-        (same,) = X.explain_texts(clf, [TEXTS[i]], against=e.predicted)
+        (same,) = XS.explain_texts(clf, [TEXTS[i]], against=e.predicted)
         assert same.compared == e.compared and "runner-up" in same.note
     with pytest.raises(DataError, match=r"^--against='nope' is not a class of this run"):
-        X.explain_texts(clf, TEXTS, against="nope")
+        XS.explain_texts(clf, TEXTS, against="nope")
 
 
 def test_classifier_explain_is_explain_texts(tok):
     clf = classifier(tok, "label_prefix")
     e = clf.explain(TEXTS[1])
-    (f,) = X.explain_texts(clf, TEXTS[1:2])
+    (f,) = XS.explain_texts(clf, TEXTS[1:2])
     assert e.tokens == f.tokens and np.array_equal(e.terms, f.terms) and e.margin == f.margin
     assert e.predicted == clf.predict(TEXTS[1])  # both Bayes' rule with the training prior
 
@@ -184,7 +186,7 @@ def test_classifier_explain_is_explain_texts(tok):
 def test_token_strings_attribute_a_split_character_to_its_last_token(tok):
     text = "naïve 😀 映画 — ok"
     ids = tok.encode_batch([text])[0]
-    strings = X.token_strings(tok, ids)
+    strings = token_strings(tok, ids)
     assert "".join(strings) == text and len(strings) == len(ids)
     assert "" in strings, "the emoji and the CJK characters span several tokens"
     for j in range(len(ids)):  # against decoding the first j + 1 tokens at once
@@ -195,13 +197,13 @@ def test_token_strings_attribute_a_split_character_to_its_last_token(tok):
             assert "".join(strings[: j + 1]) == upto
 
 
-def test_row_token_log_probs_match_float64_reference(hf_tiny_dir):
+def test_class_token_values_match_float64_reference(hf_tiny_dir):
     """The pure per-token function against PyTorch float64 log-probabilities, on rows with a
-    weight-0 prefix and window overlap; its row sums are `row_log_likelihood`."""
+    weight-0 prefix and window overlap; its row sums are `class_sums`."""
     torch = pytest.importorskip("torch")
     import transformers
 
-    from gencls_jax.weights import load_pretrained
+    from gencls_jax.model.weights import load_pretrained
 
     config, params = load_pretrained(hf_tiny_dir)
     hf = transformers.GPT2LMHeadModel.from_pretrained(hf_tiny_dir).eval()
@@ -209,9 +211,7 @@ def test_row_token_log_probs_match_float64_reference(hf_tiny_dir):
     texts = [rng.integers(0, 999, size=n).tolist() for n in (10, 100)]
     rows = make_rows(texts, 40, 999, "window", 15, eos_id=999, prefixes=[[5, 6, 7], [8]])
     b = make_batch(rows, (40, [[i] for i in range(len(rows.inputs))]), len(rows.inputs))
-    ours = np.asarray(
-        S.row_token_log_probs(params, b["inputs"], b["targets"], b["weights"], config)
-    )
+    ours = np.asarray(S.class_token_values(params, b, config, stacked=False))[..., 0]
     for r in range(len(rows.inputs)):
         with torch.no_grad():
             logits = hf(torch.tensor([rows.inputs[r].tolist()])).logits[0].double().numpy()
@@ -220,20 +220,18 @@ def test_row_token_log_probs_match_float64_reference(hf_tiny_dir):
         ref = logp[np.arange(len(rows.targets[r])), rows.targets[r]] * rows.weights[r]
         np.testing.assert_allclose(ours[r, : len(ref)], ref, rtol=2e-5, atol=2e-5)
         assert np.all(ours[r, len(ref) :] == 0)
-    sums = S.row_log_likelihood(params, b["inputs"], b["targets"], b["weights"], config)
+    sums = S.class_sums(params, b, config, stacked=False)[:, 0]
     np.testing.assert_allclose(ours.sum(1), np.asarray(sums), rtol=1e-5)
     stacked = stack_params([params, jax.tree_util.tree_map(lambda x: x * 1.1, params)])
-    both = np.asarray(
-        S.class_row_token_log_probs(stacked, b["inputs"], b["targets"], b["weights"], config)
-    )
+    both = np.asarray(S.class_token_values(stacked, b, config, stacked=True))
     assert both.shape == (*ours.shape, 2)
     np.testing.assert_allclose(both[..., 0], ours, rtol=1e-6, atol=1e-6)
 
 
 def test_html_page_is_self_contained(tok, tmp_path):
     clf = classifier(tok, "label_prefix")
-    exps = X.explain_texts(clf, TEXTS)
-    page = X.render_html(exps, meta="run <x> & y")
+    exps = XS.explain_texts(clf, TEXTS)
+    page = XP.render_html(exps, meta="run <x> & y")
     assert not re.search(r"https?://", page), "a network address in the page"
     assert not re.search(r"\b(src|href)\s*=", page, re.I), "an external resource in the page"
     assert not re.search(r"@import|url\(", page), "a CSS resource in the page"
@@ -244,7 +242,7 @@ def test_html_page_is_self_contained(tok, tmp_path):
             if e.scored[i] and s and (i == 0 or e.tokens[i - 1]):  # a token shown alone
                 assert f"term {e.terms[i]:+.4f}" in page
     assert "not scored: past the text" in page  # the truncated review's unread tokens
-    written = X.write_explanations(exps, tmp_path / "why.html", meta="run <x> & y")
+    written = XC.write_explanations(exps, tmp_path / "why.html", meta="run <x> & y")
     assert written == (tmp_path / "why.html", tmp_path / "why.jsonl")
     jsonl = written[1]
     assert (tmp_path / "why.html").read_text() == page
@@ -261,7 +259,7 @@ def test_discriminative_run_is_refused_in_one_line(tok, tmp_path):
     )
     clf = GenerativeClassifier(make_config("discriminative"), info, MODEL, None, tok)
     with pytest.raises(RunError, match=r"^a discriminative run has no per-token likelihoods"):
-        X.explain_texts(clf, TEXTS)
+        XS.explain_texts(clf, TEXTS)
     # the command: refused from the run's files, before any parameter is restored
     wd = tmp_path / "disc"
     wd.mkdir()
@@ -281,13 +279,13 @@ def test_discriminative_run_is_refused_in_one_line(tok, tmp_path):
 def test_page_and_jsonl_never_share_a_name(tok, tmp_path):
     """--output=x.jsonl names the jsonl (the page beside it is x.html); before, the page was
     written there and then overwritten by the jsonl."""
-    exps = X.explain_texts(classifier(tok, "label_prefix"), TEXTS)  # as the page test's
-    page, jsonl = X.write_explanations(exps, tmp_path / "x.jsonl")
+    exps = XS.explain_texts(classifier(tok, "label_prefix"), TEXTS)  # as the page test's
+    page, jsonl = XC.write_explanations(exps, tmp_path / "x.jsonl")
     assert (page, jsonl) == (tmp_path / "x.html", tmp_path / "x.jsonl")
-    assert page.read_text() == X.render_html(exps)
+    assert page.read_text() == XP.render_html(exps)
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["margin"] for r in rows] == [e.margin for e in exps]
-    assert X.output_paths("why") == (Path("why"), Path("why.jsonl"))
+    assert XC.output_paths("why") == (Path("why"), Path("why.jsonl"))
 
 
 def test_a_long_texts_page_is_bounded_and_says_what_was_cut(tok, tmp_path):
@@ -296,19 +294,19 @@ def test_a_long_texts_page_is_bounded_and_says_what_was_cut(tok, tmp_path):
     clf = classifier(tok, "per_class")
     clf.config.explain.tail_tokens = 20
     text = LONG.replace("<br />", " ") * 700
-    (e,) = X.explain_texts(clf, [text])
+    (e,) = XS.explain_texts(clf, [text])
     total = len(tok.encode_batch([text])[0]) + 1  # the text's tokens and the EOS
     assert e.truncated and e.n_scored == 32 and total > 30_000
     assert len(e.tokens) == len(e.token_ids) == 32 + 20 and not e.eos
     assert e.cut == total - 52 and e.to_json()["tokens_cut"] == e.cut
     assert abs(e.token_sum + e.prior_term - e.margin) < 1e-9 * max(1.0, abs(e.margin))
-    page, _ = X.write_explanations([e], tmp_path / "long.html")
+    page, _ = XC.write_explanations([e], tmp_path / "long.html")
     assert page.stat().st_size < 60_000  # the text is ~200 KB; every token rendered: ~15 MB
     assert f"its last {e.cut} tokens are left off this page (explain.tail_tokens)" in (
         page.read_text()
     )
     # a tail long enough keeps every token, the EOS last, and cuts nothing
     clf.config.explain.tail_tokens = 100
-    (short,) = X.explain_texts(clf, [LONG])
-    assert short.cut == 0 and short.eos and short.tokens[-1] == X.EOS_SHOWN
+    (short,) = XS.explain_texts(clf, [LONG])
+    assert short.cut == 0 and short.eos and short.tokens[-1] == XS.EOS_SHOWN
     assert "".join(short.tokens[:-1]) == short.text

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencls_jax import generate as G
-from gencls_jax import model as M
-from gencls_jax.score import stack_params
+from gencls_jax.model import decode as G
+from gencls_jax.model import gpt2 as M
+from gencls_jax.scoring.score import stack_params
 
 VOCAB = 97
 BOS = VOCAB - 1
@@ -203,7 +203,7 @@ def test_synthetic_selection_rules():
     """Length floor, blank texts, exact duplicates (first kept), and the margin window."""
     import ml_collections
 
-    from gencls_jax.synthetic import select
+    from gencls_jax.commands.generate import select
 
     texts = ["a good film", "  ", "a good film", "bad", "fine movie", "great"]
     lengths = np.array([3, 2, 3, 1, 2, 1])

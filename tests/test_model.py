@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gencls_jax import model as M
-from gencls_jax.head import head_log_probs
-from gencls_jax.weights import CheckpointError, load_pretrained, save_pretrained
+from gencls_jax.model import gpt2 as M
+from gencls_jax.model.head import head_log_probs
+from gencls_jax.model.weights import CheckpointError, load_pretrained, save_pretrained
 
 torch = pytest.importorskip("torch")
 import transformers  # noqa: E402

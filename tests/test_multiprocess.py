@@ -44,7 +44,7 @@ HOOKED = """
 import json, os, runpy, sys
 import numpy as np
 sys.path.insert(0, {repo!r})
-from gencls_jax import sharding
+from gencls_jax.system import sharding
 log, real = os.environ["FED_ROWS_LOG"], sharding.local_rows
 def local_rows(name, x):
     out = real(name, x)
@@ -224,8 +224,8 @@ def class_axis_run(out: str, devices: int, class_shards: int, fsdp: bool = False
     flat = jax.tree_util.tree_flatten_with_path(to_np(res.params))[0]
     arrays = {"/".join(str(getattr(p, "key", p)) for p in path): x for path, x in flat}
     # scoring with the params as training left them (class-sharded): rows go over their mesh
-    from gencls_jax.batch_scoring import score_rows
     from gencls_jax.data.rows import make_rows
+    from gencls_jax.scoring.batched import score_rows
 
     texts = [list(range(1, 3 + 7 * i)) for i in range(6)]
     rows = make_rows(texts, mc.n_positions, 0, "truncate", eos_id=1)

@@ -3,7 +3,6 @@ joint step against the per-model LM step, sliced batches, and the small-data pro
 
 from __future__ import annotations
 
-import functools
 import json
 
 import jax
@@ -13,15 +12,17 @@ import numpy as np
 import pytest
 
 from configs.base import get_config
-from gencls_jax import model as M
-from gencls_jax import objectives, sharding
-from gencls_jax import train as T
-from gencls_jax import train_step as TS
 from gencls_jax.data.batching import BatchSpec, SlicedStream
 from gencls_jax.data.rows import make_rows
-from gencls_jax.data.sources import DataError
-from gencls_jax.score import stack_params
-from gencls_jax.weights import load_pretrained
+from gencls_jax.errors import DataError
+from gencls_jax.model import gpt2 as M
+from gencls_jax.model.weights import load_pretrained
+from gencls_jax.scoring import score
+from gencls_jax.scoring.score import stack_params
+from gencls_jax.system import sharding
+from gencls_jax.training import loop as T
+from gencls_jax.training import objectives
+from gencls_jax.training import step as TS
 
 torch = pytest.importorskip("torch")
 import transformers  # noqa: E402
@@ -66,9 +67,8 @@ def test_decision_sums_match_float64_reference(tiny):
     toks, labels = texts(1, [9, 20, 3, 14]), [0, 1, 1, 0]
     batch = next(iter(sliced(toks, labels, PREFIXES).batches(0)))
     prior = np.log([0.3, 0.7])
-    got = objectives.class_decision_sums(
-        params, batch, config, None, stacked=False, log_prior=jnp.asarray(prior)
-    )
+    objective = objectives.DecisionObjective(1.0, 1.0, tuple(prior), stacked=False)
+    got = {k: float(np.sum(v)) for k, v in objective.sums(params, batch, config, None).items()}
     order = batch["labels"]  # the batch's rows in the epoch's shuffled order
     ll = np.zeros((4, 2))
     for b in range(4):
@@ -81,14 +81,10 @@ def test_decision_sums_match_float64_reference(tiny):
     scores = ll + prior
     top = scores.max(1, keepdims=True)
     logp = scores - top - np.log(np.exp(scores - top).sum(1, keepdims=True))
-    np.testing.assert_allclose(
-        float(got["ce"]), -sum(logp[b, order[b]] for b in range(4)), rtol=1e-4
-    )
-    np.testing.assert_allclose(
-        float(got["lm_nll"]), -sum(ll[b, order[b]] for b in range(4)), rtol=1e-4
-    )
-    assert float(got["lm_weight"]) == sum(len(toks[i]) for i in range(4))
-    assert float(got["texts"]) == 4 and float(got["correct"]) == sum(
+    np.testing.assert_allclose(got["ce"], -sum(logp[b, order[b]] for b in range(4)), rtol=1e-4)
+    np.testing.assert_allclose(got["nll"], -sum(ll[b, order[b]] for b in range(4)), rtol=1e-4)
+    assert got["weight"] == sum(len(toks[i]) for i in range(4))
+    assert got["texts"] == 4 and got["correct"] == sum(
         scores[b].argmax() == order[b] for b in range(4)
     )
 
@@ -103,22 +99,18 @@ def test_decision_step_with_lambda_0_is_the_lm_step_on_the_true_class(tiny):
     c = get_config()
     c.train.decision_weight, c.train.warmup_steps, c.train.grad_clip = 0.0, 0, 0.0
     tc = ml_collections.FrozenConfigDict(c.train)
-    joint = objectives.JointObjective(
-        functools.partial(objectives.class_decision_sums, stacked=False, log_prior=jnp.zeros(2)),
-        1.0,
-        0.0,
-    )
+    joint = objectives.DecisionObjective(1.0, 0.0, (0.0, 0.0), stacked=False)
     mesh = sharding.make_mesh()
 
-    def one_step(loss_fn, b):
-        tx, _, step = TS.compiled_train_step(config, tc, False, 10, mesh, loss_fn)
+    def one_step(objective, b):
+        tx, step = TS.compiled_train_step(config, tc, False, 10, mesh, objective)
         state = TS.init_state(jax.tree_util.tree_map(jnp.array, params), tx, tc, 0, None)
         new, m = step(state, b)
         return new.params, m
 
     p_joint, m_joint = one_step(joint, batch)
-    p_lm, m_lm = one_step(objectives.causal_token_loss_sums, true)
-    np.testing.assert_allclose(float(m_joint["nll_sum"]), float(m_lm["nll_sum"]), rtol=1e-5)
+    p_lm, m_lm = one_step(objectives.LMObjective(stacked=False, packed=False), true)
+    np.testing.assert_allclose(np.sum(m_joint["nll"]), np.sum(m_lm["nll"]), rtol=1e-5)
     jax.tree_util.tree_map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p_joint, p_lm
     )
@@ -137,17 +129,13 @@ def test_decision_step_accumulates_like_one_batch_and_stacks_classes(tiny):
             )
         )
     )
-    joint = objectives.JointObjective(
-        functools.partial(objectives.class_decision_sums, stacked=True, log_prior=jnp.zeros(2)),
-        1.0,
-        1.0,
-    )
+    joint = objectives.DecisionObjective(1.0, 1.0, (0.0, 0.0), stacked=True)
     out = []
     for accum in (1, 2):
         c = get_config()
         c.train.grad_accum, c.train.warmup_steps = accum, 0
         tc = ml_collections.FrozenConfigDict(c.train)
-        tx, _, step = TS.compiled_train_step(config, tc, True, 10, sharding.make_mesh(), joint)
+        tx, step = TS.compiled_train_step(config, tc, True, 10, sharding.make_mesh(), joint)
         state = TS.init_state(jax.tree_util.tree_map(jnp.array, stacked), tx, tc, 0, 2)
         out.append(step(state, batch)[0].params)
     jax.tree_util.tree_map(
@@ -173,7 +161,7 @@ def test_head_logits_match_numpy(tiny, pool):
     from gencls_jax.data.batching import make_batch
 
     b = make_batch(rows, (16, [[0], [1]]), 2)
-    got = np.asarray(objectives.head_logits({"body": params, "head": head}, b, config, None, pool))
+    got = np.asarray(score.head_logits({"body": params, "head": head}, b, config, None, pool))
     hidden = np.asarray(M.apply(params, b["inputs"], config, return_hidden=True), np.float64)
     for i, t in enumerate(toks):
         n = len(t)

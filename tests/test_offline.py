@@ -8,10 +8,11 @@ import pytest
 from conftest import TOKENIZER_DIR
 
 from configs.base import get_config
-from gencls_jax import network, preflight
-from gencls_jax.data.sources import DataError
+from gencls_jax.commands import preflight
 from gencls_jax.data.tokenize import load_tokenizer
-from gencls_jax.weights import CheckpointError, load_pretrained
+from gencls_jax.errors import DataError
+from gencls_jax.model.weights import CheckpointError, load_pretrained
+from gencls_jax.system import network
 
 
 @pytest.fixture

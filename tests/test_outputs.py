@@ -19,8 +19,10 @@ import pytest
 from conftest import REPO
 from test_train import base_config, batches_fn, make_epochs, model_config, tiny_params, train
 
-from gencls_jax import fileio, lock, metrics, workdir
-from gencls_jax.checkpoint import Checkpointer
+from gencls_jax.reports import logs as metrics
+from gencls_jax.runs import lock, workdir
+from gencls_jax.runs.checkpoint import Checkpointer
+from gencls_jax.system import fileio
 
 # --- atomic writers ---------------------------------------------------------------------------
 
@@ -77,7 +79,7 @@ def test_torn_last_line_of_the_logs_is_ignored(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(good + '{"step": 3, "kind": "tr')
     assert metrics.read_metrics(tmp_path / "metrics.jsonl") == rows
     (tmp_path / "history.jsonl").write_text('{"mode": "train"}\n{"mode": "ev')
-    assert workdir.read_history(tmp_path) == [{"mode": "train"}]
+    assert fileio.read_jsonl(tmp_path / "history.jsonl") == [{"mode": "train"}]
 
     writer = metrics.MetricsWriter(tmp_path, tensorboard=False)
     writer.write(3, "train", {"train_loss": 1.5})
@@ -85,7 +87,10 @@ def test_torn_last_line_of_the_logs_is_ignored(tmp_path):
         {"step": 3, "kind": "train", "train_loss": 1.5}
     ]
     workdir.append_history(tmp_path, "predict", texts=2)
-    assert [h["mode"] for h in workdir.read_history(tmp_path)] == ["train", "predict"]
+    assert [h["mode"] for h in fileio.read_jsonl(tmp_path / "history.jsonl")] == [
+        "train",
+        "predict",
+    ]
 
 
 # --- the workdir lock -------------------------------------------------------------------------
@@ -93,7 +98,7 @@ def test_torn_last_line_of_the_logs_is_ignored(tmp_path):
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from gencls_jax.lock import WorkdirLock
+    from gencls_jax.runs.lock import WorkdirLock
     WorkdirLock(sys.argv[1], "train").acquire()
     print("held", flush=True)
     time.sleep(600)

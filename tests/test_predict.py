@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
 
-from gencls_jax import interrupt
-from gencls_jax import predict as P
 from gencls_jax.classifier import GenerativeClassifier
-from gencls_jax.data.sources import DataError, read_jsonl
-from gencls_jax.lock import WorkdirLock
-from gencls_jax.workdir import read_history
+from gencls_jax.commands import predict as P
+from gencls_jax.data import inputs as inputs_lib
+from gencls_jax.data.sources import read_jsonl
+from gencls_jax.errors import DataError
+from gencls_jax.runs.lock import WorkdirLock
+from gencls_jax.system import interrupt
+from gencls_jax.system.fileio import read_jsonl as read_jsonl_lines
 
 pytestmark = pytest.mark.skipif(
     not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
@@ -247,8 +249,8 @@ def test_csv_with_quoted_newlines_and_a_bad_record(trained, clf, tmp_path):
                 w.writerow(["oops", "too", "many"])
     bad_line = path.read_text().splitlines().index("oops,too,many") + 1
     with pytest.raises(DataError, match=rf"^{path}:{bad_line}: more values than header columns$"):
-        P.read_inputs(str(path))
-    inputs = P.read_inputs(str(path), skip_bad_lines=True)
+        inputs_lib.read_inputs(str(path))
+    inputs = inputs_lib.read_inputs(str(path), skip_bad_lines=True)
     assert inputs.skipped == [f"{path}:{bad_line}: more values than header columns"]
     assert inputs.texts[2] == multi and inputs.where[2] == f"{path}:{bad_line - 1}"
     out = tmp_path / "labels.jsonl"
@@ -266,8 +268,8 @@ def test_txt_rows_blank_lines_and_bad_utf8(tmp_path):
     path = tmp_path / "new.txt"
     path.write_bytes(b"first text\r\n\n  \nsecond \xff text\nthird text\n")
     with pytest.raises(DataError, match=rf"^{path}:4: invalid UTF-8 at byte 7$"):
-        P.read_inputs(str(path))
-    got = P.read_inputs(str(path), skip_bad_lines=True)
+        inputs_lib.read_inputs(str(path))
+    got = inputs_lib.read_inputs(str(path), skip_bad_lines=True)
     assert got.texts == ["first text", "third text"]
     assert got.ids == ["new.txt:1", "new.txt:5"] and got.where == [f"{path}:1", f"{path}:5"]
     assert got.skipped == [f"{path}:4: invalid UTF-8 at byte 7"]
@@ -350,7 +352,7 @@ def test_predict_and_explain_read_a_locked_workdir_and_add_to_its_history(traine
     it); each adds its line to history.jsonl. explain --output=x.jsonl: the jsonl there, the
     page beside it as x.html."""
     wd = trained["workdir"]
-    before = read_history(wd)
+    before = read_jsonl_lines(Path(wd) / "history.jsonl")
     src = trained["folder"] / "test.jsonl"
     with WorkdirLock(wd, "train"):
         p = run_cli("--mode=predict", f"--workdir={wd}", f"--input={src}")
@@ -366,7 +368,7 @@ def test_predict_and_explain_read_a_locked_workdir_and_add_to_its_history(traine
     assert row["id"] == "text 1" and row["n_tokens"] == ref["n_tokens"]
     ll = [row["log_likelihoods"][n] for n in ("neg", "pos")]
     np.testing.assert_allclose(ll, ref["log_likelihoods"], rtol=1e-5, atol=1e-3)
-    added = read_history(wd)[len(before) :]
+    added = read_jsonl_lines(Path(wd) / "history.jsonl")[len(before) :]
     assert [(h["mode"], h["texts"], h["output"]) for h in added] == [
         ("predict", len(trained["test"]), "<stdout>"),
         ("explain", 1, f"{tmp_path / 'x.html'}, {x}"),

@@ -9,8 +9,9 @@ import pytest
 from conftest import REPO
 
 from configs.base import get_config
-from gencls_jax import experiment, preflight
-from gencls_jax.data.sources import DataError
+from gencls_jax.commands import preflight
+from gencls_jax.commands import train as experiment
+from gencls_jax.errors import DataError
 
 
 def test_missing_model_init_fails_before_the_data_phase(tmp_path, monkeypatch):

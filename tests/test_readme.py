@@ -14,7 +14,8 @@ Checked, every command (`problems`):
   model.init=<workdir>/export are made by a training command of the README; explain's --against
   is a class of that run.
 - pip install: `-e .` with extras pyproject.toml declares.
-- the test command: the only place `ruff` and `pytest` may appear, and `.ci/run` runs it exactly.
+- the test command: the only place `ruff`, `lint-imports` and `pytest` may appear, and `.ci/run`
+  runs it exactly.
 - `cd`: only inside a command for other hosts (gcloud's --command).
 Any other command fails the test: a README command is either run or checked.
 
@@ -312,7 +313,11 @@ def problems(readme: str, ci_run: str = CI_RUN) -> list[str]:
             errors = check_run(c, trained)
         elif c.argv[:2] == ("pip", "install"):
             errors = check_pip(c)
-        elif c.argv[:1] == ("ruff",) or c.argv[:3] == ("python", "-m", "pytest"):
+        elif c.argv[:1] in (("ruff",), ("lint-imports",)) or c.argv[:3] == (
+            "python",
+            "-m",
+            "pytest",
+        ):
             errors = (
                 [] if c.line == ci_command(ci_run) else ["ruff/pytest outside the test command"]
             )

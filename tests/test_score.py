@@ -4,12 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from gencls_jax import head as H
-from gencls_jax import score as S
 from gencls_jax.data.batching import make_batch
 from gencls_jax.data.rows import make_rows
-from gencls_jax.data.sources import DataError
-from gencls_jax.weights import load_pretrained
+from gencls_jax.errors import DataError
+from gencls_jax.model import head as H
+from gencls_jax.model.weights import load_pretrained
+from gencls_jax.scoring import score as S
 
 torch = pytest.importorskip("torch")
 import transformers  # noqa: E402
@@ -106,9 +106,7 @@ def rows_ll(params, config, texts, **kw):
     b = make_batch(
         rows, (config.n_positions, [[i] for i in range(len(rows.inputs))]), len(rows.inputs)
     )
-    per_row = np.asarray(
-        S.row_log_likelihood(params, b["inputs"], b["targets"], b["weights"], config)
-    )
+    per_row = np.asarray(S.class_sums(params, b, config, stacked=False))[:, 0]
     out = np.zeros(len(texts))
     np.add.at(out, rows.text_index, per_row)
     return out, rows
@@ -167,7 +165,7 @@ def test_bad_scoring_input(tiny):
 @pytest.mark.parametrize("head_chunk", [16, 4096])
 def test_chunked_log_probs_equal_full_logits(tiny, head_chunk):
     """Values and gradients of the chunked head equal the full [B, T, V] computation."""
-    from gencls_jax.model import apply
+    from gencls_jax.model.gpt2 import apply
 
     config, params, _ = tiny
     config = config.replace(head_chunk=head_chunk)
@@ -179,7 +177,9 @@ def test_chunked_log_probs_equal_full_logits(tiny, head_chunk):
 
     def chunked(p):
         h = apply(p, tokens, config, return_hidden=True)
-        return H.chunked_token_log_probs(h, p["wte"]["embedding"], targets, config)
+        return H.chunked_token_log_probs(
+            h, p["wte"]["embedding"], targets, config.compute_dtype, config.head_chunk
+        )
 
     np.testing.assert_allclose(chunked(params), full(params), rtol=1e-6, atol=1e-6)
     g_full = jax.grad(lambda p: full(p).sum())(params)

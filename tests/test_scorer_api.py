@@ -4,7 +4,7 @@ with long texts truncated or windowed; the run's BOS where it is recorded (run_i
 exported Hugging Face config; sampling reads the loaded model config's), runs written before
 that was so, and empty input.
 
-The runs are written in-process as training writes them (experiment.initial_model, run_info,
+The runs are written in-process as training writes them (train.initial_model, run_info,
 a params checkpoint) with random tiny parameters: equality needs no training."""
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ import pytest
 from conftest import TOKENIZER_DIR
 
 from configs.base import get_config
-from gencls_jax import conditioning, experiment
-from gencls_jax import workdir as wd
-from gencls_jax.checkpoint import Checkpointer
+from gencls_jax import conditioning
 from gencls_jax.classifier import GenerativeClassifier
+from gencls_jax.commands import train
 from gencls_jax.data import compact
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import load_tokenizer
-from gencls_jax.score import stack_params
-from gencls_jax.weights import hf_config_dict
+from gencls_jax.model.weights import hf_config_dict
+from gencls_jax.runs import workdir as wd
+from gencls_jax.runs.checkpoint import Checkpointer
+from gencls_jax.scoring.score import stack_params
 
 pytestmark = pytest.mark.skipif(not TOKENIZER_DIR.is_dir(), reason=f"no {TOKENIZER_DIR}")
 
@@ -71,28 +72,28 @@ _INITIAL: dict = {}
 
 
 def initial_model(config, tok):
-    """`experiment.initial_model`, once per vocabulary (size, BOS): all it depends on here, and
+    """`train.initial_model`, once per vocabulary (size, BOS): all it depends on here, and
     an eager Flax init of a 50,257-id model takes seconds."""
     key = (tok.vocab_size, tok.bos_id)
     if key not in _INITIAL:
-        _INITIAL[key] = experiment.initial_model(config, tok)
+        _INITIAL[key] = train.initial_model(config, tok)
     return _INITIAL[key]
 
 
 def write_run(config, folder, tok):
     """A run folder as training leaves it: config.json, run_info.json, a checkpoint of random
     params. Returns the model config training would use."""
-    mode = conditioning.get(config.model.conditioning)
+    cond = conditioning.get(config.model.conditioning)
     raw = Dataset(TRAIN, np.array([1, 0, 1, 0]), ["a", "b", "c", "d"], np.full(4, "real"), NAMES)
-    if config.data.compact_vocab > 0:  # as experiment.load_data does
+    if config.data.compact_vocab > 0:  # as conditioning.load_data does
         train = tokenize_dataset(config, raw, tok, cache=False)
-        always = mode.reserved_ids(config, tok, NAMES)
+        always = cond.reserved_ids(config, tok, NAMES)
         tok, _, _ = compact.apply({"train": train}, tok, config.data.compact_vocab, None, always)
     model_config, params = initial_model(config, tok)
-    if mode.stacked:  # two different class models
+    if cond.stacked:  # two different class models
         params = stack_params([params, jax.tree_util.tree_map(lambda x: 2.0 * x, params)])
     info = dict(
-        conditioning=mode.name,
+        conditioning=cond.name,
         label_names=list(NAMES),
         model=dataclasses.asdict(model_config),
         train_class_counts=[3, 1],
@@ -151,7 +152,7 @@ def text_room(clf) -> int:
     """Text tokens a row holds: data.max_len less the EOS and the longest label prefix."""
     d = clf.config.data
     prefixes = label_prefixes(clf.tokenizer, d.label_prefix_template, clf.label_names)
-    longest = max(len(p) for p in prefixes) if clf.mode.name == "label_prefix" else 0
+    longest = max(len(p) for p in prefixes) if clf.conditioning.name == "label_prefix" else 0
     return MAX_LEN - int(d.append_eos) - longest
 
 

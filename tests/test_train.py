@@ -7,7 +7,6 @@ parameters: the multi-device test runs it in a subprocess with 8 emulated CPU de
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import signal
@@ -25,23 +24,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gencls_jax import model as M  # noqa: E402
-from gencls_jax import optim, sharding  # noqa: E402
-from gencls_jax import train as T  # noqa: E402
-from gencls_jax import train_step as TS  # noqa: E402
-from gencls_jax.checkpoint import Checkpointer  # noqa: E402
-from gencls_jax.metrics import read_metrics  # noqa: E402
-from gencls_jax.objectives import token_loss_sums  # noqa: E402
-from gencls_jax.score import stack_params  # noqa: E402
+from gencls_jax import config_keys  # noqa: E402
+from gencls_jax.model import gpt2 as M  # noqa: E402
+from gencls_jax.reports.logs import read_metrics  # noqa: E402
+from gencls_jax.runs.checkpoint import Checkpointer  # noqa: E402
+from gencls_jax.scoring.score import stack_params  # noqa: E402
+from gencls_jax.system import sharding  # noqa: E402
+from gencls_jax.training import loop as T  # noqa: E402
+from gencls_jax.training import objectives, optim  # noqa: E402
+from gencls_jax.training import step as TS  # noqa: E402
 
 VOCAB, SEQ = 64, 16
 
 
 def base_config(**train_overrides):
-    spec = importlib.util.spec_from_file_location("configs_base", REPO / "configs" / "base.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    c = mod.get_config()
+    c = config_keys.defaults()
     c.model.size, c.model.dtype, c.model.dropout, c.model.conditioning = (
         "tiny",
         "float32",
@@ -125,7 +122,8 @@ def run_steps(config, mc, params, batches, per_class=False, loss_scale=None, sta
     Continues from `state` if given. Same settings -> one compilation (memoised)."""
     mesh = sharding.make_mesh()
     tc = ml_collections.FrozenConfigDict(config.train)
-    tx, _, step = TS.compiled_train_step(mc, tc, per_class, 100, mesh)
+    objective = objectives.lm_objective(config, per_class)
+    tx, step = TS.compiled_train_step(mc, tc, per_class, 100, mesh, objective)
     if state is None:
         k = TS.num_stacked_classes(params) if per_class else None
         # the step donates it
@@ -256,7 +254,9 @@ def test_loss_sums_match_numpy():
     mc = model_config(config)
     params = tiny_params(mc)
     b = make_batch(np.random.default_rng(0), 4)
-    nll, w = jax.jit(token_loss_sums, static_argnums=2)(params, b, mc, None)
+    sums = jax.jit(objectives.LMObjective(stacked=False, packed=True).sums, static_argnums=2)
+    out = sums(params, b, mc, None)
+    nll, w = out["nll"][0], out["weight"][0]
     logits = np.asarray(
         jax.jit(M.apply, static_argnums=2)(
             params, b["inputs"], mc, b["positions"], b["segment_ids"]
@@ -283,7 +283,7 @@ def test_grad_accum_equals_big_batch():
         config = base_config(grad_accum=accum)
         mc = model_config(config)
         state, ms = run_steps(config, mc, tiny_params(mc), batches)
-        outs.append((state, [float(m["nll_sum"]) for m in ms]))
+        outs.append((state, [float(np.sum(m["nll"])) for m in ms]))
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-5)
     assert_trees(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
@@ -316,6 +316,52 @@ def test_per_class_equals_separate_models_and_lax_map():
             config, mc, tiny_params(mc, seed=c), [{k: v[c] for k, v in b.items()} for b in data]
         )
         assert_models_close(jax.tree_util.tree_map(lambda x: x[c], stacked.params), alone.params)
+
+
+def test_each_class_model_is_clipped_by_its_own_norm():
+    """train.grad_clip applies to each class model's own gradient norm: stacked K=2 == each
+    model alone over 4 clipped steps (every norm far above the clip, the classes' norms apart),
+    and each class's logged norm is the norm of its own gradient."""
+    config = base_config(grad_clip=0.05)
+    config.model.conditioning = "per_class"
+    mc = model_config(config, dropout=0.0)
+    data = make_epochs(1, 4, 8, classes=2)[0]
+    stacked, ms = run_steps(config, mc, tiny_params(mc, 2), data, per_class=True)
+    norms = np.asarray([m["grad_norm"] for m in ms])  # [steps, K]
+    assert np.all(norms > 20 * 0.05) and not np.allclose(norms[:, 0], norms[:, 1]), norms
+    for c in range(2):
+        alone, alone_ms = run_steps(
+            config, mc, tiny_params(mc, seed=c), [{k: v[c] for k, v in b.items()} for b in data]
+        )
+        assert_models_close(jax.tree_util.tree_map(lambda x: x[c], stacked.params), alone.params)
+        np.testing.assert_allclose(norms[:, c], [m["grad_norm"] for m in alone_ms], rtol=1e-5)
+
+
+def test_each_class_model_has_its_own_loss_scale_and_skipped_steps():
+    """float16, K=2 stacked: an overflow in class 1's batch skips class 1's update, halves its
+    loss scale and counts its skipped step; class 0 takes the step as if alone, its scale
+    untouched by the other's overflow."""
+    config = base_config(
+        loss_scale=2.0**10, loss_scale_period=100, loss_scale_factor=2.0, loss_scale_min=1.0
+    )
+    config.model.conditioning = "per_class"
+    config.model.dtype = "float16"
+    mc = model_config(config)
+    data = make_epochs(1, 1, 8, classes=2)[0]
+    bad = {k: v.copy() for k, v in data[0].items()}
+    bad["weights"][1] = poisoned({k: v[1] for k, v in data[0].items()})["weights"]  # class 1 only
+    params = tiny_params(mc, 2)
+    state, ms = run_steps(config, mc, params, [bad], per_class=True)
+    assert list(np.asarray(ms[0]["finite"])) == [True, False]
+    assert np.asarray(state.skipped).tolist() == [0, 1]
+    assert np.asarray(state.loss_scale.scale).tolist() == [2.0**10, 2.0**9]
+    assert_trees(
+        np.testing.assert_array_equal,
+        jax.tree_util.tree_map(lambda x: np.asarray(x)[1], params),
+        jax.tree_util.tree_map(lambda x: np.asarray(x)[1], state.params),
+    )
+    alone, _ = run_steps(config, mc, tiny_params(mc, seed=0), [{k: v[0] for k, v in bad.items()}])
+    assert_models_close(jax.tree_util.tree_map(lambda x: x[0], state.params), alone.params)
 
 
 def test_empty_class_step_changes_nothing():
@@ -476,7 +522,7 @@ def test_float16_loss_scaling_skips_and_recovers():
     assert float(state.loss_scale.scale) == 2.0**10  # halved
     assert_trees(np.testing.assert_array_equal, before, state.params)  # update skipped
     state, ms = run_steps(config, mc, None, good[3:5], state=state)
-    assert all(m["finite"] for m in ms) and np.isfinite(float(ms[-1]["nll_sum"]))
+    assert all(m["finite"] for m in ms) and np.isfinite(float(np.sum(ms[-1]["nll"])))
     assert not np.array_equal(
         before["wte"]["embedding"], np.asarray(state.params["wte"]["embedding"])
     )
@@ -554,9 +600,9 @@ def test_per_class_learns(tmp_path):
     losses = [h["loss"] for h in res.history]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     # Each class model learned its own pattern: model c scores class c's data better.
-    ev = TS.make_eval_step(mc, True)
+    ev = TS.make_eval_step(mc, objectives.LMObjective(stacked=True, packed=True))
     b0 = make_batch(np.random.default_rng(5), 8, cls=0)
-    nll, _ = ev(res.params, {k: np.stack([v, v]) for k, v in b0.items()})
+    nll = ev(res.params, {k: np.stack([v, v]) for k, v in b0.items()})["nll"]
     assert float(nll[0]) < float(nll[1])
 
 

@@ -55,10 +55,10 @@ COMMON = [
 INTERRUPTED = """
 import os, runpy, signal, sys
 sys.path.insert(0, {repo!r})
-from gencls_jax import train_step
+from gencls_jax.training import step as train_step
 real, at = train_step.compiled_train_step, {at}
 def compiled_train_step(*args, **kw):
-    tx, shardings, step = real(*args, **kw)
+    tx, step = real(*args, **kw)
     calls = 0
     def counted(state, batch):
         nonlocal calls
@@ -66,7 +66,7 @@ def compiled_train_step(*args, **kw):
         if calls == at:
             os.kill(os.getpid(), signal.SIGINT)
         return step(state, batch)
-    return tx, shardings, counted
+    return tx, counted
 train_step.compiled_train_step = compiled_train_step
 sys.argv = ["run.py"] + sys.argv[1:]
 runpy.run_path({run!r}, run_name="__main__")
@@ -195,7 +195,7 @@ def imdb_test_texts(data):
 
 
 def test_the_scored_checkpoint_is_the_best_not_the_last(per_class, imdb_test_texts):
-    """Catches: experiment.py restoring the latest checkpoint for scoring instead of the best."""
+    """Catches: commands/train.py restoring the latest checkpoint, not the best, for scoring."""
     from gencls_jax.classifier import GenerativeClassifier
 
     m = metrics(per_class)
@@ -237,7 +237,7 @@ def check_bayes_rule(workdir: Path) -> None:
 
 def test_bayes_rule_uses_the_training_class_prior(per_class):
     """Catches: a flipped prior sign in evaluate.log_prior, evaluate.scores or where eval takes
-    the prior (experiment.evaluate_params)."""
+    the prior (commands.evaluate.evaluate_params)."""
     check_bayes_rule(per_class)
 
 
@@ -326,10 +326,10 @@ def decision_resumed(data, pretrained, tmp_path_factory):
     args = decision_args(wd, data, pretrained)
     run(*args, interrupt_at=DECISION_INTERRUPT)
     from gencls_jax import conditioning
-    from gencls_jax import workdir as wdlib
+    from gencls_jax.runs import load, rules
 
-    config = wdlib.saved_config(wd)
-    loaded = wdlib.load_run(config, wd, "latest")
+    config = rules.saved_config(wd)
+    loaded = load.load_run(config, wd, "latest")
     info, model_config, params, step = loaded.info, loaded.model_config, loaded.params, loaded.step
     assert step == DECISION_INTERRUPT
     folder = wd.parent / f"params_step_{step}"
@@ -341,11 +341,11 @@ def decision_resumed(data, pretrained, tmp_path_factory):
 def first_batches(workdir: Path, start: int):
     """The decision batch the run took at step `start` + 1 (epoch 0), as the run's own data
     pipeline makes it."""
-    from gencls_jax import conditioning, experiment
-    from gencls_jax import workdir as wdlib
+    from gencls_jax import conditioning
+    from gencls_jax.runs import rules
 
-    config = wdlib.saved_config(workdir)
-    tok, ds = experiment.load_data(config, splits=("train",))
+    config = rules.saved_config(workdir)
+    tok, ds = conditioning.load_data(config, splits=("train",))
     stream = conditioning.get("per_class").decision_stream(config, ds["train"], tok)
     return next(iter(stream.batches(0, start)))
 

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from gencls_jax.data.rows import Rows, row_lengths
-from gencls_jax.data.sources import DataError
+from gencls_jax.errors import DataError
 
 SCHEMES = ("pad", "bucket", "pack")
 
@@ -177,7 +177,8 @@ class PerClassStream:
         return max(self.steps_per_model(epoch))
 
     def steps_per_model(self, epoch: int = 0) -> tuple[int, ...]:
-        """Real batches of each class in the epoch (what `train.train` needs for the schedules)."""
+        """Real batches of each class in the epoch (the training loop's schedules run over
+        them)."""
         return tuple(c.num_batches(epoch) for c in self.classes)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -193,9 +194,10 @@ class PerClassStream:
 
 @dataclasses.dataclass(frozen=True)
 class SlicedStream:
-    """Mixed-class batches for objectives that train on the decision (`objectives.py`): each
-    text is one row, seen as S slices (slice k: the text as class k's model sees it, e.g. with
-    class k's label prefix; one slice for a discriminative head). Batches are [S, B, T] arrays
+    """Mixed-class batches for objectives that train on the decision
+    (`training/objectives.py`): each text is one row, seen as S slices (slice k: the text as
+    class k's model sees it, e.g. with class k's label prefix; one slice for a discriminative
+    head). Batches are [S, B, T] arrays
     plus `labels` [B] (-1 for filler rows); all slices share one plan, whose lengths are each
     text's longest row, so text b sits in row b of every slice. One pass over all texts per
     epoch, every model steps every step."""

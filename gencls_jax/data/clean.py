@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from gencls_jax.data.sources import DataError
+from gencls_jax.errors import DataError
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 

@@ -20,9 +20,10 @@ from gencls_jax.data import sources
 from gencls_jax.data.batching import BatchSpec
 from gencls_jax.data.clean import clean_texts
 from gencls_jax.data.rows import Rows, make_rows
-from gencls_jax.data.sources import DataError, Dataset, RawSplit
+from gencls_jax.data.sources import Dataset, RawSplit
 from gencls_jax.data.splits import per_class_sample, stratified_split
 from gencls_jax.data.tokenize import Tokenizer, load_tokenizer, tokenize_texts
+from gencls_jax.errors import DataError
 
 log = logging.getLogger(__name__)
 

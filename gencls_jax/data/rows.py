@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from gencls_jax.data.sources import DataError
+from gencls_jax.errors import DataError
 
 LONG_TEXT_MODES = ("error", "truncate", "window")
 

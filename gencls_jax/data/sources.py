@@ -25,15 +25,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gencls_jax import network
+from gencls_jax.errors import DataError
+from gencls_jax.system import network
 
 log = logging.getLogger(__name__)
 
 UNLABELED = -1  # label of texts without one (IMDB's unsup split)
-
-
-class DataError(ValueError):
-    """A bad input file or setting; the message is one line naming the file and row."""
 
 
 @dataclasses.dataclass(frozen=True)

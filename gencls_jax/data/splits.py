@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 
-from gencls_jax.data.sources import DataError
+from gencls_jax.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gencls_jax import network
-from gencls_jax.data.sources import DataError
+from gencls_jax.errors import DataError
+from gencls_jax.system import network
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +189,28 @@ def tokenize_texts(
         np.savez(tmp, flat=tokens.flat, offsets=tokens.offsets)
         os.replace(tmp, path)
     return tokens
+
+
+def token_strings(tokenizer: Tokenizer, ids: Sequence[int]) -> list[str]:
+    """Each token's text, concatenating to the decoded text. Byte-level BPE may split a UTF-8
+    character over tokens: decoding goes on until the character is complete, and it is
+    attributed to the last of its tokens (the earlier ones get '')."""
+    if tokenizer.decode_batch is None:
+        raise DataError("this run's tokenizer cannot decode tokens, so they cannot be shown")
+    ids = [int(t) for t in ids]
+    singles = tokenizer.decode_batch([[t] for t in ids])
+    out: list[str] = []
+    start = None  # first token of a character not yet complete
+    for i, s in enumerate(singles):
+        if start is None:
+            if "\ufffd" not in s:
+                out.append(s)
+                continue
+            start = i
+        piece = tokenizer.decode_batch([ids[start : i + 1]])[0]
+        if piece.endswith("\ufffd") and i + 1 < len(ids):
+            out.append("")  # incomplete: the character's bytes go on in the next token
+            continue
+        out.append(piece)
+        start = None
+    return out

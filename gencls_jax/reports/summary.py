@@ -1,25 +1,15 @@
-"""The end of a training run, for a person: five lines read in five seconds.
+"""The end of a training run, for a person: a few lines read in a few seconds.
 
-Test accuracy with its 95% confidence interval (Wilson's score interval for a binomial
-proportion: it stays inside [0, 1] and is right for small samples), per-class F1, where the
-report is, how long each phase took, and the commands to try next.
+Test accuracy with its 95% confidence interval (`stats.wilson_interval`), per-class F1, the
+validation accuracy, any damaged checkpoint skipped, where the report is, how long each phase
+took, and the commands to try next.
 """
 
 from __future__ import annotations
 
-import math
 import shlex
 
-
-def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """The Wilson score interval of a proportion correct/n (95% by default); (nan, nan) if n=0."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+from gencls_jax.reports.stats import wilson_interval
 
 
 def end_of_run(workdir: str, out: dict, decision: str, phases: str = "") -> str:

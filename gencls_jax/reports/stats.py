@@ -1,7 +1,8 @@
-"""From per-class log-likelihoods to decisions and the figures researchers report.
+"""The figures reported about decisions: accuracy, per-class precision/recall/F1, confusion
+matrices, confidence intervals, McNemar's test, and the check that a run's class models differ.
 
-Everything here is NumPy on the host: the [N, K] log-likelihoods are small, and keeping the
-decision rules out of the compiled scorer lets one scoring pass serve every rule.
+NumPy on the host, for eval's metrics.json and report.md, the end-of-run summary and the
+comparison of runs (`--mode=report`).
 """
 
 from __future__ import annotations
@@ -12,70 +13,18 @@ from typing import Sequence
 import numpy as np
 
 from gencls_jax.data.splits import per_class_sample
-
-DECISIONS = ("bayes", "per_token", "calibrated")
-
-
-def log_prior(class_counts) -> np.ndarray:
-    """log p(c) from the training examples per class (a class with none is an error upstream)."""
-    counts = np.asarray(class_counts, np.float64)
-    return np.log(counts / counts.sum())
+from gencls_jax.scoring.decide import scores
 
 
-def scores(
-    ll: np.ndarray,
-    n_tokens: np.ndarray,
-    rule: str,
-    prior: np.ndarray,
-    offset: np.ndarray | None = None,
-):
-    """[N, K] decision scores under a rule.
-
-    bayes      -- log p(x|c) + log p(c): the generative classifier's Bayes rule.
-    per_token  -- log p(x|c) / |x|: length-normalised (the prior is negligible per token).
-    calibrated -- log p(x|c) + offset_c, offsets fitted on validation (`fit_offsets`).
-    """
-    if rule == "bayes":
-        return ll + prior[None, :]
-    if rule == "per_token":
-        return ll / np.maximum(n_tokens, 1)[:, None]
-    if rule == "calibrated":
-        if offset is None:
-            raise ValueError("the 'calibrated' rule needs offsets fitted on the validation split")
-        return ll + offset[None, :]
-    raise ValueError(f"unknown decision rule {rule!r}; choose from {DECISIONS}")
-
-
-def fit_offsets(
-    ll: np.ndarray, labels: np.ndarray, iters: int = 3, max_candidates: int = 2001
-) -> np.ndarray:
-    """Per-class additive offsets maximising validation accuracy (coordinate search).
-
-    Class-conditional LMs differ in how many nats they spend per text; a constant offset
-    per class absorbs that bias. Offset 0 is fixed for class 0 (only differences matter).
-    For each other class, every threshold where a validation decision flips is tried.
-    """
-    k = ll.shape[1]
-    off = np.zeros(k)
-    for _ in range(iters):
-        for c in range(1, k):
-            others = np.delete(ll + off, c, axis=1).max(1)
-            # Class c wins on row i iff ll[i,c] + off_c > others[i]: candidates at the flips.
-            flips = np.sort(others - ll[:, c])
-            cands = np.concatenate(
-                [[flips[0] - 1.0], (flips[:-1] + flips[1:]) / 2, [flips[-1] + 1.0]]
-            )
-            if cands.size > max_candidates:  # large validation sets: quantiles of the flips suffice
-                cands = np.quantile(cands, np.linspace(0, 1, max_candidates))
-            best, best_acc = off[c], -1.0
-            for cand in cands:
-                trial = off.copy()
-                trial[c] = cand
-                acc = np.mean((ll + trial).argmax(1) == labels)
-                if acc > best_acc + 1e-12:
-                    best, best_acc = cand, acc
-            off[c] = best
-    return off
+def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval of a proportion correct/n (95% by default); (nan, nan) if n=0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def confusion(labels: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:

@@ -16,26 +16,30 @@ import jax
 import numpy as np
 from absl import logging
 
-from gencls_jax import conditioning, fileio, generate
-from gencls_jax import workdir as wd
+from gencls_jax import conditioning
 from gencls_jax.data.clean import clean_text
 from gencls_jax.data.pipeline import label_prefixes, tokenize_dataset
 from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import Tokenizer
+from gencls_jax.model import decode
+from gencls_jax.runs import load
+from gencls_jax.runs import workdir as wd
+from gencls_jax.scoring.batched import score_dataset
+from gencls_jax.system import fileio
 
 
 def sample_class(
-    params, model_config, g, k: int, prefix, eos_id: int, mode: conditioning.Conditioning
+    params, model_config, g, k: int, prefix, eos_id: int, cond: conditioning.Conditioning
 ) -> list[list[int]]:
     """`g.per_class` token lists from class k (per-class model k, or the shared model + prefix
     k)."""
     out: list[list[int]] = []
     batch = 0
     while len(out) < g.per_class:
-        gen = generate.generate_for_class(
+        gen = decode.generate_for_class(
             params,
             model_config,
-            **mode.generation(k, prefix),
+            **cond.generation(k, prefix),
             batch_size=int(g.batch_size),
             rng=jax.random.fold_in(jax.random.key(int(g.seed)), 1000 * k + batch),
             max_new_tokens=int(g.max_new_tokens),
@@ -44,7 +48,7 @@ def sample_class(
             top_p=float(g.top_p),
             eos_id=eos_id,
         )
-        out.extend(generate.token_lists(gen))
+        out.extend(decode.token_lists(gen))
         batch += 1
     return out[: g.per_class]
 
@@ -58,7 +62,7 @@ def select(texts: list[str], lengths: np.ndarray, margin: np.ndarray, g) -> np.n
     )
     if g.dedupe:
         first = np.zeros(len(texts), bool)
-        first[generate.dedupe(texts)] = True
+        first[decode.dedupe(texts)] = True
         keep &= first
     return keep & (margin >= float(g.min_margin)) & (margin <= float(g.max_margin))
 
@@ -82,9 +86,8 @@ def sample_margins(
         texts, labels, [f"synthetic-{i}" for i in range(n)], np.full(n, "synthetic"), tuple(names)
     )
     ds = tokenize_dataset(config, raw.subset(scored), tok)
-    ll, _ = conditioning.get(config.model.conditioning).score(
-        params, ds, tok, config, model_config, desc="scoring samples"
-    )
+    cond = conditioning.get(config.model.conditioning)
+    ll, _ = score_dataset(params, cond, ds, tok, config, model_config, desc="scoring samples")
     own = ll[np.arange(len(ds)), ds.labels]
     other = np.where(np.eye(len(names), dtype=bool)[ds.labels], -np.inf, ll).max(1)
     margin = np.full(n, np.nan)
@@ -94,17 +97,17 @@ def sample_margins(
 
 def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict:
     workdir = Path(workdir)
-    info, model_config, params, step, tok, _ = wd.load_run(
+    info, model_config, params, step, tok, _ = load.load_run(
         config, workdir, which, purpose="generate for"
     )
-    mode, names = conditioning.get(info["conditioning"]), info["label_names"]
+    cond, names = conditioning.get(info["conditioning"]), info["label_names"]
     g, d = config.generate, config.data
     wd.append_history(workdir, "generate", checkpoint=which, evaluated_step=step, output=g.output)
     prefixes = label_prefixes(tok, d.label_prefix_template, names)
 
     texts, labels, toks = [], [], []
     for k, name in enumerate(names):
-        lists = sample_class(params, model_config, g, k, prefixes[k], tok.eos_id, mode)
+        lists = sample_class(params, model_config, g, k, prefixes[k], tok.eos_id, cond)
         decoded = tok.decode_batch(lists)
         texts += decoded
         labels += [k] * len(decoded)
@@ -146,8 +149,8 @@ def generate_synthetic(config, workdir: str | Path, which: str = "best") -> dict
             "generated": int((labels == k).sum()),
             "kept": int(sel.sum()),
             "mean_tokens": float(lengths[sel].mean()) if sel.any() else 0.0,
-            "distinct_1": generate.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 1),
-            "distinct_2": generate.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 2),
+            "distinct_1": decode.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 1),
+            "distinct_2": decode.distinct_ngrams([toks[i] for i in np.flatnonzero(sel)], 2),
             "mean_margin": float(margin[sel].mean()) if sel.any() else 0.0,
             "classified_as_own_class": float((margin[labels == k] > 0).mean()),
         }

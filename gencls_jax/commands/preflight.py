@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gencls_jax import conditioning, network
+from gencls_jax import conditioning
 from gencls_jax.data.pipeline import split_path
-from gencls_jax.data.sources import DataError
+from gencls_jax.errors import DataError
+from gencls_jax.system import network
 
 
 def check_paths(config, command: str = "train") -> None:

@@ -12,8 +12,8 @@ Once the exception has unwound the program (its `finally` blocks done: files clo
 released), `exit_interrupted` ends the process at once: the interpreter's own shutdown would wait
 for device computations still in flight. The files the program writes are replaced atomically
 (`fileio`), so stopping at any point leaves each as it was or whole. While the training loop
-runs, its own handler is installed (`train._StopOnSignal`: finish the step, save a checkpoint,
-return) and the watchdog leaves it alone.
+runs, its own handler is installed (`training.hooks.StopOnSignal`: finish the step, save a
+checkpoint, return) and the watchdog leaves it alone.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gencls_jax.head import lm_logits
+from gencls_jax.model.head import lm_logits
 
 Array = jax.Array
 
@@ -314,7 +314,7 @@ class GPT2(nn.Module):
                 cache.index + t,
             )
         h = nn.LayerNorm(epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype, name="ln_f")(x)
-        out = h if return_hidden else lm_logits(h, wte.embedding, c)
+        out = h if return_hidden else lm_logits(h, wte.embedding, c.compute_dtype)
         return out if cache is None else (out, cache)
 
 

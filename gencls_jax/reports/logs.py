@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from absl import logging
-
-from gencls_jax import fileio
+from gencls_jax.system import fileio
 
 
 def _tensorboard_writer(logdir: Path):
@@ -129,69 +125,3 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
         fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
     return Path(png_path)
-
-
-class Throughput:
-    """Tokens/s and steps/s over the window since the last `rates()` call."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.t0, self.tokens, self.steps = time.perf_counter(), 0.0, 0
-
-    def add(self, tokens: float) -> None:
-        self.tokens += tokens
-        self.steps += 1
-
-    def rates(self, reset: bool = True) -> dict[str, float]:
-        dt = max(time.perf_counter() - self.t0, 1e-9)
-        out = {"tokens_per_s": self.tokens / dt, "steps_per_s": self.steps / dt}
-        if reset:
-            self.reset()
-        return out
-
-
-class _TqdmStream:
-    """A stream for absl's log lines that writes through `tqdm.write`: an open progress bar is
-    cleared, the line printed, and the bar redrawn below it (instead of the two overwriting
-    each other in a terminal)."""
-
-    def write(self, text: str) -> None:
-        from tqdm.auto import tqdm
-
-        tqdm.write(text, end="", file=sys.stderr)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-    def close(self) -> None:  # stderr is not ours to close
-        self.flush()
-
-
-def route_logging_through_progress_bars() -> None:
-    """Send absl's log lines through tqdm (run.py calls this once; harmless without bars)."""
-    logging.get_absl_handler().python_handler.stream = _TqdmStream()
-
-
-def progress_bar(total: int, initial: int, epoch: int, enabled: bool) -> Any:
-    """A tqdm bar for one epoch (tqdm supplies the ETA); a no-op object when disabled."""
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total, initial=initial, desc=f"epoch {epoch}", unit="step", dynamic_ncols=True
-    )
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, *a, **k) -> None: ...
-    def close(self) -> None: ...
-
-
-def log_line(step: int, values: dict[str, float], keys: Iterable[str]) -> None:
-    logging.info(
-        "step %d: %s", step, ", ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
-    )

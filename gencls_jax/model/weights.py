@@ -18,8 +18,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from gencls_jax import network
-from gencls_jax.model import GPT2Config
+from gencls_jax.model.gpt2 import GPT2Config
+from gencls_jax.system import network
 
 # (our path inside the layer, HF suffix) for the per-layer tensors.
 _LAYER_TENSORS = [

@@ -6,34 +6,29 @@ the largest arrays of a step), so the head is written out rather than left to au
   the compute dtype too (autodiff of a float32-output einsum makes them float32, ~5x slower).
 - `head_log_probs`: log p(target) fused with the log-softmax, the vocabulary padded to the
   matrix units' alignment; the backward pass reads the saved logits once.
-- `chunked_token_log_probs`: `head_log_probs` over chunks of `config.head_chunk` tokens, so a
+- `chunked_token_log_probs`: `head_log_probs` over chunks of `model.head_chunk` tokens, so a
   scoring batch never holds more than one chunk of float32 logits.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
-
-if TYPE_CHECKING:
-    from gencls_jax.model import GPT2Config
 
 Array = jax.Array
 
 
-def lm_logits(hidden: Array, embedding: Array, config: GPT2Config) -> Array:
-    """Tied LM head: features @ wte^T in the compute dtype, accumulated and returned in float32."""
-    dt = _head_dtype(config)
+def lm_logits(hidden: Array, embedding: Array, dtype) -> Array:
+    """Tied LM head: features @ wte^T in the compute dtype `dtype`, accumulated and returned in
+    float32."""
+    dt = _head_dtype(dtype)
     return _head(hidden.astype(dt), embedding.astype(dt))
 
 
-def _head_dtype(config: GPT2Config):
+def _head_dtype(dtype):
     """The tied head's matmul dtype: the compute dtype, except float16 on CPU, where XLA has no
     float16 x float16 -> float32 dot (GPUs do)."""
-    dt = config.compute_dtype
-    return jnp.float32 if dt == jnp.float16 and jax.default_backend() == "cpu" else dt
+    return jnp.float32 if dtype == jnp.float16 and jax.default_backend() == "cpu" else dtype
 
 
 @jax.custom_vjp
@@ -70,14 +65,14 @@ _head.defvjp(_head_fwd, _head_bwd)
 VOCAB_ALIGN = 128
 
 
-def head_log_probs(hidden: Array, embedding: Array, targets: Array, config: GPT2Config) -> Array:
+def head_log_probs(hidden: Array, embedding: Array, targets: Array, dtype) -> Array:
     """log p(target) through the tied head, float32: `token_log_probs(lm_logits(...), targets)`
     as one custom-VJP op, the training loss's head.
 
     Why: autodiff of logits -> log-softmax -> gather writes several float32 [tokens, vocab]
     arrays (softmax, a scattered one-hot, their sum); here the backward pass reads the saved
     logits once and writes the bf16 gradient of the logits once."""
-    dt = _head_dtype(config)
+    dt = _head_dtype(dtype)
     lead, d = hidden.shape[:-1], hidden.shape[-1]
     out = _head_lp(hidden.reshape(-1, d).astype(dt), embedding.astype(dt), targets.reshape(-1))
     return out.reshape(lead)
@@ -122,9 +117,9 @@ def token_log_probs(logits: Array, targets: Array) -> Array:
 
 
 def chunked_token_log_probs(
-    hidden: Array, embedding: Array, targets: Array, config: GPT2Config
+    hidden: Array, embedding: Array, targets: Array, dtype, chunk: int
 ) -> Array:
-    """`token_log_probs(lm_logits(hidden), targets)` in chunks of `config.head_chunk` tokens.
+    """`token_log_probs(lm_logits(hidden), targets)` in chunks of `chunk` tokens.
 
     Each chunk goes through the fused head (`model.head_log_probs`: vocabulary padded to the
     matrix units' alignment, one float32 log-softmax) under a rematerialised map, so neither
@@ -133,7 +128,7 @@ def chunked_token_log_probs(
     lead, d = hidden.shape[:-1], hidden.shape[-1]
     h, y = hidden.reshape(-1, d), targets.reshape(-1)
     n = h.shape[0]
-    chunk = min(config.head_chunk, n)
+    chunk = min(chunk, n)
     pad = (-n) % chunk
     h = jnp.pad(h, ((0, pad), (0, 0))).reshape(-1, chunk, d)
     y = jnp.pad(y, (0, pad)).reshape(-1, chunk)
@@ -141,6 +136,6 @@ def chunked_token_log_probs(
     @jax.checkpoint
     def one(args):
         hc, yc = args
-        return head_log_probs(hc, embedding, yc, config)
+        return head_log_probs(hc, embedding, yc, dtype)
 
     return jax.lax.map(one, (h, y)).reshape(-1)[:n].reshape(lead)

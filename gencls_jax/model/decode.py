@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gencls_jax.head import lm_logits
-from gencls_jax.model import GPT2Config, KVCache, apply, init_cache
+from gencls_jax.model.gpt2 import GPT2Config, KVCache, apply, init_cache
+from gencls_jax.model.head import lm_logits
 
 Array = jax.Array
 
@@ -167,7 +167,7 @@ def prefill(
     cache = init_cache(config, tokens.shape[0], cache_len)
     hidden, cache = apply(params, tokens, config, positions, mask, return_hidden=True, cache=cache)
     # the head on the last column only
-    logits = lm_logits(hidden[:, -1], params["wte"]["embedding"], config)
+    logits = lm_logits(hidden[:, -1], params["wte"]["embedding"], config.compute_dtype)
     return logits, cache, positions[:, -1] + 1
 
 

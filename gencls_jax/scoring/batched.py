@@ -1,0 +1,188 @@
+"""Score a data set on the accelerator: the host loop around the pure scorer (`score.py`).
+
+`score_dataset` is the one way texts are scored, for eval, predict, validation accuracy and
+explanations alike. The conditioning supplies the rows (`class_rows(config, ds, tok, k)`: the
+texts as class k's model reads them; k None when the K models are stacked and read the same
+rows) and whether its parameters are stacked. Stacked class models score each batch at once
+(vmap over the class axis); one label-prefix model takes one pass per class, each with that
+class's prefix.
+
+The loop: rows sorted by length into a few bucket shapes (`data.batching.scoring_batches`:
+one compiled call per shape), put on the device ahead of use, results fetched a few batches
+late so the device never waits for the host. The rows of a batch are split over every device
+of every process, and every process gets all results.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from gencls_jax.data.batching import scoring_batches
+from gencls_jax.data.prefetch import prefetch_to_device
+from gencls_jax.data.rows import Rows, scored_tokens
+from gencls_jax.data.sources import Dataset
+from gencls_jax.scoring import score
+from gencls_jax.system import sharding
+
+ROW_KEYS = ("inputs", "targets", "weights")  # what a scoring batch carries to the device
+
+
+@functools.partial(jax.jit, static_argnames=("config", "stacked"))
+def class_sums(params, batch, config, stacked):
+    """[rows, K] (`score.class_sums`)."""
+    return score.class_sums(params, batch, config, stacked=stacked)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "stacked"))
+def class_token_values(params, batch, config, stacked):
+    """[rows, T, K] (`score.class_token_values`)."""
+    return score.class_token_values(params, batch, config, stacked=stacked)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "pool"))
+def head_log_posteriors(params, batch, config, pool):
+    """[rows, K] (`score.head_log_posteriors`)."""
+    return score.head_log_posteriors(params, batch, config, pool=pool)
+
+
+def run_rows(
+    params,
+    rows: Rows,
+    fn: Callable[[Any, dict], jax.Array],
+    *,
+    batch_size: int,
+    bucket_lengths,
+    max_len: int,
+    prefetch: int = 2,
+    desc: str = "scoring",
+    progress: bool = True,
+) -> list[np.ndarray]:
+    """Per row r (in the rows' order), float64 `fn(params, batch)[j]` for the batch row j that
+    holds it: [K] for sums, [len(row r), K] (trimmed to the row) for per-token values."""
+    # rows over the 'data' axis of the params' own mesh (class-sharded params: each class group
+    # scores every row with its models), else over every device of every process
+    mesh = sharding.mesh_of(params) or sharding.make_mesh()
+    batches = list(scoring_batches(rows, batch_size, bucket_lengths, max_len, mesh.shape["data"]))
+    out: list[np.ndarray | None] = [None] * len(rows.inputs)
+    device_batches = prefetch_to_device(
+        ({k: b[k] for k in ROW_KEYS} for _, b in batches),
+        prefetch,
+        lambda b: sharding.shard_batch(b, mesh),
+    )
+    pending: collections.deque = collections.deque()  # (row indices, device result) in flight
+
+    def collect() -> None:
+        idx, result = pending.popleft()
+        result = np.asarray(sharding.to_host(result), np.float64)  # every process gets all
+        for j, r in enumerate(idx):
+            if r >= 0:
+                out[r] = result[j, : len(rows.inputs[r])] if result.ndim == 3 else result[j]
+
+    try:
+        for (idx, _), b in tqdm(
+            zip(batches, device_batches),
+            total=len(batches),
+            desc=desc,
+            leave=False,
+            disable=not progress,
+        ):
+            pending.append((idx, fn(params, b)))
+            if len(pending) > max(prefetch, 1):
+                # fetch results a few batches late: the device never waits for the host
+                collect()
+    finally:  # also on an exception (Ctrl-C): the prefetching thread stops now, not at exit
+        device_batches.close()
+    while pending:
+        collect()
+    return out  # type: ignore[return-value]
+
+
+def text_sums(rows: Rows, per_row: list[np.ndarray], n_texts: int, k: int) -> np.ndarray:
+    """[n_texts, k]: each text's rows added up (a long text's windows)."""
+    totals = np.zeros((n_texts, k), np.float64)
+    if per_row:
+        np.add.at(totals, rows.text_index, np.stack(per_row))
+    return totals
+
+
+def text_token_values(
+    rows: Rows, per_row: list[np.ndarray], n_texts: int, k: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(values, targets) per text: the values [n_i, K] and target token ids [n_i] of the text's
+    weighted positions, in text order (its rows in order, each row left to right). `make_rows`
+    scores every kept token of a text exactly once, so these are the text's scored tokens, EOS
+    included; label-prefix and window-overlap tokens (weight 0) are dropped."""
+    values: list[list[np.ndarray]] = [[] for _ in range(n_texts)]
+    targets: list[list[np.ndarray]] = [[] for _ in range(n_texts)]
+    for r, i in enumerate(rows.text_index):
+        keep = rows.weights[r] != 0
+        values[i].append(per_row[r][keep])
+        targets[i].append(np.asarray(rows.targets[r])[keep])
+    return (
+        [np.concatenate(v) if v else np.zeros((0, k)) for v in values],
+        [np.concatenate(t).astype(np.int64) if t else np.zeros(0, np.int64) for t in targets],
+    )
+
+
+def score_dataset(
+    params,
+    conditioning,
+    ds: Dataset,
+    tokenizer,
+    config,
+    model_config,
+    *,
+    per_token: bool = False,
+    desc: str = "scoring",
+):
+    """A tokenized data set scored the way eval scores it (`data.long_text`, windows, label
+    prefixes, EOS) against every class of `conditioning`:
+    ([N, K] log p(text | class) (a discriminative run: log posteriors), [N] scored tokens per
+    text), or with `per_token`, per text ([n_i, K] float64 log p(token | its context, class),
+    [n_i] those token ids), which add up to the sums up to float32 rounding (explanations)."""
+    k, n = ds.num_classes, len(ds)
+    kw = dict(
+        batch_size=config.eval.batch_size,
+        bucket_lengths=tuple(config.data.bucket_lengths),
+        max_len=config.data.max_len,
+        prefetch=config.data.prefetch,
+        progress=bool(config.progress_bars),
+    )
+    if not conditioning.generative:  # a classification head: one row per text, K posteriors
+        if per_token:
+            raise ValueError(f"a {conditioning.name} model has no per-token likelihoods")
+        rows = conditioning.class_rows(config, ds, tokenizer, None)
+        fn = functools.partial(head_log_posteriors, config=model_config, pool=config.model.pool)
+        per_row = run_rows(params, rows, fn, desc=desc, **kw)
+        return text_sums(rows, per_row, n, k), scored_tokens(rows, n)
+    jitted = class_token_values if per_token else class_sums
+    stacked = conditioning.stacked
+    fn = functools.partial(jitted, config=model_config, stacked=stacked)
+    # stacked class models read the same rows at once; one model takes a pass per class
+    passes = [None] if stacked else list(range(k))
+    cols, counts, targets = [], [], None
+    for c in passes:
+        rows = conditioning.class_rows(config, ds, tokenizer, c)
+        label = "" if c is None else f" [{ds.label_names[c]}]"
+        per_row = run_rows(params, rows, fn, desc=desc + label, **kw)
+        counts.append(scored_tokens(rows, n))
+        width = k if c is None else 1
+        if per_token:
+            values, t = text_token_values(rows, per_row, n, width)
+            if targets is not None and any(not np.array_equal(a, b) for a, b in zip(t, targets)):
+                raise RuntimeError("label prefixes: the classes scored different text tokens")
+            cols.append(values)
+            targets = t
+        else:
+            cols.append(text_sums(rows, per_row, n, width))
+    if any(not np.array_equal(c, counts[0]) for c in counts):
+        raise RuntimeError("label prefixes: the classes scored different numbers of text tokens")
+    if per_token:
+        return [np.concatenate(v, axis=1) for v in zip(*cols)], targets
+    return np.concatenate(cols, axis=1), counts[0]

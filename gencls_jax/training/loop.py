@@ -1,0 +1,271 @@
+"""The training loop: a short loop over epochs and steps, with its hooks (`training/hooks.py`).
+
+The pure step is `training/step.py`; what it minimises, `training/objectives.py`; this module
+is the host side around them (as levanter's trainer keeps logging, evaluation and checkpoints
+as hooks around a loop that knows nothing of the loss). Step n's metrics are fetched after
+step n+1 is dispatched, so the host never waits for the device between steps; a SIGINT/SIGTERM
+stops after the step in flight and checkpoints. Per class (stacked models), an epoch has
+max_k n_k steps; class k's n_k batches come first, then padding (`data.batching`).
+
+Entry point: `train(config, workdir, model_config, init_params, train_batches, num_batches,
+eval_fn, stacked=..., objective=...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh
+
+from gencls_jax.data.prefetch import prefetch_to_device
+from gencls_jax.model.gpt2 import GPT2Config
+from gencls_jax.system import fileio, sharding
+from gencls_jax.training import hooks, objectives, optim
+from gencls_jax.training import step as ts
+
+Batch = Mapping[str, Any]
+
+
+# --- validation loss --------------------------------------------------------------------------
+
+
+def make_loss_evaluator(
+    config: Any,
+    model_config: GPT2Config,
+    val_batches: Callable[[], Iterable[Batch]],
+    *,
+    stacked: bool,
+    mesh: Mesh | None = None,
+) -> Callable[[Any], dict[str, float]]:
+    """An `eval_fn` for `train`: params -> {'val_loss': the token-mean LM loss over
+    `val_batches()`, every class model's texts together}."""
+    step = ts.make_eval_step(model_config, objectives.lm_objective(config, stacked))
+    mesh = mesh or sharding.make_mesh(int(config.train.class_shards) if stacked else 1)
+
+    def evaluate(params) -> dict[str, float]:
+        # no host sync in between the batches
+        sums = jax.device_get([step(params, sharding.shard_batch(b, mesh)) for b in val_batches()])
+        nll = sum(float(np.sum(s["nll"])) for s in sums)
+        weight = sum(float(np.sum(s["weight"])) for s in sums)
+        return {"val_loss": nll / max(weight, 1e-30)}
+
+    return evaluate
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: ts.TrainState
+    stop_reason: str  # completed | early_stop | max_steps | interrupted
+    epoch: int  # epoch of the next batch
+    step: int
+    best: float | None  # best value of train.best_metric
+    best_step: int | None
+    history: list[dict]  # this call's per-step {'step', 'loss', 'lr', ...} (exact, not windowed)
+    evals: list[dict]  # this call's per-epoch eval metrics
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
+    fallback: str | None = None  # damaged checkpoints skipped when resuming (for the summary)
+
+    @property
+    def params(self) -> Any:
+        return self.state.params
+
+
+def _steps_per_model(n: int | Sequence[int]) -> tuple[int, ...]:
+    """num_batches(epoch) as a tuple: one count per class model, or one for every model."""
+    return (int(n),) if np.ndim(n) == 0 else tuple(int(x) for x in n)
+
+
+def run_epochs(tc: Any, num_batches: Callable[[int], int | Sequence[int]]) -> int:
+    """`train.epochs`, raised so that the run takes at least `train.min_steps` steps: one recipe
+    for every data size (500 texts per class get as many updates as it takes, not 3 epochs' 360)."""
+    per_epoch = max(max(_steps_per_model(num_batches(0))), 1)
+    return max(int(tc.epochs), math.ceil(int(tc.min_steps) / per_epoch))
+
+
+def total_steps(tc: Any, num_batches: Callable[[int], int | Sequence[int]]) -> tuple[int, ...]:
+    """Optimizer updates of each model over the run: its real steps of every epoch, cut where
+    `max_steps` ends the run (an epoch's steps are its largest count; a model's come first)."""
+    left = int(tc.max_steps) if tc.max_steps > 0 else None
+    totals = None
+    for e in range(run_epochs(tc, num_batches)):
+        n = _steps_per_model(num_batches(e))
+        steps = max(n) if left is None else min(max(n), left)
+        done = tuple(min(x, steps) for x in n)
+        totals = done if totals is None else tuple(a + b for a, b in zip(totals, done))
+        if left is not None:
+            left -= steps
+    return totals or (0,)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the loop carries from step to step."""
+
+    state: ts.TrainState
+    meta: dict  # where the data stands (epoch, batch) and the best-checkpoint bookkeeping
+    step: int
+    pending: tuple | None = None  # (step, batch index, device metrics) of the step in flight
+
+
+def _epoch(run: _Run, step_fn, batches, epoch: int, start: int, total: int, tc, log, ckpts, stop):
+    """One epoch's steps from batch `start` on; returns why the run stops, or None."""
+    reason = None
+    for i, batch in enumerate(batches, start):
+        run.state, metrics = step_fn(run.state, batch)
+        run.step += 1
+        run.meta.update(epoch=epoch, batch=i + 1)
+        if run.pending is not None:
+            log.record(*run.pending, epoch)  # waits for the previous step only
+        run.pending = (run.step, i, metrics)
+        if tc.max_steps > 0 and run.step >= tc.max_steps:
+            reason = "max_steps"
+        elif stop.signum is not None:
+            reason = "interrupted"  # the step in flight when the signal came is kept
+        if reason is not None or ckpts.due(run.step, last_of_epoch=i + 1 >= total):
+            log.record(*run.pending, epoch)
+            run.pending = None
+            ckpts.save(run.step, run.state, run.meta)
+        if reason is not None:
+            break
+    batches.close()  # stops the prefetching thread
+    if run.pending is not None:
+        log.record(*run.pending, epoch)
+        run.pending = None
+    log.end_epoch()
+    return reason
+
+
+def _compiled(config, model_config, init_params, nb, stacked: bool, objective):
+    """(mesh, K or None, epochs, the jitted step, the fresh state on the devices): what the loop
+    runs, each model's schedule over its own updates of the whole run."""
+    tc = config.train
+    k = ts.num_stacked_classes(init_params) if stacked else None
+    mesh = sharding.make_mesh(int(tc.class_shards) if stacked else 1)
+    if stacked and k % mesh.shape["class"]:
+        raise ValueError(f"train.class_shards={tc.class_shards} must divide the {k} class models")
+    epochs, totals = run_epochs(tc, nb), total_steps(tc, nb)
+    if len(totals) not in (1, k or 1):
+        raise ValueError(
+            f"num_batches gives {len(totals)} step counts per epoch for {k or 1} model(s)"
+        )
+    logging.info(
+        "%d epochs; optimizer updates per model over the run: %s (warmup %s)",
+        epochs,
+        list(totals),
+        [optim.warmup_length(tc, n) for n in totals],
+    )
+    frozen = ml_collections.FrozenConfigDict(tc)
+    tx, step_fn = ts.compiled_train_step(model_config, frozen, stacked, totals, mesh, objective)
+    # A copy: the step donates the state, and the caller's `init_params` must stay valid.
+    params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), init_params)
+    state = ts.init_state(params, tx, tc, int(config.seed), k)
+    state = jax.device_put(state, sharding.state_shardings(mesh, state, stacked, bool(tc.fsdp)))
+    return mesh, k, epochs, step_fn, state
+
+
+def train(
+    config: Any,
+    workdir: str | Path,
+    model_config: GPT2Config,
+    init_params: Any,
+    train_batches: Callable[[int, int], Iterable[Batch]],
+    num_batches: int | Callable[[int], int | Sequence[int]],
+    eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
+    *,
+    stacked: bool,
+    objective: objectives.Objective | None = None,
+    callbacks: Sequence[Callable[[int, dict], None]] = (),
+) -> TrainResult:
+    """Train (or resume training in `workdir`) and return the final state.
+
+    train_batches(epoch, start) yields the host batches of `epoch` from batch index `start` on
+    (one batch = one optimizer step: `train.batch_size` rows; [K, B, T] for K `stacked` class
+    models or the decision's K slices, [B, T] for one model); num_batches(epoch) says how many
+    steps each model takes in it: an int, or for stacked models a tuple of K counts
+    (`PerClassStream.steps_per_model`: class k's real batches come first, then padding). The
+    epoch has the largest count; each model's schedule runs over its own total. `objective`:
+    what a step minimises (default: the LM for `data.batching`'s rows). eval_fn(params) ->
+    metrics (e.g. val_loss, val_accuracy) runs at each epoch end; callbacks(step, record) after
+    every step (hooks for tests and tooling)."""
+    objective = objective or objectives.lm_objective(config, stacked)
+    tc, workdir = config.train, Path(workdir)
+    nb = num_batches if callable(num_batches) else (lambda _e, n=int(num_batches): n)
+    lead = jax.process_index() == 0
+    workdir.mkdir(parents=True, exist_ok=True)
+    if lead:
+        fileio.write_text(workdir / "config.json", config.to_json_best_effort(indent=2))
+    mesh, k, epochs, step_fn, state = _compiled(
+        config, model_config, init_params, nb, stacked, objective
+    )
+    meta = dict(epoch=0, batch=0, best=None, best_step=None, bad_epochs=0, stop_reason=None)
+    meta["process_count"] = jax.process_count()
+    ckpts = hooks.Checkpoints(workdir, tc)
+    state, meta, fallback = ckpts.resume(state, meta, workdir)
+    log = hooks.StepLog(workdir, config, objective, model_config.dtype == "float16", lead)
+    log.callbacks = callbacks
+    log.writer.drop_after(int(state.step))  # rows past the restored step are trained again
+    run, reason = _Run(state, meta, int(state.step)), meta.get("stop_reason")
+
+    def put(batch: Batch) -> dict:  # shape errors here, with a message, not deep inside XLA
+        ts.check_batch(
+            batch,
+            stacked=stacked,
+            num_classes=k,
+            accum=int(tc.grad_accum),
+            n_devices=mesh.shape["data"],
+        )
+        return sharding.shard_batch(batch, mesh)
+
+    try:
+        with hooks.StopOnSignal() as stop:
+            epoch = int(meta["epoch"])
+            while reason is None and epoch < epochs:
+                if tc.max_steps > 0 and run.step >= tc.max_steps:
+                    reason = "max_steps"
+                    break
+                start = int(meta["batch"]) if epoch == int(meta["epoch"]) else 0
+                total = max(_steps_per_model(nb(epoch)))
+                log.start_epoch(total, start, epoch)
+                batches = prefetch_to_device(train_batches(epoch, start), config.data.prefetch, put)
+                reason = _epoch(run, step_fn, batches, epoch, start, total, tc, log, ckpts, stop)
+                if reason is not None:
+                    break
+                # Epoch end: evaluate, track the best, maybe stop early, checkpoint.
+                epoch += 1
+                meta.update(epoch=epoch, batch=0)
+                ev = {
+                    m: float(v) for m, v in (eval_fn(run.state.params) if eval_fn else {}).items()
+                }
+                log.validation(run.step, epoch - 1, ev)
+                if hooks.track_best(meta, ev, run.step, tc):
+                    reason = meta["stop_reason"] = "early_stop"
+                ckpts.save(run.step, run.state, meta, ev or None)
+            reason = reason or "completed"
+    finally:
+        ckpts.close()
+        log.writer.close()
+    if lead and tc.plot:
+        log.plot(workdir / "curves.png")
+    return TrainResult(
+        run.state,
+        reason,
+        int(meta["epoch"]),
+        run.step,
+        meta["best"],
+        meta["best_step"],
+        log.history,
+        log.evals,
+        stop.signum if reason == "interrupted" else None,
+        fallback,
+    )

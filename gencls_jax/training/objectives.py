@@ -1,0 +1,230 @@
+"""What a train step minimises: one contract for every objective.
+
+An objective is a loss over the (possibly class-stacked) parameters. The step
+(`training/step.py`) knows nothing of its kind; it asks:
+- `totals(batch)`: whole-batch denominators, so that micro-batches add up to one big batch;
+- `sums(params, batch, model_config, dropout)`: additive statistics of a (micro-)batch, each
+  with a leading model axis [M] (M = K stacked class models, or 1): `nll` and `weight` (the
+  LM term: token-weighted negative log-likelihood and its weight), `tokens` (real tokens
+  read), and for the decision `ce`, `texts`, `correct`;
+- `losses(sums, totals)`: the loss of each model, [M]; with `totals` None, the denominators
+  come from the sums themselves (the logged loss of a window of steps);
+- `real(batch)`: [M], whether each model takes this step (a class model whose own epoch is
+  over sees all-padding batches and is left as it is);
+- `per_model`: the loss is a sum of per-model terms, each depending on its own model only, so
+  each model has its own float16 loss scale and its own finite check; else one joint loss.
+
+The objectives (`train.objective`):
+- `lm` (`LMObjective`): the language model's token-weighted negative log-likelihood, each
+  class model on its own texts (stacked), or one model. Packed rows need their segment ids;
+  right-padded rows (one text per row) use the causal mask alone (cuDNN's causal kernel).
+- `decision` (`DecisionObjective`): a generative classifier trained to classify. Every text of
+  a mixed-class batch is scored by every class (`scoring.score.class_token_log_probs` over the
+  K slices of the batch: slice k is the text as class k's model reads it): the loss is
+  `train.lm_weight` x the LM loss of the true class + `train.decision_weight` (lambda) x the
+  cross-entropy of softmax_c(log p(x|c) + log p(c)) against the label. lambda = 0 is the LM.
+  The discriminative baseline trains on it with a classification head's logits as its scores
+  and no LM term.
+Dropout keys (`dropout` = (step key, micro-batch index)): the LM folds in the class, then the
+micro-batch; the decision splits the micro-batch's key over the K slices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from gencls_jax.model.gpt2 import GPT2Config
+from gencls_jax.scoring import decide, score
+
+Array = jax.Array
+Batch = Mapping[str, Any]
+Sums = dict[str, Array]
+Dropout = tuple[Array, Any] | None  # (the step's key, the micro-batch index) when dropout is on
+
+OBJECTIVES = ("lm", "decision")
+
+
+def _safe(denominator):
+    """A denominator of 0 (an all-padding batch) gives a loss of 0, not NaN."""
+    return jnp.where(denominator > 0, denominator, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LMObjective:
+    """Token-weighted negative log-likelihood of each model on its own rows: [K, B, T] batches
+    of K stacked class models, or [B, T] batches of one model. Also every generative run's
+    validation loss."""
+
+    stacked: bool
+    packed: bool  # `data.batching='pack'`: several texts per row, masked by segment ids
+    sequential: bool = False  # stacked: one class model's activations at a time
+    per_model = True
+
+    def totals(self, batch: Batch) -> Array:
+        return self._per_model(jnp.sum(batch["weights"].astype(jnp.float32), axis=(-2, -1)))
+
+    def sums(self, params, batch: Batch, model_config: GPT2Config, dropout: Dropout) -> Sums:
+        rngs = None
+        if dropout is not None:
+            key, micro = dropout
+            if self.stacked:  # class c: fold in c, then the micro-batch
+                k = batch["inputs"].shape[0]
+                rngs = jax.vmap(lambda c: jax.random.fold_in(jax.random.fold_in(key, c), micro))(
+                    jnp.arange(k)
+                )
+            else:
+                rngs = jax.random.fold_in(key, micro)
+        lp = score.class_token_log_probs(
+            params,
+            batch,
+            model_config,
+            rngs,
+            stacked=self.stacked,
+            packed=self.packed,
+            sequential=self.sequential and self.stacked,
+        )  # [M, B, T]
+        w = batch["weights"].astype(jnp.float32).reshape(lp.shape)
+        weight = jnp.sum(w, axis=(-2, -1))
+        return dict(
+            nll=-jnp.sum(score.weighted(lp, w), axis=(-2, -1)), weight=weight, tokens=weight
+        )
+
+    def losses(self, sums: Sums, totals=None) -> Array:
+        return sums["nll"] / _safe(sums["weight"] if totals is None else totals)
+
+    def real(self, batch: Batch) -> Array:
+        # (not weight > 0: a NaN weight is an overflow to skip, not padding)
+        return self._per_model(jnp.any(batch["weights"] != 0, axis=(-2, -1)))
+
+    def log_terms(self, sums: Mapping[str, float]) -> dict[str, float]:
+        return {}
+
+    @staticmethod
+    def _per_model(x: Array) -> Array:
+        return jnp.reshape(x, (-1,))
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionObjective:
+    """lm_coef x the LM loss of the true class + ce_coef x the cross-entropy of Bayes' rule,
+    over mixed-class sliced batches ([K, B, T] arrays, `labels` [B], -1 for filler rows). The
+    class scores are log p(x|c) + log p(c) of K stacked class models (`stacked`) or of the one
+    model reading slice c; with `head_pool`, a classification head's logits (one slice)."""
+
+    lm_coef: float
+    ce_coef: float
+    log_prior: tuple[float, ...]
+    stacked: bool
+    head_pool: str = ""  # the discriminative baseline: its head's pooling ('mean' | 'last')
+    sequential: bool = False
+    per_model = False
+
+    def totals(self, batch: Batch) -> tuple[Array, Array]:
+        true = self._true(batch)
+        lm = jnp.sum(true * batch["weights"].astype(jnp.float32))
+        return _safe(lm), jnp.maximum(jnp.sum(batch["labels"] >= 0).astype(jnp.float32), 1.0)
+
+    def sums(self, params, batch: Batch, model_config: GPT2Config, dropout: Dropout) -> Sums:
+        rng = None if dropout is None else jax.random.fold_in(*dropout)
+        slices = {n: v for n, v in batch.items() if n != "labels"}
+        tokens = jnp.sum(batch["weights"].astype(jnp.float32))
+        if self.head_pool:  # a classification head on the text's features: no LM term
+            one = {n: v[0] for n, v in slices.items()}
+            logits = score.head_logits(params, one, model_config, rng, self.head_pool)
+            zero = jnp.zeros((1,), jnp.float32)
+            return dict(nll=zero, weight=zero, tokens=tokens[None], **_ce_sums(logits, batch))
+        k = batch["inputs"].shape[0]
+        rngs = None if rng is None else jax.random.split(rng, k)
+        lp = score.class_token_log_probs(
+            params,
+            slices,
+            model_config,
+            rngs,
+            stacked=self.stacked,
+            sequential=self.sequential and self.stacked,
+        )  # [K, B, T]
+        w = batch["weights"].astype(jnp.float32)
+        wlp = score.weighted(lp, w)
+        scores = jnp.sum(wlp, axis=-1).T + jnp.asarray(self.log_prior, jnp.float32)  # [B, K]
+        true = self._true(batch)
+        return dict(
+            nll=-jnp.sum(true * wlp)[None],
+            weight=jnp.sum(true * w)[None],
+            tokens=tokens[None],
+            **_ce_sums(scores, batch),
+        )
+
+    def losses(self, sums: Sums, totals=None) -> Array:
+        lm, texts = (sums["weight"], sums["texts"]) if totals is None else totals
+        return self.lm_coef * sums["nll"] / _safe(lm) + self.ce_coef * sums["ce"] / jnp.maximum(
+            texts, 1.0
+        )
+
+    def real(self, batch: Batch) -> Array:
+        return jnp.any(batch["labels"] >= 0)[None]
+
+    def log_terms(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """The two terms of the objective, and the decisions on the training batches."""
+        texts = max(sums["texts"], 1e-30)
+        return dict(
+            lm_loss=sums["nll"] / max(sums["weight"], 1e-30),
+            decision_loss=sums["ce"] / texts,
+            train_accuracy=sums["correct"] / texts,
+        )
+
+    @staticmethod
+    def _true(batch: Batch) -> Array:
+        """[K, B, 1]: 1 on the slice of each text's own class (filler rows: none)."""
+        k = batch["weights"].shape[0]
+        return jax.nn.one_hot(batch["labels"], k, dtype=jnp.float32).T[..., None]
+
+
+def _ce_sums(scores: Array, batch: Batch) -> Sums:
+    """Cross-entropy of softmax(scores) against the labels, the texts, the right decisions."""
+    labels = batch["labels"]
+    real = labels >= 0
+    logp = jax.nn.log_softmax(scores, axis=-1)
+    picked = jnp.take_along_axis(logp, jnp.maximum(labels, 0)[:, None], axis=-1)[:, 0]
+    right = jnp.argmax(scores, axis=-1) == labels
+    return dict(
+        ce=-jnp.sum(jnp.where(real, picked, 0.0))[None],
+        texts=jnp.sum(real).astype(jnp.float32)[None],
+        correct=jnp.sum(real & right).astype(jnp.float32)[None],
+    )
+
+
+Objective = LMObjective | DecisionObjective
+
+
+def lm_objective(config: Any, stacked: bool) -> LMObjective:
+    """The LM objective for `data.batching`'s rows (also the validation loss of every generative
+    run, whatever its training objective)."""
+    return LMObjective(
+        stacked=stacked,
+        packed=config.data.batching == "pack",
+        sequential=not config.train.stack_classes,
+    )
+
+
+def for_run(config: Any, conditioning, class_counts) -> Objective:
+    """`train.objective` for a run of `conditioning` (its prior from the training `class_counts`):
+    the LM, or the decision (a classification head's for a discriminative conditioning)."""
+    t = config.train
+    if t.objective not in OBJECTIVES:
+        raise ValueError(f"train.objective must be one of {OBJECTIVES}, got {t.objective!r}")
+    if t.objective == "lm":
+        return lm_objective(config, conditioning.stacked)
+    if not conditioning.classifies:
+        raise ValueError("train.objective='decision' needs a conditioning that scores classes")
+    return DecisionObjective(
+        lm_coef=float(t.lm_weight),
+        ce_coef=float(t.decision_weight),
+        log_prior=tuple(float(x) for x in decide.log_prior(class_counts)),
+        stacked=conditioning.stacked,
+        head_pool="" if conditioning.generative else config.model.pool,
+        sequential=not t.stack_classes,
+    )

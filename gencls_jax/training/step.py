@@ -1,0 +1,285 @@
+"""The train step as a pure function, and what it needs around it: state, gradient
+accumulation, the jitted data-parallel step, the validation-loss step, device placement.
+
+One gradient path for every objective (`training/objectives.py`): the step takes the gradient
+of the objective's loss over all (possibly class-stacked) parameters, summed over
+micro-batches, then updates each model on its own:
+- K class models are stacked on a leading class axis (params, optimizer state, loss scale and
+  the [K, B, T] batch); one model trains on [B, T] batches (or [K, B, T] slices of the
+  decision objective). Each model's update has its own gradient clip, learning-rate schedule
+  over its own updates (`optim.make_schedule`), float16 loss scale and skipped-step count,
+  exactly as if it were fine-tuned alone; a model that is not `real` this step (its own epoch
+  is over: all padding) takes no update.
+- Data parallel over the mesh's 'data' axis (`system/sharding.py`): the batch is sharded on its
+  row axis B, each process feeding its own rows; the state is replicated over 'data' (class
+  models split over 'class' when `train.class_shards` > 1), and XLA inserts the all-reduce.
+- Gradient accumulation runs inside the step (`lax.scan` over micro-batches, micro-batch j =
+  rows j, j+A, ...); the loss is normalised by the whole batch's totals, so A micro-batches of
+  B rows equal one batch of A*B rows up to float rounding.
+- Dropout keys come from (seed, step, micro-batch) and the class: resuming replays them exactly.
+- float16 (`model.dtype`): dynamic loss scaling per model; a step with non-finite gradients is
+  skipped. A joint objective (the decision) runs in bfloat16 or float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from gencls_jax.model.gpt2 import GPT2Config
+from gencls_jax.system import sharding
+from gencls_jax.training import optim
+from gencls_jax.training.objectives import Objective
+
+Array = jax.Array
+Batch = Mapping[str, Any]
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+class TrainState(NamedTuple):
+    """Everything a resumed run needs besides the data position. With per-class training every
+    field but `step` and `rng` has a leading class axis."""
+
+    step: Array  # int32 scalar: optimizer steps taken (including skipped ones)
+    params: Any
+    opt_state: Any
+    loss_scale: optim.LossScale
+    skipped: Array  # int32: steps skipped for non-finite grads (float16 loss scaling)
+    rng: Array  # uint32 key data of the dropout base key
+
+
+def init_state(
+    params: Any, tx: optax.GradientTransformation, tc: Any, seed: int, num_classes: int | None
+) -> TrainState:
+    """Fresh state. `num_classes` = K for class-stacked params, None for one model."""
+    if num_classes is None:
+        opt_state, ls, skipped = (
+            tx.init(params),
+            optim.init_loss_scale(tc),
+            jnp.zeros((), jnp.int32),
+        )
+    else:
+        opt_state = jax.vmap(tx.init)(params)
+        ls = jax.tree_util.tree_map(
+            lambda x: jnp.broadcast_to(x, (num_classes,)), optim.init_loss_scale(tc)
+        )
+        skipped = jnp.zeros((num_classes,), jnp.int32)
+    rng = jax.random.key_data(jax.random.key(seed))
+    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, ls, skipped, rng)
+
+
+def num_stacked_classes(params: Any) -> int:
+    """K of a class-stacked GPT-2 tree (wte embedding is [K, V, D])."""
+    wte = params["wte"]["embedding"]
+    if wte.ndim != 3:
+        raise ValueError(
+            f"stacked training needs params stacked on a class axis; wte has shape {wte.shape}"
+        )
+    return int(wte.shape[0])
+
+
+# --- gradients --------------------------------------------------------------------------------
+
+
+def micro_batches(batch: Batch, accum: int) -> dict:
+    """Every array with a leading micro-batch axis [A, ...]: micro-batch j is rows j, j+A, ...
+    of the row axis (the second-to-last axis of a token array, the only axis of `labels`), so a
+    row-sharded batch splits without moving data between devices."""
+
+    def split(name, x):
+        axis = 0 if name == "labels" else x.ndim - 2
+        parts = x.reshape(*x.shape[:axis], x.shape[axis] // accum, accum, *x.shape[axis + 1 :])
+        return jnp.moveaxis(parts, axis + 1, 0)
+
+    return {name: split(name, x) for name, x in batch.items()}
+
+
+def loss_grads(
+    objective: Objective,
+    params: Any,
+    batch: Batch,
+    model_config: GPT2Config,
+    key: Array | None,
+    scale: Array,
+    accum: int,
+) -> tuple[Any, dict]:
+    """(gradients of sum(scale * losses), the objective's sums) over `accum` micro-batches,
+    each micro-batch's loss normalised by the whole batch's totals. `scale`: each model's
+    float16 loss scale (1 otherwise); `key` None: no dropout."""
+    totals = objective.totals(batch)
+
+    def micro(mb, j):
+        def f(p):
+            sums = objective.sums(p, mb, model_config, None if key is None else (key, j))
+            return jnp.sum(objective.losses(sums, totals) * scale), sums
+
+        (_, sums), g = jax.value_and_grad(f, has_aux=True)(params)
+        return g, sums
+
+    if accum == 1:
+        return micro(batch, 0)
+    parts = micro_batches(batch, accum)
+
+    def body(carry, j):
+        g, sums = micro({n: x[j] for n, x in parts.items()}, j)
+        return jax.tree_util.tree_map(jnp.add, carry, (g, sums)), None
+
+    zeros = jax.eval_shape(lambda: micro({n: x[0] for n, x in parts.items()}, 0))
+    zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), zeros)
+    (g, sums), _ = jax.lax.scan(body, zeros, jnp.arange(accum))
+    return g, sums
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+def make_train_step(
+    model_config: GPT2Config,
+    tc: Any,
+    tx: optax.GradientTransformationExtraArgs,
+    schedules: tuple[optax.Schedule, ...],
+    stacked: bool,
+    objective: Objective,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """Pure (state, batch) -> (state, metrics); jit it with `jit_train_step`.
+
+    `schedules`: one per class model (class c follows schedules[c]), or one for every model.
+    metrics: the objective's sums (nll, weight, tokens; ce, texts, correct for the decision),
+    and per model grad_norm, lr, finite, real, loss_scale, skipped."""
+    accum = int(tc.grad_accum)
+    use_scale = model_config.dtype == "float16"
+    use_dropout = model_config.dropout > 0
+    if not objective.per_model and use_scale:
+        raise ValueError("train.objective='decision' runs in bfloat16 or float32, not float16")
+
+    def learning_rate(count, c):
+        if len(schedules) == 1:
+            return schedules[0](count)
+        return jnp.stack([s(count) for s in schedules])[c]
+
+    def update(params, opt_state, ls, skipped, g, loss_ok, real, c):
+        """One model's optimizer update from its gradients (skipped when not `real`, or on a
+        float16 overflow)."""
+        scale = ls.scale if use_scale else jnp.float32(1)
+        if use_scale:
+            g = jax.tree_util.tree_map(lambda x: x / scale, g)
+        finite = optim.all_finite(g) & loss_ok
+        lr = learning_rate(optim.applied_updates(opt_state), c)
+        updates, new_opt = tx.update(g, opt_state, params, learning_rate=lr)
+        new_params = optax.apply_updates(params, updates)
+        applied = real & finite if use_scale else real
+        new_params = optim.select_tree(applied, new_params, params)
+        new_opt = optim.select_tree(applied, new_opt, opt_state)
+        if use_scale:
+            ls = optim.select_tree(real, optim.update_loss_scale(ls, finite, tc), ls)
+            skipped = skipped + (real & ~finite).astype(jnp.int32)
+        m = dict(grad_norm=optax.tree.norm(g), lr=lr, finite=finite, real=real, loss_scale=scale)
+        return new_params, new_opt, ls, skipped, {**m, "skipped": skipped}
+
+    def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        scale = state.loss_scale.scale if use_scale else jnp.float32(1)
+        g, sums = loss_grads(
+            objective, state.params, batch, model_config, key if use_dropout else None, scale, accum
+        )
+        # per model: a joint objective's one loss is every model's
+        loss_ok = jnp.isfinite(objective.losses(sums, objective.totals(batch)))
+        real = objective.real(batch)
+        args = (state.params, state.opt_state, state.loss_scale, state.skipped, g)
+        if stacked:
+            k = state.skipped.shape[0]
+            loss_ok, real = (jnp.broadcast_to(x, (k,)) for x in (loss_ok, real))
+            out = jax.vmap(update)(*args, loss_ok, real, jnp.arange(k))
+        else:
+            out = update(*args, loss_ok[0], real[0], 0)
+        params, opt_state, ls, skipped, m = out
+        new = TrainState(state.step + 1, params, opt_state, ls, skipped, state.rng)
+        return new, {**sums, **m}
+
+    return step_fn
+
+
+def make_eval_step(model_config: GPT2Config, objective: Objective) -> Callable:
+    """Jitted (params, batch) -> the objective's sums, without dropout."""
+    return jax.jit(lambda params, batch: objective.sums(params, batch, model_config, None))
+
+
+# --- compiled step ----------------------------------------------------------------------------
+
+
+def jit_train_step(step_fn: Callable, mesh: Mesh, stacked: bool, fsdp: bool = False) -> Callable:
+    """jit with the state donated (no second copy of params/optimizer state); the new state keeps
+    its layout (`sharding.state_shardings`: class models split over the 'class' axis, the rest
+    replicated) and the metrics come out replicated. Compiled at the first call, which gives
+    the state's structure."""
+    jitted = {}
+
+    def call(state, batch):
+        if "step" not in jitted:
+            out = (
+                sharding.state_shardings(mesh, state, stacked, fsdp),
+                sharding.replicated(mesh),
+            )
+            jitted["step"] = jax.jit(step_fn, donate_argnums=0, out_shardings=out)
+        return jitted["step"](state, batch)
+
+    return call
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_train_step(
+    model_config: GPT2Config,
+    tc: ml_collections.FrozenConfigDict,
+    stacked: bool,
+    total_steps: int | tuple[int, ...],
+    mesh: Mesh,
+    objective: Objective,
+) -> tuple[optax.GradientTransformationExtraArgs, Callable]:
+    """(optimizer, jitted step), memoised so that repeated `train` calls in one process (resume,
+    sweeps, tests) with the same settings reuse one compilation. `total_steps`: the optimizer
+    updates of each class model in the run (a tuple, one per class), or one int for every
+    model; each model's schedule runs over its own total."""
+    totals = total_steps if isinstance(total_steps, tuple) else (int(total_steps),)
+    schedules = tuple(optim.make_schedule(tc, n) for n in totals)
+    tx = optim.make_optimizer(tc)
+    step = jit_train_step(
+        make_train_step(model_config, tc, tx, schedules, stacked, objective),
+        mesh,
+        stacked,
+        bool(tc.fsdp),
+    )
+    return tx, step
+
+
+def check_batch(
+    batch: Batch, *, stacked: bool, num_classes: int | None, accum: int, n_devices: int
+) -> None:
+    """Shape errors here, with a message, rather than deep inside XLA: [K, B, T] batches for
+    stacked models or sliced rows (`labels` [B] with them), [B, T] for one model."""
+    shape = np.shape(batch["inputs"])
+    sliced = "labels" in batch
+    want = 3 if stacked or sliced else 2
+    if len(shape) != want:
+        raise ValueError(
+            f"expected {'[K, B, T]' if want == 3 else '[B, T]'} batches, "
+            f"got inputs of shape {shape}"
+        )
+    if stacked and shape[0] != num_classes:
+        raise ValueError(f"batch has {shape[0]} classes, the stacked params {num_classes}")
+    if sliced and np.shape(batch["labels"]) != shape[1:2]:
+        raise ValueError(f"a sliced batch needs labels [B] for its {shape[1]} rows")
+    rows = shape[-2]  # the global batch: every process builds all of it, feeds its own rows
+    if rows % accum or (rows // accum) % n_devices:
+        raise ValueError(
+            f"{rows} rows per step must split into grad_accum={accum} micro-batches "
+            f"divisible by {n_devices} devices"
+        )
