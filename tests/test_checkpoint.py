@@ -95,7 +95,8 @@ def test_best_checkpoint_is_restored_in_a_fresh_process_and_after_a_resume(tmp_p
     assert step == 4
     assert_same_params(params, val.seen[1])
     code = (
-        "import sys; sys.path.insert(0, %r); from gencls_jax import model, workdir;"
+        "import sys; sys.path.insert(0, %r); from gencls_jax.model import gpt2 as model;"
+        "from gencls_jax.runs import load;"
         "from tests.test_checkpoint import config, model_config;"
         "p, s, _ = load.restore_params(%r, model.init_params(model_config(config(4))), 'best');"
         " print('STEP', s)" % (str(REPO), str(tmp_path / "full"))

@@ -226,7 +226,12 @@ def test_scoring_batches_cover_rows_and_match_sequence_ll(tiny_model):
     texts = random_texts(11, 1, 90, seed=4)
     rows = make_rows(texts, 64, BOS, "window", 32, eos_id=EOS)
     ll = np.zeros(len(texts))
-    row_ll = jax.jit(score.row_log_likelihood, static_argnames="config")
+    row_ll = jax.jit(
+        lambda p, i, t, w, config: score.class_sums(
+            p, dict(inputs=i, targets=t, weights=w), config, stacked=False
+        )[:, 0],
+        static_argnames="config",
+    )
     seen, shapes = [], set()
     last_len = 0
     for idx, b in scoring_batches(rows, 4, (16, 32), 64):
@@ -278,20 +283,21 @@ def test_prefetch_to_device_in_order_and_errors():
 
 @pytest.mark.parametrize("progress", [True, False])
 def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, progress):
-    """batch_scoring.score_rows (prefetch, late fetches, filler rows) equals the per-text sum of
-    row_log_likelihood; with progress=False it writes no progress bar."""
-    from gencls_jax.scoring.batched import one_model, score_rows
+    """The scoring loop (`batched.run_rows`: prefetch, late fetches, filler rows) summed per
+    text equals the per-text sum of one batch's row sums; with progress=False it writes no
+    progress bar."""
+    import functools
+
+    from gencls_jax.scoring.batched import class_sums, run_rows, text_sums
 
     cfg, params = tiny_model
     texts = random_texts(11, 1, 90, seed=5)
     rows = make_rows(texts, 64, BOS, "window", 32, eos_id=EOS)
     capsys.readouterr()
-    got = score_rows(
+    per_text = run_rows(
         params,
         rows,
-        len(texts),
-        cfg,
-        score_fn=one_model,
+        functools.partial(class_sums, config=cfg, stacked=False),
         batch_size=4,
         bucket_lengths=(16, 32),
         max_len=64,
@@ -299,11 +305,12 @@ def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, pr
         desc="scoring-test",
         progress=progress,
     )
+    got = text_sums(rows, per_text, len(texts), 1)
     err = capsys.readouterr().err
     assert ("scoring-test" in err) == progress
     # one batch
     b = make_batch(rows, (64, [[i] for i in range(len(rows.inputs))]), len(rows.inputs))
-    per_row = score.row_log_likelihood(params, b["inputs"], b["targets"], b["weights"], cfg)
+    per_row = score.class_sums(params, b, cfg, stacked=False)[:, 0]
     ref = np.zeros(len(texts))
     np.add.at(ref, rows.text_index, np.asarray(per_row))
     assert got.shape == (len(texts), 1)

@@ -192,11 +192,14 @@ def test_fused_head_log_probs_match_float64(vocab):
     ref_dh, ref_de = dlogits @ e, np.einsum("btv,btd->vd", dlogits, h)
 
     def f(h, e):
-        return jnp.sum(jnp.asarray(ct, jnp.float32) * head_log_probs(h, e, jnp.asarray(y), config))
+        return jnp.sum(
+            jnp.asarray(ct, jnp.float32)
+            * head_log_probs(h, e, jnp.asarray(y), config.compute_dtype)
+        )
 
     h32, e32 = jnp.asarray(h, jnp.float32), jnp.asarray(e, jnp.float32)
     np.testing.assert_allclose(
-        head_log_probs(h32, e32, jnp.asarray(y), config), ref, rtol=1e-5, atol=1e-5
+        head_log_probs(h32, e32, jnp.asarray(y), config.compute_dtype), ref, rtol=1e-5, atol=1e-5
     )
     dh, de = jax.grad(f, (0, 1))(h32, e32)
     np.testing.assert_allclose(dh, ref_dh, rtol=1e-4, atol=1e-5)

@@ -224,15 +224,19 @@ def class_axis_run(out: str, devices: int, class_shards: int, fsdp: bool = False
     flat = jax.tree_util.tree_flatten_with_path(to_np(res.params))[0]
     arrays = {"/".join(str(getattr(p, "key", p)) for p in path): x for path, x in flat}
     # scoring with the params as training left them (class-sharded): rows go over their mesh
+    import functools
+
     from gencls_jax.data.rows import make_rows
-    from gencls_jax.scoring.batched import score_rows
+    from gencls_jax.scoring.batched import class_sums, run_rows, text_sums
 
     texts = [list(range(1, 3 + 7 * i)) for i in range(6)]
     rows = make_rows(texts, mc.n_positions, 0, "truncate", eos_id=1)
-    arrays["scores"] = score_rows(
-        res.params, rows, len(texts), mc, batch_size=4, bucket_lengths=(16, 32),
-        max_len=mc.n_positions, progress=False,
+    fn = functools.partial(class_sums, config=mc, stacked=True)
+    per_row = run_rows(
+        res.params, rows, fn, batch_size=4, bucket_lengths=(16, 32), max_len=mc.n_positions,
+        progress=False,
     )  # fmt: skip
+    arrays["scores"] = text_sums(rows, per_row, len(texts), 4)
     np.savez(out, **arrays)
 
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO
 
 from configs.base import get_config
-from gencls_jax.commands import preflight
-from gencls_jax.commands import train as experiment
+from gencls_jax import conditioning
+from gencls_jax.commands import preflight, train
 from gencls_jax.errors import DataError
 
 
@@ -18,12 +18,12 @@ def test_missing_model_init_fails_before_the_data_phase(tmp_path, monkeypatch):
     def data_phase(*a, **k):
         raise AssertionError("the data phase started")
 
-    monkeypatch.setattr(experiment, "load_data", data_phase)
+    monkeypatch.setattr(conditioning, "load_data", data_phase)
     c = get_config()
     c.data.source, c.data.tokenizer = "tfds", "gpt2"  # nothing else a path
     c.model.init = str(tmp_path / "runs" / "pretrain" / "export")
     with pytest.raises(DataError) as e:
-        experiment.train_and_evaluate(c, tmp_path / "wd")
+        train.train_and_evaluate(c, tmp_path / "wd")
     assert str(e.value) == f"model.init={c.model.init}: no such folder"
     assert not (tmp_path / "wd").exists()
 

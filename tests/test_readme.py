@@ -502,7 +502,7 @@ def test_a_broken_readme_command_is_caught(old, new, problem):
 
 
 def test_a_test_command_that_drifts_from_ci_is_caught():
-    drifted = README.replace("ruff check . && python -m pytest", "python -m pytest")
+    drifted = README.replace("lint-imports && python -m pytest", "python -m pytest")
     assert ci_command(CI_RUN) != bash_lines(drifted)[1]
     assert any("ruff/pytest outside the test command" in p for p in problems(drifted))
 
