@@ -20,6 +20,7 @@ read it. Ctrl-C anywhere exits with status 130 (`system/interrupt.py`), leaving 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -74,6 +75,12 @@ MODES = {
         "why a text got its label: each token's share of the decision margin (HTML + jsonl)",
         ("workdir",),
         ("text", *_INPUT_FLAGS, "against", *_RUN_FLAGS),
+    ),
+    "add_class": (
+        "a per_class LM run plus one class trained alone on the texts of --input, as a new run "
+        "in --new_workdir (--workdir is only read)",
+        ("workdir", "new_workdir", "input", "label"),
+        ("input_format", "text_field", "skip_bad_lines", *_RUN_FLAGS),
     ),
 }
 _MULTI_PROCESS = ("coordinator_address", "num_processes", "process_id")  # any mode but report
@@ -130,6 +137,10 @@ _AGAINST = flags.DEFINE_string(
     None,
     "explain: the class the predicted one is compared with (default: the runner-up)",
 )
+_NEW_WORKDIR = flags.DEFINE_string(
+    "new_workdir", None, "add_class: the new run's folder (new or empty; --workdir is only read)"
+)
+_LABEL = flags.DEFINE_string("label", None, "add_class: the new class's name")
 
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address",
@@ -145,7 +156,7 @@ _PROCESS_ID = flags.DEFINE_integer(
 )
 
 # modes that use a trained run's own config: without --config, its config.json is the config
-_RUN_MODES = ("eval", "generate", "predict", "explain")
+_RUN_MODES = ("eval", "generate", "predict", "explain", "add_class")
 
 
 class _QuietLibraries:
@@ -177,6 +188,11 @@ def run_mode(argv) -> None:
         )
     if config is None or not _WORKDIR.value:
         sys.exit(f"--mode={_MODE.value} needs --config=configs/<name>.py and --workdir=<folder>")
+    missing = [
+        f"--{n}" for n in MODES[_MODE.value][1] if n != "config" and not flags.FLAGS[n].value
+    ]
+    if missing:
+        sys.exit(f"error: --mode={_MODE.value} needs {' and '.join(missing)}")
     from gencls_jax.system import runtime
 
     runtime.setup(config, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -185,7 +201,7 @@ def run_mode(argv) -> None:
     if jax.process_index() > 0:  # process 0 logs the run; the others only warnings and errors
         logging.set_verbosity(logging.WARNING)
     # the modes that write the workdir hold its lock (process 0 for all of a multi-process run)
-    workdir_lock = lock.WorkdirLock(_WORKDIR.value, _MODE.value)
+    workdir_lock = lock.WorkdirLock(_written_workdir(), _MODE.value)
     try:
         if _MODE.value in lock.WRITING_MODES and jax.process_index() == 0:
             workdir_lock.acquire()
@@ -232,6 +248,12 @@ def _run(config) -> dict | None:
         from gencls_jax.commands.generate import generate_synthetic
 
         return generate_synthetic(config, _WORKDIR.value, _WHICH.value)
+    if _MODE.value == "add_class":
+        from gencls_jax.commands.add_class import add_class
+
+        read = functools.partial(_texts_from_input, config)  # after the run's own checks
+        args = (_NEW_WORKDIR.value, _LABEL.value, read, _WHICH.value, used)
+        return add_class(config, _WORKDIR.value, *args)
     if _MODE.value == "predict":
         _predict(config)
     else:
@@ -250,7 +272,12 @@ def _finish(out: dict, config) -> None:
         from gencls_jax.reports.summary import end_of_run
 
         phases = fmt_table(out["phases"]) if out.get("phases") else ""
-        print(end_of_run(_WORKDIR.value, out, config.eval.decision, phases))
+        print(end_of_run(_written_workdir(), out, config.eval.decision, phases))
+
+
+def _written_workdir() -> str:
+    """The workdir the mode writes (and locks): add_class's new one, else --workdir."""
+    return _NEW_WORKDIR.value if _MODE.value == "add_class" else _WORKDIR.value
 
 
 def _texts_from_input(config) -> "Inputs":
