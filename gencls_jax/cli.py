@@ -1,4 +1,4 @@
-"""gencls_jax's command line: train, evaluate, generate, report, predict, explain.
+"""gencls_jax's command line: train, evaluate, generate, report, predict, explain, add a class.
 
     gencls --config=configs/tiny.py --workdir=runs/tiny                    # train, then evaluate
     gencls --config=configs/full_10e.py --workdir=runs/full_10e --config.train.epochs=12
@@ -8,6 +8,7 @@
     gencls --mode=predict --workdir=runs/full_6e --input=new.jsonl --output=labels.jsonl
     cat reviews.txt | gencls --mode=predict --workdir=runs/full_6e > labels.jsonl
     gencls --mode=explain --workdir=runs/full_6e --text="A wonderful film." --output=why.html
+    gencls --mode=add_class --workdir=runs/trec --new_workdir=runs/trec7 --input=new.txt --label=NEW
 
 `gencls` (installed by pip) and `python run.py` are the same program. The same --workdir
 resumes an interrupted run (Ctrl-C saves a checkpoint first, then the program exits with status
@@ -105,7 +106,7 @@ _INPUT = flags.DEFINE_string(
     "input",
     "",
     "predict/explain: texts to classify, a jsonl, csv or txt file (one text per line); "
-    "'-' or none: stdin",
+    "'-' or none: stdin; add_class: the new class's texts",
 )
 _INPUT_FORMAT = flags.DEFINE_enum(
     "input_format",

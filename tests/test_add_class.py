@@ -35,8 +35,10 @@ TOPICS = {
     "science": "atom cell energy theory experiment lab physics gene data orbit",
     "food": "recipe bake flavor kitchen garlic sauce bread spice dinner oven",
 }
-N_FOOD = 160  # 8 held out (5%), 152 to train on: three steps of 8 packed 128-token rows
-N_VAL = 8
+# One text per row, 8 rows a step: the run's classes take 5 steps an epoch, food (23 training
+# texts, 1 held out) 3, and train.min_steps=8 makes the run of all three take 2 epochs (food
+# trained alone on its 3 steps an epoch would take 3).
+N_OLD, N_FOOD, N_VAL = 40, 24, 1
 
 
 def topic_rows(labels, n: int, seed: int) -> list[dict]:
@@ -58,8 +60,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def tiny_config(folder: Path, train: Path, val: Path, test: Path, **data):
-    """configs/tiny.py on local topic files, with dropout off (the joint run's class models then
-    equal the ones trained apart, to float rounding) and no report samples."""
+    """configs/tiny.py on local topic files, one text per row, no report samples. Dropout off
+    and the latest checkpoint as the best: what the class models of a joint run share (dropout
+    keys by step, the best epoch by the run's validation) left out, they equal the ones trained
+    apart, to float rounding."""
     sys.path.insert(0, str(REPO))
     from configs import tiny
 
@@ -72,13 +76,15 @@ def tiny_config(folder: Path, train: Path, val: Path, test: Path, **data):
             "test_path": str(test),
             "label_names": (),
             "per_class_limit": 0,
+            "batching": "bucket",
+            "bucket_lengths": (32, 128),  # a text and its EOS fit 32 tokens
             "cache_dir": str(folder / "tok"),
             **data,
         }
     )
     c.model.dropout = 0.0
     c.eval.update(dict(test_per_class=0, sample_per_class=0, train_sample_per_class=0))
-    c.train.update(dict(tensorboard=False, plot=False))
+    c.train.update(dict(tensorboard=False, plot=False, min_steps=8, best_metric=""))
     c.progress_bars = False
     c.compile_cache_dir = ""
     return c
@@ -92,8 +98,9 @@ def snapshot(folder: Path) -> dict:
     }
 
 
-def food_inputs(n: int = N_FOOD, source: str = "food.txt") -> Inputs:
-    rows = topic_rows(["food"], n, 5)
+def food_inputs(n: int = N_FOOD, source: str = "food.txt", seed: int = 5) -> Inputs:
+    """Food texts as --input gives them (seed 5: the new class's; another: unseen ones)."""
+    rows = topic_rows(["food"], n, seed)
     where = [f"{source}:{i + 1}" for i in range(n)]
     return Inputs([r["text"] for r in rows], [r["id"] for r in rows], where, [], source)
 
@@ -116,11 +123,11 @@ def interrupt_after_first_step(monkeypatch):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """W (sports, science), W2 = W + food (interrupted after one step, then resumed), and J:
+    """W (sports, science), W2 = W + food (interrupted after two steps, then resumed), and J:
     all three trained together on the same texts."""
     d = tmp_path_factory.mktemp("add_class")
     base = ["science", "sports"]
-    train = write_jsonl(d / "train.jsonl", topic_rows(base, 24, 0))
+    train = write_jsonl(d / "train.jsonl", topic_rows(base, N_OLD, 0))
     val = write_jsonl(d / "val.jsonl", topic_rows(base, 4, 1))
     test = write_jsonl(d / "test.jsonl", topic_rows(base, 6, 2))
     w, w2 = d / "W", d / "W2"
@@ -156,8 +163,9 @@ def runs(tmp_path_factory):
     return dict(folder=d, w=w, w2=w2, j=j, before=before, history=history, test=test)
 
 
-def params_of(workdir: Path):
-    return jax.tree_util.tree_map(np.asarray, load.load_run(own_config(workdir), workdir).params)
+def loaded(workdir: Path) -> load.LoadedRun:
+    run = load.load_run(own_config(workdir), workdir)
+    return run._replace(params=jax.tree_util.tree_map(np.asarray, run.params))
 
 
 def test_w_is_left_byte_for_byte_and_the_history_is_w2s(runs):
@@ -167,10 +175,10 @@ def test_w_is_left_byte_for_byte_and_the_history_is_w2s(runs):
 
 
 def test_old_class_models_and_log_likelihoods_are_ws(runs):
-    old, new = params_of(runs["w"]), params_of(runs["w2"])
+    old, new = loaded(runs["w"]).params, loaded(runs["w2"]).params
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b[:2]), old, new)
     texts = [json.loads(line)["text"] for line in runs["test"].read_text().splitlines()]
-    texts += food_inputs(6).texts
+    texts += food_inputs(6, seed=9).texts
     ll_w = GenerativeClassifier.load(runs["w"]).log_likelihoods(texts)
     ll_w2 = GenerativeClassifier.load(runs["w2"]).log_likelihoods(texts)
     assert ll_w.shape == (len(texts), 2) and ll_w2.shape == (len(texts), 3)
@@ -180,12 +188,12 @@ def test_old_class_models_and_log_likelihoods_are_ws(runs):
 def test_every_class_model_is_the_one_trained_together(runs):
     """The new model (trained apart, interrupted and resumed) and the old ones equal the joint
     run's three, to float32 rounding (stacking 3 models or 1 may round differently)."""
-    w2, j = params_of(runs["w2"]), params_of(runs["j"])
+    run = loaded(runs["w2"])
+    w2, j = run.params, loaded(runs["j"]).params
     jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), w2, j
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), w2, j
     )
-    config = own_config(runs["w2"])
-    _, init = initial_model(config, load.load_run(config, runs["w2"]).tokenizer)
+    _, init = initial_model(own_config(runs["w2"]), run.tokenizer)
     moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(a[2] - b).max()), w2, init)
     assert min(jax.tree_util.tree_leaves(moved)) > 1e-4  # every tensor of it was trained
 
@@ -194,21 +202,22 @@ def test_w2_is_a_run_of_three_classes_with_the_new_prior(runs, tmp_path):
     w2 = runs["w2"]
     info = json.loads((w2 / "run_info.json").read_text())
     assert info["label_names"] == ["science", "sports", "food"]
-    assert info["train_class_counts"] == [24, 24, N_FOOD - N_VAL]
+    assert info["train_class_counts"] == [N_OLD, N_OLD, N_FOOD - N_VAL]
     assert info["added_classes"][0]["val"] == N_VAL
+    assert info["added_classes"][0]["training"]["steps"] == 2 * 3  # the joint run's 2 epochs
     metrics = json.loads((w2 / "metrics.json").read_text())
-    counts = np.array([24, 24, N_FOOD - N_VAL], float)
+    counts = np.array([N_OLD, N_OLD, N_FOOD - N_VAL], float)
     np.testing.assert_allclose(metrics["prior"], np.log(counts / counts.sum()))
     assert metrics["results"]["val"]["bayes"]["n"] == 8 + N_VAL  # W's validation + food's
     assert len(metrics["offsets"]) == 3  # refit on the three classes' validation texts
     assert sorted(p.name for p in (w2 / "export").iterdir()) == ["food", "science", "sports"]
     # predict and explain read W2 as any run
     clf = GenerativeClassifier.load(w2)
-    food = food_inputs(6).texts
+    food = food_inputs(6, seed=9).texts
     assert clf.predict(food) == ["food"] * 6
     assert clf.explain(food[0]).predicted == "food"
     out = tmp_path / "labels.jsonl"
-    P.run_command(own_config(w2), str(w2), "best", food_inputs(6), str(out))
+    P.run_predict(clf, food_inputs(6, seed=9), str(out))
     assert [json.loads(line)["prediction"] for line in out.read_text().splitlines()] == ["food"] * 6
     # W2's classes were trained apart: training it further is refused
     with pytest.raises(rules.ConfigMismatch, match="add_class"):

@@ -4,12 +4,13 @@ Per class, each class model is trained on its own texts only, on its own schedul
 step only stacks them), so a new class needs only its own model: trained on the texts of
 `--input` with the run's recipe (its training config, its initial model, its vocabulary, a
 compact one included, unchanged), and stacked after the run's K models, whose parameters are
-copied as they are. Its data order is the one class K of a K+1-class run draws (stream K); its
-dropout draws are its own (they are keyed by the step), so with dropout it equals that class's
-model in distribution, without dropout exactly, as long as nothing couples the classes: the
-epochs that `train.min_steps` adds, `train.max_steps`, and the checkpoint chosen as best (by
-the new model's own validation loss, or by the K+1-class validation accuracy with the old
-models fixed).
+copied as they are. It takes the epochs of a K+1-class run (`train.min_steps` counts the
+largest class's steps) and the data order class K of that run draws (stream K); its dropout
+draws are its own (they are keyed by the step), so with dropout it equals that class's model
+in distribution, without dropout exactly, but for what couples the classes of a run:
+`train.max_steps`, and the checkpoint chosen as best and early stopping (here by the new
+model's own validation loss, or by the K+1-class validation accuracy with the old models
+fixed).
 
 The new workdir W2 is an ordinary run of K+1 classes: `config.json` is the run's with
 `data.added_classes` naming W2's `added/class<K>/` (the new class's texts, `train.jsonl` and
@@ -205,6 +206,9 @@ def train_new_class(config, scratch: Path, run, tok, ds: dict, k: int, label: st
     old_ll, _ = score_dataset(run.params, cond, old, tok, config, model_config, desc="old classes")
     solo = ml_collections.ConfigDict(config.to_dict())
     solo.train.class_shards = 1  # one model
+    # the epochs of a K+1-class run: train.min_steps counts its largest class's steps
+    every = cond.train_stream(config, ds["train"], tok).steps_per_model
+    solo.train.update(epochs=loop.run_epochs(config.train, every), min_steps=0)
     stream = class_stream(config, one_class(ds["train"], k, label), tok, k)
     t0 = time.time()
     result = loop.train(
