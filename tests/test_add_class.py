@@ -26,6 +26,7 @@ from gencls_jax.commands.train import initial_model, train_and_evaluate
 from gencls_jax.data.inputs import Inputs
 from gencls_jax.errors import DataError, RunError
 from gencls_jax.runs import load, rules
+from gencls_jax.runs.lock import WorkdirLock
 from gencls_jax.training import loop
 
 pytestmark = pytest.mark.skipif(not TOKENIZER_DIR.exists(), reason="needs ../shared/data")
@@ -253,6 +254,7 @@ def test_refusals(runs, tmp_path):
     decision = fake_run(w, tmp_path / "decision", **{"train.objective": "decision"})
     refused(RunError, "'decision', where every class model learned from every class", decision)
     refused(DataError, "the run already has that class", label="sports")
+    refused(DataError, "also the name of its export folder", label="..")
     refused(DataError, "19 texts; a new class needs at least 20", texts=food_inputs(19))
     refused(RunError, "is not empty", new=runs["w2"])
     (tmp_path / "used").mkdir()
@@ -293,3 +295,10 @@ def test_bad_input_on_the_command_line_is_one_line(runs, tmp_path):
         assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
         assert last == expected or (last.startswith("error: ") and expected in last), last
         assert not w3.exists()
+
+
+def test_a_workdir_that_cannot_be_made_is_one_line(tmp_path):
+    """A file where the lock would make the workdir: RunError (one line), not FileExistsError."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunError, match="cannot make the workdir there"):
+        WorkdirLock(tmp_path / "file", "add_class").acquire()

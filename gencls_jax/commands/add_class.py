@@ -66,7 +66,8 @@ SCRATCH = "add_class"  # W2's folder of the new class's training: its log, and r
 def check_addable(info: dict, config, label: str, used: dict) -> None:
     """Refuse, in one line that says why, a run whose classes share parameters or a training
     signal (only per_class LM runs train each class model on its own texts), a label the run
-    has, and a --config that would train the new model otherwise than the run's."""
+    has (or that cannot name a folder), another compute dtype than the run's, and several
+    processes (one model trains in one)."""
     cond, objective = info["conditioning"], config.train.objective
     if cond != "per_class":
         why = {
@@ -86,15 +87,24 @@ def check_addable(info: dict, config, label: str, used: dict) -> None:
         )
     if not label.strip():
         raise DataError("--label: the new class needs a name")
+    if "/" in label or "\\" in label or label in (".", ".."):
+        raise DataError(
+            f"--label={label}: a class's name is also the name of its export folder: "
+            "no '/' or '\\', not '.' or '..'"
+        )
     if label in info["label_names"]:
         raise DataError(
             f"--label={label}: the run already has that class ({', '.join(info['label_names'])})"
         )
-    model_keys = sorted(k for k in used if k.startswith("model."))
-    if model_keys:
+    if "model.dtype" in used:
         raise RunError(
-            f"--mode=add_class trains with the run's own model settings: leave out "
-            f"{', '.join('--config.' + k for k in model_keys)}"
+            "--mode=add_class trains the new class model in the run's own compute dtype "
+            f"({used['model.dtype'][0]}): leave out --config.model.dtype"
+        )
+    if jax.process_count() > 1:
+        raise RunError(
+            "--mode=add_class trains one model in one process: run it without the "
+            "multi-process flags"
         )
 
 
