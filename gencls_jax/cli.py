@@ -202,7 +202,7 @@ def run_mode(argv) -> None:
     if jax.process_index() > 0:  # process 0 logs the run; the others only warnings and errors
         logging.set_verbosity(logging.WARNING)
     # the modes that write the workdir hold its lock (process 0 for all of a multi-process run)
-    workdir_lock = lock.WorkdirLock(_written_workdir(), _MODE.value)
+    workdir_lock = lock.WorkdirLock(_WORKDIR.value, _MODE.value)
     try:
         if _MODE.value in lock.WRITING_MODES and jax.process_index() == 0:
             workdir_lock.acquire()
@@ -273,12 +273,8 @@ def _finish(out: dict, config) -> None:
         from gencls_jax.reports.summary import end_of_run
 
         phases = fmt_table(out["phases"]) if out.get("phases") else ""
-        print(end_of_run(_written_workdir(), out, config.eval.decision, phases))
-
-
-def _written_workdir() -> str:
-    """The workdir the mode writes (and locks): add_class's new one, else --workdir."""
-    return _NEW_WORKDIR.value if _MODE.value == "add_class" else _WORKDIR.value
+        written = _NEW_WORKDIR.value if _MODE.value == "add_class" else _WORKDIR.value
+        print(end_of_run(written, out, config.eval.decision, phases))
 
 
 def _texts_from_input(config) -> "Inputs":

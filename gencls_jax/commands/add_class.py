@@ -53,7 +53,7 @@ from gencls_jax.reports.phases import PhaseTimer, fmt_table
 from gencls_jax.runs import load, rules
 from gencls_jax.runs import workdir as wd
 from gencls_jax.runs.checkpoint import Checkpointer
-from gencls_jax.runs.lock import LOCK_FILE
+from gencls_jax.runs.lock import LOCK_FILE, WorkdirLock
 from gencls_jax.scoring.batched import score_dataset
 from gencls_jax.system import fileio
 from gencls_jax.training import loop
@@ -108,12 +108,9 @@ def check_addable(info: dict, config, label: str, used: dict) -> None:
         )
 
 
-def check_new_workdir(workdir: Path, new_workdir: Path) -> None:
+def check_new_workdir(new_workdir: Path) -> None:
     """W2 must be new (or empty), or hold an unfinished add_class (resumed: `same_request`)."""
-    w, w2 = workdir.resolve(), new_workdir.resolve()
-    if w2 == w or w in w2.parents:
-        raise RunError(f"--new_workdir={new_workdir} is inside --workdir: W is only read")
-    left = [p.name for p in new_workdir.iterdir() if p.name != LOCK_FILE] if w2.is_dir() else []
+    left = [p.name for p in new_workdir.iterdir() if p.name != LOCK_FILE]
     unfinished = (new_workdir / SCRATCH / "request.json").exists()
     if left and (not unfinished or (new_workdir / "run_info.json").exists()):
         shown = ", ".join(sorted(left)[:3]) + (", ..." if len(left) > 3 else "")
@@ -279,24 +276,37 @@ def add_class(
 ) -> dict:
     """`--mode=add_class`: the run in `workdir` (its own config `config`, `used`: what a --config
     changed) plus the class `label` of the texts `read_texts()` gives, as a new run in
-    `new_workdir`. Returns W2's evaluation summary."""
+    `new_workdir`, which it holds the lock of (`workdir` is only read, as predict reads it).
+    Returns W2's evaluation summary."""
     workdir, new_workdir = Path(workdir), Path(new_workdir)
     info = wd.read_run_info(workdir)
     check_addable(info, config, label, used or {})
-    check_new_workdir(workdir, new_workdir)
-    inputs = read_texts()
-    if len(inputs.texts) < MIN_TEXTS:
-        raise DataError(
-            f"{inputs.source}: {len(inputs.texts)} texts; a new class needs at least {MIN_TEXTS} "
-            f"({VAL_FRACTION:.0%} of them, at least 1, are held out to validate it)"
-        )
-    for msg in inputs.skipped:
-        logging.warning("skipped a bad line: %s", msg)
-    preflight.check_paths(config, "train")
-    rules.check_data(workdir, config)
+    if (
+        new_workdir.resolve() == workdir.resolve()
+        or workdir.resolve() in new_workdir.resolve().parents
+    ):
+        raise RunError(f"--new_workdir={new_workdir} is inside --workdir: W is only read")
+    with WorkdirLock(new_workdir, "add_class"):
+        check_new_workdir(new_workdir)
+        inputs = read_texts()
+        if len(inputs.texts) < MIN_TEXTS:
+            raise DataError(
+                f"{inputs.source}: {len(inputs.texts)} texts; a new class needs at least "
+                f"{MIN_TEXTS} ({VAL_FRACTION:.0%} of them, at least 1, are held out to validate it)"
+            )
+        for msg in inputs.skipped:
+            logging.warning("skipped a bad line: %s", msg)
+        preflight.check_paths(config, "train")
+        rules.check_data(workdir, config)
+        run = load.load_run(config, workdir, which)
+        return _add(config, workdir, new_workdir, run, inputs, label, which)
+
+
+def _add(config, workdir: Path, new_workdir: Path, run, inputs: Inputs, label: str, which: str):
+    """add_class's work, under W2's lock: the new class's texts into W2, its model trained, W2
+    written as a run and evaluated."""
     timer, t0 = PhaseTimer(), time.time()
-    run = load.load_run(config, workdir, which)
-    k = len(info["label_names"])
+    info, k = run.info, len(run.info["label_names"])
     scratch = new_workdir / SCRATCH
     same_request(
         scratch,

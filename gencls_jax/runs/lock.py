@@ -34,7 +34,7 @@ from absl import logging
 from gencls_jax.errors import RunError
 
 LOCK_FILE = ".lock"
-WRITING_MODES = ("train", "eval", "generate", "add_class")  # the commands that take the lock
+WRITING_MODES = ("train", "eval", "generate")  # the commands that take the lock
 
 
 class WorkdirBusy(RuntimeError):
