@@ -77,7 +77,7 @@ def classifier(tok, conditioning, k=2, offsets=None, **kw) -> GenerativeClassifi
     else:
         params = spread(M.init_params(MODEL, seed=0))
     return GenerativeClassifier(
-        make_config(conditioning, **kw), info, MODEL, params, tok, offsets=offsets
+        make_config(conditioning, **kw), info, MODEL, params, tok, fits={"offsets": offsets}
     )
 
 
