@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import string
 import sys
 import sysconfig
@@ -166,8 +167,13 @@ def bucket_edges(n_tokens: np.ndarray, buckets: int) -> np.ndarray:
 
 
 def compare(name: str, inside, outside, edges: np.ndarray, threshold) -> dict:
-    """One foreign set against the in-distribution texts (`decide.Judged` each)."""
-    from gencls_jax.scoring.ood import auroc
+    """One foreign set against the in-distribution texts (`decide.Judged` each); an AUROC of
+    an empty side (a length bucket no text falls in) is None."""
+    from gencls_jax.scoring import ood
+
+    def auroc(a, b) -> float | None:
+        value = ood.auroc(a, b)
+        return None if np.isnan(value) else value
 
     row = dict(
         set=name,
@@ -181,7 +187,7 @@ def compare(name: str, inside, outside, edges: np.ndarray, threshold) -> dict:
     )
     b_in = np.searchsorted(edges, inside.n_tokens, side="right")
     b_out = np.searchsorted(edges, outside.n_tokens, side="right")
-    bounds = [0.0, *edges.tolist(), float("inf")]
+    bounds = [0.0, *edges.tolist(), None]  # [from, below); None: no upper end
     for b in range(len(edges) + 1):
         i, o = b_in == b, b_out == b
         row["by_length"].append(
@@ -197,18 +203,23 @@ def compare(name: str, inside, outside, edges: np.ndarray, threshold) -> dict:
 
 
 def fmt(x) -> str:
-    return "-" if x is None or x != x else f"{x:.3f}"
+    return "-" if x is None else f"{x:.3f}"
+
+
+def bucket_name(low: float, high: float | None) -> str:
+    """'<170' or '>=170' (token counts are whole: n < 169.67 is n < 170)."""
+    return f">={math.ceil(low)}" if high is None else f"<{math.ceil(high)}"
 
 
 def table(rows: list[dict]) -> str:
     lines = [
         f"{'set':9s} {'n':>6s} {'AUROC ood':>9s} {'AUROC MSP':>9s} {'AUROC len':>9s} "
-        f"{'kept':>6s}  AUROC ood by length bucket (tokens: n in / n out)"
+        f"{'kept':>6s}  AUROC ood by length bucket (scored tokens: AUROC (n in/n out))"
     ]
     for r in rows:
         kept = "-" if r["kept"] is None else f"{100 * r['kept']:.1f}%"
         buckets = " | ".join(
-            f"<{b['tokens'][1]:g}: {fmt(b['auroc_ood'])} ({b['n_in']}/{b['n_out']})"
+            f"{bucket_name(*b['tokens'])}: {fmt(b['auroc_ood'])} ({b['n_in']}/{b['n_out']})"
             for b in r["by_length"]
         )
         lines.append(
@@ -264,7 +275,7 @@ def main(argv=None) -> dict:
     )
     path = Path(args.out or f"ood_{Path(args.workdir).resolve().name}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    path.write_text(json.dumps(out, indent=2, allow_nan=False))
     print(f"-> {path}", file=sys.stderr)
     return out
 

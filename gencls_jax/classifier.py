@@ -37,8 +37,8 @@ from gencls_jax.scoring import batched, calibration, decide, score
 from gencls_jax.scoring.explain import Explanation, explain_texts
 
 NO_THRESHOLD = (
-    "the run has no OOD threshold: eval chooses it on the validation texts and scored none "
-    "(run --mode=eval with 'val' in eval.splits)"
+    "the run has no OOD threshold (eval chooses one on the validation texts: run --mode=eval "
+    "with 'val' in eval.splits)"
 )
 
 

@@ -154,3 +154,22 @@ def test_judge_decides_at_the_temperature_and_threshold():
         generative=False,
     )
     assert j.log_marginal is None and j.ood_scores is None and j.in_distribution is None
+
+
+def test_eval_says_when_a_compact_vocabulary_merges_what_p_text_reads():
+    """With data.compact_vocab, rare tokens share one id: metrics.json's `ood` says so (on the
+    CPU first run, stdlib Python scored as more typical than the reviews: AUROC 0.00)."""
+    from configs.base import get_config
+    from gencls_jax.commands import evaluate as E
+
+    config = get_config()
+    fits = E.Fits(None, {}, {}, 3.0)
+    judged = {
+        "val": D.judge(np.array([[-10.0, -11.0]]), np.array([4]), "bayes", np.log([0.5, 0.5]))
+    }
+    out = E.ood_figures(config, judged, fits, generative=True)
+    assert "note" not in out and out["threshold"] == 3.0 and out["splits"]["val"]["kept"] == 1.0
+    config.data.compact_vocab = 2048
+    out = E.ood_figures(config, judged, fits, generative=True)
+    assert out["note"].startswith("data.compact_vocab=2048: every token outside the kept ids")
+    assert E.ood_figures(config, judged, fits, generative=False) is None

@@ -177,13 +177,20 @@ def ood_figures(config, judged: dict, fits: Fits, generative: bool) -> dict | No
     p(text))."""
     if not generative:
         return None
-    return dict(
+    out = dict(
         score="-log p(text) / n_tokens, nats per scored token",
         keep=float(config.eval.ood_keep),
         threshold=fits.ood_threshold,
         fitted_on="val" if fits.ood_threshold is not None else None,
         splits={s: ood.distribution(j.ood_scores, fits.ood_threshold) for s, j in judged.items()},
     )
+    if config.data.compact_vocab > 0:  # p(text) is then that of the text with rare ids merged
+        out["note"] = (
+            f"data.compact_vocab={config.data.compact_vocab}: every token outside the kept ids "
+            "reads as one 'other' token, so p(text) is that of the text with its rare tokens "
+            "merged, and foreign text made of them (code, random characters) can look ordinary"
+        )
+    return out
 
 
 def per_text_fields(j: decide.Judged) -> dict:

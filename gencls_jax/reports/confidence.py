@@ -168,6 +168,8 @@ def ood_lines(o: dict | None) -> list[str]:
             f"`ood_score` = {o['score']}; in distribution when <= {o['threshold']:.4f}, the "
             f"threshold that keeps {100 * o['keep']:g}% of the validation texts (eval.ood_keep)."
         )
+    if o.get("note"):
+        lines += ["", f"> {o['note']}."]
     lines += ["", "| split | n | mean | p05 | p50 | p95 | kept |", "| --- " * 7 + "|"]
     for split, d in o["splits"].items():
         if d["n"]:
