@@ -84,9 +84,9 @@ def test_temperature_fit_recovers_a_known_temperature():
     t, at_end = C.fit_temperature(logits, labels)
     assert not at_end and t == pytest.approx(2.5, rel=0.04)
     # the golden-section search finds the minimum of a fine grid over log T (its own reference)
-    grid = np.exp(np.linspace(np.log(0.5), np.log(10), 4001))
+    grid = np.exp(np.linspace(np.log(1), np.log(5), 401))  # steps of 0.4% in T
     best = grid[np.argmin([C.nll(logits, labels, g) for g in grid])]
-    assert t == pytest.approx(best, rel=1e-3)
+    assert t == pytest.approx(best, rel=5e-3)
     assert C.nll(logits, labels, t) <= min(C.nll(logits, labels, g) for g in grid) + 1e-9
     # scores that separate every validation text: the likelihood wants T -> 0, the fit says so
     t, at_end = C.fit_temperature(np.array([[5.0, 0.0], [0.0, 3.0]]), np.array([0, 1]))

@@ -539,9 +539,17 @@ def test_classifier_api_agrees_with_eval_and_applies_a_temperature(trained, clf,
     ]
     with pytest.raises(DataError, match=r"--abstain_below=0: must be in \(0, 1\)"):
         clf.predict(texts, abstain_below=0)
+    assert P.fit_warnings(clf, "bayes") == [
+        w for w in P.fit_warnings(clf, "bayes") if "no temperature for the bayes rule" in w
+    ], "the run's threshold was chosen at the keep rate its config asks for"
+    other_keep = copy.copy(clf)  # as if the last eval had chosen the threshold at 0.9
+    other_keep.ood_keep = 0.9
+    assert P.fit_warnings(other_keep, "bayes")[-1].startswith(
+        "eval.ood_keep=0.95, but the run's threshold keeps 0.9 of its validation texts"
+    )
     warm = copy.copy(clf)  # as if eval had fitted T = 7 on validation
     warm.temperatures = {"bayes": 7.0}
-    assert warm.temperature == 7.0
+    assert warm.temperature == 7.0 and P.fit_warnings(warm, "bayes") == []
     out = tmp_path / "warm.jsonl"
     summary = P.run_predict(
         warm, inputs_lib.read_inputs(str(trained["folder"] / "test.jsonl")), str(out)

@@ -1,6 +1,12 @@
 """`--mode=eval`, and the evaluation that ends a training run: score validation and test under
 every decision rule, write the predictions, metrics.json and report.md.
 
+On the validation texts eval also fits what predict applies later (`Fits`): the calibrated
+rule's offsets, a temperature per rule (`scoring/calibration.py`) and the OOD threshold at
+`eval.ood_keep` (`scoring/ood.py`). The temperature is fitted on val and reported on test
+(`calibration.ece_calibrated`), so the test figure is out of sample; on val it is in-sample
+and marked so. Without 'val' in eval.splits nothing is fitted, and metrics.json says so.
+
 Eval uses the run's own config (`runs/rules.eval_config`) and data; another test set
 (`data.test_path` changed) is reported in `<workdir>/eval_<file name>-<sha256[:8]>/`, not over
 the run's report.
@@ -103,7 +109,7 @@ def fit_on_validation(config, cond, scored: dict, prior: np.ndarray, rule_names)
         if not end:
             temperatures[rule] = t
             continue
-        at_bound[rule] = t  # the likelihood runs off to T -> 0 or inf: no temperature is told
+        at_bound[rule] = t  # the likelihood runs off to T -> 0 or inf: no finite T is best
         logging.warning(
             "no temperature for the %s rule: its fit on the validation texts ran to %.3g, an end "
             "of its search range (their scores %s); its posteriors stay the scores' own",
