@@ -4,6 +4,11 @@ clf = GenerativeClassifier.load("runs/full_6e")
 clf.predict(["A wonderful film.", "Two hours I will never get back."])   # -> ['pos', 'neg']
 clf.predict("A wonderful film.")                                          # -> 'pos'
 ll = clf.log_likelihoods(texts)                                           # [N, K] numpy
+clf.posteriors(texts)            # [N, K] p(c | text) at the temperature eval fitted on val
+clf.predict(texts, abstain_below=0.9)     # None where the top posterior is under 0.9
+clf.ood_scores(texts)            # [N] -log p(text) / n_tokens: higher = less like training
+clf.in_distribution(texts)       # [N] bool: ood_score <= the threshold eval set on val
+j = clf.judged(texts)            # all of it from one scoring pass (decide.Judged)
 # Inside your own JAX program: the pure scorer, the parameters, the texts' own tokens.
 f = jax.jit(clf.scorer)            # f(params, tokens, mask) -> [B, K]
 tokens, mask = clf.encode(texts)
@@ -28,8 +33,13 @@ from gencls_jax.errors import RunError
 from gencls_jax.model import gpt2
 from gencls_jax.runs import load, rules
 from gencls_jax.runs import workdir as wd
-from gencls_jax.scoring import batched, decide, score
+from gencls_jax.scoring import batched, calibration, decide, score
 from gencls_jax.scoring.explain import Explanation, explain_texts
+
+NO_THRESHOLD = (
+    "the run has no OOD threshold (eval chooses one on the validation texts: run --mode=eval "
+    "with 'val' in eval.splits)"
+)
 
 
 class GenerativeClassifier:
@@ -40,7 +50,7 @@ class GenerativeClassifier:
         model_config: gpt2.GPT2Config,
         params,
         tokenizer,
-        offsets: np.ndarray | None = None,
+        fits: dict | None = None,
     ):
         self.config = config
         self.label_names: list[str] = list(info["label_names"])
@@ -50,20 +60,28 @@ class GenerativeClassifier:
         self.tokenizer = tokenizer
         # Bayes' rule's prior for log p(x|c); a discriminative head's scores are posteriors already
         self.log_prior = decide.prior_for(self.conditioning, info["train_class_counts"])
-        # the 'calibrated' rule's per-class offsets (fitted on validation by eval), if known
+        fits = fits or {}  # what eval fitted on validation (`runs.workdir.saved_fits`)
+        # the 'calibrated' rule's per-class offsets, if known
+        offsets = fits.get("offsets")
         self.offsets = None if offsets is None else np.asarray(offsets, np.float64)
+        # {rule: T}: posteriors softmax(scores / T); {} when eval scored no validation texts
+        self.temperatures: dict[str, float] = dict(fits.get("temperatures") or {})
+        # in distribution: ood_score <= this (None: no validation texts, or no p(text))
+        self.ood_threshold: float | None = fits.get("ood_threshold")
+        self.ood_keep: float | None = fits.get("ood_keep")  # the share of val it keeps
 
     @classmethod
     def load(cls, workdir: str | Path, which: str = "best", config=None) -> "GenerativeClassifier":
         """A run's best (or latest) checkpoint, with the config it was trained with (or `config`,
-        e.g. `rules.eval_config`'s: the run's own with evaluation settings changed), and the
-        calibrated offsets of its metrics.json if eval wrote them."""
+        e.g. `rules.eval_config`'s: the run's own with evaluation settings changed), and what
+        eval fitted on validation, from its metrics.json: the calibrated rule's offsets, the
+        temperatures, the OOD threshold."""
         config = config if config is not None else rules.saved_config(workdir)
         if config is None:
             raise RunError(f"{workdir} has no config.json: not a gencls_jax run")
         run = load.load_run(config, workdir, which)
-        offsets = wd.saved_offsets(workdir)
-        return cls(config, run.info, run.model_config, run.params, run.tokenizer, offsets)
+        fits = wd.saved_fits(workdir)
+        return cls(config, run.info, run.model_config, run.params, run.tokenizer, fits)
 
     @property
     def scorer(self):
@@ -127,17 +145,10 @@ class GenerativeClassifier:
         )
 
     def resolve_rule(self, rule: str) -> tuple[str, str | None]:
-        """(the decision rule to use for `rule`, why it is another one, or None). 'calibrated'
-        needs the offsets eval fits on validation; a discriminative head has no per-token
-        rule. Either falls back to Bayes' rule."""
-        if rule == "calibrated" and self.offsets is None:
-            return "bayes", (
-                "the run's metrics.json has no calibrated offsets (run --mode=eval with 'val' in "
-                "eval.splits): deciding by Bayes' rule with the training class prior"
-            )
-        if rule == "per_token" and not self.conditioning.generative:
-            return "bayes", "a discriminative head's posteriors have no per-token rule: bayes"
-        return rule, None
+        """(the decision rule to use for `rule`, why it is another one, or None): 'calibrated'
+        without the offsets eval fits, or per_token on a discriminative head, is Bayes' rule
+        (`decide.resolve_rule`)."""
+        return decide.resolve_rule(rule, self.offsets is not None, self.conditioning.generative)
 
     def decision_scores(self, ll: np.ndarray, n_tokens: np.ndarray, rule: str) -> np.ndarray:
         """[N, K] scores of `rule` (see `decide.scores`; resolve it first): the argmax is the
@@ -161,12 +172,79 @@ class GenerativeClassifier:
         ll, _ = self.score_dataset(self._dataset([texts] if one else texts))
         return ll[0] if one else ll
 
-    def predict(self, texts: str | Sequence[str]) -> str | list[str]:
+    @property
+    def temperature(self) -> float | None:
+        """The temperature of Bayes' rule's posteriors (the rule `predict` and `posteriors` use),
+        fitted by eval on the validation texts; None when it scored none. Other rules':
+        `temperatures`."""
+        return self.temperatures.get("bayes")
+
+    def judge(self, ll: np.ndarray, n_tokens: np.ndarray, rule: str) -> decide.Judged:
+        """Scored texts decided as eval decides them (`decide.judge`; resolve `rule` first):
+        decisions, posteriors at the rule's temperature, log p(text), OOD scores and, given
+        a threshold, which texts are in distribution."""
+        return decide.judge(
+            ll,
+            n_tokens,
+            rule,
+            self.log_prior,
+            offsets=self.offsets,
+            temperature=self.temperatures.get(rule),
+            ood_threshold=self.ood_threshold,
+            generative=self.conditioning.generative,
+        )
+
+    def judged(self, texts: str | Sequence[str], rule: str = "bayes") -> decide.Judged:
+        """Texts scored once and decided under `rule` (resolved: `resolve_rule`): everything
+        the methods below return one part of (`decide.Judged`: decisions, posteriors at the
+        temperature, log p(text), OOD scores, in distribution, scored tokens); a single string
+        is a batch of one."""
+        ds = self._dataset([texts] if isinstance(texts, str) else texts)
+        ll, n_tok = self.score_dataset(ds)
+        return self.judge(ll, n_tok, self.resolve_rule(rule)[0])
+
+    def predict(
+        self, texts: str | Sequence[str], abstain_below: float | None = None
+    ) -> str | None | list[str | None]:
         """Label names under Bayes' rule with the training class prior: one for a single string,
-        a list for a list."""
-        ll = self.log_likelihoods(texts)
-        pred = [self.label_names[i] for i in np.atleast_2d(ll + self.log_prior).argmax(1)]
+        a list for a list. `abstain_below` P in (0, 1): None for a text whose top posterior
+        (at the run's temperature) is under P."""
+        if abstain_below is not None:
+            calibration.check_abstain(abstain_below)
+        j = self.judged(texts)
+        keep = calibration.answered(j.posteriors, abstain_below)
+        pred = [self.label_names[c] if k else None for c, k in zip(j.prediction, keep)]
         return pred[0] if isinstance(texts, str) else pred
+
+    def posteriors(self, texts: str | Sequence[str], rule: str = "bayes") -> np.ndarray:
+        """[N, K] p(class | text) under `rule`, at the temperature eval fitted for it (the
+        scores' own softmax when it fitted none); [K] for a single string."""
+        post = self.judged(texts, rule).posteriors
+        return post[0] if isinstance(texts, str) else post
+
+    def _ood(self, texts: str | Sequence[str], field: str):
+        if not self.conditioning.generative:
+            raise RunError(f"a {self.conditioning.name} run has no p(text): no OOD score")
+        values = getattr(self.judged(texts), field)
+        return values[0] if isinstance(texts, str) else values
+
+    def log_marginal(self, texts: str | Sequence[str]) -> np.ndarray:
+        """[N] log p(text) = logsumexp_c [log p(c) + log p(text | c)] in nats (a float for a
+        single string); a discriminative run has none (RunError)."""
+        return self._ood(texts, "log_marginal")
+
+    def ood_scores(self, texts: str | Sequence[str]) -> np.ndarray:
+        """[N] -log p(text) / n_tokens, nats per scored token: higher = less like the training
+        texts (`scoring.ood`)."""
+        return self._ood(texts, "ood_scores")
+
+    def in_distribution(self, texts: str | Sequence[str]) -> np.ndarray:
+        """[N] bool: ood_score <= the threshold eval chose on the validation texts (a share
+        `ood_keep` of them is kept). A run evaluated without validation texts has no threshold
+        (RunError)."""
+        if self.ood_threshold is None and self.conditioning.generative:
+            raise RunError(NO_THRESHOLD)
+        return self._ood(texts, "in_distribution")
 
     def explain(self, text: str, against: str | None = None, rule: str = "bayes") -> Explanation:
         """Why `text` got its label: per token, log p(token | prefix, predicted) -

@@ -70,7 +70,7 @@ MODES = {
     "predict": (
         "label new texts with a trained run: one JSON line per text",
         ("workdir",),
-        _INPUT_FLAGS + _RUN_FLAGS,
+        (*_INPUT_FLAGS, "abstain_below", *_RUN_FLAGS),
     ),
     "explain": (
         "why a text got its label: each token's share of the decision margin (HTML + jsonl)",
@@ -129,6 +129,12 @@ _OUTPUT = flags.DEFINE_string(
     "predict: the jsonl of predictions ('-' or none: stdout); explain: the HTML page "
     "(default explain.html; the same numbers as jsonl beside it, or x.jsonl names the jsonl "
     "and the page is x.html; '-': the jsonl on stdout, no page)",
+)
+_ABSTAIN = flags.DEFINE_float(
+    "abstain_below",
+    None,
+    "predict: answer null (prediction) where the top posterior, at the run's temperature, is "
+    "under this; in (0, 1)",
 )
 _TEXT = flags.DEFINE_multi_string(
     "text", [], "explain: a text to explain (repeatable); else --input or stdin"
@@ -302,7 +308,9 @@ def _predict(config) -> None:
         sys.exit("error: --text and --against are explain's flags (predict reads --input)")
     inputs = _texts_from_input(config)
     try:
-        predict.run_command(config, _WORKDIR.value, _WHICH.value, inputs, _OUTPUT.value)
+        predict.run_command(
+            config, _WORKDIR.value, _WHICH.value, inputs, _OUTPUT.value, _ABSTAIN.value
+        )
     except BrokenPipeError:  # stdout's reader stopped early (`| head`): exit without a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

@@ -412,6 +412,20 @@ KEYS = (
         RUNTIME,
         "decision rules reported side by side",
     ),
+    Key(
+        "eval.ood_keep",
+        0.95,
+        RUNTIME,
+        "share of validation texts kept in distribution: eval sets the OOD threshold (on -log "
+        "p(text) per token) there, predict's in_distribution applies it; in (0, 1]",
+    ),
+    Key(
+        "eval.ece_bins",
+        15,
+        RUNTIME,
+        "equal-width bins of the top posterior for the expected calibration error (ECE) and "
+        "the reliability diagram",
+    ),
     # see evaluate.degenerate_warning
     Key(
         "eval.degenerate_margin_ratio",

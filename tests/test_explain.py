@@ -77,7 +77,7 @@ def classifier(tok, conditioning, k=2, offsets=None, **kw) -> GenerativeClassifi
     else:
         params = spread(M.init_params(MODEL, seed=0))
     return GenerativeClassifier(
-        make_config(conditioning, **kw), info, MODEL, params, tok, offsets=offsets
+        make_config(conditioning, **kw), info, MODEL, params, tok, fits={"offsets": offsets}
     )
 
 
@@ -226,6 +226,19 @@ def test_class_token_values_match_float64_reference(hf_tiny_dir):
     both = np.asarray(S.class_token_values(stacked, b, config, stacked=True))
     assert both.shape == (*ours.shape, 2)
     np.testing.assert_allclose(both[..., 0], ours, rtol=1e-6, atol=1e-6)
+
+
+def test_explain_posteriors_are_at_the_runs_temperature(tok):
+    """A run with a fitted temperature: explain's posteriors are predict's (scores / T), its
+    margin and terms stay the rule's own (a temperature changes no decision)."""
+    clf = classifier(tok, "per_class")
+    (plain,) = XS.explain_texts(clf, TEXTS[:1])
+    clf.temperatures = {"bayes": 4.0}
+    (e,) = XS.explain_texts(clf, TEXTS[:1])
+    assert e.temperature == 4.0 and e.to_json()["temperature"] == 4.0
+    np.testing.assert_allclose(e.posteriors, posteriors(e.scores / 4.0), rtol=1e-12)
+    np.testing.assert_allclose(e.posteriors, clf.posteriors(TEXTS[:1])[0], rtol=1e-5)
+    assert e.margin == plain.margin and not np.allclose(e.posteriors, plain.posteriors)
 
 
 def test_html_page_is_self_contained(tok, tmp_path):

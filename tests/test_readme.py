@@ -660,8 +660,16 @@ def run_and_check(cmd: Command, runs: Path, cwd: Path) -> list[str]:
         if [r["id"] for r in rows] != ids:
             errors.append(f"{name}: ids {[r['id'] for r in rows]}, expected {ids}")
         key = "prediction" if kind == "predictions" else "predicted"
+        floor = next(
+            (float(a.split("=", 1)[1]) for a in cmd.argv if a.startswith("--abstain_below=")), None
+        )
         for r in rows:
-            if r[key] not in labels or not math.isclose(sum(r["posteriors"].values()), 1):
+            abstained = (
+                floor is not None and r[key] is None and max(r["posteriors"].values()) < floor
+            )
+            if (r[key] not in labels and not abstained) or not math.isclose(
+                sum(r["posteriors"].values()), 1
+            ):
                 errors.append(f"{name}: {r}")
             if kind == "explanations" and not math.isclose(
                 r["token_sum"] + r["prior_term"], r["margin"], rel_tol=1e-4, abs_tol=1e-4

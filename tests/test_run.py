@@ -189,6 +189,13 @@ def test_eval_mode_reproduces_the_training_run_figures(workdir):
         "evaluated_step",
     ):
         assert after[key] == before[key], key
+    # what eval fits on validation (issue 26) is fitted again the same: temperature, threshold
+    for part, key in (
+        ("calibration", "temperatures"),
+        ("calibration", "ece"),
+        ("ood", "threshold"),
+    ):
+        assert after[part][key] == pytest.approx(before[part][key], rel=1e-9), (part, key)
 
 
 def test_finished_workdir_with_other_data_or_settings_is_refused_untouched(workdir):

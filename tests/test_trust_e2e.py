@@ -487,6 +487,18 @@ def test_discriminative_baseline_end_to_end(discriminative):
     (train,) = records(discriminative, "train")[-1:]
     assert train["lm_loss"] == 0.0 and train["decision_loss"] == pytest.approx(train["train_loss"])
     assert (discriminative / "export" / "head.npz").exists()
+    # issue 26: a head has no p(text), so no OOD score; its posteriors are calibrated the same way
+    assert m["ood"] is None and all("ood_score" not in r for r in rows)
+    assert set(m["calibration"]["temperatures"]) | set(
+        m["calibration"]["temperature_at_bound"]
+    ) == {
+        "bayes",
+        "calibrated",
+    }
+    post = np.exp(logp / (m["calibration"]["temperature"] or 1.0))  # softmax(logits / T)
+    post /= post.sum(1, keepdims=True)
+    np.testing.assert_allclose([r["confidence"] for r in rows], post.max(1), rtol=1e-6)
+    assert "A classification head has no p(text)" in (discriminative / "report.md").read_text()
 
 
 def test_eval_with_a_changed_test_file_under_the_same_name_is_refused(data, discriminative):

@@ -29,7 +29,7 @@ from absl import logging
 
 from gencls_jax import conditioning
 from gencls_jax.commands import preflight
-from gencls_jax.commands.evaluate import evaluate_params
+from gencls_jax.commands.evaluate import check_settings, evaluate_params
 from gencls_jax.data.tokenize import Tokenizer
 from gencls_jax.errors import RunError
 from gencls_jax.model import gpt2
@@ -135,6 +135,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
     whose run was made by another config is refused before any file is written."""
     workdir = Path(workdir)
     preflight.check_paths(config, "train")
+    check_settings(config)  # eval.ood_keep, eval.ece_bins: before training, not after it
     changes = rules.check_resume(workdir, config)
     cond = conditioning.get(config.model.conditioning)
     t0, timer = time.time(), PhaseTimer()

@@ -11,29 +11,35 @@ from typing import Sequence
 
 import numpy as np
 
+from gencls_jax.reports import confidence
 from gencls_jax.system import fileio
 
 
 def write_predictions(
-    path: Path, ds, ll: np.ndarray, n_tokens: np.ndarray, pred: np.ndarray, label_names
+    path: Path,
+    ds,
+    ll: np.ndarray,
+    n_tokens: np.ndarray,
+    pred: np.ndarray,
+    label_names,
+    extra: dict | None = None,
 ) -> None:
     """One JSON line per example: id, label, K log-likelihoods, scored tokens, prediction (Bayes
-    rule)."""
+    rule), then a value per text of each `extra` column (field name -> [N] array; booleans stay
+    booleans)."""
+    extra = extra or {}
     with fileio.atomic_open(path) as f:
         for i in range(len(ds)):
-            f.write(
-                json.dumps(
-                    {
-                        "id": str(ds.ids[i]),
-                        "label": int(ds.labels[i]),
-                        "label_name": label_names[int(ds.labels[i])],
-                        "log_likelihoods": [float(x) for x in ll[i]],
-                        "n_tokens": int(n_tokens[i]),
-                        "prediction": int(pred[i]),
-                    }
-                )
-                + "\n"
-            )
+            row = {
+                "id": str(ds.ids[i]),
+                "label": int(ds.labels[i]),
+                "label_name": label_names[int(ds.labels[i])],
+                "log_likelihoods": [float(x) for x in ll[i]],
+                "n_tokens": int(n_tokens[i]),
+                "prediction": int(pred[i]),
+            }
+            row.update({k: v[i].item() for k, v in extra.items()})
+            f.write(json.dumps(row) + "\n")
 
 
 def read_predictions(path: Path) -> list[dict]:
@@ -85,10 +91,13 @@ def pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def write_run_report(out_dir: Path, info: dict, summary: dict, name: str = "") -> None:
+def write_run_report(
+    out_dir: Path, info: dict, summary: dict, name: str = "", figures: dict | None = None
+) -> None:
     """metrics.json (everything) and report.md (tables a person reads, titled `name`, default
-    the folder's), plus confusion PNGs. Warnings (e.g. class models that barely differ) open the
-    report."""
+    the folder's), plus confusion PNGs and, given the calibration `figures` (eval's arrays, not
+    in metrics.json), the reliability diagram and accuracy against coverage. Warnings (e.g.
+    class models that barely differ) open the report."""
     out_dir = Path(out_dir)
     fileio.write_text(out_dir / "metrics.json", json.dumps(summary, indent=2))
     names = info["label_names"]
@@ -169,6 +178,7 @@ def write_run_report(out_dir: Path, info: dict, summary: dict, name: str = "") -
         if a in res and b in res and rule in res[a] and rule in res[b]:
             gap = 100 * (res[a][rule]["accuracy"] - res[b][rule]["accuracy"])
             lines += ["", f"{what} accuracy gap ({rule}): {gap:+.2f} points"]
+    lines += confidence.sections(out_dir, summary, figures)
     if (out_dir / "curves.png").exists():
         lines += ["", "![curves](curves.png)"]
     fileio.write_text(out_dir / "report.md", "\n".join(lines) + "\n")

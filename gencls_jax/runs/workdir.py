@@ -97,10 +97,16 @@ def read_run_info(workdir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def saved_offsets(workdir: str | Path):
-    """The calibrated rule's offsets from a workdir's metrics.json (eval fits them on
-    validation), or None."""
+def saved_fits(workdir: str | Path) -> dict:
+    """What eval fitted on the validation texts, from a workdir's metrics.json (None where it
+    fitted nothing, or wrote no metrics.json): the calibrated rule's `offsets`, the posteriors'
+    `temperatures` per rule ({} if none), the `ood_threshold` and the `ood_keep` it keeps."""
     path = Path(workdir) / "metrics.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text()).get("offsets")
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    ood = metrics.get("ood") or {}
+    return dict(
+        offsets=metrics.get("offsets"),
+        temperatures=(metrics.get("calibration") or {}).get("temperatures") or {},
+        ood_threshold=ood.get("threshold"),
+        ood_keep=ood.get("keep"),
+    )

@@ -57,6 +57,7 @@ class Explanation:
     eos: bool = False  # the last token is the EOS the run appends (scored like the others)
     note: str = ""  # what the reader should know (a fallback rule, an --against that won)
     cut: int = 0  # unscored tokens left off after the last one kept (explain.tail_tokens)
+    temperature: float | None = None  # the run's fitted temperature of `rule` (None: 1)
 
     @property
     def token_sum(self) -> float:
@@ -68,7 +69,8 @@ class Explanation:
 
     @property
     def posteriors(self) -> np.ndarray:
-        return posteriors(self.scores)
+        """p(class | text) at the run's temperature, as predict reports them."""
+        return posteriors(self.scores / (self.temperature or 1.0))
 
     def to_json(self) -> dict:
         """The numbers as JSON (the explain command's jsonl line)."""
@@ -82,6 +84,7 @@ class Explanation:
             "log_likelihoods": {n: float(v) for n, v in zip(names, self.log_likelihoods)},
             "scores": {n: float(v) for n, v in zip(names, self.scores)},
             "posteriors": {n: float(v) for n, v in zip(names, self.posteriors)},
+            "temperature": self.temperature,
             "token_sum": self.token_sum,
             "prior_term": self.prior_term,
             "margin": self.margin,
@@ -188,4 +191,5 @@ def explain_one(clf, ds, i: int, v, targets, eos, rule: str, why, against) -> Ex
         eos=shown_eos,
         note="; ".join(notes),
         cut=len(full) - keep,
+        temperature=clf.temperatures.get(rule),
     )
