@@ -27,6 +27,7 @@ from gencls_jax.data.inputs import Inputs
 from gencls_jax.errors import DataError, RunError
 from gencls_jax.runs import load, rules
 from gencls_jax.runs.lock import WorkdirLock
+from gencls_jax.scoring import calibration, decide, ood
 from gencls_jax.training import loop
 
 pytestmark = pytest.mark.skipif(not TOKENIZER_DIR.exists(), reason="needs ../shared/data")
@@ -225,6 +226,43 @@ def test_w2_is_a_run_of_three_classes_with_the_new_prior(runs, tmp_path):
         rules.check_resume(w2, own_config(w2))
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_w2s_fits_are_refit_on_its_validation_texts(runs, tmp_path):
+    """W2's offsets, temperature and OOD threshold are those the fit functions give on W2's
+    validation texts (W's own and food's held-out one, scored by W2's three models), not W's;
+    predict on W2 applies them."""
+    w, w2 = runs["w"], runs["w2"]
+    val = [*read_jsonl(runs["folder"] / "val.jsonl"), *read_jsonl(w2 / "added/class2/val.jsonl")]
+    rows = read_jsonl(w2 / "predictions_val.jsonl")
+    assert [r["id"] for r in rows] == [r["id"] for r in val]
+    clf = GenerativeClassifier.load(w2)
+    ll = np.array([r["log_likelihoods"] for r in rows])
+    np.testing.assert_allclose(ll, clf.log_likelihoods([r["text"] for r in val]), rtol=1e-5)
+    labels = np.array([r["label"] for r in rows])
+    n_tok = np.array([r["n_tokens"] for r in rows])
+    metrics, before = (json.loads((d / "metrics.json").read_text()) for d in (w2, w))
+    prior = np.array(metrics["prior"])
+    offsets = decide.fit_offsets(ll, labels)
+    np.testing.assert_allclose(metrics["offsets"], offsets)
+    t, at_bound = calibration.fit_temperature(decide.scores(ll, n_tok, "bayes", prior), labels)
+    cal = metrics["calibration"]
+    fitted = cal["temperature_at_bound"] if at_bound else cal["temperatures"]
+    assert cal["fitted_on"] == "val" and fitted["bayes"] == pytest.approx(t, rel=1e-6)
+    threshold = ood.keep_threshold(ood.ood_scores(ll, prior, n_tok), metrics["ood"]["keep"])
+    assert metrics["ood"]["threshold"] == pytest.approx(threshold, rel=1e-6)
+    assert len(before["offsets"]) == 2 and before["ood"]["threshold"] != pytest.approx(threshold)
+    assert clf.ood_threshold == metrics["ood"]["threshold"]
+    assert clf.temperatures == cal["temperatures"]
+    out = tmp_path / "labels.jsonl"
+    P.run_predict(clf, food_inputs(6, seed=9), str(out))
+    lines = read_jsonl(out)
+    assert {line["temperature"] for line in lines} == {cal["temperatures"].get("bayes")}
+    assert all("in_distribution" in line for line in lines)
+
+
 def fake_run(src: Path, dest: Path, **changes) -> Path:
     """A copy of a run's config.json and run_info.json with some values changed: what add_class
     reads before it refuses."""
@@ -256,6 +294,7 @@ def test_refusals(runs, tmp_path):
     refused(DataError, "the run already has that class", label="sports")
     refused(DataError, "also the name of its export folder", label="..")
     refused(DataError, "19 texts; a new class needs at least 20", texts=food_inputs(19))
+    refused(DataError, "ood_keep", fake_run(w, tmp_path / "keep", **{"eval.ood_keep": 1.5}))
     refused(RunError, "is not empty", new=runs["w2"])
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("mine")

@@ -17,8 +17,10 @@ The new workdir W2 is an ordinary run of K+1 classes: `config.json` is the run's
 `val.jsonl`, 5% of the input held out to validate it), so eval, predict, explain and generate read
 W2 as any run; `run_info.json` has the K+1 class counts (the prior) and `added_classes`;
 `checkpoints/` and `export/` hold the K+1 models; `history.jsonl` holds add_class's line only;
-metrics.json and report.md (the calibrated offsets with them) are W2's evaluation on the K+1
-validation texts (the run's own and the new class's) and the run's test set. The run's workdir W
+metrics.json and report.md are W2's evaluation, eval's own: what depends on all classes (the
+calibrated rule's offsets, the temperatures, the OOD threshold) is fitted again on the K+1
+validation texts (the run's own and the new class's), so predict on W2 applies W2's fits; the
+test set is the run's (or --config.data.test_path's). The run's workdir W
 is only read. `W2/add_class/` keeps the new class's training log (its checkpoints are removed
 once W2's are written); an interrupted add_class resumes with the same command.
 """
@@ -41,7 +43,7 @@ from absl import logging
 
 from gencls_jax import conditioning
 from gencls_jax.commands import preflight
-from gencls_jax.commands.evaluate import evaluate_params
+from gencls_jax.commands.evaluate import check_settings, evaluate_params
 from gencls_jax.commands.train import initial_model, run_info
 from gencls_jax.data import pipeline
 from gencls_jax.data.batching import PerClassStream, TrainStream
@@ -281,6 +283,7 @@ def add_class(
     workdir, new_workdir = Path(workdir), Path(new_workdir)
     info = wd.read_run_info(workdir)
     check_addable(info, config, label, used or {})
+    check_settings(config)  # eval's, before anything is trained
     if (
         new_workdir.resolve() == workdir.resolve()
         or workdir.resolve() in new_workdir.resolve().parents
