@@ -5,18 +5,20 @@
 #   all6         the six classes trained together (the reference);
 #   five_X       the five others, X left out of train and test (X = NUM, 896 training questions,
 #                and ABBR, 86);
-#   add_X        five_X + X from its training questions (--mode=add_class), then scored on the
-#                whole six-class test set (--mode=eval --config.data.test_path=the TREC test).
+#   add_X        five_X + X from its training questions (--mode=add_class), evaluated by
+#                add_class itself (offsets, temperature and OOD threshold refitted on its six
+#                classes' validation questions) on the whole six-class test set
+#                (--config.data.test_path=the TREC test: no second eval).
 # OUT/summary.txt: one line per command (exit status, wall seconds), then per X the test
 # accuracy of all6 and add_X on the same 500 questions, X's F1 in each, McNemar's paired counts,
-# and the time of training the five + adding X against training all six. OUT/collect/: the
-# metrics, reports and predictions.
+# the ECE after temperature of each, and the time of training the five + adding X against
+# training all six. OUT/collect/: the metrics, reports and predictions.
 #   bench/add_class_trec.sh DATA OUT [INIT]
-# DATA holds trec/{train,test}.jsonl, imdb/{train,test,unsup}.jsonl.gz and gpt2-tokenizer/
-# (a copy of ../shared/data). INIT: the IMDB in-domain export (<pretrain workdir>/export); without
-# it, configs/pretrain_unsup.py trains one in OUT/pretrain first (PE epochs, default 1).
+# DATA holds trec/{train,test}.jsonl and gpt2-tokenizer/ (a copy of ../shared/data). INIT: the
+# IMDB in-domain export (<pretrain workdir>/export); only without it does configs/pretrain_unsup.py
+# train one in OUT/pretrain first (PE epochs, default 1; then DATA needs imdb/ too).
 # EXTRA: more run.py flags for the trainings (a CPU smoke run: EXTRA='--config.train.max_steps=2
-# --config.model.dtype=float32' and INIT=a tiny run's export/<class>).
+# --config.model.dtype=float32' and INIT=a tiny run's export/<class>; no nvidia-smi is fine).
 set -uo pipefail
 D=$1; O=$2; INIT=${3:-}; PE=${PE:-1}
 read -ra extra <<< "${EXTRA:-}"
@@ -32,7 +34,7 @@ step() {  # step NAME run.py-flags...: one run.py call, its log, exit status and
   echo "$(( $(date +%s) - t0 ))" > "$O/logs/$name.wall"
   return $rc
 }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$O/summary.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >> "$O/summary.txt" 2>/dev/null
 if [ -z "$INIT" ]; then
   INIT="$O/pretrain/export"
   [ -f "$INIT/model.safetensors" ] || step pretrain --config=configs/pretrain_unsup.py \
@@ -55,7 +57,8 @@ for x in ("NUM", "ABBR"):
         for r in rows["train"] if r["label"] == x))
 EOF
 recipe=(--config=configs/small_set.py "${common[@]}" --config.model.conditioning=per_class
-        --config.train.objective=lm --config.model.init="$INIT" "${extra[@]}")
+        --config.train.objective=lm --config.model.init="$INIT"
+        --config.eval.train_sample_per_class=0 "${extra[@]}")  # no train/val gap: not compared
 step all6 "${recipe[@]}" --workdir="$O/all6" \
   --config.data.train_path="$D/trec/train.jsonl" --config.data.test_path="$D/trec/test.jsonl"
 for x in NUM ABBR; do
@@ -64,8 +67,7 @@ for x in NUM ABBR; do
     --config.data.test_path="$O/data/no_$x/test.jsonl" || continue
   rm -rf "$O/add_$x"
   step "add_$x" --mode=add_class --workdir="$O/five_$x" --new_workdir="$O/add_$x" \
-    --input="$O/data/$x.jsonl" --label="$x" || continue
-  step "eval_add_$x" --mode=eval --workdir="$O/add_$x" --config.data.test_path="$D/trec/test.jsonl"
+    --input="$O/data/$x.jsonl" --label="$x" --config.data.test_path="$D/trec/test.jsonl"
 done
 for w in all6 five_NUM add_NUM five_ABBR add_ABBR; do
   mkdir -p "$O/collect/$w"
@@ -73,40 +75,46 @@ for w in all6 five_NUM add_NUM five_ABBR add_ABBR; do
            train_summary.json add_class/metrics.jsonl; do
     [ -f "$O/$w/$f" ] && cp "$O/$w/$f" "$O/collect/$w/$(echo "$f" | tr / _)"
   done
-  for e in "$O/$w"/eval_test-*; do [ -d "$e" ] && cp -r "$e" "$O/collect/$w/"; done
 done
 python3 - "$O" >> "$O/summary.txt" <<'EOF'
-import glob, json, pathlib, sys
+import json, pathlib, sys
 o = pathlib.Path(sys.argv[1])
 def wall(name):
     p = o / "logs" / f"{name}.wall"
     return int(p.read_text()) if p.exists() else None
 def preds(folder):
     return {r["id"]: r for r in map(json.loads, open(folder / "predictions_test.jsonl"))}
+def f3(v):
+    return "-" if v is None else f"{v:.3f}"
 ref = o / "all6"
+print("| X | test acc all6 | five+X added | F1(X) all6 | F1(X) added | only all6 right | "
+      "only added right | ECE cal. all6 | ECE cal. added | T all6 | T added | s all6 | "
+      "s five | s add | add: steps, epochs, train/val questions |")
+print("|" + " --- |" * 15)
 for x in ("NUM", "ABBR"):
-    evals = glob.glob(str(o / f"add_{x}" / "eval_test-*"))
-    if not (ref / "metrics.json").exists() or not evals:
-        print(f"{x}: missing runs (see the lines above)")
+    added = o / f"add_{x}"
+    if not (ref / "metrics.json").exists() or not (added / "metrics.json").exists():
+        print(f"| {x} | missing runs (see the lines above) |")
         continue
-    added = pathlib.Path(evals[0])
-    m_ref = json.loads((ref / "metrics.json").read_text())["results"]["test"]["bayes"]
-    m_add = json.loads((added / "metrics.json").read_text())["results"]["test"]["bayes"]
+    j_ref, j_add = (json.loads((d / "metrics.json").read_text()) for d in (ref, added))
+    m_ref, m_add = j_ref["results"]["test"]["bayes"], j_add["results"]["test"]["bayes"]
+    c_ref, c_add = j_ref["calibration"], j_add["calibration"]
     a, b = preds(ref), preds(added)
     assert set(a) == set(b), "the two runs scored other test questions"
     right_a = {i: a[i]["prediction"] == a[i]["label"] for i in a}
     right_b = {i: b[i]["prediction"] == b[i]["label"] for i in a}
     only_ref = sum(right_a[i] and not right_b[i] for i in a)
     only_add = sum(right_b[i] and not right_a[i] for i in a)
-    info = json.loads((o / f"add_{x}" / "run_info.json").read_text())["added_classes"][-1]
+    info = json.loads((added / "run_info.json").read_text())["added_classes"][-1]
     t = info["training"]
     print(
-        f"{x}: test accuracy all6 {100 * m_ref['accuracy']:.2f}% vs five+add "
-        f"{100 * m_add['accuracy']:.2f}% ({m_ref['n']} questions); F1 of {x} "
-        f"{m_ref['per_class'][x]['f1']:.3f} vs {m_add['per_class'][x]['f1']:.3f}; McNemar: only "
-        f"all6 right {only_ref}, only five+add right {only_add}; time: all6 {wall('all6')} s, "
-        f"five {wall(f'five_{x}')} s + add {wall(f'add_{x}')} s (its training {t['train_wall_s']:.0f} s, "
-        f"{t['steps']} steps, {t['epochs_done']} epochs, {info['train']} questions, {info['val']} held out)"
+        f"| {x} | {100 * m_ref['accuracy']:.2f}% | {100 * m_add['accuracy']:.2f}% "
+        f"(n={m_add['n']}) | {f3(m_ref['per_class'][x]['f1'])} | "
+        f"{f3(m_add['per_class'][x]['f1'])} | {only_ref} | {only_add} | "
+        f"{f3(c_ref['ece_calibrated'])} | {f3(c_add['ece_calibrated'])} | "
+        f"{f3(c_ref['temperature'])} | {f3(c_add['temperature'])} | {wall('all6')} | "
+        f"{wall(f'five_{x}')} | {wall(f'add_{x}')} (training {t['train_wall_s']:.0f}) | "
+        f"{t['steps']}, {t['epochs_done']}, {info['train']}/{info['val']} |"
     )
 EOF
 echo "ALL DONE" >> "$O/summary.txt"
