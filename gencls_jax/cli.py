@@ -1,4 +1,4 @@
-"""gencls_jax's command line: train, evaluate, generate, report, predict, explain.
+"""gencls_jax's command line: train, evaluate, generate, report, predict, explain, add a class.
 
     gencls --config=configs/tiny.py --workdir=runs/tiny                    # train, then evaluate
     gencls --config=configs/full_10e.py --workdir=runs/full_10e --config.train.epochs=12
@@ -8,6 +8,7 @@
     gencls --mode=predict --workdir=runs/full_6e --input=new.jsonl --output=labels.jsonl
     cat reviews.txt | gencls --mode=predict --workdir=runs/full_6e > labels.jsonl
     gencls --mode=explain --workdir=runs/full_6e --text="A wonderful film." --output=why.html
+    gencls --mode=add_class --workdir=runs/trec --new_workdir=runs/trec7 --input=new.txt --label=NEW
 
 `gencls` (installed by pip) and `python run.py` are the same program. The same --workdir
 resumes an interrupted run (Ctrl-C saves a checkpoint first, then the program exits with status
@@ -20,6 +21,7 @@ read it. Ctrl-C anywhere exits with status 130 (`system/interrupt.py`), leaving 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -75,6 +77,12 @@ MODES = {
         ("workdir",),
         ("text", *_INPUT_FLAGS, "against", *_RUN_FLAGS),
     ),
+    "add_class": (
+        "a per_class LM run plus one class trained alone on the texts of --input, as a new run "
+        "in --new_workdir (--workdir is only read)",
+        ("workdir", "new_workdir", "input", "label"),
+        ("input_format", "text_field", "skip_bad_lines", *_RUN_FLAGS),
+    ),
 }
 _MULTI_PROCESS = ("coordinator_address", "num_processes", "process_id")  # any mode but report
 
@@ -98,7 +106,7 @@ _INPUT = flags.DEFINE_string(
     "input",
     "",
     "predict/explain: texts to classify, a jsonl, csv or txt file (one text per line); "
-    "'-' or none: stdin",
+    "'-' or none: stdin; add_class: the new class's texts",
 )
 _INPUT_FORMAT = flags.DEFINE_enum(
     "input_format",
@@ -136,6 +144,10 @@ _AGAINST = flags.DEFINE_string(
     None,
     "explain: the class the predicted one is compared with (default: the runner-up)",
 )
+_NEW_WORKDIR = flags.DEFINE_string(
+    "new_workdir", None, "add_class: the new run's folder (new or empty; --workdir is only read)"
+)
+_LABEL = flags.DEFINE_string("label", None, "add_class: the new class's name")
 
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address",
@@ -151,7 +163,7 @@ _PROCESS_ID = flags.DEFINE_integer(
 )
 
 # modes that use a trained run's own config: without --config, its config.json is the config
-_RUN_MODES = ("eval", "generate", "predict", "explain")
+_RUN_MODES = ("eval", "generate", "predict", "explain", "add_class")
 
 
 class _QuietLibraries:
@@ -183,6 +195,11 @@ def run_mode(argv) -> None:
         )
     if config is None or not _WORKDIR.value:
         sys.exit(f"--mode={_MODE.value} needs --config=configs/<name>.py and --workdir=<folder>")
+    missing = [
+        f"--{n}" for n in MODES[_MODE.value][1] if n != "config" and not flags.FLAGS[n].value
+    ]
+    if missing:
+        sys.exit(f"error: --mode={_MODE.value} needs {' and '.join(missing)}")
     from gencls_jax.system import runtime
 
     runtime.setup(config, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -238,6 +255,12 @@ def _run(config) -> dict | None:
         from gencls_jax.commands.generate import generate_synthetic
 
         return generate_synthetic(config, _WORKDIR.value, _WHICH.value)
+    if _MODE.value == "add_class":
+        from gencls_jax.commands.add_class import add_class
+
+        read = functools.partial(_texts_from_input, config)  # after the run's own checks
+        args = (_NEW_WORKDIR.value, _LABEL.value, read, _WHICH.value, used)
+        return add_class(config, _WORKDIR.value, *args)
     if _MODE.value == "predict":
         _predict(config)
     else:
@@ -256,7 +279,8 @@ def _finish(out: dict, config) -> None:
         from gencls_jax.reports.summary import end_of_run
 
         phases = fmt_table(out["phases"]) if out.get("phases") else ""
-        print(end_of_run(_WORKDIR.value, out, config.eval.decision, phases))
+        written = _NEW_WORKDIR.value if _MODE.value == "add_class" else _WORKDIR.value
+        print(end_of_run(written, out, config.eval.decision, phases))
 
 
 def _texts_from_input(config) -> "Inputs":

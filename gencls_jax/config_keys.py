@@ -193,6 +193,13 @@ KEYS = (
     ),
     Key("data.extra_train_path", "", MODEL, "jsonl of extra (e.g. synthetic) training texts"),
     Key(
+        "data.added_classes",
+        (),
+        MODEL,
+        "set by --mode=add_class: folders of the classes added to a trained run, each holding "
+        "train.jsonl and val.jsonl of one class; they come after the run's own classes",
+    ),
+    Key(
         "data.pretrain_splits",
         ("unsup", "train"),
         MODEL,

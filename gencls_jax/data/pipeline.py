@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -128,6 +129,24 @@ def _label_names(d, raw_train: RawSplit, declared: tuple[str, ...]) -> tuple[tup
     return sources.infer_label_names(raw_train), f"the labels of {raw_train.identity}"
 
 
+def _read_added_class(d, folder: str, names: Sequence[str]) -> tuple[str, dict[str, RawSplit]]:
+    """(class name, its raw 'train' and 'val' texts) of a class `--mode=add_class` added to a run:
+    `folder` holds train.jsonl and val.jsonl, every text labelled with the class's name."""
+    raws = {
+        split: sources.read_jsonl(
+            str(Path(folder) / f"{split}.jsonl"), d.text_field, d.label_field, d.id_field
+        )
+        for split in ("train", "val")
+    }
+    labels = sorted({str(v) for raw in raws.values() for v in raw.raw_labels})
+    if len(labels) != 1 or labels[0] in names:
+        raise DataError(
+            f"data.added_classes: {folder} must hold the texts of one new class (labels {labels}; "
+            f"the run's classes are {tuple(names)})"
+        )
+    return labels[0], raws
+
+
 def load_datasets(
     config,
     splits: Sequence[str] = ("train", "val", "test"),
@@ -148,6 +167,11 @@ def load_datasets(
     names, names_from = _label_names(d, raw_train, declared)
     full = sources.to_dataset(raw_train, names, "real", names_from)
     sources.check_every_class_present(full, raw_train.identity, min_classes)
+    added = []  # classes added to a trained run (--mode=add_class) come after its own
+    for folder in d.added_classes:
+        name, raws = _read_added_class(d, folder, names)
+        names, added = (*names, name), [*added, raws]
+    full = dataclasses.replace(full, label_names=tuple(names))
     pool = np.arange(len(full))
     if d.per_class_limit > 0:
         pool = per_class_sample(full.labels, d.per_class_limit, config.seed, "train_limit")
@@ -162,6 +186,12 @@ def load_datasets(
         _check_label_kind(raw_val, raw_train)
         val = sources.to_dataset(raw_val, names, "real", names_from)
         out["val"] = tokenize_dataset(config, val, tok, raw_val.where)
+    for raws in added:  # each added class's own training and validation texts
+        for split in ("train", "val"):
+            if split in out:
+                part = sources.to_dataset(raws[split], names, "real", "data.added_classes")
+                part = tokenize_dataset(config, part, tok, raws[split].where)
+                out[split] = sources.concat(out[split], part)
     if d.extra_train_path:
         raw_extra = _read_file(d, d.extra_train_path, "train")
         _check_label_kind(raw_extra, raw_train)

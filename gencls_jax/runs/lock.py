@@ -1,4 +1,5 @@
-"""One writing command per workdir: train (with its export), eval and generate hold its lock.
+"""One writing command per workdir: train (with its export), eval and generate hold its lock
+(add_class holds its new workdir's).
 
 Two of them in one workdir would interleave checkpoints, metrics and reports, so the second is
 refused in one line naming the first (pid, host, command, since when). Predict and explain only
@@ -29,6 +30,8 @@ import socket
 from pathlib import Path
 
 from absl import logging
+
+from gencls_jax.errors import RunError
 
 LOCK_FILE = ".lock"
 WRITING_MODES = ("train", "eval", "generate")  # the commands that take the lock
@@ -79,7 +82,12 @@ class WorkdirLock:
 
     def acquire(self) -> None:
         self._made_folder = not self.workdir.exists()
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file of that name, a folder we may not write to
+            raise RunError(
+                f"{self.workdir}: cannot make the workdir there ({e.strerror})"
+            ) from None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:

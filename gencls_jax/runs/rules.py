@@ -101,6 +101,12 @@ def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]
     saved = saved_config(workdir)
     if saved is None:
         return {}
+    info = Path(workdir) / "run_info.json"
+    if info.exists() and json.loads(info.read_text()).get("added_classes"):
+        raise ConfigMismatch(
+            f"{workdir} holds a run made by --mode=add_class (its class models were trained "
+            "apart): it cannot be trained further; train a new run in another --workdir"
+        )
     diff = differences(saved, config)
     bad = {k: v for k, v in diff.items() if not _resumable(k, *v)}
     if bad:
