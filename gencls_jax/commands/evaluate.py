@@ -151,14 +151,8 @@ def fit_expert(config, ds: dict, scored: dict, prior, rule: str):
         logging.warning("eval.ngram_weights: no validation texts scored, no weight chosen: off")
         return None, None, dict(report, weight=0.0, note="no validation texts: no weight chosen")
     train = ds["train"]
-    labelled = np.flatnonzero(train.labels >= 0)
-    counts = ngram.fit(
-        ngram.sequences([train.texts[i] for i in labelled]),
-        train.labels[labelled],
-        len(prior),
-        order,
-        int(e.ngram_buckets),
-    )
+    seqs = ngram.sequences(train.texts)
+    counts = ngram.fit(seqs, train.labels, len(prior), order, int(e.ngram_buckets))
     d, ll, n_tok = scored["val"]
     nb = ngram.term(counts, d.texts, 1.0, alpha, order)
     acc = {w: rule_accuracy(ll + w * nb, n_tok, d.labels, rule, prior) for w in grid}

@@ -47,8 +47,8 @@ def check_settings(weights, order, alpha, buckets) -> None:
         raise DataError(f"eval.ngram_order must be an integer in 1..5, got {order!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
         raise DataError(f"eval.ngram_alpha must be a number > 0 (the smoothing), got {alpha!r}")
-    if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= 2**26:
-        raise DataError(f"eval.ngram_buckets must be an integer in 1..2**26, got {buckets!r}")
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= 2**24:
+        raise DataError(f"eval.ngram_buckets must be an integer in 1..2**24, got {buckets!r}")
 
 
 def enabled(weights) -> bool:
@@ -87,10 +87,13 @@ def hashed(seqs: Sequence[np.ndarray], order: int, buckets: int) -> tuple[np.nda
 
 
 def fit(seqs: Sequence[np.ndarray], labels, k: int, order: int, buckets: int) -> np.ndarray:
-    """[K, buckets] int64: how often each hashed n-gram occurs in each class's training texts."""
+    """[K, buckets] int64: how often each hashed n-gram occurs in each class's training texts
+    (a text without a label, < 0, is not counted)."""
     rows, feats = hashed(seqs, order, buckets)
     cls = np.asarray(labels, np.int64)[rows]
-    return np.bincount(cls * buckets + feats, minlength=k * buckets).reshape(k, buckets)
+    keep = cls >= 0
+    flat = cls[keep] * buckets + feats[keep]
+    return np.bincount(flat, minlength=k * buckets).reshape(k, buckets)
 
 
 def log_probs(counts: np.ndarray, seqs: Sequence[np.ndarray], alpha: float, order: int):
