@@ -3,9 +3,12 @@ every decision rule, write the predictions, metrics.json and report.md.
 
 On the validation texts eval also fits what predict applies later (`Fits`): the calibrated
 rule's offsets, a temperature per rule (`scoring/calibration.py`) and the OOD threshold at
-`eval.ood_keep` (`scoring/ood.py`). The temperature is fitted on val and reported on test
-(`calibration.ece_calibrated`), so the test figure is out of sample; on val it is in-sample
-and marked so. Without 'val' in eval.splits nothing is fitted, and metrics.json says so.
+`eval.ood_keep` (`scoring/ood.py`); before them, with `eval.ngram_weights`, the weight of the
+n-gram expert (`scoring/ngram.py`, counted on the training texts), whose terms are then added
+to the log-likelihoods of every rule (not to p(text)). The temperature is fitted on val and
+reported on test (`calibration.ece_calibrated`), so the test figure is out of sample; on val it
+is in-sample and marked so. Without 'val' in eval.splits nothing is fitted, and metrics.json
+says so.
 
 Eval uses the run's own config (`runs/rules.eval_config`) and data; another test set
 (`data.test_path` changed) is reported in `<workdir>/eval_<file name>-<sha256[:8]>/`, not over
@@ -129,13 +132,6 @@ def fit_on_validation(
     return Fits(offsets, temperatures, at_bound, threshold)
 
 
-def rule_accuracy(ll: np.ndarray, n_tok, labels, rule: str, prior) -> float:
-    """Accuracy of `rule` on [N, K] log-likelihoods (calibrated: its offsets fitted on them, as
-    `fit_on_validation` fits them)."""
-    offsets = decide.fit_offsets(ll, labels) if rule == "calibrated" else None
-    return float(np.mean(decide.scores(ll, n_tok, rule, prior, offsets).argmax(1) == labels))
-
-
 def fit_expert(config, ds: dict, scored: dict, prior, rule: str):
     """The n-gram expert (`scoring/ngram.py`), counted on the training texts: (its [K, buckets]
     counts, {split: [N, K] w * log p_ngram(x | c)}, metrics.json's `ngram`), w the weight of
@@ -155,7 +151,7 @@ def fit_expert(config, ds: dict, scored: dict, prior, rule: str):
     counts = ngram.fit(seqs, train.labels, len(prior), order, int(e.ngram_buckets))
     d, ll, n_tok = scored["val"]
     nb = ngram.term(counts, d.texts, 1.0, alpha, order)
-    acc = {w: rule_accuracy(ll + w * nb, n_tok, d.labels, rule, prior) for w in grid}
+    acc = ngram.accuracies(ll, nb, n_tok, d.labels, rule, prior, grid)
     w = ngram.choose_weight(acc)
     report.update(
         weight=w,

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from gencls_jax.errors import DataError
+from gencls_jax.scoring import decide
 from gencls_jax.system import fileio
 
 WORD = re.compile(r"\w+")  # punctuation is left out (as scikit-learn's CountVectorizer does)
@@ -127,6 +128,19 @@ def load(path: Path) -> np.ndarray:
         flat = np.zeros(int(np.prod(z["shape"])), np.int64)
         flat[z["index"]] = z["count"]
         return flat.reshape(tuple(int(s) for s in z["shape"]))
+
+
+def accuracies(ll, nb, n_tokens, labels, rule: str, prior, grid) -> dict:
+    """{w: accuracy of `rule` on ll + w * nb} for each w of `grid`: [N, K] log-likelihoods `ll`
+    and n-gram log-probabilities `nb` of labelled texts (the calibrated rule: its offsets
+    fitted on each combination, as eval fits them on the validation texts)."""
+    out = {}
+    for w in grid:
+        combined = ll + w * nb
+        off = decide.fit_offsets(combined, labels) if rule == "calibrated" else None
+        pred = decide.scores(combined, n_tokens, rule, prior, off).argmax(1)
+        out[w] = float(np.mean(pred == np.asarray(labels)))
+    return out
 
 
 def choose_weight(accuracies: dict) -> float:
