@@ -12,8 +12,9 @@ eval.ngram_*), and prints for every weight w of --grid (0 always tried) the val 
 accuracy of the run's decision rule on log p(x | c) + w * log p_ngram(x | c), the w chosen on
 val (ties to the smallest, as eval chooses), GPT-2 alone (w = 0), the n-gram expert alone
 (log p_ngram(x | c) + log p(c)) and McNemar's test of the chosen combination against GPT-2
-alone on test. No model is loaded: GPU runs' outputs are enough. A run whose eval already
-used the expert is read the same way (the log-likelihoods it writes are the GPT-2 expert's).
+alone on test (and against the n-gram expert alone). No model is loaded: GPU runs' outputs
+are enough. A run whose eval already used the expert is read the same way (the
+log-likelihoods it writes are the GPT-2 expert's).
 """
 
 from __future__ import annotations
@@ -100,8 +101,10 @@ def main(argv=None) -> dict:
     }
     table = {w: accuracies(rule, prior, split["val"], split["test"], nb, w) for w in grid}
     chosen = ngram.choose_weight({w: r[0] for w, r in table.items()})
-    alone = {s: float(np.mean((nb[s] + prior).argmax(1) == v["labels"])) for s, v in split.items()}
+    alone_ok = {s: (nb[s] + prior).argmax(1) == v["labels"] for s, v in split.items()}
+    alone = {s: float(np.mean(ok)) for s, ok in alone_ok.items()}
     test_mcnemar = stats.mcnemar(table[chosen][2], table[0.0][2])
+    vs_ngram = stats.mcnemar(table[chosen][2], alone_ok["test"])
     out = dict(
         workdir=str(workdir),
         rule=rule,
@@ -115,6 +118,7 @@ def main(argv=None) -> dict:
         chosen_weight=chosen,
         combined=dict(val=table[chosen][0], test=table[chosen][1]),
         mcnemar_test_vs_gpt2=test_mcnemar,
+        mcnemar_test_vs_ngram=vs_ngram,
     )
     print(f"{workdir} ({rule} rule; word 1-{order} grams, alpha {alpha:g}, {buckets} buckets)")
     print("| w | val acc | test acc |\n| --- | --- | --- |")
@@ -127,7 +131,8 @@ def main(argv=None) -> dict:
         f"combined at w={chosen:g}: val {100 * table[chosen][0]:.2f}, test "
         f"{100 * table[chosen][1]:.2f}; McNemar vs GPT-2 alone on test: "
         f"{test_mcnemar['a_only']} / {test_mcnemar['b_only']} discordant, p = "
-        f"{test_mcnemar['p_value']:.3g}"
+        f"{test_mcnemar['p_value']:.3g}; vs the n-gram expert alone: {vs_ngram['a_only']} / "
+        f"{vs_ngram['b_only']}, p = {vs_ngram['p_value']:.3g}"
     )
     if a.out:
         Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
