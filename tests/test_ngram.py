@@ -332,3 +332,19 @@ def test_bad_weight_on_the_command_line_is_one_line(runs):
     p = run_cli("--mode=eval", f"--workdir={runs['workdir']}", "--config.eval.ngram_weights=(-1,0)")
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith("error: eval.ngram_weights must be >= 0")
+
+
+def test_a_run_whose_counts_file_is_gone_is_a_one_line_error(tmp_path):
+    from gencls_jax.errors import RunError
+    from gencls_jax.runs import workdir as wd
+
+    metrics = {"ngram": {"weight": 0.5, "order": 2, "alpha": 0.3}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(RunError, match=r"ngram_counts.npz is missing .*: run --mode=eval again$"):
+        wd.saved_fits(tmp_path)
+    ngram.save(tmp_path / ngram.COUNTS_FILE, np.ones((2, 4), np.int64))
+    fits = wd.saved_fits(tmp_path)
+    assert fits["ngram"]["weight"] == 0.5 and fits["ngram_counts"].tolist() == [[1] * 4] * 2
+    metrics["ngram"]["weight"] = 0.0  # chosen 0: no expert, and no file needed
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    assert wd.saved_fits(tmp_path)["ngram"] is None
