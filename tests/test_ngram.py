@@ -140,6 +140,7 @@ def test_fit_expert_chooses_the_weight_on_val(rule):
         ("ngram_weights", (-1.0, 0.0), "eval.ngram_weights must be >= 0"),
         ("ngram_weights", ("x",), "eval.ngram_weights must be a tuple of numbers"),
         ("ngram_weights", (), "eval.ngram_weights must be a tuple of numbers"),
+        ("ngram_weights", (0.0, float("nan")), "eval.ngram_weights must be a tuple of numbers"),
         ("ngram_order", 0, "eval.ngram_order must be an integer in 1..5"),
         ("ngram_alpha", 0.0, "eval.ngram_alpha must be a number > 0"),
         ("ngram_buckets", 0, "eval.ngram_buckets must be an integer in 1..2**24"),

@@ -30,7 +30,7 @@ from gencls_jax.errors import DataError
 from gencls_jax.scoring import decide
 from gencls_jax.system import fileio
 
-WORD = re.compile(r"\w+")  # punctuation is left out (as scikit-learn's CountVectorizer does)
+WORD = re.compile(r"\w+")  # a word; punctuation is left out
 COUNTS_FILE = "ngram_counts.npz"  # beside metrics.json: what predict needs of the expert
 _PRIME = np.uint64(1099511628211)  # FNV-1a's 64-bit prime: one n-gram -> one 64-bit hash
 _SEED = np.uint64(14695981039346656037)  # FNV-1a's offset basis
@@ -40,7 +40,9 @@ def check_settings(weights, order, alpha, buckets) -> None:
     """The expert's config keys, checked before anything is read: a bad value is a one-line
     DataError."""
     w = tuple(weights) if isinstance(weights, (tuple, list)) else None
-    if not w or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in w):
+    if not w or any(
+        isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x) for x in w
+    ):
         raise DataError(f"eval.ngram_weights must be a tuple of numbers, got {weights!r}")
     if min(w) < 0:
         raise DataError(f"eval.ngram_weights must be >= 0 (0 = no expert), got {weights!r}")
