@@ -126,6 +126,9 @@ def test_fit_expert_chooses_the_weight_on_val(rule):
     )
     assert (counts, terms, report["weight"]) == (None, None, 0.0)
     assert report["val_accuracy_without"] == report["val_accuracy_with"] == 1.0
+    counts, terms, report = E.fit_expert(config, {"train": train}, {}, prior, rule)
+    assert (counts, terms, report["weight"]) == (None, None, 0.0)  # no val texts: off, said so
+    assert report["note"] == "no validation texts: no weight chosen"
     config.eval.ngram_weights = (0.0,)  # off: today's classifier, nothing fitted or reported
     assert E.fit_expert(config, {"train": train}, {"val": (val, ll, n_tok)}, prior, rule) == (
         None,
