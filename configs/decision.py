@@ -35,4 +35,7 @@ def get_config():
     c.train.min_steps = 1000  # small sets: more epochs (500/class: 9), early stopping picks
     c.train.best_metric = "val_accuracy"
     c.train.early_stop_patience = 2
+    # the n-gram expert (issue 24): eval weighs word 1-2 gram naive Bayes into the scores, w
+    # chosen on val (0 = off kept when it is best); on CPU TREC from a scratch LM val chose 2
+    c.eval.ngram_weights = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
     return c

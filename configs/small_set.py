@@ -4,7 +4,8 @@ SST-2, TREC, or a set we do not see), started from the IMDB language model.
 Point it at the files: --config.data.train_path, --config.data.test_path and, when the set has
 one, --config.data.val_path (else 5% of train is held out); label names come from the data.
 Short texts and small sets: more epochs than IMDB (early stopping on validation accuracy picks
-the checkpoint), and a label prefix that names no domain.
+the checkpoint), and a label prefix that names no domain. The n-gram expert is on, with
+decision.py's grid of weights (eval chooses one on val).
 """
 
 from configs import decision

@@ -33,7 +33,7 @@ from gencls_jax.errors import RunError
 from gencls_jax.model import gpt2
 from gencls_jax.runs import load, rules
 from gencls_jax.runs import workdir as wd
-from gencls_jax.scoring import batched, calibration, decide, score
+from gencls_jax.scoring import batched, calibration, decide, ngram, score
 from gencls_jax.scoring.explain import Explanation, explain_texts
 
 NO_THRESHOLD = (
@@ -69,6 +69,9 @@ class GenerativeClassifier:
         # in distribution: ood_score <= this (None: no validation texts, or no p(text))
         self.ood_threshold: float | None = fits.get("ood_threshold")
         self.ood_keep: float | None = fits.get("ood_keep")  # the share of val it keeps
+        # the n-gram expert eval chose on val (weight, order, alpha; None: none) and its counts
+        self.ngram: dict | None = fits.get("ngram")
+        self.ngram_counts: np.ndarray | None = fits.get("ngram_counts")
 
     @classmethod
     def load(cls, workdir: str | Path, which: str = "best", config=None) -> "GenerativeClassifier":
@@ -150,10 +153,23 @@ class GenerativeClassifier:
         (`decide.resolve_rule`)."""
         return decide.resolve_rule(rule, self.offsets is not None, self.conditioning.generative)
 
-    def decision_scores(self, ll: np.ndarray, n_tokens: np.ndarray, rule: str) -> np.ndarray:
-        """[N, K] scores of `rule` (see `decide.scores`; resolve it first): the argmax is the
-        decision, their softmax the posteriors (bayes: p(c | x) under the training prior)."""
+    def decision_scores(
+        self, ll: np.ndarray, n_tokens: np.ndarray, rule: str, expert=None
+    ) -> np.ndarray:
+        """[N, K] scores of `rule` (see `decide.scores`; resolve it first), the n-gram expert's
+        terms (`expert_terms`) added to `ll`: the argmax is the decision, their softmax the
+        posteriors (bayes: p(c | x) under the training prior)."""
+        ll = ll if expert is None else ll + expert
         return decide.scores(ll, n_tokens, rule, self.log_prior, self.offsets)
+
+    def expert_terms(self, texts: Sequence[str]) -> np.ndarray | None:
+        """[N, K] weight * log p_ngram(text | c) of the n-gram expert eval chose on val
+        (`scoring/ngram.py`), added to the log-likelihoods of the decision; None: no expert.
+        `texts` as scored (a Dataset's, cleaned)."""
+        if self.ngram is None:
+            return None
+        g = self.ngram
+        return ngram.term(self.ngram_counts, texts, g["weight"], g["alpha"], g["order"])
 
     def encode(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, mask) int32 [B, T] for `scorer`: each text's own tokens (no EOS, no prefix),
@@ -179,10 +195,11 @@ class GenerativeClassifier:
         `temperatures`."""
         return self.temperatures.get("bayes")
 
-    def judge(self, ll: np.ndarray, n_tokens: np.ndarray, rule: str) -> decide.Judged:
-        """Scored texts decided as eval decides them (`decide.judge`; resolve `rule` first):
-        decisions, posteriors at the rule's temperature, log p(text), OOD scores and, given
-        a threshold, which texts are in distribution."""
+    def judge(self, ll: np.ndarray, n_tokens: np.ndarray, rule: str, expert=None) -> decide.Judged:
+        """Scored texts decided as eval decides them (`decide.judge`; resolve `rule` first; the
+        n-gram expert's terms: `expert_terms`): decisions, posteriors at the rule's
+        temperature, log p(text), OOD scores and, given a threshold, which texts are in
+        distribution."""
         return decide.judge(
             ll,
             n_tokens,
@@ -192,6 +209,7 @@ class GenerativeClassifier:
             temperature=self.temperatures.get(rule),
             ood_threshold=self.ood_threshold,
             generative=self.conditioning.generative,
+            expert=expert,
         )
 
     def judged(self, texts: str | Sequence[str], rule: str = "bayes") -> decide.Judged:
@@ -201,7 +219,7 @@ class GenerativeClassifier:
         is a batch of one."""
         ds = self._dataset([texts] if isinstance(texts, str) else texts)
         ll, n_tok = self.score_dataset(ds)
-        return self.judge(ll, n_tok, self.resolve_rule(rule)[0])
+        return self.judge(ll, n_tok, self.resolve_rule(rule)[0], self.expert_terms(ds.texts))
 
     def predict(
         self, texts: str | Sequence[str], abstain_below: float | None = None

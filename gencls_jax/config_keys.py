@@ -426,6 +426,21 @@ KEYS = (
         "equal-width bins of the top posterior for the expected calibration error (ECE) and "
         "the reliability diagram",
     ),
+    Key(
+        "eval.ngram_weights",
+        (0.0,),
+        RUNTIME,
+        "the n-gram expert (scoring/ngram.py): the weights w of score + w * log p_ngram(x|c) "
+        "tried on val (the best kept, ties to the smallest); (0.0,) = no expert",
+    ),
+    Key("eval.ngram_order", 2, RUNTIME, "the n-gram expert: word n-grams up to this n (1..5)"),
+    Key("eval.ngram_alpha", 0.3, RUNTIME, "the n-gram expert: additive smoothing of its counts"),
+    Key(
+        "eval.ngram_buckets",
+        2**20,
+        RUNTIME,
+        "the n-gram expert: hash buckets of its n-grams (fewer: a smaller file, more collisions)",
+    ),
     # see evaluate.degenerate_warning
     Key(
         "eval.degenerate_margin_ratio",

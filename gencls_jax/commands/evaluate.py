@@ -3,9 +3,12 @@ every decision rule, write the predictions, metrics.json and report.md.
 
 On the validation texts eval also fits what predict applies later (`Fits`): the calibrated
 rule's offsets, a temperature per rule (`scoring/calibration.py`) and the OOD threshold at
-`eval.ood_keep` (`scoring/ood.py`). The temperature is fitted on val and reported on test
-(`calibration.ece_calibrated`), so the test figure is out of sample; on val it is in-sample
-and marked so. Without 'val' in eval.splits nothing is fitted, and metrics.json says so.
+`eval.ood_keep` (`scoring/ood.py`); before them, with `eval.ngram_weights`, the weight of the
+n-gram expert (`scoring/ngram.py`, counted on the training texts), whose terms are then added
+to the log-likelihoods of every rule (not to p(text)). The temperature is fitted on val and
+reported on test (`calibration.ece_calibrated`), so the test figure is out of sample; on val it
+is in-sample and marked so. Without 'val' in eval.splits nothing is fitted, and metrics.json
+says so.
 
 Eval uses the run's own config (`runs/rules.eval_config`) and data; another test set
 (`data.test_path` changed) is reported in `<workdir>/eval_<file name>-<sha256[:8]>/`, not over
@@ -32,7 +35,7 @@ from gencls_jax.errors import DataError
 from gencls_jax.reports import report, stats
 from gencls_jax.runs import load, rules
 from gencls_jax.runs import workdir as wd
-from gencls_jax.scoring import calibration, decide, ood
+from gencls_jax.scoring import calibration, decide, ngram, ood
 from gencls_jax.scoring.batched import score_dataset
 from gencls_jax.system import fileio
 
@@ -74,6 +77,8 @@ def check_settings(config) -> None:
     trained: a bad `eval.ood_keep` or `eval.ece_bins` is a one-line DataError."""
     ood.check_keep(config.eval.ood_keep)
     calibration.check_bins(config.eval.ece_bins)
+    e = config.eval
+    ngram.check_settings(e.ngram_weights, e.ngram_order, e.ngram_alpha, e.ngram_buckets)
 
 
 def score_splits(config, cond, params, model_config, tok, ds, k: int) -> tuple[dict, dict]:
@@ -93,18 +98,22 @@ def score_splits(config, cond, params, model_config, tok, ds, k: int) -> tuple[d
     return scored, timings
 
 
-def fit_on_validation(config, cond, scored: dict, prior: np.ndarray, rule_names) -> Fits:
+def fit_on_validation(
+    config, cond, scored: dict, prior: np.ndarray, rule_names, expert=None
+) -> Fits:
     """The calibrated rule's offsets, a temperature per rule (Bayes' rule always: the Python
     API's) and the OOD threshold at `eval.ood_keep`, all on the validation texts. A temperature
     whose fit runs to an end of its range (the validation texts all separate the classes, or
-    all decide wrongly: no finite T is best) is not used, and said so."""
+    all decide wrongly: no finite T is best) is not used, and said so. `expert`: the n-gram
+    expert's [N, K] terms on val (`fit_expert`), added to the log-likelihoods of every rule."""
     if "val" not in scored:
         return Fits(None, {}, {}, None)
     d, ll, n_tok = scored["val"]
-    offsets = decide.fit_offsets(ll, d.labels)
+    combined = ll if expert is None else ll + expert
+    offsets = decide.fit_offsets(combined, d.labels)
     temperatures, at_bound = {}, {}
     for rule in dict.fromkeys(["bayes", *rule_names]):
-        s = decide.scores(ll, n_tok, rule, prior, offsets)
+        s = decide.scores(combined, n_tok, rule, prior, offsets)
         t, end = calibration.fit_temperature(s, d.labels)
         if not end:
             temperatures[rule] = t
@@ -123,9 +132,49 @@ def fit_on_validation(config, cond, scored: dict, prior: np.ndarray, rule_names)
     return Fits(offsets, temperatures, at_bound, threshold)
 
 
-def judge_splits(scored: dict, rule: str, prior, fits: Fits, generative: bool) -> dict:
-    """{split: `decide.Judged`} under the run's rule, at its fitted temperature and threshold:
-    what predict computes for the same texts."""
+def fit_expert(config, ds: dict, scored: dict, prior, rule: str):
+    """The n-gram expert (`scoring/ngram.py`), counted on the training texts: (its [K, buckets]
+    counts, {split: [N, K] w * log p_ngram(x | c)}, metrics.json's `ngram`), w the weight of
+    `eval.ngram_weights` (0 always tried) of the highest val accuracy under `rule`. A grid of
+    0 only: (None, None, None), today's classifier; no val texts or w = 0: no counts, no terms."""
+    e = config.eval
+    if not ngram.enabled(e.ngram_weights):
+        return None, None, None
+    order, alpha = int(e.ngram_order), float(e.ngram_alpha)
+    grid = sorted({0.0, *(float(w) for w in e.ngram_weights)})
+    report = dict(rule=rule, grid=grid, order=order, alpha=alpha, buckets=int(e.ngram_buckets))
+    if "val" not in scored or "train" not in ds:
+        logging.warning("eval.ngram_weights: no validation texts scored, no weight chosen: off")
+        return None, None, dict(report, weight=0.0, note="no validation texts: no weight chosen")
+    train = ds["train"]
+    seqs = ngram.sequences(train.texts)
+    counts = ngram.fit(seqs, train.labels, len(prior), order, int(e.ngram_buckets))
+    d, ll, n_tok = scored["val"]
+    nb = ngram.term(counts, d.texts, 1.0, alpha, order)
+    acc = ngram.accuracies(ll, nb, n_tok, d.labels, rule, prior, grid)
+    w = ngram.choose_weight(acc)
+    report.update(
+        weight=w,
+        val_accuracy_without=acc[0.0],
+        val_accuracy_with=acc[w],
+        val_accuracy_alone=float(np.mean((nb + prior).argmax(1) == d.labels)),
+        val_accuracy={f"{k:g}": v for k, v in acc.items()},
+        fitted_on="train",
+        file=ngram.COUNTS_FILE if w > 0 else None,
+    )
+    logging.info("n-gram expert: weight %g (val accuracy %.4f, without %.4f)", w, acc[w], acc[0.0])
+    if w == 0:
+        return None, None, report
+    terms = {s: ngram.term(counts, x.texts, w, alpha, order) for s, (x, _, _) in scored.items()}
+    return counts, terms, report
+
+
+def judge_splits(
+    scored: dict, rule: str, prior, fits: Fits, generative: bool, experts: dict | None = None
+) -> dict:
+    """{split: `decide.Judged`} under the run's rule, at its fitted temperature and threshold,
+    with the n-gram expert's terms of each split (`experts`, None: none): what predict computes
+    for the same texts."""
     return {
         split: decide.judge(
             ll,
@@ -136,6 +185,7 @@ def judge_splits(scored: dict, rule: str, prior, fits: Fits, generative: bool) -
             temperature=fits.temperatures.get(rule),
             ood_threshold=fits.ood_threshold,
             generative=generative,
+            expert=(experts or {}).get(split),
         )
         for split, (_, ll, n_tok) in scored.items()
     }
@@ -233,13 +283,16 @@ def evaluate_params(
     rule_names = list(dict.fromkeys([config.eval.decision, *config.eval.report_rules]))
     if not cond.generative:  # a length-normalised log-likelihood has no meaning for posteriors
         rule_names = [r for r in rule_names if r != "per_token"] or ["bayes"]
-    fits = fit_on_validation(config, cond, scored, prior, rule_names)
-    rule, _ = decide.resolve_rule(config.eval.decision, fits.offsets is not None, cond.generative)
-    judged = judge_splits(scored, rule, prior, fits, cond.generative)
+    rule, _ = decide.resolve_rule(config.eval.decision, "val" in scored, cond.generative)
+    counts, experts, ngram_report = fit_expert(config, ds, scored, prior, rule)
+    experts = experts or {}  # the n-gram expert's terms, added to every rule's log-likelihoods
+    fits = fit_on_validation(config, cond, scored, prior, rule_names, experts.get("val"))
+    judged = judge_splits(scored, rule, prior, fits, cond.generative, experts)
     results, warnings, predictions = {}, [], {}
     for split, (d, ll, n_tok) in scored.items():
+        combined = ll + experts[split] if split in experts else ll
         results[split] = stats.evaluate_split(
-            ll,
+            combined,
             d.labels,
             n_tok,
             label_names,
@@ -249,7 +302,7 @@ def evaluate_params(
             int(config.eval.sample_per_class) if split == "test" else 0,
             int(config.seed),
         )
-        pred = decide.scores(ll, n_tok, "bayes", prior).argmax(1)
+        pred = decide.scores(combined, n_tok, "bayes", prior).argmax(1)
         predictions[split] = (d, ll, n_tok, pred, per_text_fields(judged[split]))
         margin = float(config.eval.degenerate_margin_ratio)
         warning = stats.degenerate_warning(
@@ -273,22 +326,31 @@ def evaluate_params(
             git_revision=wd.git_revision(), workdir=str(workdir), data=ds_provenance(ds, scored)
         ),
     )
+    if ngram_report is not None:
+        out["ngram"] = ngram_report
     headline = results.get("test", results.get("val", {})).get(config.eval.decision)
     if headline:
         out["accuracy"] = headline["accuracy"]
     if wd.is_lead():
         metrics = {**(summary or {}), **out}
-        write_outputs(workdir, out_dir, info, metrics, predictions, figures)
+        write_outputs(workdir, out_dir, info, metrics, predictions, figures, counts)
     out["report"] = str(out_dir / "report.md")  # where a person reads it
     return out
 
 
 def write_outputs(
-    workdir: Path, out_dir: Path, info: dict, metrics: dict, predictions, figures=None
+    workdir: Path,
+    out_dir: Path,
+    info: dict,
+    metrics: dict,
+    predictions,
+    figures=None,
+    ngram_counts=None,
 ) -> None:
     """predictions_<split>.jsonl, metrics.json, report.md and the PNGs into `out_dir`: the
     workdir itself, or another folder replaced as a whole. `figures`: the arrays of the
-    calibration diagrams (`calibration_figures`)."""
+    calibration diagrams (`calibration_figures`); `ngram_counts`: the n-gram expert's, for
+    predict (`ngram.COUNTS_FILE`)."""
     same = out_dir.resolve() == Path(workdir).resolve()
     with contextlib.nullcontext(out_dir) if same else fileio.replaced_folder(out_dir) as folder:
         for split, (d, ll, n_tok, pred, extra) in predictions.items():
@@ -301,6 +363,8 @@ def write_outputs(
                 info["label_names"],
                 extra,
             )
+        if ngram_counts is not None:
+            ngram.save(folder / ngram.COUNTS_FILE, ngram_counts)
         report.write_run_report(folder, info, metrics, out_dir.name, figures)
 
 

@@ -56,7 +56,9 @@ def summary_line(e: Explanation) -> str:
     """One line per text, printed by the explain command."""
     return (
         f"{e.id}: {e.predicted} over {e.compared}, margin {e.margin:+.3f} = tokens "
-        f"{e.token_sum:+.3f} + prior {e.prior_term:+.3f} ({e.rule}, {e.n_scored} tokens"
+        f"{e.token_sum:+.3f} + prior {e.prior_term:+.3f}"
+        + (f" + n-gram {e.ngram_term:+.3f}" if e.ngram_term else "")
+        + f" ({e.rule}, {e.n_scored} tokens"
         f"{', truncated' if e.truncated else ''})"
     )
 

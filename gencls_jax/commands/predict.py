@@ -46,7 +46,7 @@ def prediction_rows(
     log p(text), the OOD score and (given a threshold) whether it is in distribution."""
     ds = clf._dataset(inputs.texts, inputs.ids, inputs.where)
     ll, n_tok = clf.score_dataset(ds, desc="predicting")
-    j = clf.judge(ll, n_tok, rule)
+    j = clf.judge(ll, n_tok, rule, clf.expert_terms(ds.texts))
     answered = calibration.answered(j.posteriors, abstain_below)
     eos = int(bool(clf.config.data.append_eos))
     lengths = ds.tokens.lengths

@@ -155,10 +155,15 @@ def _section(k: int, e: Explanation, scale: float) -> str:
         "calibrated": f"offset term: offset({esc(p)}) &minus; offset({esc(o)})",
         "per_token": "prior term (none under the per_token rule)",
     }[e.rule]
+    expert = (  # the n-gram expert's share of the margin (scoring/ngram.py), not per token
+        f"<tr><td>n-gram expert term</td><td class=n>{e.ngram_term:+.4f}</td></tr>"
+        if e.ngram_term
+        else ""
+    )
     sums = (
         f"<table><tr><td>sum of the {e.n_scored} token terms</td>"
         f"<td class=n>{e.token_sum:+.4f}</td></tr>"
-        f"<tr><td>{prior_name}</td><td class=n>{e.prior_term:+.4f}</td></tr>"
+        f"<tr><td>{prior_name}</td><td class=n>{e.prior_term:+.4f}</td></tr>{expert}"
         f"<tr class=total><td>margin: score({esc(p)}) &minus; score({esc(o)})</td>"
         f"<td class=n>{e.margin:+.4f}</td></tr></table>"
     )

@@ -138,6 +138,8 @@ def write_run_report(
         lines.append(
             f"- calibrated class offsets (fit on val): {[round(x, 3) for x in summary['offsets']]}"
         )
+    if summary.get("ngram"):
+        lines.append(ngram_line(summary["ngram"]))
     for split, by_rule in summary.get("results", {}).items():
         lines += [
             "",
@@ -182,6 +184,18 @@ def write_run_report(
     if (out_dir / "curves.png").exists():
         lines += ["", "![curves](curves.png)"]
     fileio.write_text(out_dir / "report.md", "\n".join(lines) + "\n")
+
+
+def ngram_line(g: dict) -> str:
+    """report.md's line on the n-gram expert (eval's `ngram`): its weight and what it gave."""
+    if g.get("note"):
+        return f"- n-gram expert: off ({g['note']})"
+    return (
+        f"- n-gram expert (word 1-{g['order']} grams, alpha {g['alpha']:g}): weight "
+        f"{g['weight']:g} of {g['grid']}, chosen on val ({g['rule']} rule): val accuracy "
+        f"{pct(g['val_accuracy_with'])} with, {pct(g['val_accuracy_without'])} without, "
+        f"{pct(g['val_accuracy_alone'])} alone"
+    )
 
 
 def per_class_table(per_class: dict, rule: str) -> list[str]:

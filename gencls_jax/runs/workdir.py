@@ -22,6 +22,7 @@ import jax
 from absl import logging
 
 from gencls_jax.errors import RunError
+from gencls_jax.scoring import ngram
 from gencls_jax.system import fileio
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,11 +101,18 @@ def read_run_info(workdir: Path) -> dict:
 def saved_fits(workdir: str | Path) -> dict:
     """What eval fitted on the validation texts, from a workdir's metrics.json (None where it
     fitted nothing, or wrote no metrics.json): the calibrated rule's `offsets`, the posteriors'
-    `temperatures` per rule ({} if none), the `ood_threshold` and the `ood_keep` it keeps."""
+    `temperatures` per rule ({} if none), the `ood_threshold` and the `ood_keep` it keeps, and
+    the n-gram expert's settings (`ngram`, None when off or at weight 0) with its counts."""
     path = Path(workdir) / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {}
     ood = metrics.get("ood") or {}
+    expert = metrics.get("ngram") if (metrics.get("ngram") or {}).get("weight") else None
+    counts = Path(workdir) / ngram.COUNTS_FILE
+    if expert is not None and not counts.exists():
+        raise RunError(f"{counts} is missing (the n-gram expert's counts): run --mode=eval again")
     return dict(
+        ngram=expert,
+        ngram_counts=ngram.load(counts) if expert is not None else None,
         offsets=metrics.get("offsets"),
         temperatures=(metrics.get("calibration") or {}).get("temperatures") or {},
         ood_threshold=ood.get("threshold"),

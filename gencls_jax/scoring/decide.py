@@ -150,12 +150,15 @@ def judge(
     temperature: float | None = None,
     ood_threshold: float | None = None,
     generative: bool = True,
+    expert: np.ndarray | None = None,
 ) -> Judged:
     """[N, K] log-likelihoods (a discriminative run: log posteriors) and [N] scored tokens ->
     `Judged` under `rule` (resolved: 'calibrated' with its offsets), posteriors at
     `temperature`, and for a generative run log p(text) with the training `prior` (the model's
-    p(c), whatever the rule) and, given a threshold, which texts are in distribution."""
-    s = scores(ll, n_tokens, rule, prior, offsets)
+    p(c), whatever the rule) and, given a threshold, which texts are in distribution. `expert`:
+    [N, K] terms added to the log-likelihoods of the decision (the n-gram expert, `ngram.term`),
+    not to p(text)."""
+    s = scores(ll if expert is None else ll + expert, n_tokens, rule, prior, offsets)
     marginal = ood.log_marginal(ll, prior) if generative else None
     per_token = ood.ood_scores(ll, prior, n_tokens) if generative else None
     inside = None

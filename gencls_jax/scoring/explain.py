@@ -11,7 +11,10 @@ The per-token values come from the scorer itself (`scoring.batched.score_dataset
 `per_token`: the rows eval scores, EOS, label prefixes and windows included), and the
 log-likelihoods reported here are their sums, so the identity holds to float64 rounding. Under
 the per_token rule (scores log p(x|c) / |x|) each term is divided by |x| and the prior term is
-0; under the calibrated rule b_c is the fitted offset. A discriminative head has no per-token
+0; under the calibrated rule b_c is the fitted offset. A run with the n-gram expert
+(`scoring/ngram.py`) adds w * log p_ngram(x | c) to the log-likelihoods: its share of the margin
+is one more term, `ngram_term`, not split per token (sum(terms) + prior_term + ngram_term ==
+margin), and the note says so. A discriminative head has no per-token
 likelihoods, hence nothing to explain. The page is `reports/explain_page.py`; the command,
 `commands/explain.py`.
 """
@@ -58,6 +61,7 @@ class Explanation:
     note: str = ""  # what the reader should know (a fallback rule, an --against that won)
     cut: int = 0  # unscored tokens left off after the last one kept (explain.tail_tokens)
     temperature: float | None = None  # the run's fitted temperature of `rule` (None: 1)
+    ngram_term: float = 0.0  # the n-gram expert's share of the margin (not split per token)
 
     @property
     def token_sum(self) -> float:
@@ -87,6 +91,7 @@ class Explanation:
             "temperature": self.temperature,
             "token_sum": self.token_sum,
             "prior_term": self.prior_term,
+            "ngram_term": self.ngram_term,
             "margin": self.margin,
             "n_tokens": self.n_scored,
             "truncated": self.truncated,
@@ -136,14 +141,18 @@ def explain_texts(
     ds = clf._dataset(texts, ids, where)
     values, targets = clf.score_dataset(ds, per_token=True)
     eos = clf.tokenizer.eos_id if clf.config.data.append_eos else None
+    expert = clf.expert_terms(ds.texts)
     return [
-        explain_one(clf, ds, i, values[i], targets[i], eos, rule, why, against)
+        explain_one(clf, ds, i, values[i], targets[i], eos, rule, why, against, expert)
         for i in range(len(ds))
     ]
 
 
-def explain_one(clf, ds, i: int, v, targets, eos, rule: str, why, against) -> Explanation:
-    """Text i of `ds` explained from its per-token values `v` [n, K] (and their token ids)."""
+def explain_one(
+    clf, ds, i: int, v, targets, eos, rule: str, why, against, expert=None
+) -> Explanation:
+    """Text i of `ds` explained from its per-token values `v` [n, K] (and their token ids), and
+    the n-gram expert's [N, K] terms of `ds` (None: no expert)."""
     names = tuple(clf.label_names)
     text_ids = np.asarray(ds.tokens[i], np.int64)
     full = np.concatenate([text_ids, [eos] if eos is not None else []]).astype(np.int64)
@@ -151,7 +160,8 @@ def explain_one(clf, ds, i: int, v, targets, eos, rule: str, why, against) -> Ex
     if n > len(full) or not np.array_equal(targets, full[:n]):
         raise RuntimeError(f"text {ds.ids[i]}: the scored tokens are not the text's tokens")
     ll = v.sum(axis=0)
-    scores = clf.decision_scores(ll[None, :], np.array([float(n)]), rule)[0]
+    e = np.zeros(len(names)) if expert is None else expert[i]
+    scores = clf.decision_scores(ll[None, :], np.array([float(n)]), rule, e[None, :])[0]
     p = int(np.argmax(scores))
     notes = [why] if why else []
     if against is not None and names.index(against) != p:
@@ -162,6 +172,11 @@ def explain_one(clf, ds, i: int, v, targets, eos, rule: str, why, against) -> Ex
         o = int(np.argmax(np.where(np.arange(len(names)) == p, -np.inf, scores)))
     scale = 1.0 / max(n, 1) if rule == "per_token" else 1.0  # the rule's weight of log p(x|c)
     bias = clf.decision_scores(np.zeros((1, len(names))), np.ones(1), rule)[0]  # b_c
+    if expert is not None:
+        notes.append(
+            f"the n-gram expert (weight {clf.ngram['weight']:g}) adds "
+            f"{scale * (e[p] - e[o]):+.4f} to the margin (ngram_term), not split per token"
+        )
     keep = min(len(full), n + int(clf.config.explain.tail_tokens))
     shown_eos = eos is not None and keep == len(full)
     lp = np.full((keep, len(names)), np.nan)
@@ -192,4 +207,5 @@ def explain_one(clf, ds, i: int, v, targets, eos, rule: str, why, against) -> Ex
         note="; ".join(notes),
         cut=len(full) - keep,
         temperature=clf.temperatures.get(rule),
+        ngram_term=float(scale * (e[p] - e[o])),
     )
