@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -27,8 +28,9 @@ from jax.sharding import Mesh
 
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.model.gpt2 import GPT2Config
+from gencls_jax.reports.phases import compile_counts
 from gencls_jax.system import fileio, sharding
-from gencls_jax.training import hooks, objectives, optim
+from gencls_jax.training import ahead, hooks, objectives, optim
 from gencls_jax.training import step as ts
 
 Batch = Mapping[str, Any]
@@ -44,11 +46,16 @@ def make_loss_evaluator(
     *,
     stacked: bool,
     mesh: Mesh | None = None,
+    examples: Sequence[Batch] = (),
 ) -> Callable[[Any], dict[str, float]]:
     """An `eval_fn` for `train`: params -> {'val_loss': the token-mean LM loss over
-    `val_batches()`, every class model's texts together}."""
+    `val_batches()`, every class model's texts together}. Its `programs(params)` compile its
+    step ahead for each of `examples` (a batch of every shape `val_batches` yields)."""
     step = ts.make_eval_step(model_config, objectives.lm_objective(config, stacked))
     mesh = mesh or sharding.make_mesh(int(config.train.class_shards) if stacked else 1)
+
+    def program(params, batch: Batch) -> ahead.Program:
+        return lambda: step.lower(params, sharding.shard_batch(batch, mesh)).compile()
 
     def evaluate(params) -> dict[str, float]:
         # no host sync in between the batches
@@ -57,6 +64,7 @@ def make_loss_evaluator(
         weight = sum(float(np.sum(s["weight"])) for s in sums)
         return {"val_loss": nll / max(weight, 1e-30)}
 
+    evaluate.programs = lambda params: [program(params, b) for b in examples]
     return evaluate
 
 
@@ -75,6 +83,10 @@ class TrainResult:
     evals: list[dict]  # this call's per-epoch eval metrics
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     fallback: str | None = None  # damaged checkpoints skipped when resuming (for the summary)
+    # where compiling stalled this call: {programs, seconds, threads} compiled ahead (empty when
+    # off), first_step_s (from the call to the first step's return: every stall before it),
+    # late_compiles (XLA compilations after the first step: shapes missed by the ahead list)
+    compiling: dict = dataclasses.field(default_factory=dict)
 
     @property
     def params(self) -> Any:
@@ -186,6 +198,8 @@ def train(
     stacked: bool,
     objective: objectives.Objective | None = None,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
+    examples: Sequence[Batch] = (),
+    ahead_programs: Callable[[Any], list[ahead.Program]] | None = None,
 ) -> TrainResult:
     """Train (or resume training in `workdir`) and return the final state.
 
@@ -197,8 +211,11 @@ def train(
     epoch has the largest count; each model's schedule runs over its own total. `objective`:
     what a step minimises (default: the LM for `data.batching`'s rows). eval_fn(params) ->
     metrics (e.g. val_loss, val_accuracy) runs at each epoch end; callbacks(step, record) after
-    every step (hooks for tests and tooling)."""
-    objective = objective or objectives.lm_objective(config, stacked)
+    every step (hooks for tests and tooling). With `compile_ahead_threads` on, the train step
+    for each of `examples` (a batch of every shape `train_batches` yields) and the programs of
+    `ahead_programs(params)` (validation, scoring after training) are compiled before the first
+    step, in parallel (`training/ahead.py`)."""
+    t0, objective = time.perf_counter(), objective or objectives.lm_objective(config, stacked)
     tc, workdir = config.train, Path(workdir)
     nb = num_batches if callable(num_batches) else (lambda _e, n=int(num_batches): n)
     lead = jax.process_index() == 0
@@ -216,6 +233,7 @@ def train(
     log.callbacks = callbacks
     log.writer.drop_after(int(state.step))  # rows past the restored step are trained again
     run, reason = _Run(state, meta, int(state.step)), meta.get("stop_reason")
+    compiling: dict = {}
 
     def put(batch: Batch) -> dict:  # shape errors here, with a message, not deep inside XLA
         ts.check_batch(
@@ -226,6 +244,22 @@ def train(
             n_devices=mesh.shape["data"],
         )
         return sharding.shard_batch(batch, mesh)
+
+    threads = ahead.num_threads(config)
+    if threads > 0 and reason is None:
+        programs = [_step_program(step_fn, run.state, put(b)) for b in examples]
+        programs += ahead_programs(run.state.params) if ahead_programs else []
+        programs.append(lambda: log.loss({}))  # jnp on host floats: two tiny programs
+        compiling.update(ahead.compile_all(programs, threads))
+
+    seen: list[float] = []  # XLA compilations done when the first step returned
+
+    def step_and_count(state, batch):
+        out = step_fn(state, batch)
+        if not seen:
+            seen.append(compile_counts()["compiles"])
+            compiling["first_step_s"] = time.perf_counter() - t0
+        return out
 
     try:
         with hooks.StopOnSignal() as stop:
@@ -238,7 +272,9 @@ def train(
                 total = max(_steps_per_model(nb(epoch)))
                 log.start_epoch(total, start, epoch)
                 batches = prefetch_to_device(train_batches(epoch, start), config.data.prefetch, put)
-                reason = _epoch(run, step_fn, batches, epoch, start, total, tc, log, ckpts, stop)
+                reason = _epoch(
+                    run, step_and_count, batches, epoch, start, total, tc, log, ckpts, stop
+                )
                 if reason is not None:
                     break
                 # Epoch end: evaluate, track the best, maybe stop early, checkpoint.
@@ -255,6 +291,8 @@ def train(
     finally:
         ckpts.close()
         log.writer.close()
+    if seen:
+        compiling["late_compiles"] = int(compile_counts()["compiles"] - seen[0])
     if lead and tc.plot:
         log.plot(workdir / "curves.png")
     return TrainResult(
@@ -268,4 +306,10 @@ def train(
         log.evals,
         stop.signum if reason == "interrupted" else None,
         fallback,
+        compiling,
     )
+
+
+def _step_program(step_fn, state, batch: Batch) -> ahead.Program:
+    """Lowers and compiles the train step for `batch`'s shape (the state is not consumed)."""
+    return lambda: step_fn.lower(state, batch).compile()
