@@ -14,6 +14,7 @@ eval_fn, stacked=..., objective=...)`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -211,10 +212,7 @@ def train(
     epoch has the largest count; each model's schedule runs over its own total. `objective`:
     what a step minimises (default: the LM for `data.batching`'s rows). eval_fn(params) ->
     metrics (e.g. val_loss, val_accuracy) runs at each epoch end; callbacks(step, record) after
-    every step (hooks for tests and tooling). With `compile_ahead_threads` on, the train step
-    for each of `examples` (a batch of every shape `train_batches` yields) and the programs of
-    `ahead_programs(params)` (validation, scoring after training) are compiled before the first
-    step, in parallel (`training/ahead.py`)."""
+    every step (hooks for tests and tooling); `examples`, `ahead_programs`: `_compile_ahead`."""
     t0, objective = time.perf_counter(), objective or objectives.lm_objective(config, stacked)
     tc, workdir = config.train, Path(workdir)
     nb = num_batches if callable(num_batches) else (lambda _e, n=int(num_batches): n)
@@ -233,33 +231,10 @@ def train(
     log.callbacks = callbacks
     log.writer.drop_after(int(state.step))  # rows past the restored step are trained again
     run, reason = _Run(state, meta, int(state.step)), meta.get("stop_reason")
-    compiling: dict = {}
 
-    def put(batch: Batch) -> dict:  # shape errors here, with a message, not deep inside XLA
-        ts.check_batch(
-            batch,
-            stacked=stacked,
-            num_classes=k,
-            accum=int(tc.grad_accum),
-            n_devices=mesh.shape["data"],
-        )
-        return sharding.shard_batch(batch, mesh)
-
-    threads = ahead.num_threads(config)
-    if threads > 0 and reason is None:
-        programs = [_step_program(step_fn, run.state, put(b)) for b in examples]
-        programs += ahead_programs(run.state.params) if ahead_programs else []
-        programs.append(lambda: log.loss({}))  # jnp on host floats: two tiny programs
-        compiling.update(ahead.compile_all(programs, threads))
-
-    seen: list[float] = []  # XLA compilations done when the first step returned
-
-    def step_and_count(state, batch):
-        out = step_fn(state, batch)
-        if not seen:
-            seen.append(compile_counts()["compiles"])
-            compiling["first_step_s"] = time.perf_counter() - t0
-        return out
+    put = functools.partial(_put, stacked=stacked, k=k, accum=int(tc.grad_accum), mesh=mesh)
+    ahead_list = (examples, ahead_programs, log)
+    first = _FirstStep(step_fn, t0, _compile_ahead(config, step_fn, run, put, *ahead_list))
 
     try:
         with hooks.StopOnSignal() as stop:
@@ -272,9 +247,7 @@ def train(
                 total = max(_steps_per_model(nb(epoch)))
                 log.start_epoch(total, start, epoch)
                 batches = prefetch_to_device(train_batches(epoch, start), config.data.prefetch, put)
-                reason = _epoch(
-                    run, step_and_count, batches, epoch, start, total, tc, log, ckpts, stop
-                )
+                reason = _epoch(run, first, batches, epoch, start, total, tc, log, ckpts, stop)
                 if reason is not None:
                     break
                 # Epoch end: evaluate, track the best, maybe stop early, checkpoint.
@@ -291,8 +264,6 @@ def train(
     finally:
         ckpts.close()
         log.writer.close()
-    if seen:
-        compiling["late_compiles"] = int(compile_counts()["compiles"] - seen[0])
     if lead and tc.plot:
         log.plot(workdir / "curves.png")
     return TrainResult(
@@ -306,10 +277,53 @@ def train(
         log.evals,
         stop.signum if reason == "interrupted" else None,
         fallback,
-        compiling,
+        first.finish(),
     )
+
+
+def _put(batch: Batch, stacked: bool, k: int | None, accum: int, mesh: Mesh) -> dict:
+    """A host batch on the devices; shape errors here, with a message, not deep inside XLA."""
+    n = mesh.shape["data"]
+    ts.check_batch(batch, stacked=stacked, num_classes=k, accum=accum, n_devices=n)
+    return sharding.shard_batch(batch, mesh)
+
+
+def _compile_ahead(config, step_fn, run: _Run, put, examples, ahead_programs, log) -> dict:
+    """Before the first step, with `compile_ahead_threads` on: compile the train step for each
+    of `examples` (a batch of every shape the train batches have, placed by `put`), the
+    programs of `ahead_programs(params)` and the log's loss, in parallel: {programs, seconds,
+    threads}; {} when off or the run is finished."""
+    threads = ahead.num_threads(config)
+    if threads <= 0 or run.meta.get("stop_reason") is not None:
+        return {}
+    programs = [_step_program(step_fn, run.state, put(b)) for b in examples]
+    programs += ahead_programs(run.state.params) if ahead_programs else []
+    programs.append(lambda: log.loss({}))  # jnp on host floats: two tiny programs
+    return ahead.compile_all(programs, threads)
 
 
 def _step_program(step_fn, state, batch: Batch) -> ahead.Program:
     """Lowers and compiles the train step for `batch`'s shape (the state is not consumed)."""
     return lambda: step_fn.lower(state, batch).compile()
+
+
+class _FirstStep:
+    """The train step, noting when its first call returned (every stall before the first step:
+    `compiling['first_step_s']`) and the XLA compilations done by then (`compiles`)."""
+
+    def __init__(self, step_fn, t0: float, compiling: dict):
+        self.step_fn, self.t0, self.compiling, self.compiles = step_fn, t0, compiling, None
+
+    def __call__(self, state, batch):
+        out = self.step_fn(state, batch)
+        if self.compiles is None:
+            self.compiles = compile_counts()["compiles"]
+            self.compiling["first_step_s"] = time.perf_counter() - self.t0
+        return out
+
+    def finish(self) -> dict:
+        """`compiling` with its 'late_compiles': XLA compilations since the first step (a shape
+        the ahead list missed, or compile-ahead off)."""
+        if self.compiles is not None:
+            self.compiling["late_compiles"] = int(compile_counts()["compiles"] - self.compiles)
+        return self.compiling
