@@ -84,9 +84,9 @@ class TrainResult:
     evals: list[dict]  # this call's per-epoch eval metrics
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     fallback: str | None = None  # damaged checkpoints skipped when resuming (for the summary)
-    # where compiling stalled this call: {programs, seconds, threads} compiled ahead (empty when
+    # where compiling stalled this call: {programs, seconds, threads} compiled ahead (none when
     # off), first_step_s (from the call to the first step's return: every stall before it),
-    # late_compiles (XLA compilations after the first step: shapes missed by the ahead list)
+    # late_compiles, late_compile_s (compilations after the first step: shapes not ahead)
     compiling: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -317,13 +317,15 @@ class _FirstStep:
     def __call__(self, state, batch):
         out = self.step_fn(state, batch)
         if self.compiles is None:
-            self.compiles = compile_counts()["compiles"]
+            self.compiles = compile_counts()
             self.compiling["first_step_s"] = time.perf_counter() - self.t0
         return out
 
     def finish(self) -> dict:
-        """`compiling` with its 'late_compiles': XLA compilations since the first step (a shape
-        the ahead list missed, or compile-ahead off)."""
+        """`compiling` with 'late_compiles' and 'late_compile_s': XLA compilations and compile
+        seconds since the first step (a shape the ahead list missed, or compile-ahead off)."""
         if self.compiles is not None:
-            self.compiling["late_compiles"] = int(compile_counts()["compiles"] - self.compiles)
+            now, then = compile_counts(), self.compiles
+            self.compiling["late_compiles"] = int(now["compiles"] - then["compiles"])
+            self.compiling["late_compile_s"] = now["compile_s"] - then["compile_s"]
         return self.compiling
