@@ -234,9 +234,8 @@ def train(
 
     put = functools.partial(_put, stacked=stacked, k=k, accum=int(tc.grad_accum), mesh=mesh)
     ahead_list = (examples, ahead_programs, log)
-    first = _FirstStep(step_fn, t0, _compile_ahead(config, step_fn, run, put, *ahead_list))
-
-    try:
+    try:  # (Ctrl-C while compiling ahead: KeyboardInterrupt, the checkpointer closed)
+        first = _FirstStep(step_fn, t0, _compile_ahead(config, step_fn, run, put, *ahead_list))
         with hooks.StopOnSignal() as stop:
             epoch = int(meta["epoch"])
             while reason is None and epoch < epochs:
