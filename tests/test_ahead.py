@@ -113,7 +113,10 @@ def test_compile_ahead_changes_no_result(runs):
     for name in ("predictions_test.jsonl", "predictions_val.jsonl"):
         assert lines(runs[0], name) == lines(runs[2], name)  # log-likelihoods, predictions
     losses = [
-        [(r["step"], r.get("train_loss"), r.get("val_loss")) for r in lines(wd, "metrics.jsonl")]
+        [
+            (r["step"], r.get("train_loss"), r.get("val_loss"), r.get("val_accuracy"))
+            for r in lines(wd, "metrics.jsonl")
+        ]
         for wd in (runs[0], runs[2])
     ]
     assert losses[0] == losses[1] and len(losses[0]) > 2
