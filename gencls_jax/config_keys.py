@@ -54,6 +54,14 @@ KEYS = (
         "programs that compile faster are not stored (JAX's default)",
     ),
     Key(
+        "compile_ahead_threads",
+        -1,
+        RUNTIME,
+        "threads compiling every train, validation and scoring shape of a run in parallel before "
+        "its first step (no stall at a new shape later); -1 = one per CPU core (at most 16), "
+        "0 = off (each program compiles when its shape first comes)",
+    ),
+    Key(
         "heartbeat_timeout_s",
         100,
         RUNTIME,

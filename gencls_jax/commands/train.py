@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from absl import logging
 
 from gencls_jax import conditioning
 from gencls_jax.commands import preflight
-from gencls_jax.commands.evaluate import check_settings, evaluate_params
+from gencls_jax.commands.evaluate import check_settings, evaluate_params, scored_splits
 from gencls_jax.data.tokenize import Tokenizer
 from gencls_jax.errors import RunError
 from gencls_jax.model import gpt2
@@ -37,8 +38,8 @@ from gencls_jax.model.weights import CheckpointError, load_pretrained
 from gencls_jax.reports.phases import PhaseTimer, fmt_table
 from gencls_jax.runs import load, rules
 from gencls_jax.runs import workdir as wd
-from gencls_jax.scoring.batched import score_dataset
-from gencls_jax.system import fileio
+from gencls_jax.scoring.batched import score_dataset, score_programs
+from gencls_jax.system import fileio, sharding
 from gencls_jax.training import loop, objectives
 
 # --- model initialisation -------------------------------------------------------------------
@@ -97,7 +98,11 @@ def validation_fn(config, cond, model_config, val, tok):
     if cond.generative:
         stream = cond.train_stream(config, val, tok, batch_size=config.eval.batch_size)
         loss_eval = loop.make_loss_evaluator(
-            config, model_config, lambda: stream.batches(0), stacked=cond.stacked
+            config,
+            model_config,
+            lambda: stream.batches(0),
+            stacked=cond.stacked,
+            examples=stream.examples(),
         )
     if not cond.classifies:
         return loss_eval
@@ -109,7 +114,31 @@ def validation_fn(config, cond, model_config, val, tok):
         out["val_accuracy"] = float(np.mean((ll + prior).argmax(1) == val.labels))
         return out
 
+    fn.programs = loss_eval.programs if loss_eval is not None else lambda _params: []
     return fn
+
+
+def ahead_programs(config, cond, model_config, tok, ds, eval_fn):
+    """params -> the programs `eval_fn` (each epoch) and the scoring after training (the best
+    checkpoint, restored replicated, on eval's splits) will run: compiled ahead by the loop."""
+
+    def programs(params) -> list:
+        out = list(eval_fn.programs(params)) if eval_fn is not None else []
+        if not cond.classifies:
+            return out
+        rep = sharding.replicated(sharding.make_mesh())
+        restored = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), params
+        )
+        splits = list(scored_splits(config, ds).values()) if config.eval.splits else []
+        if all(x.sharding == rep for x in jax.tree_util.tree_leaves(params)):
+            return out + score_programs(
+                params, cond, [ds["val"], *splits], tok, config, model_config
+            )
+        out += score_programs(params, cond, [ds["val"]], tok, config, model_config)
+        return out + score_programs(restored, cond, splits, tok, config, model_config)
+
+    return programs
 
 
 def run_info(config, cond, model_config, tok, ds) -> dict:
@@ -162,7 +191,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
         stream.num_batches(0),
         gpt2.count_params(params) // (train.num_classes if cond.stacked else 1),
     )
-    with timer.phase("train"):  # with its validation passes and first-step compilation
+    eval_fn = validation_fn(config, cond, model_config, val, tok)
+    with timer.phase("train"):  # with its validation passes and its compilation
         result = loop.train(
             config,
             workdir,
@@ -170,10 +200,13 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
             params,
             stream.batches,
             num_batches,
-            validation_fn(config, cond, model_config, val, tok),
+            eval_fn,
             stacked=cond.stacked,
             objective=objective,
+            examples=stream.examples(),
+            ahead_programs=ahead_programs(config, cond, model_config, tok, ds, eval_fn),
         )
+    timer.note("train", **result.compiling)
     summary = _train_summary(workdir, result, time.time() - t0)
     if result.stop_reason == "interrupted":
         logging.info(
@@ -193,6 +226,10 @@ def train_and_evaluate(config, workdir: str | Path) -> dict:
             )
     summary["phases"] = timer.table()
     logging.info("time by phase: %s", fmt_table(summary["phases"]))
+    if wd.is_lead():  # beside the run's other figures (metrics.json is written before the end)
+        path = workdir / "train_summary.json"
+        saved = {**json.loads(path.read_text()), "phases": summary["phases"]}
+        fileio.write_text(path, json.dumps(saved, indent=2))
     return summary
 
 

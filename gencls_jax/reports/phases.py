@@ -7,6 +7,7 @@ caches (`compile_cache_dir`, `data.cache_dir`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 from absl import logging
@@ -19,40 +20,52 @@ COMPILE_EVENTS = (
 )
 
 
-class PhaseTimer:
-    """`with timer.phase('train'): ...` records that phase's wall and CPU seconds and the compile
-    seconds inside it; `timer.table()` is {phase: {wall_s, cpu_s, compile_s}}."""
+_COUNTS = {"compile_s": 0.0, "compiles": 0}  # every compilation of this process, once listening
 
-    _compile_s = 0.0  # every compilation of this process, since the listener was registered
-    _listening = False
+
+def compile_counts() -> dict[str, float]:
+    """{compile_s, compiles}: JAX's compile seconds (trace, lower, XLA) and XLA compilations
+    of this process so far, counted from the first call of this function (or PhaseTimer)."""
+    _listen()
+    return dict(_COUNTS)
+
+
+@functools.cache
+def _listen() -> None:
+    import jax
+
+    def on_event(event: str, duration: float, **_) -> None:
+        if event in COMPILE_EVENTS:
+            _COUNTS["compile_s"] += float(duration)
+        if event == COMPILE_EVENTS[-1]:
+            _COUNTS["compiles"] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+
+
+class PhaseTimer:
+    """`with timer.phase('train'): ...` records that phase's wall and CPU seconds, the compile
+    seconds and XLA compilations inside it; `timer.table()` is {phase: {wall_s, cpu_s,
+    compile_s, compiles, ...}} (`note` adds a phase's own figures, e.g. the compile-ahead)."""
 
     def __init__(self):
         self.phases: dict[str, dict[str, float]] = {}
-        PhaseTimer._listen()
+        _listen()
 
-    @classmethod
-    def _listen(cls) -> None:
-        if cls._listening:
-            return
-        import jax
-
-        def on_event(event: str, duration: float, **_) -> None:
-            if event in COMPILE_EVENTS:
-                cls._compile_s += float(duration)
-
-        jax.monitoring.register_event_duration_secs_listener(on_event)
-        cls._listening = True
+    def note(self, name: str, **values: float) -> None:
+        self.phases.setdefault(name, {}).update(values)
 
     @contextlib.contextmanager
     def phase(self, name: str):
-        wall, cpu, comp = time.perf_counter(), time.process_time(), PhaseTimer._compile_s
+        wall, cpu, comp = time.perf_counter(), time.process_time(), compile_counts()
         try:
             yield
         finally:
-            rec = self.phases.setdefault(name, dict(wall_s=0.0, cpu_s=0.0, compile_s=0.0))
-            rec["wall_s"] += time.perf_counter() - wall
-            rec["cpu_s"] += time.process_time() - cpu
-            rec["compile_s"] += PhaseTimer._compile_s - comp
+            rec = self.phases.setdefault(name, {})
+            for k, v in compile_counts().items():
+                rec[k] = rec.get(k, 0) + v - comp[k]
+            rec["wall_s"] = rec.get("wall_s", 0.0) + time.perf_counter() - wall
+            rec["cpu_s"] = rec.get("cpu_s", 0.0) + time.process_time() - cpu
             logging.info("phase %s: %s", name, fmt_phase(rec))
 
     def table(self) -> dict[str, dict[str, float]]:

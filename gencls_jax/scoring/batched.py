@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from gencls_jax.data.batching import scoring_batches
+from gencls_jax.data.batching import EMPTY_PLAN, make_batch, scoring_batches, scoring_shapes
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import Rows, scored_tokens
 from gencls_jax.data.sources import Dataset
@@ -130,6 +130,47 @@ def text_token_values(
     )
 
 
+def scoring_function(conditioning, config, model_config, per_token: bool = False):
+    """(the jitted scorer, its static arguments) `score_dataset` runs for `conditioning`."""
+    if not conditioning.generative:  # a classification head: one row per text, K posteriors
+        if per_token:
+            raise ValueError(f"a {conditioning.name} model has no per-token likelihoods")
+        return head_log_posteriors, dict(config=model_config, pool=config.model.pool)
+    jitted = class_token_values if per_token else class_sums
+    return jitted, dict(config=model_config, stacked=conditioning.stacked)
+
+
+def class_passes(conditioning, k: int) -> list[int | None]:
+    """Stacked class models (or a head) read the same rows at once: one pass; one label-prefix
+    model takes a pass per class, each with that class's prefix."""
+    stacked = conditioning.stacked or not conditioning.generative
+    return [None] if stacked else list(range(k))
+
+
+def score_programs(params, conditioning, datasets, tokenizer, config, model_config) -> list:
+    """Thunks that each lower and compile one program `score_dataset` (sums) will run on
+    `datasets` with parameters laid out as `params` (arrays or ShapeDtypeStructs with their
+    shardings): one per bucket shape, shared by every data set and class pass. Run ahead (in
+    parallel, `training/ahead.py`), they leave jit's cache warm for the scoring itself."""
+    jitted, static = scoring_function(conditioning, config, model_config)
+    mesh = sharding.mesh_of(params) or sharding.make_mesh()
+    ec, dc = config.eval, config.data
+    shapes: dict[tuple[int, int], Rows] = {}
+    for ds in datasets:
+        for c in class_passes(conditioning, ds.num_classes):
+            rows = conditioning.class_rows(config, ds, tokenizer, c)
+            sizes = (ec.batch_size, dc.bucket_lengths, dc.max_len, mesh.shape["data"])
+            for shape in scoring_shapes(rows, *sizes):
+                shapes.setdefault(shape, rows)
+
+    def program(n: int, T: int, rows: Rows):
+        batch = make_batch(rows, EMPTY_PLAN, n, T)
+        batch = sharding.shard_batch({k: batch[k] for k in ROW_KEYS}, mesh)
+        return lambda: jitted.lower(params, batch, **static).compile()
+
+    return [program(n, T, rows) for (n, T), rows in sorted(shapes.items())]
+
+
 def score_dataset(
     params,
     conditioning,
@@ -154,18 +195,13 @@ def score_dataset(
         prefetch=config.data.prefetch,
         progress=bool(config.progress_bars),
     )
+    jitted, static = scoring_function(conditioning, config, model_config, per_token)
+    fn = functools.partial(jitted, **static)
     if not conditioning.generative:  # a classification head: one row per text, K posteriors
-        if per_token:
-            raise ValueError(f"a {conditioning.name} model has no per-token likelihoods")
         rows = conditioning.class_rows(config, ds, tokenizer, None)
-        fn = functools.partial(head_log_posteriors, config=model_config, pool=config.model.pool)
         per_row = run_rows(params, rows, fn, desc=desc, **kw)
         return text_sums(rows, per_row, n, k), scored_tokens(rows, n)
-    jitted = class_token_values if per_token else class_sums
-    stacked = conditioning.stacked
-    fn = functools.partial(jitted, config=model_config, stacked=stacked)
-    # stacked class models read the same rows at once; one model takes a pass per class
-    passes = [None] if stacked else list(range(k))
+    passes = class_passes(conditioning, k)
     cols, counts, targets = [], [], None
     for c in passes:
         rows = conditioning.class_rows(config, ds, tokenizer, c)

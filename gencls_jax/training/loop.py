@@ -14,7 +14,9 @@ eval_fn, stacked=..., objective=...)`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -27,8 +29,9 @@ from jax.sharding import Mesh
 
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.model.gpt2 import GPT2Config
+from gencls_jax.reports.phases import compile_counts
 from gencls_jax.system import fileio, sharding
-from gencls_jax.training import hooks, objectives, optim
+from gencls_jax.training import ahead, hooks, objectives, optim
 from gencls_jax.training import step as ts
 
 Batch = Mapping[str, Any]
@@ -44,11 +47,16 @@ def make_loss_evaluator(
     *,
     stacked: bool,
     mesh: Mesh | None = None,
+    examples: Sequence[Batch] = (),
 ) -> Callable[[Any], dict[str, float]]:
     """An `eval_fn` for `train`: params -> {'val_loss': the token-mean LM loss over
-    `val_batches()`, every class model's texts together}."""
+    `val_batches()`, every class model's texts together}. Its `programs(params)` compile its
+    step ahead for each of `examples` (a batch of every shape `val_batches` yields)."""
     step = ts.make_eval_step(model_config, objectives.lm_objective(config, stacked))
     mesh = mesh or sharding.make_mesh(int(config.train.class_shards) if stacked else 1)
+
+    def program(params, batch: Batch) -> ahead.Program:
+        return lambda: step.lower(params, sharding.shard_batch(batch, mesh)).compile()
 
     def evaluate(params) -> dict[str, float]:
         # no host sync in between the batches
@@ -57,6 +65,7 @@ def make_loss_evaluator(
         weight = sum(float(np.sum(s["weight"])) for s in sums)
         return {"val_loss": nll / max(weight, 1e-30)}
 
+    evaluate.programs = lambda params: [program(params, b) for b in examples]
     return evaluate
 
 
@@ -75,6 +84,10 @@ class TrainResult:
     evals: list[dict]  # this call's per-epoch eval metrics
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     fallback: str | None = None  # damaged checkpoints skipped when resuming (for the summary)
+    # where compiling stalled this call: {programs, seconds, threads} compiled ahead (none when
+    # off), first_step_s (from the call to the first step's return: every stall before it),
+    # late_compiles, late_compile_s (compilations after the first step: shapes not ahead)
+    compiling: dict = dataclasses.field(default_factory=dict)
 
     @property
     def params(self) -> Any:
@@ -186,6 +199,8 @@ def train(
     stacked: bool,
     objective: objectives.Objective | None = None,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
+    examples: Sequence[Batch] = (),
+    ahead_programs: Callable[[Any], list[ahead.Program]] | None = None,
 ) -> TrainResult:
     """Train (or resume training in `workdir`) and return the final state.
 
@@ -197,8 +212,8 @@ def train(
     epoch has the largest count; each model's schedule runs over its own total. `objective`:
     what a step minimises (default: the LM for `data.batching`'s rows). eval_fn(params) ->
     metrics (e.g. val_loss, val_accuracy) runs at each epoch end; callbacks(step, record) after
-    every step (hooks for tests and tooling)."""
-    objective = objective or objectives.lm_objective(config, stacked)
+    every step (hooks for tests and tooling); `examples`, `ahead_programs`: `_compile_ahead`."""
+    t0, objective = time.perf_counter(), objective or objectives.lm_objective(config, stacked)
     tc, workdir = config.train, Path(workdir)
     nb = num_batches if callable(num_batches) else (lambda _e, n=int(num_batches): n)
     lead = jax.process_index() == 0
@@ -217,17 +232,10 @@ def train(
     log.writer.drop_after(int(state.step))  # rows past the restored step are trained again
     run, reason = _Run(state, meta, int(state.step)), meta.get("stop_reason")
 
-    def put(batch: Batch) -> dict:  # shape errors here, with a message, not deep inside XLA
-        ts.check_batch(
-            batch,
-            stacked=stacked,
-            num_classes=k,
-            accum=int(tc.grad_accum),
-            n_devices=mesh.shape["data"],
-        )
-        return sharding.shard_batch(batch, mesh)
-
-    try:
+    put = functools.partial(_put, stacked=stacked, k=k, accum=int(tc.grad_accum), mesh=mesh)
+    ahead_list = (examples, ahead_programs, log)
+    try:  # (Ctrl-C while compiling ahead: KeyboardInterrupt, the checkpointer closed)
+        first = _FirstStep(step_fn, t0, _compile_ahead(config, step_fn, run, put, *ahead_list))
         with hooks.StopOnSignal() as stop:
             epoch = int(meta["epoch"])
             while reason is None and epoch < epochs:
@@ -238,7 +246,7 @@ def train(
                 total = max(_steps_per_model(nb(epoch)))
                 log.start_epoch(total, start, epoch)
                 batches = prefetch_to_device(train_batches(epoch, start), config.data.prefetch, put)
-                reason = _epoch(run, step_fn, batches, epoch, start, total, tc, log, ckpts, stop)
+                reason = _epoch(run, first, batches, epoch, start, total, tc, log, ckpts, stop)
                 if reason is not None:
                     break
                 # Epoch end: evaluate, track the best, maybe stop early, checkpoint.
@@ -268,4 +276,55 @@ def train(
         log.evals,
         stop.signum if reason == "interrupted" else None,
         fallback,
+        first.finish(),
     )
+
+
+def _put(batch: Batch, stacked: bool, k: int | None, accum: int, mesh: Mesh) -> dict:
+    """A host batch on the devices; shape errors here, with a message, not deep inside XLA."""
+    n = mesh.shape["data"]
+    ts.check_batch(batch, stacked=stacked, num_classes=k, accum=accum, n_devices=n)
+    return sharding.shard_batch(batch, mesh)
+
+
+def _compile_ahead(config, step_fn, run: _Run, put, examples, ahead_programs, log) -> dict:
+    """Before the first step, with `compile_ahead_threads` on: compile the train step for each
+    of `examples` (a batch of every shape the train batches have, placed by `put`), the
+    programs of `ahead_programs(params)` and the log's loss, in parallel: {programs, seconds,
+    threads}; {} when off or the run is finished."""
+    threads = ahead.num_threads(config)
+    if threads <= 0 or run.meta.get("stop_reason") is not None:
+        return {}
+    programs = [_step_program(step_fn, run.state, put(b)) for b in examples]
+    programs += ahead_programs(run.state.params) if ahead_programs else []
+    programs.append(lambda: log.loss({}))  # jnp on host floats: two tiny programs
+    return ahead.compile_all(programs, threads)
+
+
+def _step_program(step_fn, state, batch: Batch) -> ahead.Program:
+    """Lowers and compiles the train step for `batch`'s shape (the state is not consumed)."""
+    return lambda: step_fn.lower(state, batch).compile()
+
+
+class _FirstStep:
+    """The train step, noting when its first call returned (every stall before the first step:
+    `compiling['first_step_s']`) and the XLA compilations done by then (`compiles`)."""
+
+    def __init__(self, step_fn, t0: float, compiling: dict):
+        self.step_fn, self.t0, self.compiling, self.compiles = step_fn, t0, compiling, None
+
+    def __call__(self, state, batch):
+        out = self.step_fn(state, batch)
+        if self.compiles is None:
+            self.compiles = compile_counts()
+            self.compiling["first_step_s"] = time.perf_counter() - self.t0
+        return out
+
+    def finish(self) -> dict:
+        """`compiling` with 'late_compiles' and 'late_compile_s': XLA compilations and compile
+        seconds since the first step (a shape the ahead list missed, or compile-ahead off)."""
+        if self.compiles is not None:
+            now, then = compile_counts(), self.compiles
+            self.compiling["late_compiles"] = int(now["compiles"] - then["compiles"])
+            self.compiling["late_compile_s"] = now["compile_s"] - then["compile_s"]
+        return self.compiling

@@ -219,19 +219,23 @@ def make_eval_step(model_config: GPT2Config, objective: Objective) -> Callable:
 def jit_train_step(step_fn: Callable, mesh: Mesh, stacked: bool, fsdp: bool = False) -> Callable:
     """jit with the state donated (no second copy of params/optimizer state); the new state keeps
     its layout (`sharding.state_shardings`: class models split over the 'class' axis, the rest
-    replicated) and the metrics come out replicated. Compiled at the first call, which gives
-    the state's structure."""
+    replicated) and the metrics come out replicated. Jitted at the first call (or at
+    `call.lower(state, batch)`, to compile ahead), which gives the state's structure."""
     jitted = {}
 
-    def call(state, batch):
+    def jit_for(state):
         if "step" not in jitted:
             out = (
                 sharding.state_shardings(mesh, state, stacked, fsdp),
                 sharding.replicated(mesh),
             )
             jitted["step"] = jax.jit(step_fn, donate_argnums=0, out_shardings=out)
-        return jitted["step"](state, batch)
+        return jitted["step"]
 
+    def call(state, batch):
+        return jit_for(state)(state, batch)
+
+    call.lower = lambda state, batch: jit_for(state).lower(state, batch)
     return call
 
 

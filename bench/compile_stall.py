@@ -1,0 +1,119 @@
+"""Where compiling stalls a run: one recipe command, trained with compile-ahead off and on, each
+with a fresh (cold) compile cache and then again on that cache (warm); a table of the seconds
+stalled (issue 25: <= 20 s cold, <= 5 s warm for TREC, SST-2 and IMDB 500/class runs).
+
+    # on the GPU: TREC with small_set.py (from the 2-epoch IMDB export), off vs on
+    python bench/compile_stall.py --config=configs/small_set.py -- \\
+        --config.model.init=runs/pretrain/export \\
+        --config.data.train_path=../shared/data/trec/train.jsonl \\
+        --config.data.test_path=../shared/data/trec/test.jsonl
+    # IMDB 500/class, decision.py
+    python bench/compile_stall.py --config=configs/decision.py -- \\
+        --config.model.init=runs/pretrain/export --config.data.per_class_limit=500
+    # CPU smoke run
+    python bench/compile_stall.py --config=configs/tiny.py
+
+Each run is `python run.py --config=... --workdir=<fresh> --config.compile_cache_dir=<cache>
+--config.compile_ahead_threads=<T> <overrides>` in its own process; its figures come from the
+workdir's train_summary.json `phases` (commands/train.py, training/loop.py):
+  first step  wall from the training loop's start to the first step's return: state set-up,
+              the compile-ahead (when on), the first step's own compile (when off)
+  late        compile seconds after the first step in the train phase (a new bucket's step,
+              the first validation pass) and in the score phase (test scoring)
+  stall       first step + late: the wall a user waits on compiling (an upper bound: the first
+              step's figure includes the state set-up)
+  ahead       wall of the parallel compile-ahead (programs, threads)
+  compile     the sum of JAX's compile events (trace, lower, XLA) in train + score: with
+              threads, larger than the wall they took
+A line per run, then the table. Add --no-warm to skip the warm runs, --threads to choose the
+settings (default 0,-1: off, one thread per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_once(config: str, workdir: Path, cache: Path, threads: int, overrides: list[str]) -> dict:
+    """One run.py call; its phases and its process wall time."""
+    cmd = [sys.executable, str(REPO / "run.py"), f"--config={config}", f"--workdir={workdir}"]
+    cmd += [f"--config.compile_cache_dir={cache}", f"--config.compile_ahead_threads={threads}"]
+    cmd += ["--config.progress_bars=False", *overrides]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"error: {' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+    phases = json.loads((workdir / "train_summary.json").read_text())["phases"]
+    return dict(phases=phases, wall=wall)
+
+
+def figures(threads: int, cache: str, r: dict) -> dict:
+    tr, sc = r["phases"]["train"], r["phases"].get("score", {})
+    late = tr.get("late_compile_s", 0.0) + sc.get("compile_s", 0.0)
+    return dict(
+        threads=threads,
+        cache=cache,
+        first_step=tr.get("first_step_s", float("nan")),
+        late=late,
+        late_n=tr.get("late_compiles", 0) + sc.get("compiles", 0),
+        stall=tr.get("first_step_s", float("nan")) + late,
+        ahead=tr.get("seconds", 0.0),
+        programs=tr.get("programs", 0),
+        used_threads=tr.get("threads", 0),
+        compile=tr.get("compile_s", 0.0) + sc.get("compile_s", 0.0),
+        train=tr["wall_s"],
+        run=r["wall"],
+    )
+
+
+HEAD = (
+    f"{'threads':>7s} {'cache':>5s} {'first step':>10s} {'late':>6s} {'(n)':>4s} {'stall':>6s} "
+    f"{'ahead':>6s} {'progs':>5s} {'compile':>7s} {'train':>6s} {'run':>6s}"
+)
+
+
+def row(f: dict) -> str:
+    t = f"{f['threads']}" + (f"->{f['used_threads']}" if f["used_threads"] else "")
+    return (
+        f"{t:>7s} {f['cache']:>5s} {f['first_step']:10.1f} {f['late']:6.1f} {f['late_n']:4d} "
+        f"{f['stall']:6.1f} {f['ahead']:6.1f} {f['programs']:5d} {f['compile']:7.1f} "
+        f"{f['train']:6.1f} {f['run']:6.1f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="configs/tiny.py")
+    ap.add_argument("--threads", default="0,-1", help="compile_ahead_threads settings to run")
+    ap.add_argument("--no-warm", action="store_true", help="cold runs only")
+    ap.add_argument("--tmp", default="", help="folder for workdirs and caches (default: a temp)")
+    ap.add_argument("--out", default="", help="also write the figures here (JSON)")
+    ap.add_argument("overrides", nargs="*", help="after --: run.py flags for every run")
+    args = ap.parse_args()
+    tmp = Path(args.tmp or tempfile.mkdtemp(prefix="compile_stall_"))
+    out = []
+    for threads in (int(t) for t in args.threads.split(",")):
+        cache = tmp / f"xla_{threads}"  # fresh: the first run of each setting is cold
+        for kind in ["cold"] if args.no_warm else ["cold", "warm"]:
+            wd = tmp / f"run_{threads}_{kind}"
+            f = figures(threads, kind, run_once(args.config, wd, cache, threads, args.overrides))
+            print(row(f), flush=True)
+            out.append(f)
+    print(f"\n{args.config} {' '.join(args.overrides)}\n{HEAD}")
+    for f in out:
+        print(row(f))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

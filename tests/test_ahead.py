@@ -1,0 +1,122 @@
+"""Compile ahead (`compile_ahead_threads`, training/ahead.py): the shapes enumerated ahead are
+every shape the batchers yield, a run compiles nothing after its first step, and its results
+are those of a run that compiles each shape when it first comes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
+
+from gencls_jax.data import batching
+from gencls_jax.data.rows import Rows
+
+
+def _rows(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = [rng.integers(1, 50, n).astype(np.int32) for n in lengths]
+    return Rows(ids, ids, [np.ones(n, np.float32) for n in lengths], np.arange(len(lengths)))
+
+
+def _shapes(batches):
+    return {tuple((k, v.shape, v.dtype.str) for k, v in sorted(b.items())) for b in batches}
+
+
+@pytest.mark.parametrize("scheme", ["bucket", "pad", "pack"])
+def test_examples_are_every_shape_the_streams_yield(scheme):
+    spec = batching.BatchSpec(scheme, 4, 64, (16, 32, 48))
+    a, b = _rows([5, 9, 30, 31, 12, 60, 7]), _rows([3, 20, 25, 33], seed=1)  # b: no 64 bucket
+    streams = [
+        batching.TrainStream(a, spec, 0),
+        batching.PerClassStream(
+            (batching.TrainStream(a, spec, 0), batching.TrainStream(b, spec, 1))
+        ),
+    ]
+    if scheme != "pack":
+        c = _rows([4, 30, 12, 40], seed=2)
+        streams.append(batching.SlicedStream((c, c), np.array([0, 1, 0, 1]), spec, 0))
+    for s in streams:
+        seen = _shapes(x for e in range(4) for x in s.batches(e))
+        ahead = _shapes(s.examples())
+        assert seen <= ahead, (type(s).__name__, seen - ahead)
+        if not isinstance(s, batching.PerClassStream):  # (K classes: a superset, see examples)
+            assert seen == ahead
+
+
+def test_scoring_shapes_are_the_scoring_batches_shapes():
+    rows = _rows([5, 9, 30, 31, 12, 60, 7, 8, 8, 8, 8, 8])
+    for multiple in (1, 2):
+        got = batching.scoring_shapes(rows, 3, (16, 32, 48), 64, multiple)
+        want = {
+            b["inputs"].shape
+            for _, b in batching.scoring_batches(rows, 3, (16, 32, 48), 64, multiple)
+        }
+        assert sorted(got) == sorted(want)
+    assert batching.scoring_shapes(_rows([]), 3, (16,), 64) == []
+
+
+SMALL = [
+    "--config=" + str(REPO / "configs" / "tiny.py"),
+    "--config.compile_cache_dir=",  # cold: every program compiles in this process
+    "--config.data.per_class_limit=16",
+    "--config.data.val_size=8",
+    "--config.data.max_len=64",
+    "--config.data.bucket_lengths=(32,64)",
+    "--config.eval.test_per_class=8",
+    "--config.eval.sample_per_class=4",
+    "--config.eval.train_sample_per_class=4",
+    "--config.train.plot=False",
+    "--config.train.log_every=1",
+    "--config.progress_bars=False",
+    "--config.data.tokenizer=" + str(TOKENIZER_DIR),
+    "--config.data.train_path=" + str(IMDB_DIR / "train.jsonl.gz"),
+    "--config.data.test_path=" + str(IMDB_DIR / "test.jsonl.gz"),
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same run with compile-ahead off and on, each in a fresh process."""
+    if not (IMDB_DIR / "train.jsonl.gz").exists():
+        pytest.skip("needs ../shared/data")
+    out = {}
+    for threads in (0, 2):
+        wd = tmp_path_factory.mktemp(f"ahead{threads}")
+        cmd = [sys.executable, str(REPO / "run.py"), *SMALL, f"--workdir={wd}"]
+        cmd.append(f"--config.compile_ahead_threads={threads}")
+        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert p.returncode == 0, p.stderr[-3000:]
+        out[threads] = wd
+    return out
+
+
+def _phases(wd):
+    return json.loads((wd / "train_summary.json").read_text())["phases"]
+
+
+def test_nothing_compiles_after_the_first_step_with_compile_ahead(runs):
+    off, on = _phases(runs[0]), _phases(runs[2])
+    # off: the second bucket's step and the validation pass's scoring compile later (the count
+    # sees them); on: every one was compiled before the first step, test scoring's too
+    assert off["train"]["late_compiles"] > 0
+    assert "programs" not in off["train"]
+    assert on["train"]["late_compiles"] == 0 and on["score"]["compiles"] == 0
+    assert on["train"]["programs"] >= 4 and on["train"]["threads"] == 2
+
+
+def test_compile_ahead_changes_no_result(runs):
+    def lines(wd, name):
+        return [json.loads(x) for x in (wd / name).read_text().splitlines()]
+
+    for name in ("predictions_test.jsonl", "predictions_val.jsonl"):
+        assert lines(runs[0], name) == lines(runs[2], name)  # log-likelihoods, predictions
+    losses = [
+        [
+            (r["step"], r.get("train_loss"), r.get("val_loss"), r.get("val_accuracy"))
+            for r in lines(wd, "metrics.jsonl")
+        ]
+        for wd in (runs[0], runs[2])
+    ]
+    assert losses[0] == losses[1] and len(losses[0]) > 2
