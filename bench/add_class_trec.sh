@@ -61,6 +61,10 @@ recipe=(--config=configs/small_set.py "${common[@]}" --config.model.conditioning
         --config.eval.train_sample_per_class=0 "${extra[@]}")  # no train/val gap: not compared
 step all6 "${recipe[@]}" --workdir="$O/all6" \
   --config.data.train_path="$D/trec/train.jsonl" --config.data.test_path="$D/trec/test.jsonl"
+# a per_class gpt2 checkpoint with its optimizer state is ~1.5 GB per class, up to 3 kept per run:
+# the H200's 64 GiB disk filled up at five_ABBR (2026-11-29); the tables read only metrics and
+# predictions, so checkpoints go once no later step reads them
+rm -rf "$O/all6/checkpoints"
 for x in NUM ABBR; do
   step "five_$x" "${recipe[@]}" --workdir="$O/five_$x" \
     --config.data.train_path="$O/data/no_$x/train.jsonl" \
@@ -68,6 +72,7 @@ for x in NUM ABBR; do
   rm -rf "$O/add_$x"
   step "add_$x" --mode=add_class --workdir="$O/five_$x" --new_workdir="$O/add_$x" \
     --input="$O/data/$x.jsonl" --label="$x" --config.data.test_path="$D/trec/test.jsonl"
+  rm -rf "$O/five_$x/checkpoints" "$O/add_$x/checkpoints"
 done
 for w in all6 five_NUM add_NUM five_ABBR add_ABBR; do
   mkdir -p "$O/collect/$w"
