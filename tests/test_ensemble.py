@@ -12,9 +12,10 @@ from conftest import REPO
 from test_predict import LL_TOL, _imdb_train, run_cli, write_jsonl
 
 from gencls_jax.classifier import EnsembleClassifier, GenerativeClassifier
-from gencls_jax.commands import ensemble
+from gencls_jax.commands import ensemble, evaluate
 from gencls_jax.data.sources import Dataset
 from gencls_jax.errors import DataError, RunError
+from gencls_jax.runs import rules
 from gencls_jax.system.fileio import read_jsonl
 
 pytestmark = pytest.mark.usefixtures("members")
@@ -96,11 +97,19 @@ def test_ensemble_scores_are_the_mean_of_the_members_evals(members, split):
 
 
 def test_an_ensemble_of_one_is_the_runs_own_eval(members, tmp_path):
-    """The same accuracy, decisions, log-likelihoods, fitted temperatures and OOD threshold as
-    the run's own --mode=eval."""
-    out = ensemble.evaluate_ensemble([str(members / "A")], tmp_path / "one")
-    own = json.loads((members / "A" / "metrics.json").read_text())
+    """The same accuracy, decisions, log-likelihoods, fitted temperatures, OOD threshold and
+    n-gram expert as the run's own --mode=eval (a copy of run A whose config asks for the
+    n-gram expert, evaluated by itself first)."""
+    run = tmp_path / "A_ngram"
+    shutil.copytree(members / "A", run)
+    config = json.loads((run / "config.json").read_text())
+    config["eval"]["ngram_weights"] = [0.0, 0.5, 2.0]
+    (run / "config.json").write_text(json.dumps(config))
+    evaluate.evaluate(rules.saved_config(run), run)
+    out = ensemble.evaluate_ensemble([str(run)], tmp_path / "one")
+    own = json.loads((run / "metrics.json").read_text())
     mine = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert own["ngram"]["grid"] == [0.0, 0.5, 2.0] and mine["ngram"] == own["ngram"]
     assert out["accuracy"] == own["accuracy"]
     assert mine["results"] == own["results"]
     assert mine["calibration"]["temperatures"] == pytest.approx(
@@ -108,7 +117,7 @@ def test_an_ensemble_of_one_is_the_runs_own_eval(members, tmp_path):
     )
     assert mine["ood"]["threshold"] == pytest.approx(own["ood"]["threshold"], rel=1e-6)
     for split in ("val", "test"):
-        ref = read_jsonl(members / "A" / f"predictions_{split}.jsonl")
+        ref = read_jsonl(run / f"predictions_{split}.jsonl")
         got = read_jsonl(tmp_path / "one" / f"predictions_{split}.jsonl")
         assert [r["prediction"] for r in got] == [r["prediction"] for r in ref]
         np.testing.assert_allclose(
