@@ -82,6 +82,10 @@ class GenerativeClassifier:
         config = config if config is not None else rules.saved_config(workdir)
         if config is None:
             raise RunError(f"{workdir} has no config.json: not a gencls_jax run")
+        info = wd.read_run_info(workdir)
+        if "ensemble" in info:  # made by `--mode=eval --workdirs`: its members by path
+            members = [cls.load(m, which) for m in info["ensemble"]["members"]]
+            return EnsembleClassifier(members, config, info, wd.saved_fits(workdir))
         run = load.load_run(config, workdir, which)
         fits = wd.saved_fits(workdir)
         return cls(config, run.info, run.model_config, run.params, run.tokenizer, fits)
@@ -270,3 +274,37 @@ class GenerativeClassifier:
         they add up to the decision margin (`scoring.explain.Explanation`). `rule` as `predict`
         uses (bayes); the command line's explain uses the run's eval.decision."""
         return explain_texts(self, [text], against=against, rule=rule)[0]
+
+
+def mean_log_likelihoods(lls: Sequence[np.ndarray]) -> np.ndarray:
+    """[N, K] float64 mean of the members' [N, K] log p(text | c): an ensemble's log-likelihoods.
+    The mean of log-likelihoods is the log of their geometric mean, a product of experts: a
+    class wins only where the members agree it explains the text, a member's near-zero
+    likelihood vetoes it, and with Bayes' rule the posterior is the normalised product
+    prod_m p_m(x | c)^(1/M) p(c) (the arithmetic mean of the likelihoods would be dominated by
+    whichever member gives a text the highest probability, i.e. the largest model)."""
+    return np.mean(np.stack([np.asarray(x, np.float64) for x in lls]), axis=0)
+
+
+class EnsembleClassifier(GenerativeClassifier):
+    """Runs of one task as one classifier (made by `--mode=eval --workdirs`): each member scores
+    the texts with its own config, tokenizer and parameters; the log-likelihoods are their mean
+    (`mean_log_likelihoods`); the decision, temperatures, OOD threshold and n-gram expert are
+    those the ensemble's eval fitted (`fits`). Scored tokens are the first member's."""
+
+    def __init__(self, members: list, config, info: dict, fits: dict):
+        first = members[0]
+        super().__init__(config, info, first.model_config, None, first.tokenizer, fits)
+        self.members = members
+
+    @property
+    def scorer(self):
+        raise NotImplementedError("an ensemble has no single scorer: use log_likelihoods")
+
+    def score_dataset(self, ds: Dataset, desc: str = "scoring", per_token: bool = False):
+        """([N, K] mean of the members' log p(text | c), [N] the first member's scored tokens);
+        each member tokenizes `ds.texts` itself (its own vocabulary)."""
+        if per_token:
+            raise NotImplementedError("an ensemble has no per-token values (explain a member)")
+        scored = [m.score_dataset(m._dataset(ds.texts, ds.ids), desc) for m in self.members]
+        return mean_log_likelihoods([ll for ll, _ in scored]), scored[0][1]

@@ -3,6 +3,7 @@
     gencls --config=configs/tiny.py --workdir=runs/tiny                    # train, then evaluate
     gencls --config=configs/full_10e.py --workdir=runs/full_10e --config.train.epochs=12
     gencls --mode=eval --workdir=runs/full_6e                              # the run's own config
+    gencls --mode=eval --workdirs=runs/seed0,runs/seed1 --workdir=runs/ens  # an ensemble of runs
     gencls --mode=generate --config=configs/augmented_6e.py --workdir=runs/full_6e
     gencls --mode=report --workdirs=runs/subset_500_1e,runs/full_6e,runs/augmented_6e
     gencls --mode=predict --workdir=runs/full_6e --input=new.jsonl --output=labels.jsonl
@@ -53,9 +54,10 @@ MODES = {
     ),
     "eval": (
         "score a trained run's validation and test texts again (another test set: "
-        "--config.data.test_path)",
+        "--config.data.test_path); with --workdirs, an ensemble of runs of one task evaluated "
+        "as one run into the new folder --workdir",
         ("workdir",),
-        _RUN_FLAGS,
+        ("workdirs", *_RUN_FLAGS),
     ),
     "generate": (
         "sample synthetic training texts from a trained run's class models",
@@ -94,7 +96,9 @@ _WORKDIR = flags.DEFINE_string(
 )
 _MODE = flags.DEFINE_enum("mode", "train", list(MODES), "what to do")
 _WORKDIRS = flags.DEFINE_list(
-    "workdirs", [], "report mode: the runs to compare (the first is the baseline)"
+    "workdirs",
+    [],
+    "report mode: the runs to compare (the first is the baseline); eval: an ensemble's members",
 )
 _REPORT_FILE = flags.DEFINE_string(
     "report_file", "", "report mode: also write the comparison (markdown) here"
@@ -187,6 +191,8 @@ def run_mode(argv) -> None:
     try:
         config = _CONFIG.value
         config is None or config.get("seed")  # the file loads lazily: touch it here
+        if _MODE.value == "eval" and _WORKDIRS.value:  # an ensemble: its members' own configs
+            config = _ensemble_config(config)
     except OSError as e:  # the config file is missing or does not load
         given = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "?")
         sys.exit(
@@ -241,6 +247,10 @@ def _run(config) -> dict | None:
     """The mode's work; a dict for the modes that end with a run summary."""
     from gencls_jax.runs import rules
 
+    if _MODE.value == "eval" and _WORKDIRS.value:
+        from gencls_jax.commands.ensemble import evaluate_ensemble
+
+        return evaluate_ensemble(_WORKDIRS.value, _WORKDIR.value, _WHICH.value)
     if _MODE.value == "train":
         from gencls_jax.commands.train import train_and_evaluate
 
@@ -266,6 +276,20 @@ def _run(config) -> dict | None:
     else:
         _explain(config)
     return None
+
+
+def _ensemble_config(given):
+    """--mode=eval --workdirs: the first member's config (for the runtime settings); each member
+    is scored with its own, so a --config is refused."""
+    from gencls_jax.commands.ensemble import member_configs
+    from gencls_jax.errors import RunError
+
+    if given is not None:
+        sys.exit("error: --mode=eval --workdirs scores each run with its own config: no --config")
+    try:
+        return member_configs(_WORKDIRS.value)[0]
+    except RunError as e:
+        sys.exit(f"error: {e}")
 
 
 def _finish(out: dict, config) -> None:
@@ -413,6 +437,7 @@ def parse_flags(argv):
         _flag(argv, "mode") in _RUN_MODES
         and _flag(argv, "config") is None
         and _flag(argv, "workdir")
+        and not _flag(argv, "workdirs")  # an ensemble's members have the configs
     ):
         from gencls_jax.errors import RunError
         from gencls_jax.runs import rules

@@ -274,12 +274,23 @@ def evaluate_params(
     """Score val and test, decide under every rule, fit on val (offsets, temperatures, the OOD
     threshold), write predictions, metrics.json, report.md (into `out_dir`, the workdir by
     default; another folder is replaced as a whole)."""
+    cond = conditioning.get(info["conditioning"])
+    k = len(info["label_names"])
+    scored, timings = score_splits(config, cond, params, model_config, tok, ds, k)
+    return evaluate_scored(config, workdir, info, ds, scored, timings, summary, out_dir)
+
+
+def evaluate_scored(
+    config, workdir: Path, info, ds, scored: dict, timings: dict, summary=None, out_dir=None
+) -> dict:
+    """`evaluate_params` after scoring: `scored` as `score_splits` gives it (one run's, or an
+    ensemble's mean log-likelihoods: `commands/ensemble.py`), `ds` the splits the n-gram expert
+    counts on (train) and the provenance names."""
     out_dir = Path(out_dir or workdir)
     cond = conditioning.get(info["conditioning"])
     label_names = info["label_names"]
     # The class prior of Bayes' rule; a discriminative head's scores are posteriors already.
     prior = decide.prior_for(cond, info["train_class_counts"])
-    scored, timings = score_splits(config, cond, params, model_config, tok, ds, len(label_names))
     rule_names = list(dict.fromkeys([config.eval.decision, *config.eval.report_rules]))
     if not cond.generative:  # a length-normalised log-likelihood has no meaning for posteriors
         rule_names = [r for r in rule_names if r != "per_token"] or ["bayes"]

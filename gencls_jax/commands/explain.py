@@ -64,8 +64,15 @@ def summary_line(e: Explanation) -> str:
 
 
 def check_explainable(workdir: str) -> None:
-    """A discriminative run fails here, in one line, before its parameters are restored."""
-    cond = conditioning.get(wd.read_run_info(Path(workdir))["conditioning"])
+    """A discriminative run or an ensemble fails here, in one line, before any parameters are
+    restored."""
+    info = wd.read_run_info(Path(workdir))
+    if "ensemble" in info:
+        raise RunError(
+            f"{workdir} holds an ensemble of runs: its members' per-token likelihoods differ "
+            "(explain one member)"
+        )
+    cond = conditioning.get(info["conditioning"])
     if not cond.generative or not cond.classifies:
         raise RunError(
             f"{workdir} holds a {cond.name} run: it has no per-token likelihoods to explain "

@@ -140,6 +140,7 @@ def write_run_report(
         )
     if summary.get("ngram"):
         lines.append(ngram_line(summary["ngram"]))
+    lines += ensemble_lines(summary.get("ensemble"))
     for split, by_rule in summary.get("results", {}).items():
         lines += [
             "",
@@ -184,6 +185,30 @@ def write_run_report(
     if (out_dir / "curves.png").exists():
         lines += ["", "![curves](curves.png)"]
     fileio.write_text(out_dir / "report.md", "\n".join(lines) + "\n")
+
+
+def ensemble_lines(ens: dict | None) -> list[str]:
+    """report.md's table of an ensemble's members (`--mode=eval --workdirs`): each one's accuracy
+    in its own eval beside its Bayes-rule accuracy on the ensemble's texts."""
+    if not ens:
+        return []
+    rows = [
+        "",
+        f"Ensemble of {len(ens['members'])} runs ({ens['rule']}; the lines above are the first "
+        f"member's); texts every member has: {ens['texts']}",
+        "",
+        "| member | conditioning | objective | size | seed | own val | own test | "
+        "val here (bayes) | test here (bayes) |",
+        "| --- " * 9 + "|",
+    ]
+    for m in ens["members"]:
+        own, here = m["own_accuracy"], m["accuracy_bayes"]
+        rows.append(
+            f"| {m['workdir']} | {m['conditioning']} | {m['objective']} | {m['size']} | "
+            f"{m['seed']} | {pct(own.get('val'))} | {pct(own.get('test'))} | "
+            f"{pct(here.get('val'))} | {pct(here.get('test'))} |"
+        )
+    return rows
 
 
 def ngram_line(g: dict) -> str:

@@ -47,6 +47,12 @@ def load_run(
     made before issue 28 says GPT-2's 50256, outside its vocabulary."""
     workdir = Path(workdir)
     info = read_run_info(workdir)
+    if "ensemble" in info:  # made by --mode=eval --workdirs: only its members have checkpoints
+        raise RunError(
+            f"{workdir} holds an ensemble of runs (--mode=eval --workdirs), no checkpoint of its "
+            "own: predict with it, or evaluate it again with --mode=eval --workdirs=... into a "
+            "new --workdir"
+        )
     cond = conditioning.get(info["conditioning"])
     if not cond.classifies:
         raise RunError(f"{workdir} holds an {cond.name} LM: it has no classes to {purpose}")

@@ -102,6 +102,8 @@ def check_resume(workdir: str | Path, config: Any) -> dict[str, tuple[Any, Any]]
     if saved is None:
         return {}
     info = Path(workdir) / "run_info.json"
+    if info.exists() and "ensemble" in json.loads(info.read_text()):
+        raise ConfigMismatch(f"{workdir} holds an ensemble of runs: train in another --workdir")
     if info.exists() and json.loads(info.read_text()).get("added_classes"):
         raise ConfigMismatch(
             f"{workdir} holds a run made by --mode=add_class (its class models were trained "
