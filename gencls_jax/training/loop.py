@@ -4,8 +4,11 @@ The pure step is `training/step.py`; what it minimises, `training/objectives.py`
 is the host side around them (as levanter's trainer keeps logging, evaluation and checkpoints
 as hooks around a loop that knows nothing of the loss). Step n's metrics are fetched after
 step n+1 is dispatched, so the host never waits for the device between steps; a SIGINT/SIGTERM
-stops after the step in flight and checkpoints. Per class (stacked models), an epoch has
-max_k n_k steps; class k's n_k batches come first, then padding (`data.batching`).
+stops after the step in flight and checkpoints. With `train.steps_per_call` S > 1 a call of the
+jitted step is up to S updates (`_host_calls`: consecutive batches of one shape, cut at every
+checkpoint step and the epoch's end), each logged as its own step.
+Per class (stacked models), an epoch has max_k n_k steps; class k's n_k batches come first, then
+padding (`data.batching`).
 
 Entry point: `train(config, workdir, model_config, init_params, train_batches, num_batches,
 eval_fn, stacked=..., objective=...)`.
