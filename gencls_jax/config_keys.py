@@ -336,6 +336,13 @@ KEYS = (
     ),
     Key("train.max_steps", 0, LIMIT, "> 0: stop after this many steps (smoke tests, benchmarks)"),
     Key(
+        "train.steps_per_call",
+        1,
+        RUNTIME,
+        "optimizer updates per call of the jitted step (a lax.scan over that many batches of one "
+        "shape): the same updates in the same order, fewer host round trips for small models",
+    ),
+    Key(
         "train.class_shards",
         1,
         RUNTIME,

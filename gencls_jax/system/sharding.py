@@ -46,21 +46,25 @@ def rows_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
     return NamedSharding(mesh, P(*(("class",) * leading), "data"))
 
 
-def batch_shardings(mesh: Mesh, batch: Batch) -> dict[str, NamedSharding]:
-    """Per array of a batch: [B, T] rows, [K, B, T] class-stacked or sliced rows, `labels` [B]."""
-    return {
-        k: rows_sharding(mesh, 0 if k == "labels" else np.ndim(v) - 2) for k, v in batch.items()
-    }
+def batch_shardings(mesh: Mesh, batch: Batch, steps: bool = False) -> dict[str, NamedSharding]:
+    """Per array of a batch: [B, T] rows, [K, B, T] class-stacked or sliced rows, `labels` [B];
+    `steps`: each with a leading axis of stacked steps first, not split."""
+    lead = int(steps)
+    out = {}
+    for k, v in batch.items():
+        spec = rows_sharding(mesh, 0 if k == "labels" else np.ndim(v) - 2 - lead).spec
+        out[k] = NamedSharding(mesh, P(*(None,) * lead, *spec))
+    return out
 
 
 def local_rows(name: str, x: np.ndarray) -> np.ndarray:
     """This process's block of a global batch's rows (the row axis is the second-to-last of a
-    token array, the only axis of `labels`): every process builds the same global batch and
+    token array, the last of `labels`): every process builds the same global batch and
     feeds its own part, so the order of examples does not depend on the process count."""
     n = jax.process_count()
     if n == 1:
         return x
-    axis = 0 if name == "labels" else x.ndim - 2
+    axis = x.ndim - (1 if name == "labels" else 2)
     rows = x.shape[axis]
     if rows % n:
         raise ValueError(f"{rows} rows per batch do not split over {n} processes")
@@ -68,9 +72,10 @@ def local_rows(name: str, x: np.ndarray) -> np.ndarray:
     return np.take(x, np.arange(jax.process_index() * k, (jax.process_index() + 1) * k), axis=axis)
 
 
-def shard_batch(batch: Batch, mesh: Mesh) -> dict:
-    """Host numpy global batch -> global sharded jax arrays, from this process's rows only."""
-    shardings = batch_shardings(mesh, batch)
+def shard_batch(batch: Batch, mesh: Mesh, steps: bool = False) -> dict:
+    """Host numpy global batch -> global sharded jax arrays, from this process's rows only
+    (`steps`: a leading axis of stacked steps, `batch_shardings`)."""
+    shardings = batch_shardings(mesh, batch, steps)
     return {
         k: jax.make_array_from_process_local_data(shardings[k], local_rows(k, np.asarray(v)))
         for k, v in batch.items()

@@ -4,8 +4,11 @@ The pure step is `training/step.py`; what it minimises, `training/objectives.py`
 is the host side around them (as levanter's trainer keeps logging, evaluation and checkpoints
 as hooks around a loop that knows nothing of the loss). Step n's metrics are fetched after
 step n+1 is dispatched, so the host never waits for the device between steps; a SIGINT/SIGTERM
-stops after the step in flight and checkpoints. Per class (stacked models), an epoch has
-max_k n_k steps; class k's n_k batches come first, then padding (`data.batching`).
+stops after the step in flight and checkpoints. With `train.steps_per_call` S > 1 a call of the
+jitted step is up to S updates (`_host_calls`: consecutive batches of one shape, cut at every
+checkpoint step and the epoch's end), each logged as its own step.
+Per class (stacked models), an epoch has max_k n_k steps; class k's n_k batches come first, then
+padding (`data.batching`).
 
 Entry point: `train(config, workdir, model_config, init_params, train_batches, num_batches,
 eval_fn, stacked=..., objective=...)`.
@@ -18,7 +21,7 @@ import functools
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -123,40 +126,93 @@ def total_steps(tc: Any, num_batches: Callable[[int], int | Sequence[int]]) -> t
 
 @dataclasses.dataclass
 class _Run:
-    """What the loop carries from step to step."""
+    """What the loop carries from call to call."""
 
     state: ts.TrainState
     meta: dict  # where the data stands (epoch, batch) and the best-checkpoint bookkeeping
     step: int
-    pending: tuple | None = None  # (step, batch index, device metrics) of the step in flight
+    # (first step, its batch index, device metrics, updates or None: one unstacked step) of the
+    # call in flight
+    pending: tuple | None = None
 
 
-def _epoch(run: _Run, step_fn, batches, epoch: int, start: int, total: int, tc, log, ckpts, stop):
-    """One epoch's steps from batch `start` on; returns why the run stops, or None."""
-    reason = None
-    for i, batch in enumerate(batches, start):
-        run.state, metrics = step_fn(run.state, batch)
-        run.step += 1
-        run.meta.update(epoch=epoch, batch=i + 1)
+def _epoch(run: _Run, step_fn, calls, epoch: int, start: int, total: int, tc, log, ckpts, stop):
+    """One epoch's steps from batch `start` on, in calls of one or more updates
+    (`_host_calls`); returns why the run stops, or None."""
+    reason, i = None, start
+    for call, n in calls:
+        run.state, metrics = step_fn(run.state, call)
+        first, run.step, i = run.step + 1, run.step + (n or 1), i + (n or 1)
+        run.meta.update(epoch=epoch, batch=i)
         if run.pending is not None:
-            log.record(*run.pending, epoch)  # waits for the previous step only
-        run.pending = (run.step, i, metrics)
+            _record(log, run.pending, epoch)  # waits for the previous call only
+        run.pending = (first, i - (n or 1), metrics, n)
         if tc.max_steps > 0 and run.step >= tc.max_steps:
             reason = "max_steps"
         elif stop.signum is not None:
-            reason = "interrupted"  # the step in flight when the signal came is kept
-        if reason is not None or ckpts.due(run.step, last_of_epoch=i + 1 >= total):
-            log.record(*run.pending, epoch)
+            reason = "interrupted"  # the call in flight when the signal came is kept
+        if reason is not None or ckpts.due(run.step, last_of_epoch=i >= total):
+            _record(log, run.pending, epoch)
             run.pending = None
             ckpts.save(run.step, run.state, run.meta)
         if reason is not None:
             break
-    batches.close()  # stops the prefetching thread
+    calls.close()  # stops the prefetching thread
     if run.pending is not None:
-        log.record(*run.pending, epoch)
+        _record(log, run.pending, epoch)
         run.pending = None
     log.end_epoch()
     return reason
+
+
+def _record(log, pending: tuple, epoch: int) -> None:
+    """The host side of a finished call: each of its updates logged as its own step."""
+    first, index, metrics, n = pending
+    if n is None:
+        log.record(first, index, metrics, epoch)
+        return
+    m = jax.device_get(metrics)  # one transfer for the call's n updates
+    for j in range(n):
+        log.record(first + j, index + j, {k: v[j] for k, v in m.items()}, epoch)
+
+
+def _host_calls(
+    batches: Iterable[Batch], per_call: int, step: int, cut_after: Callable[[int], bool]
+) -> Iterator[tuple[Batch, int | None]]:
+    """(host call, its updates) for the loop: with `per_call` = 1 each batch as it is (None);
+    else runs of consecutive batches of one shape, at most `per_call`, stacked by `_stack`.
+    Batches are never reordered nor padded to a longer row (each update is the one
+    steps_per_call=1 takes), and a call ends after any step `cut_after(step)` (checkpoint,
+    max_steps: the loop must hold the state there) and at the epoch's end. `step`: the
+    optimizer steps taken before the first batch."""
+    group: list[Batch] = []
+    for b in batches:
+        if per_call == 1:
+            yield b, None
+            continue
+        if group and _shapes(b) != _shapes(group[0]):
+            yield _stack(group, per_call), len(group)
+            group = []
+        group.append(b)
+        step += 1
+        if len(group) == per_call or cut_after(step):
+            yield _stack(group, per_call), len(group)
+            group = []
+    if group:
+        yield _stack(group, per_call), len(group)
+
+
+def _shapes(batch: Batch) -> dict:
+    return {k: np.shape(v) for k, v in batch.items()}
+
+
+def _stack(group: Sequence[Batch], per_call: int) -> dict:
+    """`ts.scan_steps`' call: the batches stacked on a leading axis of `per_call` slots, the
+    slots after them filled with zeros and not `live`."""
+    fill = [{k: np.zeros_like(v) for k, v in group[0].items()}] * (per_call - len(group))
+    slots = [*group, *fill]
+    live = np.arange(per_call) < len(group)
+    return {"batch": {k: np.stack([b[k] for b in slots]) for k in group[0]}, "live": live}
 
 
 def _compiled(config, model_config, init_params, nb, stacked: bool, objective):
@@ -232,8 +288,14 @@ def train(
     log.writer.drop_after(int(state.step))  # rows past the restored step are trained again
     run, reason = _Run(state, meta, int(state.step)), meta.get("stop_reason")
 
+    per_call = ts.steps_per_call(tc)
     put = functools.partial(_put, stacked=stacked, k=k, accum=int(tc.grad_accum), mesh=mesh)
+    examples = [b if per_call == 1 else _stack([b], per_call) for b in examples]
     ahead_list = (examples, ahead_programs, log)
+
+    def cut_after(step: int) -> bool:  # the loop holds the state after these steps
+        return ckpts.due(step, last_of_epoch=False) or step == tc.max_steps
+
     try:  # (Ctrl-C while compiling ahead: KeyboardInterrupt, the checkpointer closed)
         first = _FirstStep(step_fn, t0, _compile_ahead(config, step_fn, run, put, *ahead_list))
         with hooks.StopOnSignal() as stop:
@@ -245,8 +307,9 @@ def train(
                 start = int(meta["batch"]) if epoch == int(meta["epoch"]) else 0
                 total = max(_steps_per_model(nb(epoch)))
                 log.start_epoch(total, start, epoch)
-                batches = prefetch_to_device(train_batches(epoch, start), config.data.prefetch, put)
-                reason = _epoch(run, first, batches, epoch, start, total, tc, log, ckpts, stop)
+                calls = _host_calls(train_batches(epoch, start), per_call, run.step, cut_after)
+                calls = prefetch_to_device(calls, config.data.prefetch, lambda c: (put(c[0]), c[1]))
+                reason = _epoch(run, first, calls, epoch, start, total, tc, log, ckpts, stop)
                 if reason is not None:
                     break
                 # Epoch end: evaluate, track the best, maybe stop early, checkpoint.
@@ -281,10 +344,16 @@ def train(
 
 
 def _put(batch: Batch, stacked: bool, k: int | None, accum: int, mesh: Mesh) -> dict:
-    """A host batch on the devices; shape errors here, with a message, not deep inside XLA."""
+    """A host batch (or `_stack`'s call) on the devices; shape errors here, with a message, not
+    deep inside XLA. A call's stacked axis is not split: each device holds its rows of every
+    update."""
     n = mesh.shape["data"]
-    ts.check_batch(batch, stacked=stacked, num_classes=k, accum=accum, n_devices=n)
-    return sharding.shard_batch(batch, mesh)
+    one = batch if "live" not in batch else {key: v[0] for key, v in batch["batch"].items()}
+    ts.check_batch(one, stacked=stacked, num_classes=k, accum=accum, n_devices=n)
+    if "live" not in batch:
+        return sharding.shard_batch(batch, mesh)
+    live = jax.make_array_from_process_local_data(sharding.replicated(mesh), batch["live"])
+    return {"batch": sharding.shard_batch(batch["batch"], mesh, steps=True), "live": live}
 
 
 def _compile_ahead(config, step_fn, run: _Run, put, examples, ahead_programs, log) -> dict:

@@ -17,6 +17,9 @@ micro-batches, then updates each model on its own:
   rows j, j+A, ...); the loss is normalised by the whole batch's totals, so A micro-batches of
   B rows equal one batch of A*B rows up to float rounding.
 - Dropout keys come from (seed, step, micro-batch) and the class: resuming replays them exactly.
+- Several updates per call (`train.steps_per_call` S > 1, `scan_steps`): a `lax.scan` of the
+  same step over S stacked batches, so a small model's step is not bound by the host's
+  per-call dispatch; a call of fewer updates leaves its last slots off (`live`).
 - float16 (`model.dtype`): dynamic loss scaling per model; a step with non-finite gradients is
   skipped. A joint objective (the decision) runs in bfloat16 or float32.
 """
@@ -33,6 +36,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from gencls_jax.errors import RunError
 from gencls_jax.model.gpt2 import GPT2Config
 from gencls_jax.system import sharding
 from gencls_jax.training import optim
@@ -208,6 +212,26 @@ def make_train_step(
     return step_fn
 
 
+def scan_steps(step_fn: Callable) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """S updates in one call: (state, {'batch': every array [S, ...], 'live': bool [S]}) ->
+    (state, each update's metrics [S, ...]). A slot that is not live leaves the state as it is
+    (step counter, dropout keys and schedules included; its metrics are zeros): a call of g < S
+    updates (cut at a checkpoint, a shape change or the epoch's end) runs the same program."""
+
+    def skip(state, batch):
+        shapes = jax.eval_shape(step_fn, state, batch)[1]
+        return state, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+    def body(state, slot):
+        batch, live = slot
+        return jax.lax.cond(live, step_fn, skip, state, batch)
+
+    def steps(state: TrainState, call: Batch) -> tuple[TrainState, dict]:
+        return jax.lax.scan(body, state, (call["batch"], call["live"]))
+
+    return steps
+
+
 def make_eval_step(model_config: GPT2Config, objective: Objective) -> Callable:
     """Jitted (params, batch) -> the objective's sums, without dropout."""
     return jax.jit(lambda params, batch: objective.sums(params, batch, model_config, None))
@@ -251,17 +275,23 @@ def compiled_train_step(
     """(optimizer, jitted step), memoised so that repeated `train` calls in one process (resume,
     sweeps, tests) with the same settings reuse one compilation. `total_steps`: the optimizer
     updates of each class model in the run (a tuple, one per class), or one int for every
-    model; each model's schedule runs over its own total."""
+    model; each model's schedule runs over its own total. `train.steps_per_call` > 1: the step
+    takes `scan_steps`' stacked calls."""
     totals = total_steps if isinstance(total_steps, tuple) else (int(total_steps),)
     schedules = tuple(optim.make_schedule(tc, n) for n in totals)
     tx = optim.make_optimizer(tc)
-    step = jit_train_step(
-        make_train_step(model_config, tc, tx, schedules, stacked, objective),
-        mesh,
-        stacked,
-        bool(tc.fsdp),
-    )
-    return tx, step
+    step_fn = make_train_step(model_config, tc, tx, schedules, stacked, objective)
+    if steps_per_call(tc) > 1:
+        step_fn = scan_steps(step_fn)
+    return tx, jit_train_step(step_fn, mesh, stacked, bool(tc.fsdp))
+
+
+def steps_per_call(tc: Any) -> int:
+    """`train.steps_per_call`, checked (>= 1)."""
+    n = int(tc.steps_per_call)
+    if n < 1:
+        raise RunError(f"train.steps_per_call must be >= 1, got {n}")
+    return n
 
 
 def check_batch(
