@@ -199,6 +199,14 @@ KEYS = (
         MODEL,
         "> 0: N training examples per class (seeded, stratified)",
     ),
+    Key(
+        "data.split_seed",
+        -1,
+        MODEL,
+        "seeds which rows a run uses (the validation hold-out, data.per_class_limit's texts, "
+        "eval.test_per_class's sample); -1 = `seed`. Fix it to vary only the init and batch "
+        "order across seeds: an ensemble's members then hold out the same validation texts",
+    ),
     Key("data.extra_train_path", "", MODEL, "jsonl of extra (e.g. synthetic) training texts"),
     Key(
         "data.added_classes",

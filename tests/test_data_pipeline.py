@@ -267,3 +267,18 @@ def test_pipeline_label_errors(config, tok, tmp_path):
     )
     with pytest.raises(DataError, match=r"x.jsonl:2: text is empty after cleaning"):
         load_datasets(config, ("train",), tok)
+
+
+def test_split_seed_fixes_the_rows_while_seed_varies(config, tok):
+    """data.split_seed: runs of other seeds hold out the same validation texts and use the same
+    per-class subset (what an ensemble of seeds fits on); -1 follows `seed`, as before."""
+    config.data.per_class_limit = 10
+
+    def val_and_train_ids(seed, split_seed):
+        config.seed, config.data.split_seed = seed, split_seed
+        ds = load_datasets(config, ("train", "val"), tok)
+        return sorted(ds["val"].ids), sorted(ds["train"].ids)
+
+    assert val_and_train_ids(0, 7) == val_and_train_ids(1, 7)
+    assert val_and_train_ids(3, -1) == val_and_train_ids(5, 3)
+    assert val_and_train_ids(0, -1) != val_and_train_ids(1, -1)

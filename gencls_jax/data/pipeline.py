@@ -147,6 +147,11 @@ def _read_added_class(d, folder: str, names: Sequence[str]) -> tuple[str, dict[s
     return labels[0], raws
 
 
+def split_seed(config) -> int:
+    """The seed of which rows a run uses (`data.split_seed`, -1: the run's `seed`)."""
+    return int(config.seed if config.data.split_seed < 0 else config.data.split_seed)
+
+
 def load_datasets(
     config,
     splits: Sequence[str] = ("train", "val", "test"),
@@ -172,13 +177,13 @@ def load_datasets(
         name, raws = _read_added_class(d, folder, names)
         names, added = (*names, name), [*added, raws]
     full = dataclasses.replace(full, label_names=tuple(names))
-    pool = np.arange(len(full))
+    pool, seed = np.arange(len(full)), split_seed(config)
     if d.per_class_limit > 0:
-        pool = per_class_sample(full.labels, d.per_class_limit, config.seed, "train_limit")
+        pool = per_class_sample(full.labels, d.per_class_limit, seed, "train_limit")
     if d.val_path:
         tr, va = pool, np.zeros(0, np.int64)
     else:
-        tr, va = (pool[i] for i in stratified_split(full.labels[pool], d.val_size, config.seed))
+        tr, va = (pool[i] for i in stratified_split(full.labels[pool], d.val_size, seed))
     parts = {"train": tr, **({"val": va} if "val" in splits and not d.val_path else {})}
     out = _tokenized_parts(config, full, raw_train.where, parts, tok)
     if "val" in splits and d.val_path:
@@ -214,9 +219,7 @@ def load_datasets(
             ds = sources.to_dataset(raw, names, "real", names_from)
             idx = np.arange(len(ds))
             if split == "test" and config.eval.test_per_class > 0:
-                idx = per_class_sample(
-                    ds.labels, int(config.eval.test_per_class), int(config.seed), "test"
-                )
+                idx = per_class_sample(ds.labels, int(config.eval.test_per_class), seed, "test")
             out.update(_tokenized_parts(config, ds, raw.where, {split: idx}, tok))
     for k, v in out.items():
         log.info(
