@@ -10,7 +10,8 @@ Checked, every command (`problems`):
   parser takes, and one the mode takes (cli.MODES: needs and takes; the multi-process flags in
   every mode but report); --config=FILE exists and loads; every --config.KEY is declared in
   config_keys.KEYS and its value parses (cli._overridden, as the program parses it); every
-  `../shared` path exists; the workdirs of eval/generate/predict/explain/report and a
+  `../shared` path exists; the workdirs of eval/generate/predict/explain/report (an ensemble
+  eval's --workdirs; its --workdir is the new folder it writes) and a
   model.init=<workdir>/export are made by a training command of the README; explain's --against
   is a class of that run.
 - pip install: `-e .` with extras pyproject.toml declares.
@@ -269,7 +270,8 @@ def check_run(cmd: Command, trained: dict) -> list[str]:
     except Exception as e:  # what run.py would answer with a one-line error
         return errors + [f"bad --config override: {' '.join(str(e).split())}"]
     untrained = "no training command of the README makes workdir"
-    if mode in RUN_MODES and workdir_of(cmd) not in trained:
+    ensemble = mode == "eval" and "workdirs" in a.flags  # --workdir: the ensemble's new folder
+    if mode in RUN_MODES and not ensemble and workdir_of(cmd) not in trained:
         errors.append(f"{untrained} {workdir_of(cmd)}")
     for w in a.flags.get("workdirs", [""])[-1].split(","):
         if w and os.path.normpath(w) not in trained:
