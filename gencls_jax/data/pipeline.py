@@ -92,6 +92,8 @@ def tokenize_dataset(
         d.cache_dir if cache else "",
         d.tokenize_batch_size,
         progress=len(texts) > 5000,
+        workers=d.tokenize_workers,
+        pool_min_chars=d.tokenize_pool_min_chars,
     )
     return dataclasses.replace(ds, texts=texts, tokens=tokens)
 
