@@ -258,7 +258,7 @@ def load_data(config, splits: Sequence[str], info: dict | None = None):
     `data.compact_vocab` the tokenizer and splits are in the compact ids: a trained run's
     (`info`), else those of this training split (`data/compact.py`)."""
     d = config.data
-    tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
+    tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback, d.cache_dir)
     cond = get(config.model.conditioning)
     ds = cond.datasets(config, tok, splits)
     if d.compact_vocab > 0:

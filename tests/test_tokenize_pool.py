@@ -5,6 +5,7 @@ import gzip
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -91,3 +92,39 @@ def test_take_equals_the_per_text_gather():
         assert [x.tolist() for x in got.to_lists()] == [lists[i] for i in idx]
     joined = tk.Tokens.join([tokens.take([1, 2]), tokens.take([]), tokens.take([0])])
     assert [x.tolist() for x in joined.to_lists()] == [lists[1], lists[2], lists[0]]
+
+
+def test_tokenizer_kept_in_the_cache(hf_tok, tmp_path, monkeypatch, caplog):
+    folder, cache = tmp_path / "tok", str(tmp_path / "cache")
+    shutil.copytree(TOKENIZER_DIR, folder)
+    made = tk.load_tokenizer(str(folder), cache_dir=cache)
+    kept = list((tmp_path / "cache").glob("tokenizer-*.json"))
+    assert len(kept) == 1
+
+    def no_transformers(*a, **k):
+        raise AssertionError("transformers was asked")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_transformers)
+    again = tk.load_tokenizer(str(folder), cache_dir=cache)  # from the cache alone
+    texts = [r["text"] for r in imdb_rows(20)] + ["naïve café 😀 <|endoftext|>"]
+    for t in (made, again):
+        assert (t.identity, t.eos_id, t.bos_id, t.vocab_size) == (
+            made.identity,
+            hf_tok.eos_token_id,
+            hf_tok.bos_token_id,
+            50257,
+        )
+        ids = t.encode_batch(texts)
+        assert ids == [hf_tok(x, add_special_tokens=False)["input_ids"] for x in texts]
+        assert t.decode_batch(ids) == made.decode_batch(ids)
+    (folder / "tokenizer_config.json").write_text(
+        (folder / "tokenizer_config.json").read_text() + "\n"
+    )
+    with pytest.raises(AssertionError, match="transformers was asked"):  # other files: a miss
+        tk.load_tokenizer(str(folder), cache_dir=cache)
+    monkeypatch.undo()
+    kept[0].write_text("{damaged")  # the same files (the key is the files, not the folder)
+    with caplog.at_level(logging.WARNING, logger="gencls_jax.data.tokenize"):
+        assert tk.load_tokenizer(str(TOKENIZER_DIR), cache_dir=cache).identity == made.identity
+    assert f"cached tokenizer {kept[0]} does not load" in caplog.text
+    assert json.loads(kept[0].read_text())["eos_id"] == hf_tok.eos_token_id  # made again

@@ -164,7 +164,7 @@ def load_datasets(
     everything a run uses, early stopping included, comes from its N per class). A classifier's
     training data must hold `min_classes` classes (unconditional pretraining ignores labels: 1)."""
     d = config.data
-    tok = tokenizer or load_tokenizer(d.tokenizer, d.tokenizer_fallback)
+    tok = tokenizer or load_tokenizer(d.tokenizer, d.tokenizer_fallback, d.cache_dir)
     raw_train, declared = read_split(d, "train")
     names, names_from = _label_names(d, raw_train, declared)
     full = sources.to_dataset(raw_train, names, "real", names_from)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from gencls_jax.system import network
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "tokens-v1"  # bump when the stored layout changes
+TOKENIZER_FORMAT = "tokenizer-v1"  # likewise for the kept tokenizers (_from_folder)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +123,8 @@ class HFEncoder:
         return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
 
 
-def from_hf(tok) -> Tokenizer:
-    """Wrap a transformers fast tokenizer."""
-    backend = tok.backend_tokenizer
+def _wrap(backend, eos_id: int, bos_id: int) -> Tokenizer:
+    """A `tokenizers.Tokenizer` (the fast tokenizer inside transformers') as the pipeline's."""
     identity = hashlib.sha256(backend.to_str().encode()).hexdigest()
 
     def decode_batch(ids: list[list[int]]) -> list[str]:
@@ -132,25 +133,78 @@ def from_hf(tok) -> Tokenizer:
     return Tokenizer(
         HFEncoder(backend),
         identity,
-        int(tok.eos_token_id),
-        int(tok.bos_token_id),
+        int(eos_id),
+        int(bos_id),
         decode_batch,
         int(backend.get_vocab_size()),
     )
 
 
-def load_tokenizer(name: str, fallback: str = "") -> Tokenizer:
-    """`name` as a folder, else from the HF cache, else the hub (offline, the hub is not asked:
-    `network.offline`); when none has it, the `fallback` folder, said in one warning."""
+def from_hf(tok) -> Tokenizer:
+    """Wrap a transformers fast tokenizer."""
+    return _wrap(tok.backend_tokenizer, tok.eos_token_id, tok.bos_token_id)
+
+
+TOKENIZER_SUFFIXES = (".json", ".txt", ".model")  # a folder's files a tokenizer is made of
+
+
+def _folder_key(folder: Path) -> str:
+    """What decides the tokenizer a folder loads as: its tokenizer files (names and bytes; not
+    the weights beside them) and the transformers version that converts them."""
+    from importlib import metadata
+
+    h = hashlib.sha256(f"{TOKENIZER_FORMAT}\0{metadata.version('transformers')}\0".encode())
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix in TOKENIZER_SUFFIXES:
+            h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:40]
+
+
+def _from_folder(folder: Path, cache_dir: str) -> Tokenizer:
+    """A tokenizer folder through transformers, or, from `cache_dir`, the fast tokenizer that
+    transformers made of the same files before: importing transformers (which imports torch) and
+    converting the vocabulary took about 2 s of every run's data phase."""
+    path = None
+    if cache_dir:
+        path = Path(cache_dir).expanduser() / f"tokenizer-{_folder_key(folder)}.json"
+        if path.is_file():
+            import tokenizers
+
+            try:
+                saved = json.loads(path.read_text())
+                backend = tokenizers.Tokenizer.from_str(saved["backend"])
+                return _wrap(backend, saved["eos_id"], saved["bos_id"])
+            except Exception as e:  # a damaged file: made again below
+                log.warning("cached tokenizer %s does not load (%s): made again", path, e)
     import transformers
 
-    def from_folder(folder: Path) -> Tokenizer:
-        return from_hf(transformers.AutoTokenizer.from_pretrained(str(folder)))
+    tok = from_hf(transformers.AutoTokenizer.from_pretrained(str(folder)))
+    if path is not None:
+        saved = {"backend": tok.encode_batch.backend.to_str(), "eos_id": tok.eos_id}
+        text = json.dumps({**saved, "bos_id": tok.bos_id}).encode()
+        _write_atomic(path, lambda f: f.write(text))
+    return tok
 
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """No half-written cache file: `write` fills a file beside `path`, then it is renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def load_tokenizer(name: str, fallback: str = "", cache_dir: str = "") -> Tokenizer:
+    """`name` as a folder, else from the HF cache, else the hub (offline, the hub is not asked:
+    `network.offline`); when none has it, the `fallback` folder, said in one warning. A folder's
+    tokenizer is kept in `cache_dir` (`_from_folder`; '' = not kept)."""
     if Path(name).expanduser().is_dir():
-        return from_folder(Path(name).expanduser())
+        return _from_folder(Path(name).expanduser(), cache_dir)
     if not network.is_hub_name(name):
         raise DataError(f"data.tokenizer={name}: no such folder")
+    import transformers
+
     offline = network.offline()
     error = ""
     for kw in [dict(local_files_only=True)] + ([] if offline else [{}]):  # the cache, the hub
@@ -167,7 +221,7 @@ def load_tokenizer(name: str, fallback: str = "") -> Tokenizer:
     )
     if fallback and Path(fallback).expanduser().is_dir():
         log.warning("%s; using the local tokenizer at %s (data.tokenizer_fallback)", why, fallback)
-        return from_folder(Path(fallback).expanduser())
+        return _from_folder(Path(fallback).expanduser(), cache_dir)
     raise DataError(f"{why}, and data.tokenizer_fallback={fallback!r} is not a folder")
 
 
@@ -273,12 +327,7 @@ def tokenize_texts(
         log.info("tokenizing %d texts in %d processes", len(texts), n)
     tokens = Tokens.join(_encode_batches(batches, tokenizer.encode_batch, n, progress))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # atomic: no half-written cache
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        np.savez(tmp, flat=tokens.flat, offsets=tokens.offsets)
-        os.replace(tmp, path)
+        _write_atomic(path, lambda f: np.savez(f, flat=tokens.flat, offsets=tokens.offsets))
     return tokens
 
 
