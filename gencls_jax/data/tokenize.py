@@ -257,7 +257,8 @@ def pool_size(workers: int, batches: int, chars: int, min_chars: int, encode: Ca
     an encoder that cannot travel to a process (only `HFEncoder` can)."""
     if workers < 0:
         raise DataError(f"data.tokenize_workers must be >= 0 (0: one per core), got {workers}")
-    n = workers or len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = workers or cores or 1
     if chars < min_chars or not isinstance(encode, HFEncoder):
         return 1
     return max(1, min(n, batches))
@@ -279,7 +280,10 @@ def _encode_batches(
     if workers <= 1:
         return [Tokens.from_lists(encode(b)) for b in shown(batches)]
     pool = ProcessPoolExecutor(
-        workers, multiprocessing.get_context("spawn"), _start_worker, (encode,)
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(encode,),
     )
     try:
         return list(shown(pool.map(_encode_in_worker, batches)))
