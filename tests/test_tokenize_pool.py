@@ -12,8 +12,8 @@ import pytest
 import transformers
 
 from configs.base import get_config
+from gencls_jax import conditioning
 from gencls_jax.data import tokenize as tk
-from gencls_jax.data.pipeline import load_datasets
 from gencls_jax.errors import DataError
 from tests.conftest import IMDB_DIR, TOKENIZER_DIR
 
@@ -35,26 +35,30 @@ def imdb_rows(n: int) -> list[dict]:
 
 
 def test_pool_gives_the_ids_of_one_process_cold_and_warm(hf_tok, tmp_path, caplog):
-    rows = imdb_rows(120)
-    rows = rows[:60] + [{**r, "label": 1 - r["label"]} for r in rows[60:]]  # both classes
-    train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    """The pretraining data (configs/pretrain_unsup.py's splits: unsup + train texts), as
+    `train`'s data phase loads them: one pool tokenizes both files."""
+    rows = imdb_rows(150)
+    train, unsup = tmp_path / "train.jsonl", tmp_path / "unsup.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows[:100]))
+    unsup.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows[100:]))
     c = get_config()
+    c.model.conditioning, c.data.pretrain_splits = "unconditional", ("unsup", "train")
     d = c.data
-    d.source, d.train_path, d.tokenizer, d.val_size = "jsonl", str(train), str(TOKENIZER_DIR), 0.1
-    d.tokenize_batch_size, d.tokenize_pool_min_chars = 25, 0
-    tok = tk.from_hf(hf_tok)
+    d.source, d.train_path, d.unsup_path, d.val_size = "jsonl", str(train), str(unsup), 0.1
+    d.tokenizer, d.tokenize_batch_size, d.tokenize_pool_min_chars = str(TOKENIZER_DIR), 25, 0
 
     def load(workers: int, cache: str):
         d.tokenize_workers, d.cache_dir = workers, cache
-        return load_datasets(c, ("train", "val"), tok)
+        return conditioning.load_data(c, ("train", "val"))[1]
 
     with caplog.at_level(logging.INFO, logger="gencls_jax.data.tokenize"):
         cold = load(2, str(tmp_path / "cache"))
-    assert "in 2 processes" in caplog.text  # the pool ran
+    assert caplog.text.count("starting 2 tokenizing processes") == 1  # one pool, two files
+    assert caplog.text.count("in 2 processes") == 2 and tk._POOLS is None  # and it is ended
     warm = load(2, str(tmp_path / "cache"))
     alone = load(1, "")
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # train + val, unsup
+    assert len(cold["train"]) == 90 + 50 and len(cold["val"]) == 10
     for split in ("train", "val"):
         for other in (warm, alone):
             np.testing.assert_array_equal(cold[split].tokens.flat, other[split].tokens.flat)
@@ -62,7 +66,6 @@ def test_pool_gives_the_ids_of_one_process_cold_and_warm(hf_tok, tmp_path, caplo
         # the reference: transformers' own tokenizer, text by text
         for text, ids in zip(cold[split].texts, cold[split].tokens.to_lists()):
             assert ids.tolist() == hf_tok(text)["input_ids"]
-    assert sorted(cold["train"].ids + cold["val"].ids) == sorted(str(r["id"]) for r in rows)
 
 
 def test_pool_size(hf_tok):

@@ -12,6 +12,7 @@ default), each with its own single-threaded copy of the tokenizer, over batches 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -264,11 +265,49 @@ def pool_size(workers: int, batches: int, chars: int, min_chars: int, encode: Ca
     return max(1, min(n, batches))
 
 
+_POOLS: dict | None = None  # within `one_pool()`: the worker pools started, kept for reuse
+
+
+@contextlib.contextmanager
+def one_pool():
+    """Within: the tokenizations with the same tokenizer share one worker pool, ended on leaving
+    (starting one costs about a second: each process imports this package). Load all of a run's
+    splits within it."""
+    global _POOLS
+    if _POOLS is not None:  # nested: the outer one keeps the pools
+        yield
+        return
+    _POOLS = {}
+    try:
+        yield
+    finally:
+        pools, _POOLS = _POOLS, None
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool(workers: int, encode: Callable) -> tuple[ProcessPoolExecutor, bool]:
+    """(a pool of `workers` processes with `encode`, whether the caller ends it): one kept by
+    `one_pool`, else a new one."""
+    key = (workers, id(encode))
+    if _POOLS is not None and key in _POOLS:
+        return _POOLS[key], False
+    log.info("starting %d tokenizing processes", workers)
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),  # a fork would copy JAX's threads
+        initializer=_start_worker,
+        initargs=(encode,),
+    )
+    if _POOLS is not None:
+        _POOLS[key] = pool
+    return pool, _POOLS is None
+
+
 def _encode_batches(
     batches: list[list[str]], encode: Callable, workers: int, progress: bool
 ) -> list[Tokens]:
-    """Each batch's tokens, in order: in this process, or in a pool of `workers` processes
-    (spawned: a fork would copy JAX's threads)."""
+    """Each batch's tokens, in order: in this process, or in a pool of `workers` processes."""
 
     def shown(done):
         if not progress:
@@ -279,12 +318,7 @@ def _encode_batches(
 
     if workers <= 1:
         return [Tokens.from_lists(encode(b)) for b in shown(batches)]
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(encode,),
-    )
+    pool, own = _pool(workers, encode)
     try:
         return list(shown(pool.map(_encode_in_worker, batches)))
     except BrokenProcessPool as e:
@@ -293,7 +327,8 @@ def _encode_batches(
             "this process"
         ) from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def tokenize_texts(
