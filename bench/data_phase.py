@@ -8,8 +8,10 @@ warm tokenization cache, with a table of where its time goes.
 Each run is a fresh process (imports and the tokenizer load count, as in a real run): 'cold'
 with an empty `data.cache_dir`, then 'warm' with the cache the cold run wrote. Every phase is
 its own seconds (exclusive: a phase's time inside another is not counted twice); 'other' is
-the rest of load_data. The rows of the training stream (built at the start of the train phase,
-not in the data phase) are timed after it. The token arrays of both runs are compared.
+the rest of load_data (with a pool, the workers' start is in the tokenize phase). The rows of
+the training stream (built at the start of the train phase, not in the data phase) are timed
+after it. The token arrays of both runs are compared. For the pool against one process:
+    python bench/data_phase.py; python bench/data_phase.py --set data.tokenize_workers=1
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ sys.path.insert(0, str(REPO))
 # (module, attribute, phase): the functions timed; a module importing a function by name is
 # patched too.
 TIMED = [
-    ("gencls_jax.data.tokenize", "load_tokenizer", "load tokenizer (transformers import)"),
-    ("gencls_jax.conditioning", "load_tokenizer", "load tokenizer (transformers import)"),
+    (
+        "gencls_jax.data.tokenize",
+        "load_tokenizer",
+        "load tokenizer (transformers, or the kept one)",
+    ),
+    ("gencls_jax.conditioning", "load_tokenizer", "load tokenizer (transformers, or the kept one)"),
     ("gencls_jax.data.sources", "_read_bytes", "read + gunzip files"),
     ("gencls_jax.data.sources", "file_source", "sha256 of files (provenance)"),
     ("gencls_jax.data.sources", "read_jsonl", "parse jsonl (JSON, fields)"),
