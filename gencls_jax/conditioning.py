@@ -37,7 +37,7 @@ from gencls_jax.data import compact, pipeline
 from gencls_jax.data.batching import PerClassStream, SlicedStream, TrainStream
 from gencls_jax.data.rows import Rows
 from gencls_jax.data.sources import Dataset, check_every_class_present, concat
-from gencls_jax.data.tokenize import Tokenizer, load_tokenizer
+from gencls_jax.data.tokenize import Tokenizer, load_tokenizer, one_pool
 from gencls_jax.errors import DataError
 from gencls_jax.model import gpt2
 from gencls_jax.model.weights import save_pretrained
@@ -258,9 +258,10 @@ def load_data(config, splits: Sequence[str], info: dict | None = None):
     `data.compact_vocab` the tokenizer and splits are in the compact ids: a trained run's
     (`info`), else those of this training split (`data/compact.py`)."""
     d = config.data
-    tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback)
+    tok = load_tokenizer(d.tokenizer, d.tokenizer_fallback, d.cache_dir)
     cond = get(config.model.conditioning)
-    ds = cond.datasets(config, tok, splits)
+    with one_pool():  # every split's tokenization in one pool of processes
+        ds = cond.datasets(config, tok, splits)
     if d.compact_vocab > 0:
         always = cond.reserved_ids(config, tok, ds["train"].label_names)
         tok, ds, _ = compact.apply(

@@ -249,6 +249,20 @@ KEYS = (
     ),
     Key("data.id_field", "id", MODEL, "jsonl/csv: row id field (missing -> 'file:row')"),
     Key("data.tokenize_batch_size", 1000, RUNTIME, "texts per tokenizer call"),
+    Key(
+        "data.tokenize_workers",
+        0,
+        RUNTIME,
+        "processes tokenizing a cold cache's texts (0: one per core; 1: this process, with the "
+        "tokenizer's own threads); the ids are the same whatever the number",
+    ),
+    Key(
+        "data.tokenize_pool_min_chars",
+        4_000_000,
+        RUNTIME,
+        "texts of fewer characters in all are tokenized in this process: starting the worker "
+        "processes (about a second) would cost more than they save",
+    ),
     # scratch models: a CPU model's LM head is most of its cost; the kept ids are stored in
     # run_info.json (data/compact.py)
     Key(

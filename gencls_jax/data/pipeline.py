@@ -92,6 +92,8 @@ def tokenize_dataset(
         d.cache_dir if cache else "",
         d.tokenize_batch_size,
         progress=len(texts) > 5000,
+        workers=d.tokenize_workers,
+        pool_min_chars=d.tokenize_pool_min_chars,
     )
     return dataclasses.replace(ds, texts=texts, tokens=tokens)
 
@@ -167,7 +169,7 @@ def load_datasets(
     everything a run uses, early stopping included, comes from its N per class). A classifier's
     training data must hold `min_classes` classes (unconditional pretraining ignores labels: 1)."""
     d = config.data
-    tok = tokenizer or load_tokenizer(d.tokenizer, d.tokenizer_fallback)
+    tok = tokenizer or load_tokenizer(d.tokenizer, d.tokenizer_fallback, d.cache_dir)
     raw_train, declared = read_split(d, "train")
     names, names_from = _label_names(d, raw_train, declared)
     full = sources.to_dataset(raw_train, names, "real", names_from)

@@ -57,7 +57,9 @@ def load_run(
     if not cond.classifies:
         raise RunError(f"{workdir} holds an {cond.name} LM: it has no classes to {purpose}")
     d = config.data
-    tok = compact.for_run(load_tokenizer(d.tokenizer, d.tokenizer_fallback), info)  # its own ids
+    tok = compact.for_run(
+        load_tokenizer(d.tokenizer, d.tokenizer_fallback, d.cache_dir), info
+    )  # its own ids
     model_config = gpt2.resolve_config(model_config_from_info(info), config.model)
     model_config = model_config.replace(bos_token_id=tok.bos_id)
     params, step, fallback = restore_params(

@@ -1,0 +1,203 @@
+"""The data phase of a config (`conditioning.load_data`, what `train` times as 'data'), cold and
+warm tokenization cache, with a table of where its time goes.
+
+    python bench/data_phase.py                                   # configs/pretrain_unsup.py
+    python bench/data_phase.py --config configs/decision.py --data ../shared/data
+    python bench/data_phase.py --set data.tokenize_workers=1     # any config key
+
+Each run is a fresh process (imports and the tokenizer load count, as in a real run): 'cold'
+with an empty `data.cache_dir`, then 'warm' with the cache the cold run wrote. Every phase is
+its own seconds (exclusive: a phase's time inside another is not counted twice); 'other' is
+the rest of load_data (with a pool, the workers' start is in the tokenize phase). The rows of
+the training stream (built at the start of the train phase, not in the data phase) are timed
+after it. The token arrays of both runs are compared. For the pool against one process:
+    python bench/data_phase.py; python bench/data_phase.py --set data.tokenize_workers=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# (module, attribute, phase): the functions timed; a module importing a function by name is
+# patched too.
+TIMED = [
+    (
+        "gencls_jax.data.tokenize",
+        "load_tokenizer",
+        "load tokenizer (transformers, or the kept one)",
+    ),
+    ("gencls_jax.conditioning", "load_tokenizer", "load tokenizer (transformers, or the kept one)"),
+    ("gencls_jax.data.sources", "_read_bytes", "read + gunzip files"),
+    ("gencls_jax.data.sources", "file_source", "sha256 of files (provenance)"),
+    ("gencls_jax.data.sources", "read_jsonl", "parse jsonl (JSON, fields)"),
+    ("gencls_jax.data.sources", "to_dataset", "labels -> Dataset"),
+    ("gencls_jax.data.pipeline", "clean_texts", "clean (data/clean.py)"),
+    ("gencls_jax.data.tokenize", "cache_key", "cache key (sha256 of texts)"),
+    ("gencls_jax.data.pipeline", "tokenize_texts", "tokenize / cache read+write"),
+    ("gencls_jax.data.sources:Dataset", "subset", "subset / split"),
+    ("gencls_jax.conditioning", "concat", "concat splits"),
+]
+
+
+class Profile:
+    """Exclusive seconds per phase: a timed call's time less that of the timed calls inside."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.stack: list[float] = []  # children's time of each open call
+
+    def wrap(self, fn, phase: str):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            self.stack.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                took = time.perf_counter() - t0
+                inner = self.stack.pop()
+                self.seconds[phase] = self.seconds.get(phase, 0.0) + took - inner
+                if self.stack:
+                    self.stack[-1] += took
+
+        return timed
+
+
+def _patch(profile: Profile) -> None:
+    for where, attr, phase in TIMED:
+        mod, _, cls = where.partition(":")  # module[:class]
+        owner = importlib.import_module(mod)
+        owner = getattr(owner, cls) if cls else owner
+        setattr(owner, attr, profile.wrap(getattr(owner, attr), phase))
+
+
+def config_of(args) -> object:
+    spec = importlib.util.spec_from_file_location("bench_config", REPO / args.config)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config()
+    d = Path(args.data)
+    c.data.source = "jsonl"
+    c.data.train_path = str(d / "imdb/train.jsonl.gz")
+    c.data.test_path = str(d / "imdb/test.jsonl.gz")
+    c.data.unsup_path = str(d / "imdb/unsup.jsonl.gz")
+    c.data.tokenizer = str(d / "gpt2-tokenizer")
+    c.data.cache_dir = args.cache_dir
+    c.progress_bars = False
+    for item in args.set:
+        key, _, value = item.partition("=")
+        *path, last = key.split(".")
+        node = c
+        for p in path:
+            node = getattr(node, p)
+        old = getattr(node, last)
+        setattr(node, last, type(old)(json.loads(value)) if not isinstance(old, str) else value)
+    return c
+
+
+def child(args) -> None:
+    """One data phase in this process: prints a JSON line of its phases."""
+    t_start = time.perf_counter()
+    from gencls_jax import conditioning
+
+    imports = time.perf_counter() - t_start
+    profile = Profile()
+    _patch(profile)
+    config = config_of(args)
+    splits = ("train", "val", "test") if config.eval.splits else ("train", "val")
+    t0, c0 = time.perf_counter(), time.process_time()
+    tok, ds = conditioning.load_data(config, splits=splits)
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    cond = conditioning.get(config.model.conditioning)
+    t1 = time.perf_counter()
+    if config.train.objective == "decision":
+        cond.decision_stream(config, ds["train"], tok)
+    else:
+        cond.train_stream(config, ds["train"], tok)
+    rows = time.perf_counter() - t1
+    digest = hashlib.sha256()
+    for name in sorted(ds):
+        digest.update(ds[name].tokens.flat.tobytes() + ds[name].tokens.offsets.tobytes())
+    phases = dict(profile.seconds)
+    phases["other"] = total - sum(phases.values())
+    out = {
+        "imports": imports,
+        "phases": phases,
+        "data_phase": total,
+        "cpu": cpu,
+        "rows": rows,
+        "texts": {k: len(v) for k, v in ds.items()},
+        "tokens": {k: int(v.tokens.offsets[-1]) for k, v in ds.items()},
+        "digest": digest.hexdigest()[:16],
+    }
+    print("RESULT " + json.dumps(out))
+
+
+def run_child(args, cache_dir: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--config", args.config, "--data", args.data]
+    cmd += ["--cache-dir", cache_dir] + [x for s in args.set for x in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        sys.exit(f"error: the data phase failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def table(runs: dict[str, dict]) -> str:
+    names = list(runs)
+    phases = list(dict.fromkeys(p for r in runs.values() for p in r["phases"]))
+    lines = ["| phase (s) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for p in phases:
+        lines.append(
+            f"| {p} | " + " | ".join(f"{r['phases'].get(p, 0):.2f}" for r in runs.values()) + " |"
+        )
+    for key, label in [
+        ("data_phase", "**data phase (load_data)**"),
+        ("cpu", "CPU seconds of this process in it"),
+        ("imports", "import gencls_jax.conditioning (before it)"),
+        ("rows", "training rows (train phase, after it)"),
+    ]:
+        lines.append(f"| {label} | " + " | ".join(f"{r[key]:.2f}" for r in runs.values()) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/pretrain_unsup.py", help="relative to the repo")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE, e.g. data.max_len=512")
+    ap.add_argument("--cache-dir", default="", help="(child) data.cache_dir")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.data = str(Path(args.data).resolve())
+    if args.child:
+        return child(args)
+    with tempfile.TemporaryDirectory(prefix="data_phase_") as cache:
+        runs = {"cold": run_child(args, cache), "warm": run_child(args, cache)}
+    same = runs["cold"]["digest"] == runs["warm"]["digest"]
+    print(
+        f"{args.config} {' '.join(args.set)}; {os.cpu_count()} CPUs (affinity "
+        f"{len(os.sched_getaffinity(0))}); texts {runs['cold']['texts']}, "
+        f"tokens {runs['cold']['tokens']}"
+    )
+    print(table(runs))
+    print(f"cold and warm token arrays identical: {same} ({runs['cold']['digest']})")
+    if not same:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
