@@ -176,7 +176,7 @@ KEYS = (
         "data.cache_dir",
         str(Path("~/.cache/gencls_jax").expanduser()),
         RUNTIME,
-        "the tokenized data cache",
+        "the tokenized data cache, and the tokenizer built from a tokenizer folder",
     ),
     Key("data.clean_html", False, MODEL, "replace IMDB's <br /> tags with newlines"),
     Key("data.append_eos", True, MODEL, "end every text with <|endoftext|> (trained and scored)"),
