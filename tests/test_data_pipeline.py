@@ -11,6 +11,7 @@ import transformers
 
 from configs.base import get_config
 from gencls_jax import conditioning
+from gencls_jax.data import sources
 from gencls_jax.data import tokenize as tk
 from gencls_jax.data.pipeline import load_datasets, rows
 from gencls_jax.data.splits import per_class_sample, stratified_split, val_counts
@@ -282,3 +283,22 @@ def test_split_seed_fixes_the_rows_while_seed_varies(config, tok):
     assert val_and_train_ids(0, 7) == val_and_train_ids(1, 7)
     assert val_and_train_ids(3, -1) == val_and_train_ids(5, 3)
     assert val_and_train_ids(0, -1) != val_and_train_ids(1, -1)
+
+
+@pytest.mark.parametrize("bars", [True, False])
+def test_tokenizing_bar_follows_progress_bars(config, tok, monkeypatch, bars):
+    """A large set's tokenizing bar shows only when `progress_bars` is on (logs of batch jobs)."""
+    from gencls_jax.data import pipeline
+
+    seen = {}
+
+    def recorded(texts, *args, **kw):
+        seen.update(kw)
+        return None
+
+    monkeypatch.setattr(pipeline, "tokenize_texts", recorded)
+    config.progress_bars = bars
+    ids = [str(i) for i in range(5001)]
+    raw = sources.RawSplit([f"text {i}" for i in ids], ["a"] * 5001, ids, ids, "made here")
+    pipeline.tokenize_dataset(config, sources.to_dataset(raw, ("a",)), tok)
+    assert seen["progress"] is bars

@@ -91,7 +91,7 @@ def tokenize_dataset(
         tokenizer,
         d.cache_dir if cache else "",
         d.tokenize_batch_size,
-        progress=len(texts) > 5000,
+        progress=len(texts) > 5000 and bool(config.progress_bars),
         workers=d.tokenize_workers,
         pool_min_chars=d.tokenize_pool_min_chars,
     )
