@@ -231,12 +231,7 @@ def train_new_class(config, scratch: Path, run, tok, ds: dict, k: int, label: st
         stacked=True,
     )
     record = dict(
-        stop_reason=result.stop_reason,
-        signal=result.signal,
-        steps=result.step,
-        epochs_done=result.epoch,
-        best=result.best,
-        best_step=result.best_step,
+        **result.outcome(),
         train_wall_s=time.time() - t0,
     )
     if result.stop_reason == "interrupted":

@@ -248,12 +248,7 @@ def _train_summary(workdir: Path, result, wall_s: float) -> dict:
         -RECENT_STEPS:
     ]
     summary = dict(
-        stop_reason=result.stop_reason,
-        signal=result.signal,
-        steps=result.step,
-        epochs_done=result.epoch,
-        best=result.best,
-        best_step=result.best_step,
+        **result.outcome(),
         train_wall_s=float(before.get("train_wall_s", 0.0)) + wall_s,
         train_calls=int(before.get("train_calls", 0)) + 1,
         final_train_loss=float(np.mean([r[1] for r in recent])) if recent else None,

@@ -96,6 +96,17 @@ class TrainResult:
     def params(self) -> Any:
         return self.state.params
 
+    def outcome(self) -> dict:
+        """How the call ended, as the run's summaries record it."""
+        return dict(
+            stop_reason=self.stop_reason,
+            signal=self.signal,
+            steps=self.step,
+            epochs_done=self.epoch,
+            best=self.best,
+            best_step=self.best_step,
+        )
+
 
 def _steps_per_model(n: int | Sequence[int]) -> tuple[int, ...]:
     """num_batches(epoch) as a tuple: one count per class model, or one for every model."""
