@@ -304,7 +304,8 @@ def _finish(out: dict, config) -> None:
 
         phases = fmt_table(out["phases"]) if out.get("phases") else ""
         written = _NEW_WORKDIR.value if _MODE.value == "add_class" else _WORKDIR.value
-        print(end_of_run(written, out, config.eval.decision, phases))
+        members = tuple(_WORKDIRS.value or ()) if _MODE.value == "eval" else ()
+        print(end_of_run(written, out, config.eval.decision, phases, members))
 
 
 def _texts_from_input(config) -> "Inputs":

@@ -208,3 +208,18 @@ def test_a_missing_member_folder_is_one_line(members, tmp_path):
     )
     assert p.returncode == 1
     assert p.stderr.strip() == f"error: --workdirs: no such folder: {tmp_path / 'nope'}"
+
+
+def test_the_end_of_an_ensemble_eval_suggests_only_what_it_takes():
+    """An ensemble is predicted with; eval and explain on its folder are refused, so the summary
+    after an ensemble eval names predict, and explain on a member."""
+    from gencls_jax.reports.summary import end_of_run
+
+    m = {"n": 4, "accuracy": 0.75, "per_class": {"neg": {"f1": 0.8}, "pos": {"f1": 0.7}}}
+    out = {"results": {"test": {"bayes": m}}}
+    ens = end_of_run("runs/ens", out, "bayes", members=("runs/a", "runs/b"))
+    assert "--mode=predict --workdir=runs/ens" in ens and "--workdir=runs/a" in ens
+    assert "--mode=eval --workdir=runs/ens" not in ens
+    assert "--mode=explain --workdir=runs/ens" not in ens
+    one = end_of_run("runs/a", out, "bayes")
+    assert "--mode=eval --workdir=runs/a" in one and "--mode=explain --workdir=runs/a" in one

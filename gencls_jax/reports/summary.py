@@ -12,10 +12,13 @@ import shlex
 from gencls_jax.reports.stats import wilson_interval
 
 
-def end_of_run(workdir: str, out: dict, decision: str, phases: str = "") -> str:
+def end_of_run(
+    workdir: str, out: dict, decision: str, phases: str = "", members: tuple = ()
+) -> str:
     """The summary lines of a finished train (or eval) run; `out` is its metrics dict. A damaged
     checkpoint skipped on the way (`checkpoint_fallbacks`) is said here too, not only in the
-    log above it."""
+    log above it. `members`: an ensemble's runs (it is predicted with, not evaluated or
+    explained: the next commands say so)."""
     results = out.get("results", {})
     split = "test" if "test" in results else "val"
     m = results.get(split, {}).get(decision)
@@ -37,10 +40,22 @@ def end_of_run(workdir: str, out: dict, decision: str, phases: str = "") -> str:
     lines.append(f"report: {out.get('report') or f'{workdir}/report.md'}")  # the one written
     if phases:
         lines.append(f"time: {phases}")
+    predict = f"  echo 'A wonderful film.' | python run.py --mode=predict --workdir={w}"
+    if members:
+        explained = shlex.quote(str(members[0]))
+        return "\n".join(
+            [
+                *lines,
+                "next:",
+                predict,
+                f"  explain a member: python run.py "
+                f"--mode=explain --workdir={explained} --text='A thin plot.'",
+            ]
+        )
     lines += [
         "next:",
         f"  python run.py --mode=eval --workdir={w}",
-        f"  echo 'A wonderful film.' | python run.py --mode=predict --workdir={w}",
+        predict,
         f"  python run.py --mode=explain --workdir={w} --text='A thin plot, wooden acting.'",
         "  on a GPU, the full recipes: --config=configs/decision.py (decision-trained, from an "
         "LM) or configs/full_10e.py (the LM objective)",
