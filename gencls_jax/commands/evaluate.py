@@ -165,7 +165,10 @@ def fit_expert(config, ds: dict, scored: dict, prior, rule: str):
     logging.info("n-gram expert: weight %g (val accuracy %.4f, without %.4f)", w, acc[w], acc[0.0])
     if w == 0:
         return None, None, report
-    terms = {s: ngram.term(counts, x.texts, w, alpha, order) for s, (x, _, _) in scored.items()}
+    terms = {  # val's log-probabilities are those the weight was chosen on
+        s: w * nb if s == "val" else ngram.term(counts, x.texts, w, alpha, order)
+        for s, (x, _, _) in scored.items()
+    }
     return counts, terms, report
 
 
