@@ -204,22 +204,7 @@ def test_eight_devices_with_four_per_call_match_one_device(tmp_path):
     'data', grad accumulation, per_class and label_prefix) equal 1 device, 1 update per call."""
     import test_train
 
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    eight = subprocess.Popen([sys.executable, __file__, str(tmp_path / "eight.npz")], env=env)
-    try:
-        test_train.run_for_devices(str(tmp_path / "one.npz"))
-        assert eight.wait(timeout=300) == 0
-    finally:
-        eight.kill()
-    one, eight = np.load(tmp_path / "one.npz"), np.load(tmp_path / "eight.npz")
-    assert int(one["n_devices"]) == 1 and int(eight["n_devices"]) == 8
-    assert set(one.files) == set(eight.files)
-    for k in sorted(set(one.files) - {"n_devices"}):
-        np.testing.assert_allclose(one[k], eight[k], rtol=1e-5, atol=1e-5, err_msg=k)
+    test_train.assert_eight_devices_match_one(__file__, tmp_path)
 
 
 if __name__ == "__main__":  # test_train's device run, with 4 updates per call

@@ -685,13 +685,19 @@ def run_for_devices(out: str) -> None:
 
 
 def test_eight_devices_match_one(tmp_path):
+    assert_eight_devices_match_one(__file__, tmp_path)
+
+
+def assert_eight_devices_match_one(script: str, tmp_path) -> None:
+    """`script` run on 8 emulated devices (its __main__ writes run_for_devices' npz) equals
+    run_for_devices on this process's one device."""
     env = {
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
         "JAX_PLATFORMS": "cpu",
     }
     eight = subprocess.Popen(
-        [sys.executable, __file__, str(tmp_path / "eight.npz")], env=env, cwd=REPO
+        [sys.executable, script, str(tmp_path / "eight.npz")], env=env, cwd=REPO
     )
     try:
         run_for_devices(str(tmp_path / "one.npz"))  # meanwhile, the 1-device reference here
