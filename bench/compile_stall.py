@@ -90,6 +90,14 @@ def row(f: dict) -> str:
     )
 
 
+def table(args, head: str, rows: list[str], figures: list[dict]) -> None:
+    """The table of every run after the lines printed as they came, and --out's JSON."""
+    print(f"\n{args.config} {' '.join(args.overrides)}\n{head}")
+    print("\n".join(rows))
+    if args.out:
+        Path(args.out).write_text(json.dumps(figures, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/tiny.py")
@@ -108,11 +116,7 @@ def main() -> None:
             f = figures(threads, kind, run_once(args.config, wd, cache, threads, args.overrides))
             print(row(f), flush=True)
             out.append(f)
-    print(f"\n{args.config} {' '.join(args.overrides)}\n{HEAD}")
-    for f in out:
-        print(row(f))
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2))
+    table(args, HEAD, [row(f) for f in out], out)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from compile_stall import run_once
+from compile_stall import run_once, table
 
 HEAD = (
     f"{'S':>3s} {'train':>7s} {'first':>6s} {'steps':>6s} {'steps/s':>8s} {'it/s':>8s} "
@@ -92,11 +92,7 @@ def main() -> None:
         f = figures(s, wd, run_once(args.config, wd, cache, args.threads, over))
         print(row(f), flush=True)
         out.append(f)
-    print(f"\n{args.config} {' '.join(args.overrides)}\n{HEAD}")
-    for f in out:
-        print(row(f))
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2))
+    table(args, HEAD, [row(f) for f in out], out)
 
 
 if __name__ == "__main__":
