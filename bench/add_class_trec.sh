@@ -17,6 +17,9 @@
 # DATA holds trec/{train,test}.jsonl and gpt2-tokenizer/ (a copy of ../shared/data). INIT: the
 # IMDB in-domain export (<pretrain workdir>/export); only without it does configs/pretrain_unsup.py
 # train one in OUT/pretrain first (PE epochs, default 1; then DATA needs imdb/ too).
+# XS: the classes to hold out and add (default "NUM ABBR"). A step whose workdir already holds
+# metrics.json is not run again (a call cut off by a time limit continues where it stopped; a
+# reference all6 from an earlier call can be copied into OUT/all6 beforehand).
 # EXTRA: more run.py flags for the trainings (a CPU smoke run: EXTRA='--config.train.max_steps=2
 # --config.model.dtype=float32' and INIT=a tiny run's export/<class>; no nvidia-smi is fine).
 set -uo pipefail
@@ -27,6 +30,7 @@ common=(--config.data.tokenizer="$D/gpt2-tokenizer" --config.data.cache_dir=/tmp
         --config.compile_cache_dir=/tmp/gencls_xla --config.progress_bars=False)
 step() {  # step NAME run.py-flags...: one run.py call, its log, exit status and wall seconds
   local name=$1; shift
+  if [ -f "$O/$name/metrics.json" ]; then echo "$name: done before, kept" >> "$O/summary.txt"; return 0; fi
   local t0=$(date +%s)
   python3 run.py "$@" > "$O/logs/$name.log" 2>&1
   local rc=$?
@@ -65,11 +69,12 @@ step all6 "${recipe[@]}" --workdir="$O/all6" \
 # the H200's 64 GiB disk filled up at five_ABBR (2026-11-29); the tables read only metrics and
 # predictions, so checkpoints go once no later step reads them
 rm -rf "$O/all6/checkpoints"
-for x in NUM ABBR; do
+read -ra xs <<< "${XS:-NUM ABBR}"
+for x in "${xs[@]}"; do
   step "five_$x" "${recipe[@]}" --workdir="$O/five_$x" \
     --config.data.train_path="$O/data/no_$x/train.jsonl" \
     --config.data.test_path="$O/data/no_$x/test.jsonl" || continue
-  rm -rf "$O/add_$x"
+  [ -f "$O/add_$x/metrics.json" ] || rm -rf "$O/add_$x"
   step "add_$x" --mode=add_class --workdir="$O/five_$x" --new_workdir="$O/add_$x" \
     --input="$O/data/$x.jsonl" --label="$x" --config.data.test_path="$D/trec/test.jsonl"
   rm -rf "$O/five_$x/checkpoints" "$O/add_$x/checkpoints"
