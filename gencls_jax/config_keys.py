@@ -55,11 +55,13 @@ KEYS = (
     ),
     Key(
         "compile_ahead_threads",
-        -1,
+        0,
         RUNTIME,
         "threads compiling every train, validation and scoring shape of a run in parallel before "
         "its first step (no stall at a new shape later); -1 = one per CPU core (at most 16), "
-        "0 = off (each program compiles when its shape first comes)",
+        "0 = off (each program compiles when its shape first comes). Off by default: on the "
+        "H200 4 of 5 cold-cache runs with it on failed at their first step (a cuDNN graph "
+        "capture error, BUILD_NOTES 'Compile ahead'), none of 4 with it off",
     ),
     Key(
         "heartbeat_timeout_s",

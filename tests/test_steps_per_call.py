@@ -137,6 +137,7 @@ runpy.run_path({run!r}, run_name="__main__")
 DECISION = [
     "--config=" + str(REPO / "configs" / "tiny.py"),
     "--config.compile_cache_dir=",
+    "--config.compile_ahead_threads=-1",  # the stacked shapes compiled ahead: none later
     "--config.model.conditioning=label_prefix",
     "--config.train.objective=decision",
     "--config.data.batching=bucket",
