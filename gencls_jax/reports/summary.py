@@ -36,6 +36,8 @@ def end_of_run(
         val = results.get("val", {}).get(decision) if split == "test" else None
         if val:
             lines.append(f"validation accuracy: {100 * val['accuracy']:.1f}% ({val['n']} texts)")
+    if out.get("search"):  # the run was chosen on the validation texts (search.candidates)
+        lines.append(f"search: {out['search']['reason']}")
     lines += [f"warning: {f}" for f in out.get("checkpoint_fallbacks", [])]
     lines.append(f"report: {out.get('report') or f'{workdir}/report.md'}")  # the one written
     if phases:
