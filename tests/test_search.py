@@ -2,15 +2,16 @@
 validation texts, then is the chosen one's run.
 
 On tiny per_class runs of two made-up topics (test_add_class's texts; a compact vocabulary, so a
-step costs little; the candidates differ in seed only, so they share one compiled step): the
-chosen run W equals a plain run of the chosen candidate's config (every logged step and
-validation, every test log-likelihood), and the choice is the best validation figure read back
-from the candidates' own logs; a search interrupted in candidate 1 and run again skips
-candidate 0, resumes candidate 1 and ends as the uninterrupted search did; a finished search
-run again only re-evaluates W; eval, predict, explain, add_class, an ensemble and the Python API
-all take W as an ordinary run. The state machine (min_gain keeping the base, the losers'
-checkpoints, a raised epoch count, a plain run refused mid-search) is checked with a stub
-trainer; bad candidate strings are one-line errors, on the command line too."""
+step costs little; the candidates differ in seed only, so they share one compiled step), with a
+search.min_gain no seed can clear, so that the choice is forced: W equals a plain run of the
+command's own config (every logged step and validation, every log-likelihood), and the figures
+compared are those in the candidates' own validation logs; a search interrupted in candidate 1
+and run again skips candidate 0, resumes candidate 1 and ends as the uninterrupted search did;
+eval, predict, explain, add_class's checks, an ensemble and the Python API take W as an
+ordinary run. The state machine (a winner other than candidate 0 moved into W, the losers'
+checkpoints deleted, a raised epoch count, a finished search run again, a plain run refused
+mid-search) is checked with a stub trainer; bad candidate strings are one-line errors, on the
+command line too."""
 
 from __future__ import annotations
 
@@ -45,14 +46,15 @@ INTERRUPT_AT = 2  # candidate 1 mid-epoch (3 steps an epoch)
 REAL_TRAIN = loop.train
 
 
-def search_config(folder: Path, files: dict, candidates=("seed=1",), **search_keys):
-    """configs/tiny.py on the topic files, one epoch of 3 steps, compared on val_loss; the seed
-    may vary because data.split_seed fixes the held-out texts."""
+def search_config(folder: Path, files: dict, candidates=("seed=1",), min_gain=100.0, **keys):
+    """configs/tiny.py on the topic files, one epoch of 3 steps, compared on val_loss (no seed
+    gains 100 nats: candidate 0 is kept); the seed may vary because data.split_seed fixes the
+    held-out texts."""
     c = tiny_config(folder, files["train"], files["val"], files["test"])
     c.train.update(dict(best_metric="val_loss", min_steps=0, epochs=1, log_every=1))
     c.data.update(dict(compact_vocab=64, split_seed=0))
     c.compile_ahead_threads = 0  # no step compiled for W's re-evaluation (0 steps)
-    c.search.update(dict(candidates=tuple(candidates), **search_keys))
+    c.search.update(dict(candidates=tuple(candidates), min_gain=min_gain, **keys))
     return c
 
 
@@ -104,17 +106,15 @@ def init_once(monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def runs(files, tmp_path_factory):
-    """A: a search of seeds 0 and 1; P: a plain run of the config A chose; B: A's search
-    (keeping the losers' checkpoints) interrupted in candidate 1, then run again."""
+    """A: a search of seeds 0 and 1; P: a plain run of the command's own config (candidate 0,
+    what A keeps); B: A's search (keeping the losers' checkpoints) interrupted in candidate 1,
+    then run again."""
     d = tmp_path_factory.mktemp("search")
     a, p, b = d / "A", d / "P", d / "B"
     mp = pytest.MonkeyPatch()
     init_once(mp)
     out = {"A": train_and_evaluate(search_config(d, files), a)}
-    chosen = out["A"]["search"]["chosen"]
-    plain = search.candidates(search_config(d, files))[chosen].config
-    plain.search.candidates = ()
-    out["P"] = train_and_evaluate(plain, p)
+    out["P"] = train_and_evaluate(search_config(d, files, candidates=(), min_gain=0.0), p)
     config_b = search_config(d, files, keep_candidates=True)
     calls = {"cut": trained_where(mp, interrupt_call=2)}
     out["B_cut"] = train_and_evaluate(config_b, b)
@@ -150,14 +150,12 @@ def best_val_loss(workdir: Path) -> float:
     return min(r["val_loss"] for r in records(workdir, "eval"))
 
 
-def test_the_chosen_run_is_the_best_candidates_plain_run(runs):
+def test_a_search_that_keeps_its_own_config_is_the_plain_run(runs):
     a, record = runs["A"], runs["out"]["A"]["search"]
-    chosen = record["chosen"]
-    loser = a / "search" / str(1 - chosen)
+    chosen, loser = record["chosen"], a / "search" / "1"
+    assert chosen == 0 and record["reason"].startswith("kept candidate 0 (the run's own config)")
     # each candidate's figure, read back from its own validation log (the winner's is W's)
-    logged = {chosen: best_val_loss(a), 1 - chosen: best_val_loss(loser)}
-    assert [c["value"] for c in record["candidates"]] == [logged[0], logged[1]]
-    assert chosen == (1 if logged[1] < logged[0] else 0)  # min_gain 0: any gain wins
+    assert [c["value"] for c in record["candidates"]] == [best_val_loss(a), best_val_loss(loser)]
     assert record["candidates"][1]["overrides"] == {"seed": 1}
     assert_same_training(runs["P"], a)
     m, p = (json.loads((w / "metrics.json").read_text()) for w in (a, runs["P"]))
@@ -167,6 +165,7 @@ def test_the_chosen_run_is_the_best_candidates_plain_run(runs):
     assert not (a / "search" / str(chosen)).exists()
     assert not (loser / "checkpoints").exists() and not (loser / "export").exists()
     assert (loser / "train_summary.json").exists() and (loser / "config.json").exists()
+    assert set(json.loads((loser / "metrics.json").read_text())["results"]) == {"val"}
     assert json.loads((a / "config.json").read_text())["seed"] == chosen
 
 
@@ -197,7 +196,9 @@ def test_metrics_report_and_summary_show_the_search(runs):
     for c in s["candidates"]:  # one row each: its overrides and figure
         told = "seed=1" if c["index"] else "(the run's own)"
         assert len([r for r in report.splitlines() if f"| {told} | {c['value']:.4f} |" in r]) == 1
-    assert f"search: {s['reason']}" in end_of_run(str(a), out, "bayes").splitlines()
+    spent = sum(c["train_wall_s"] for c in s["candidates"])
+    line = f"search (2 runs, {spent:.0f} s): {s['reason']}"
+    assert line in end_of_run(str(a), out, "bayes").splitlines()
 
 
 def test_every_command_takes_the_chosen_run_as_a_run(runs, files, tmp_path, capsys):
@@ -239,7 +240,7 @@ def test_split_overrides_keeps_commas_inside_values():
 @pytest.mark.parametrize(
     "candidate, error",
     [
-        ("train.lrr=1", "train.lrr is not a config key"),
+        ("train.lrr=1", "train.lrr is not a config key (did you mean train.lr?)"),
         ("train.lr=abc", "could not convert string to float: 'abc'"),
         ("train.lr", "'train.lr' is not KEY=VALUE"),
         ("", "no override"),
@@ -328,23 +329,23 @@ def test_the_search_state_machine_with_a_stub_trainer(files, tmp_path):
     w = tmp_path / "W"
     figures = {0: 1.0, 1: 0.5, 2: 0.7}  # val_loss: seed 1 is the best by 0.5
     train_one, calls = stub_trainer(w, figures, interrupt={2})
-    config = search_config(tmp_path, files, candidates=("seed=1", "seed=2"), min_gain=0.6)
+    config = search_config(tmp_path, files, candidates=("seed=1", "seed=2"), min_gain=0.3)
     assert search.train_best(config, w, train_one)["stop_reason"] == "interrupted"
     assert calls == ["0", "1", "2"]
-    plain = search_config(tmp_path, files, candidates=())
+    plain = search_config(tmp_path, files, candidates=(), min_gain=0.0)
     with pytest.raises(rules.ConfigMismatch, match="search.candidates"):
         rules.check_resume(w, plain)  # a plain run in a workdir holding a search
     config.train.epochs = 3  # more epochs: the finished candidates train on
     out = search.train_best(config, w, train_one)
     assert out["evaluated"] and calls[3:] == ["0", "1", "2", "W"]
     record = json.loads((w / "search" / "search.json").read_text())
-    assert record["chosen"] == 0 and "0.5000 <= search.min_gain 0.6" in record["reason"]
+    assert record["chosen"] == 1 and "+0.5000 > search.min_gain 0.3" in record["reason"]
     assert [c["trained_to"]["train.epochs"] for c in record["candidates"]] == [3, 3, 3]
-    assert json.loads((w / "config.json").read_text())["seed"] == 0  # candidate 0's run
+    assert json.loads((w / "config.json").read_text())["seed"] == 1  # candidate 1's run
     assert json.loads((w / "train_summary.json").read_text())["search"] == record
-    assert json.loads((w / "train_summary.json").read_text())["eval_splits"] == []
-    assert not (w / "search" / "0").exists() and (w / "checkpoints").is_dir()
-    for loser in ("1", "2"):
+    assert json.loads((w / "train_summary.json").read_text())["eval_splits"] == ["val"]
+    assert not (w / "search" / "1").exists() and (w / "checkpoints").is_dir()
+    for loser in ("0", "2"):
         assert sorted(p.name for p in (w / "search" / loser).iterdir()) == [
             "config.json",
             "train_summary.json",

@@ -26,6 +26,7 @@ search is W's ordinary run ("already trained": evaluated again).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ from gencls_jax.errors import DataError, RunError
 from gencls_jax.runs import rules
 from gencls_jax.runs import workdir as wd
 from gencls_jax.runs.checkpoint import metric_mode
+from gencls_jax.scoring import ngram
 from gencls_jax.system import fileio
 
 FOLDER, RECORD = "search", "search.json"
@@ -134,7 +136,9 @@ def _parsed(config, text: str) -> Candidate:
         if not eq or not key:
             raise RunError(f"{where}: {part!r} is not KEY=VALUE")
         if key not in known:
-            raise RunError(f"{where}: {key} is not a config key (--help_config lists them)")
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {near[0]}?" if near else "--help_config lists them"
+            raise RunError(f"{where}: {key} is not a config key ({hint})")
         why = refusal(key, config)
         if why:
             raise RunError(f"{where}: {key} cannot differ between candidates: {why}")
@@ -192,6 +196,7 @@ def _check_trainable(config, metric: str) -> None:
 
 
 def describe(overrides: dict) -> str:
+    """A candidate as the logs, the reason and report.md name it."""
     return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the run's own config"
 
 
@@ -258,10 +263,11 @@ def _row(c: Candidate, out: dict) -> dict:
 
 
 def _as_candidate(config) -> ml_collections.ConfigDict:
-    """A candidate's own run: validated at each epoch end, nothing else scored (the winner is
-    evaluated in W)."""
+    """A candidate's own run: evaluated on the validation texts only (its metrics.json and
+    report.md say how it classifies them); the test texts are scored once, for the winner, in
+    W."""
     cfg = ml_collections.ConfigDict(config.to_dict())
-    cfg.eval.splits = ()
+    cfg.eval.splits = tuple(s for s in config.eval.splits if s == "val")
     return cfg
 
 
@@ -284,9 +290,16 @@ def _train_candidates(config, workdir: Path, cands: list[Candidate], train_one) 
         logging.info("search: training %s in %s", what, folder / str(c.index))
         out = train_one(_as_candidate(c.config), folder / str(c.index))
         if out["stop_reason"] == "interrupted":
+            logging.info("search: interrupted in %s; the same command resumes the search", what)
             return out
         rows[c.index] = _row(c, out)
-        logging.info("search: %s ended: %s %s", what, config.train.best_metric, out.get("best"))
+        logging.info(
+            "search: %s ended (%s): %s %s",
+            what,
+            out["stop_reason"],
+            config.train.best_metric,
+            "none" if out.get("best") is None else f"{out['best']:.4f}",
+        )
         _write(folder, dict(record, candidates=[rows[i] for i in sorted(rows)]))
     metric, min_gain = config.train.best_metric, float(config.search.min_gain)
     values = [rows[c.index]["value"] for c in cands]
@@ -318,15 +331,19 @@ def adopt(src: Path, dst: Path) -> None:
 
 
 def drop_losers(folder: Path, record: dict) -> None:
-    """The losing candidates' checkpoints and exports deleted (their small files and figures
-    stay): a gpt2 candidate's are gigabytes."""
+    """The losing candidates' checkpoints, exports and n-gram counts deleted (their small files
+    and figures stay): a gpt2 candidate's are gigabytes."""
     dropped = []
     for row in record["candidates"]:
         here = folder / str(row["index"])
         heavy = [here / n for n in ("checkpoints", "checkpoints_damaged", "export")]
+        heavy.append(here / ngram.COUNTS_FILE)
         if row["index"] != record["chosen"] and any(p.exists() for p in heavy):
             for p in heavy:
-                shutil.rmtree(p, ignore_errors=True)
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink(missing_ok=True)
             dropped.append(str(row["index"]))
     if dropped:
         logging.info(

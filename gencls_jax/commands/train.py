@@ -14,6 +14,8 @@ of `runs/rules.py`. A workdir holds:
     predictions_<split>.jsonl, metrics.json, report.md, confusion_<split>.png
     eval_<file>-<sha8>/  eval on another test file (8 hex digits of its sha256): those reports
     .lock                while train, eval or generate runs in it (`runs/lock.py`)
+    search/              with search.candidates: each candidate's run and the choice
+                         (`commands/search.py`)
 """
 
 from __future__ import annotations
