@@ -197,7 +197,7 @@ def test_metrics_report_and_summary_show_the_search(runs):
         told = "seed=1" if c["index"] else "(the run's own)"
         assert len([r for r in report.splitlines() if f"| {told} | {c['value']:.4f} |" in r]) == 1
     spent = sum(c["train_wall_s"] for c in s["candidates"])
-    line = f"search (2 runs, {spent:.0f} s): {s['reason']}"
+    line = f"search (2 candidates, {spent:.0f} s of training): {s['reason']}"
     assert line in end_of_run(str(a), out, "bayes").splitlines()
 
 
