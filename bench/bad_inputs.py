@@ -210,6 +210,22 @@ def main(argv=None) -> None:
             ],
         ),
         ("train again with another lr", lambda: [*tiny, *data(), w, "--config.train.lr=0.01"]),
+        *(
+            (
+                f"search.candidates={c}",
+                lambda c=c: [*tiny, *data(), f"--config.search.candidates={c}", "--workdir=x"],
+            )
+            for c in (
+                "('train.lrr=1',)",
+                "('train.lr=abc',)",
+                "('data.split_seed=1',)",
+                "('seed=1',)",
+            )
+        ),
+        (
+            "search.candidates on a workdir holding a plain run",
+            lambda: [*tiny, *data(), w, "--config.search.candidates=('train.lr=0.01',)"],
+        ),
         ("train again, the train file changed under its name", changed_data_run),
         ("a second train while one runs in the workdir", locked),
         ("eval with another run's data", lambda: ["--mode=eval", w, *data(one_class)]),

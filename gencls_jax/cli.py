@@ -38,8 +38,6 @@ from gencls_jax import config_keys
 from gencls_jax.system import interrupt
 
 if TYPE_CHECKING:
-    import ml_collections
-
     from gencls_jax.data.inputs import Inputs
 
 # What each --mode does, the flags it needs and those it may take: `--help` prints this.
@@ -414,15 +412,6 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def _overridden(config: "ml_collections.ConfigDict", argv: list[str]) -> tuple:
-    """(`config` with argv's --config.* overrides applied, the rest of argv): ml_collections
-    parses the overrides, with the types and errors it has after --config=FILE."""
-    holder = flags.FlagValues()
-    flag = config_flags.DEFINE_config_dict("config", config, flag_values=holder, sys_argv=argv)
-    rest = holder(argv, known_only=True)
-    return flag.value, rest
-
-
 def parse_flags(argv):
     """absl's parser, with an unknown or mistyped --config.* key as a one-line error; `--help`
     and `--help_config` answer before anything loads. Eval, generate, predict and explain without
@@ -464,7 +453,7 @@ def parse_flags(argv):
             sys.path.insert(0, str(folder.parent))
     try:
         if own_config is not None:
-            own_config, argv = _overridden(own_config, argv)
+            own_config, argv = config_keys.overridden(own_config, argv)
         rest = flags.FLAGS(argv)
     except (flags.Error, OSError) as e:  # a bad value, or a config file that does not load
         sys.exit(f"error: {' '.join(str(e).split())}")

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -412,6 +414,32 @@ KEYS = (
         "also write TensorBoard events (if tensorboardX / torch.utils.tensorboard imports)",
     ),
     Key("train.plot", True, RUNTIME, "curves.png in the workdir at the end"),
+    # --- choosing hyperparameters on the validation texts (commands/search.py) -----------
+    Key(
+        "search.candidates",
+        (),
+        MODEL,
+        "() = no search. Each string is one candidate, its overrides 'KEY=VALUE,KEY=VALUE' "
+        "(model.*, train.* and the data.* keys that leave the validation texts as they are; "
+        "values as --config.KEY=VALUE takes them): training trains candidate 0 (the run's own "
+        "config) and each of these in <workdir>/search/<i>/, keeps the one of the best "
+        "train.best_metric and evaluates it as the workdir's run",
+    ),
+    Key(
+        "search.min_gain",
+        0.0,
+        MODEL,
+        "a candidate replaces candidate 0 only if its train.best_metric beats the base's by more "
+        "than this, in that metric's units (val_accuracy: a fraction, 0.01 = 1 point; val_loss: "
+        "nats): a small validation set's noise should not choose",
+    ),
+    Key(
+        "search.keep_candidates",
+        False,
+        RUNTIME,
+        "keep the losing candidates' checkpoints and exports (False: deleted once the choice is "
+        "made; their figures stay in search/search.json and metrics.json)",
+    ),
     # --- evaluation ----------------------------------------------------------------------
     Key(
         "eval.batch_size",
@@ -535,6 +563,16 @@ def defaults() -> ml_collections.ConfigDict:
             node = node[p]
         node[leaf] = key.default
     return config
+
+
+def overridden(config: ml_collections.ConfigDict, argv: list[str]) -> tuple:
+    """(`config` with argv's --config.* overrides applied, the rest of argv): ml_collections
+    parses the overrides, with the types and errors it has after --config=FILE. The command line
+    and `search.candidates` parse with it; `config` itself is changed."""
+    holder = flags.FlagValues()
+    flag = config_flags.DEFINE_config_dict("config", config, flag_values=holder, sys_argv=argv)
+    rest = holder(argv, known_only=True)
+    return flag.value, rest
 
 
 def kind(name: str) -> str:

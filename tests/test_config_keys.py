@@ -196,7 +196,7 @@ def test_a_new_key_is_one_declaration(tmp_path, monkeypatch):
     assert resumes(tmp_path, c, **{"explain.knob_runtime": 6})
     assert resumes(tmp_path, c, **{"train.knob_grows": 3})
     assert not resumes(tmp_path, c, **{"train.knob_grows": 1})
-    overridden, rest = cli._overridden(c, ["gencls", "--config.explain.knob_runtime=7"])
+    overridden, rest = config_keys.overridden(c, ["gencls", "--config.explain.knob_runtime=7"])
     assert overridden.explain.knob_runtime == 7 and rest == ["gencls"]
 
 
@@ -214,7 +214,7 @@ def test_overrides_of_a_runs_own_config(tmp_path):
         "--config.data.test_path=x.jsonl",
         f"--workdir={tmp_path}",
     ]
-    config, rest = cli._overridden(c, argv)
+    config, rest = config_keys.overridden(c, argv)
     assert (config.eval.batch_size, config.train.plot, config.data.test_path) == (
         4,
         False,
@@ -222,7 +222,7 @@ def test_overrides_of_a_runs_own_config(tmp_path):
     )
     assert rest == ["gencls", "--mode", "eval", f"--workdir={tmp_path}"]
     with pytest.raises((KeyError, AttributeError), match="epochz"):
-        cli._overridden(trained_with(tmp_path), ["gencls", "--config.train.epochz=3"])
+        config_keys.overridden(trained_with(tmp_path), ["gencls", "--config.train.epochz=3"])
 
 
 def test_a_damaged_config_json_is_one_line(tmp_path, installed):

@@ -9,7 +9,7 @@ Checked, every command (`problems`):
 - run.py / gencls: --mode is one of cli.MODES, every flag is one cli.py defines, with a value its
   parser takes, and one the mode takes (cli.MODES: needs and takes; the multi-process flags in
   every mode but report); --config=FILE exists and loads; every --config.KEY is declared in
-  config_keys.KEYS and its value parses (cli._overridden, as the program parses it); every
+  config_keys.KEYS and its value parses (config_keys.overridden, as the program parses it); every
   `../shared` path exists; the workdirs of eval/generate/predict/explain/report (an ensemble
   eval's --workdirs; its --workdir is the new folder it writes) and a
   model.init=<workdir>/export are made by a training command of the README; explain's --against
@@ -220,7 +220,7 @@ def final_config(cmd: Command):
     and types of a run's own config.json) with its overrides. Raises what the program would."""
     a = parse_args(cmd.argv[1:])
     config = experiment_config(a.flags["config"][-1]) if "config" in a.flags else None
-    return cli._overridden(config or config_keys.defaults(), ["run.py", *a.overrides])[0]
+    return config_keys.overridden(config or config_keys.defaults(), ["run.py", *a.overrides])[0]
 
 
 def class_names(cmd: Command) -> set | None:

@@ -342,6 +342,8 @@ def evaluate_scored(
     )
     if ngram_report is not None:
         out["ngram"] = ngram_report
+    if (summary or {}).get("search"):  # the run was chosen by a search: its figures, the gap
+        out["search"] = report.search_section(summary["search"], results, config.eval.decision)
     headline = results.get("test", results.get("val", {})).get(config.eval.decision)
     if headline:
         out["accuracy"] = headline["accuracy"]

@@ -14,6 +14,8 @@ of `runs/rules.py`. A workdir holds:
     predictions_<split>.jsonl, metrics.json, report.md, confusion_<split>.png
     eval_<file>-<sha8>/  eval on another test file (8 hex digits of its sha256): those reports
     .lock                while train, eval or generate runs in it (`runs/lock.py`)
+    search/              with search.candidates: each candidate's run and the choice
+                         (`commands/search.py`)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from absl import logging
 
 from gencls_jax import conditioning
-from gencls_jax.commands import preflight
+from gencls_jax.commands import preflight, search
 from gencls_jax.commands.evaluate import check_settings, evaluate_params, scored_splits
 from gencls_jax.data.tokenize import Tokenizer
 from gencls_jax.errors import RunError
@@ -160,6 +162,15 @@ def run_info(config, cond, model_config, tok, ds) -> dict:
 
 
 def train_and_evaluate(config, workdir: str | Path) -> dict:
+    """Train (or continue the run in `workdir`), then evaluate its best checkpoint; with
+    `search.candidates`, the run is the best of several on the validation texts
+    (`commands/search.py`, which trains each with `train_one`)."""
+    if config.search.candidates:
+        return search.train_best(config, Path(workdir), train_one)
+    return train_one(config, workdir)
+
+
+def train_one(config, workdir: str | Path) -> dict:
     """Train (or continue the run in `workdir`), then evaluate its best checkpoint. A workdir
     whose run was made by another config is refused before any file is written."""
     workdir = Path(workdir)
@@ -253,6 +264,8 @@ def _train_summary(workdir: Path, result, wall_s: float) -> dict:
         train_calls=int(before.get("train_calls", 0)) + 1,
         final_train_loss=float(np.mean([r[1] for r in recent])) if recent else None,
     )
+    if "search" in before:  # the run was chosen by a search (commands/search.py): it stays so
+        summary["search"] = before["search"]
     if wd.is_lead():
         fileio.write_text(path, json.dumps({**summary, "recent_steps": recent}, indent=2))
     return summary

@@ -141,6 +141,7 @@ def write_run_report(
     if summary.get("ngram"):
         lines.append(ngram_line(summary["ngram"]))
     lines += ensemble_lines(summary.get("ensemble"))
+    lines += search_lines(summary.get("search"))
     for split, by_rule in summary.get("results", {}).items():
         lines += [
             "",
@@ -208,6 +209,47 @@ def ensemble_lines(ens: dict | None) -> list[str]:
             f"{m['seed']} | {pct(own.get('val'))} | {pct(own.get('test'))} | "
             f"{pct(here.get('val'))} | {pct(here.get('test'))} |"
         )
+    return rows
+
+
+def search_section(record: dict, results: dict, rule: str) -> dict:
+    """metrics.json's `search`: the record of the search that chose this run
+    (`commands/search.py`) with the chosen run's validation - test accuracy gap under `rule`
+    (None without both splits): validation chose it, so the test figure is the unbiased one."""
+    val, test = (results.get(s, {}).get(rule, {}).get("accuracy") for s in ("val", "test"))
+    gap = None if val is None or test is None else val - test
+    return {**record, "val_test_gap": gap, "gap_rule": rule}
+
+
+def search_lines(search: dict | None) -> list[str]:
+    """report.md's table of the search that chose the run: each candidate's overrides, its
+    validation figure (train.best_metric at its best checkpoint), steps and training time."""
+    if not search:
+        return []
+    metric = search["metric"]
+    rows = [
+        "",
+        f"Search on the validation texts (train.best_metric {metric}, search.min_gain "
+        f"{search['min_gain']:g}): {search['reason']}",
+        "",
+        f"| candidate | overrides | {metric} | steps | best step | stop | train s |",
+        "| --- " * 7 + "|",
+    ]
+    for c in search["candidates"]:
+        name = f"**{c['index']}** (chosen)" if c["index"] == search["chosen"] else c["index"]
+        told = ", ".join(f"{k}={v}" for k, v in c["overrides"].items()) or "(the run's own)"
+        value = "-" if c["value"] is None else f"{c['value']:.4f}"
+        rows.append(
+            f"| {name} | {told} | {value} | {c['steps']} | {c['best_step']} | "
+            f"{c['stop_reason']} | {c['train_wall_s']:.0f} |"
+        )
+    if search.get("val_test_gap") is not None:
+        rows += [
+            "",
+            f"The chosen run's validation - test accuracy gap ({search['gap_rule']}): "
+            f"{100 * search['val_test_gap']:+.2f} points (validation chose it: test is the "
+            "unbiased figure)",
+        ]
     return rows
 
 

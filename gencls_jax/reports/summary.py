@@ -36,6 +36,12 @@ def end_of_run(
         val = results.get("val", {}).get(decision) if split == "test" else None
         if val:
             lines.append(f"validation accuracy: {100 * val['accuracy']:.1f}% ({val['n']} texts)")
+    if out.get("search"):  # the run was chosen on the validation texts (search.candidates)
+        s = out["search"]
+        spent = sum(c["train_wall_s"] or 0 for c in s["candidates"])
+        lines.append(
+            f"search ({len(s['candidates'])} candidates, {spent:.0f} s of training): {s['reason']}"
+        )
     lines += [f"warning: {f}" for f in out.get("checkpoint_fallbacks", [])]
     lines.append(f"report: {out.get('report') or f'{workdir}/report.md'}")  # the one written
     if phases:
