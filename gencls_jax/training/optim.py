@@ -67,9 +67,13 @@ def make_schedule(tc: Any, total_steps: int) -> optax.Schedule:
     return schedule
 
 
+def _key_name(key) -> str:
+    """The name of one step of a tree path (a dict key, an attribute)."""
+    return str(getattr(key, "key", getattr(key, "name", key)))
+
+
 def _leaf_name(path: tuple) -> str:
-    last = path[-1]
-    return str(getattr(last, "key", getattr(last, "name", last)))
+    return _key_name(path[-1])
 
 
 def decay_mask(params: Any) -> Any:
@@ -104,7 +108,7 @@ def layer_lr_multipliers(params: Any, decay: float) -> Any:
 
 
 def _names(path: tuple) -> set[str]:
-    return {str(getattr(k, "key", getattr(k, "name", k))) for k in path}
+    return {_key_name(k) for k in path}
 
 
 def scale_by_layer_lr(decay: float) -> optax.GradientTransformationExtraArgs:
