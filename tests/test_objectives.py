@@ -3,6 +3,7 @@ joint step against the per-model LM step, sliced batches, and the small-data pro
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -343,8 +344,8 @@ def test_adversarial_gradient_matches_float64_autograd(tiny):
     embeddings moved by r = eps g / ||g|| (g: d loss / d embeddings, L2 per text and class
     reading), r and both gradients by float64 PyTorch autograd through `inputs_embeds`: a wrong
     perturbation (direction, norm, blocks) or weight changes that gradient at this eps. eps = 0
-    is the unperturbed gradient bit for bit, whatever the weight, and the sums (the logged
-    loss) are the unperturbed loss's."""
+    traces the very program of the default (so its results are bit for bit the same), whatever
+    the weight, and the sums (the logged loss) are the unperturbed loss's."""
     from gencls_jax.model.weights import params_from_hf_tensors
 
     config, params, hf = tiny
@@ -366,11 +367,7 @@ def test_adversarial_gradient_matches_float64_autograd(tiny):
     want = params_from_hf_tensors({n: x.numpy() for n, x in zip(names, grads)}, config)
 
     grads_of = jax.jit(TS.loss_grads, static_argnums=(0, 3, 6, 7))
-
-    def ours(adversarial):
-        return grads_of(objective, params, batch, config, None, jnp.float32(1), 1, adversarial)
-
-    got, sums = ours((eps, weight))
+    got, sums = grads_of(objective, params, batch, config, None, jnp.float32(1), 1, (eps, weight))
     for path, x in jax.tree_util.tree_leaves_with_path(want):
         y = got
         for k in path:
@@ -378,29 +375,42 @@ def test_adversarial_gradient_matches_float64_autograd(tiny):
         np.testing.assert_allclose(y, x, rtol=2e-4, atol=2e-5 * np.abs(x).max(), err_msg=str(path))
 
     assert perturbed.item() > clean.item() + 0.01  # the perturbation matters at this eps
-    plain, plain_sums = ours((0.0, 1.0))  # loss_grads' default: off
-    off, _ = ours((0.0, weight))
-    jax.tree_util.tree_map(np.testing.assert_array_equal, plain, off)
-    for k, v in sums.items():  # the sums (what is logged) are the unperturbed loss's
-        np.testing.assert_array_equal(v, plain_sums[k])
+    # the sums (what is logged) are the unperturbed loss's
+    np.testing.assert_allclose(objective.losses(sums)[0], clean.item(), rtol=1e-5)
+
+    # eps = 0, whatever the weight: the very program of loss_grads' default (no second pass)
+    def program(*adversarial):
+        args = (objective, params, batch, config, None, jnp.float32(1), 1, *adversarial)
+        return str(jax.make_jaxpr(functools.partial(TS.loss_grads, *args))())
+
+    assert program((0.0, weight)) == program()
 
 
 def test_adversarial_loss_rises_by_eps_times_the_gradient_norm(tiny):
-    """First order: loss(r) - loss(0) = eps x sum over texts and class readings of ||g||, for a
-    small eps, and more than along a random direction of the same norms."""
+    """First order, on the LM objective of two stacked class models over packed rows (two texts
+    a row): loss(r) - loss(0) = eps x the sum over texts of ||g|| (each text normalised alone),
+    for a small eps, and more than along a random direction of the same norms."""
+    from gencls_jax.data.batching import make_batch
+
     config, params, _ = tiny
-    batch = next(iter(sliced(texts(9, [9, 20, 3, 14]), [0, 1, 1, 0], PREFIXES).batches(0)))
-    objective = objectives.DecisionObjective(1.0, 1.0, (-0.69, -0.69), stacked=False)
-    loss = jax.jit(lambda d: objective.losses(objective.sums(params, batch, config, None, d))[0])
+    stacked = stack_params([params, jax.tree_util.tree_map(lambda x: x * 1.01, params)])
+    rows = [make_rows(texts(c, [9, 14, 3, 20]), 32, BOS, "truncate") for c in (10, 11)]
+    batch = [make_batch(r, (32, [[0, 1], [2, 3]]), 2) for r in rows]
+    batch = {k: jnp.asarray(np.stack([b[k] for b in batch])) for k in batch[0]}  # [2, 2, 32]
+    objective = objectives.LMObjective(stacked=True, packed=True)
+    total = jax.jit(
+        lambda d: jnp.sum(objective.losses(objective.sums(stacked, batch, config, None, d)))
+    )
     zero = jnp.zeros((*batch["inputs"].shape, config.n_embd), jnp.float32)
-    g = jax.grad(loss)(zero)
-    segments = jnp.asarray(batch["segment_ids"])
-    eps = 1e-2
-    rise = float(loss(TS.adversarial_perturbation(g, segments, eps)) - loss(zero))
-    first_order = eps * float(np.sum(np.sqrt(np.sum(np.asarray(g, np.float64) ** 2, (-2, -1)))))
+    g = np.asarray(jax.grad(total)(zero), np.float64)
+    segments, eps = batch["segment_ids"], 1e-2
+    rise = float(total(TS.adversarial_perturbation(g, segments, eps)) - total(zero))
+    seg = np.asarray(segments)[..., None]
+    norms = [np.sqrt(np.sum(np.where(seg == s, g, 0.0) ** 2, (-2, -1))) for s in (1, 2)]
+    first_order = eps * float(np.sum(norms))
     assert rise > 0 and abs(rise / first_order - 1) < 0.02, (rise, first_order)
-    noise = jax.random.normal(jax.random.key(0), g.shape) * (batch["segment_ids"] > 0)[..., None]
-    random_rise = float(loss(TS.adversarial_perturbation(noise, segments, eps)) - loss(zero))
+    noise = jax.random.normal(jax.random.key(0), g.shape) * (seg > 0)
+    random_rise = float(total(TS.adversarial_perturbation(noise, segments, eps)) - total(zero))
     assert random_rise < 0.5 * rise, (random_rise, rise)
 
 
