@@ -305,6 +305,28 @@ KEYS = (
         "decision: lambda, the weight of the classification term",
     ),
     Key(
+        "train.decision_label_smoothing",
+        0.0,
+        MODEL,
+        "decision: label smoothing eps in [0, 1) of the classification term's cross-entropy, "
+        "target (1 - eps) x one-hot + eps / K; 0 = off (objective lm: must be 0)",
+    ),
+    Key(
+        "train.adversarial_eps",
+        0.0,
+        MODEL,
+        "adversarial training (Miyato et al. 2017) >= 0; 0 = off: each step also takes the loss "
+        "with every text's input embeddings moved by eps x g / ||g|| (g: the loss's gradient "
+        "there, L2 over the text's tokens x width, per class reading) and adds "
+        "adversarial_weight x it; a second forward and backward pass",
+    ),
+    Key(
+        "train.adversarial_weight",
+        1.0,
+        MODEL,
+        "adversarial training: the weight of the perturbed loss (>= 0; unused at eps 0)",
+    ),
+    Key(
         "train.epochs",
         6,
         GROWS,
@@ -345,6 +367,14 @@ KEYS = (
         "decay towards lr * end_lr_factor (the last update stays just above it, so > 0)",
     ),
     Key("train.weight_decay", 0.01, MODEL, "AdamW; not on biases, LayerNorm, embeddings"),
+    Key(
+        "train.layer_lr_decay",
+        1.0,
+        MODEL,
+        "layer-wise learning-rate decay in (0, 1]; 1 = off: transformer block i of L gets lr x "
+        "decay^(L-1-i) (the top block lr), wte/wpe decay^L (wte is also the tied LM head), "
+        "ln_f and a classification head lr",
+    ),
     Key("train.b1", 0.9, MODEL, "AdamW beta1"),
     Key("train.b2", 0.999, MODEL, "AdamW beta2"),
     Key("train.eps", 1e-8, MODEL, "AdamW epsilon"),

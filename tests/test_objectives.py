@@ -3,7 +3,10 @@ joint step against the per-model LM step, sliced batches, and the small-data pro
 
 from __future__ import annotations
 
+import functools
 import json
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +17,7 @@ import pytest
 from configs.base import get_config
 from gencls_jax.data.batching import BatchSpec, SlicedStream
 from gencls_jax.data.rows import make_rows
-from gencls_jax.errors import DataError
+from gencls_jax.errors import DataError, RunError
 from gencls_jax.model import gpt2 as M
 from gencls_jax.model.weights import load_pretrained
 from gencls_jax.scoring import score
@@ -26,6 +29,7 @@ from gencls_jax.training import step as TS
 
 torch = pytest.importorskip("torch")
 import transformers  # noqa: E402
+from conftest import REPO  # noqa: E402
 
 BOS = 999  # the tiny fixture model's <|endoftext|>
 PREFIXES = ([5, 6, 7], [8])  # two classes' label prefixes of unequal length
@@ -240,3 +244,189 @@ def test_small_protocol_and_val_file(tmp_path):
     d.val_path = str(tmp_path / "val.jsonl")
     ds = load_datasets(c, ("train", "val"), tok)
     assert ds["val"].ids == ["99"] and len(ds["train"]) == 20
+
+
+# --- regularisation levers (issue 24) ---------------------------------------------------------
+
+THREE = ([5, 6, 7], [8], [9, 10])  # three classes' label prefixes
+
+
+def test_decision_label_smoothing_matches_float64_reference(tiny):
+    """train.decision_label_smoothing=eps: the cross-entropy's target is (1 - eps) x one-hot +
+    eps / K (K = 3, so eps / K is not eps / 2), in float64 from the reference model's
+    log-likelihoods (eps = 0 is the objective's own default: the unsmoothed cross-entropy,
+    which test_decision_sums_match_float64_reference checks)."""
+    config, params, hf = tiny
+    toks, labels = texts(7, [9, 20, 3, 14]), [0, 2, 1, 2]
+    batch = next(iter(sliced(toks, labels, THREE).batches(0)))
+    prior = np.log([0.2, 0.3, 0.5])
+
+    eps = 0.1
+    objective = objectives.DecisionObjective(1.0, 1.0, tuple(prior), False, label_smoothing=eps)
+    got = float(objective.sums(params, batch, config, None)["ce"][0])
+
+    ll = np.zeros((4, 3))
+    for b in range(4):
+        row = batch["targets"][0, b]
+        i = next(j for j, t in enumerate(toks) if row[3 : 3 + len(t)].tolist() == t)
+        for c, p in enumerate(THREE):
+            seq = p + toks[i]
+            ll[b, c] = ref_log_probs(hf, [BOS] + seq[:-1], seq)[len(p) :].sum()
+    scores = ll + prior
+    top = scores.max(1, keepdims=True)
+    logp = scores - top - np.log(np.exp(scores - top).sum(1, keepdims=True))
+    target = (1 - eps) * np.eye(3)[batch["labels"]] + eps / 3
+    want = -np.sum(target * logp)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    plain = -np.sum(np.eye(3)[batch["labels"]] * logp)
+    assert abs(want - plain) > 1e-3 * plain  # smoothing moves it far beyond the tolerance
+
+
+def test_regularisation_settings_are_checked_in_one_line():
+    c = get_config()
+    objectives.check_settings(c.train)  # the defaults: every lever off
+    c.train.layer_lr_decay, c.train.decision_label_smoothing = 0.0, 1.0
+    c.train.adversarial_eps, c.train.adversarial_weight = -0.1, float("nan")
+    with pytest.raises(RunError) as e:
+        objectives.check_settings(c.train)
+    assert str(e.value) == (
+        "train.layer_lr_decay must be in (0, 1] (1 = off), got 0.0; "
+        "train.decision_label_smoothing must be in [0, 1), got 1.0; "
+        "train.adversarial_eps must be finite and >= 0, got -0.1; "
+        "train.adversarial_weight must be finite and >= 0, got nan"
+    )
+
+
+def test_label_smoothing_of_an_lm_run_is_one_line(tmp_path):
+    """The LM objective has no cross-entropy to smooth: run.py says so in one line, exit 1,
+    before reading any data."""
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            "--config=" + str(REPO / "configs" / "tiny.py"),
+            f"--workdir={tmp_path / 'wd'}",
+            "--config.train.decision_label_smoothing=0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert p.stderr.strip().splitlines()[-1] == (
+        "error: train.decision_label_smoothing=0.1 smooths the decision objective's "
+        "cross-entropy: train.objective='lm' has none (set it to 0, or train.objective='decision')"
+    )
+    assert "tokens of" not in p.stderr  # no data was read
+
+
+def torch_decision_loss(hf, batch, prior, lm_coef, ce_coef, delta):
+    """float64 PyTorch: the decision objective's loss of a sliced batch ([K, B, T], labels [B])
+    with `delta` [K, B, T, D] added to every row's input token embeddings."""
+    k, b, t = batch["inputs"].shape
+    ids = torch.tensor(np.asarray(batch["inputs"]), dtype=torch.long)
+    emb = hf.transformer.wte(ids) + delta
+    logits = hf(inputs_embeds=emb.reshape(k * b, t, -1)).logits.reshape(k, b, t, -1)
+    targets = torch.tensor(np.maximum(batch["targets"], 0), dtype=torch.long)
+    lp = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
+    w = torch.tensor(np.asarray(batch["weights"]), dtype=torch.float64)
+    wlp = torch.where(w != 0, lp * w, torch.zeros_like(lp))
+    scores = wlp.sum(-1).T + torch.tensor(prior)
+    labels = torch.tensor(np.asarray(batch["labels"]), dtype=torch.long)
+    true = torch.nn.functional.one_hot(labels, k).T[..., None].double()
+    lm = -(true * wlp).sum() / (true * w).sum()
+    ce = -torch.log_softmax(scores, -1)[torch.arange(b), labels].mean()
+    return lm_coef * lm + ce_coef * ce
+
+
+def test_adversarial_gradient_matches_float64_autograd(tiny):
+    """train.adversarial_eps: the step's gradient is that of loss + w x the loss at the
+    embeddings moved by r = eps g / ||g|| (g: d loss / d embeddings, L2 per text and class
+    reading), r and both gradients by float64 PyTorch autograd through `inputs_embeds`: a wrong
+    perturbation (direction, norm, blocks) or weight changes that gradient at this eps. eps = 0
+    traces the very program of the default (so its results are bit for bit the same), whatever
+    the weight, and the sums (the logged loss) are the unperturbed loss's."""
+    from gencls_jax.model.weights import params_from_hf_tensors
+
+    config, params, hf = tiny
+    toks, labels = texts(8, [9, 20, 3, 14]), [0, 1, 1, 0]
+    batch = next(iter(sliced(toks, labels, PREFIXES).batches(0)))
+    prior = (-1.2, -0.36)
+    objective = objectives.DecisionObjective(1.0, 0.5, prior, stacked=False)
+    eps, weight = 0.5, 2.0
+
+    zero = torch.zeros(*batch["inputs"].shape, config.n_embd, dtype=torch.float64)
+    zero.requires_grad_(True)
+    clean = torch_decision_loss(hf, batch, prior, 1.0, 0.5, zero)
+    (g,) = torch.autograd.grad(clean, zero, retain_graph=True)
+    norm = g.pow(2).sum((-2, -1), keepdim=True).sqrt()
+    r = torch.where(norm > 0, eps * g / norm.clamp_min(1e-300), torch.zeros_like(g)).detach()
+    perturbed = torch_decision_loss(hf, batch, prior, 1.0, 0.5, r)
+    names = [n for n, _ in hf.named_parameters()]
+    grads = torch.autograd.grad(clean + weight * perturbed, [p for _, p in hf.named_parameters()])
+    want = params_from_hf_tensors({n: x.numpy() for n, x in zip(names, grads)}, config)
+
+    grads_of = jax.jit(TS.loss_grads, static_argnums=(0, 3, 6, 7))
+    got, sums = grads_of(objective, params, batch, config, None, jnp.float32(1), 1, (eps, weight))
+    for path, x in jax.tree_util.tree_leaves_with_path(want):
+        y = got
+        for k in path:
+            y = y[k.key]
+        np.testing.assert_allclose(y, x, rtol=2e-4, atol=2e-5 * np.abs(x).max(), err_msg=str(path))
+
+    assert perturbed.item() > clean.item() + 0.01  # the perturbation matters at this eps
+    # the sums (what is logged) are the unperturbed loss's
+    np.testing.assert_allclose(objective.losses(sums)[0], clean.item(), rtol=1e-5)
+
+    # eps = 0, whatever the weight: the very program of loss_grads' default (no second pass)
+    def program(*adversarial):
+        args = (objective, params, batch, config, None, jnp.float32(1), 1, *adversarial)
+        return str(jax.make_jaxpr(functools.partial(TS.loss_grads, *args))())
+
+    assert program((0.0, weight)) == program()
+
+
+def test_adversarial_loss_rises_by_eps_times_the_gradient_norm(tiny):
+    """First order, on the LM objective of two stacked class models over packed rows (two texts
+    a row): loss(r) - loss(0) = eps x the sum over texts of ||g|| (each text normalised alone),
+    for a small eps, and more than along a random direction of the same norms."""
+    from gencls_jax.data.batching import make_batch
+
+    config, params, _ = tiny
+    stacked = stack_params([params, jax.tree_util.tree_map(lambda x: x * 1.01, params)])
+    rows = [make_rows(texts(c, [9, 14, 3, 20]), 32, BOS, "truncate") for c in (10, 11)]
+    batch = [make_batch(r, (32, [[0, 1], [2, 3]]), 2) for r in rows]
+    batch = {k: jnp.asarray(np.stack([b[k] for b in batch])) for k in batch[0]}  # [2, 2, 32]
+    objective = objectives.LMObjective(stacked=True, packed=True)
+    total = jax.jit(
+        lambda d: jnp.sum(objective.losses(objective.sums(stacked, batch, config, None, d)))
+    )
+    zero = jnp.zeros((*batch["inputs"].shape, config.n_embd), jnp.float32)
+    g = np.asarray(jax.grad(total)(zero), np.float64)
+    segments, eps = batch["segment_ids"], 1e-2
+    rise = float(total(TS.adversarial_perturbation(g, segments, eps)) - total(zero))
+    seg = np.asarray(segments)[..., None]
+    norms = [np.sqrt(np.sum(np.where(seg == s, g, 0.0) ** 2, (-2, -1))) for s in (1, 2)]
+    first_order = eps * float(np.sum(norms))
+    assert rise > 0 and abs(rise / first_order - 1) < 0.02, (rise, first_order)
+    noise = jax.random.normal(jax.random.key(0), g.shape) * (seg > 0)
+    random_rise = float(total(TS.adversarial_perturbation(noise, segments, eps)) - total(zero))
+    assert random_rise < 0.5 * rise, (random_rise, rise)
+
+
+def test_adversarial_perturbation_is_per_text_of_packed_rows():
+    """Packed rows: each text (segment) of a row gets its own L2 norm eps; padding and a zero
+    gradient get 0. NumPy reference, per class slice."""
+    rng = np.random.default_rng(0)
+    seg = np.array([[[1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 0, 0]], [[1, 2, 3, 3, 0, 0], [1] * 6]])
+    g = rng.normal(size=(*seg.shape, 4)).astype(np.float32) * (seg > 0)[..., None]
+    g[1, 1] = 0.0  # a filler row
+    got = np.asarray(TS.adversarial_perturbation(jnp.asarray(g), jnp.asarray(seg), 0.3))
+    want = np.zeros(g.shape)
+    for k in range(2):
+        for b in range(2):
+            for s in set(seg[k, b].tolist()) - {0}:
+                at = seg[k, b] == s
+                n = np.sqrt(np.sum(np.asarray(g[k, b, at], np.float64) ** 2))
+                want[k, b, at] = 0.3 * g[k, b, at] / n if n > 0 else 0.0
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)

@@ -189,6 +189,113 @@ def flat_get(tree, path):
     return tree
 
 
+def hand_layer_factor(path, leaf, decay, layers):
+    """Layer-wise lr decay by hand: block i of L decay^(L-1-i), wte/wpe decay^L, the rest 1."""
+    top = path[0].key if path[0].key != "body" else path[1].key
+    if top == "h":
+        return (decay ** (layers - 1 - np.arange(layers))).reshape(-1, *[1] * (leaf.ndim - 1))
+    return decay**layers if top in ("wte", "wpe") else 1.0
+
+
+def numpy_adamw(p, m, v, g, count, lr, t, factor):
+    """One float64 AdamW update of a tree (optax's: clip by global norm, bias-corrected moments,
+    decay on kernels), each leaf's update times `factor(path, leaf)`: (p, m, v) after it."""
+    tm = jax.tree_util.tree_map
+    norm = np.sqrt(sum(np.sum(x**2) for x in jax.tree_util.tree_leaves(g)))
+    g = tm(lambda x: x * min(1.0, t.grad_clip / norm), g)
+    m = tm(lambda a, x: t.b1 * a + (1 - t.b1) * x, m, g)
+    v = tm(lambda a, x: t.b2 * a + (1 - t.b2) * x**2, v, g)
+
+    def update(path, x, mo, ve):
+        u = (mo / (1 - t.b1**count)) / (np.sqrt(ve / (1 - t.b2**count)) + t.eps)
+        if path[-1].key == "kernel":
+            u = u + t.weight_decay * x
+        return x - lr * factor(path, x) * u
+
+    return jax.tree_util.tree_map_with_path(update, p, m, v), m, v
+
+
+def test_layer_lr_decay_matches_float64_adamw():
+    """train.layer_lr_decay=0.5 on 2 layers, two stacked class models on schedules of their own
+    (warmup 2 and 5 updates: the vmapped class axis): two steps equal a float64 NumPy AdamW
+    whose update of each leaf is scaled by its layer's factor: block i by 0.5^(1-i), wte/wpe by
+    0.5^2, ln_f by 1 (the gradients: each model's own, at the step's params)."""
+    config = base_config(layer_lr_decay=0.5, warmup_steps=10, grad_clip=1.0, weight_decay=0.1)
+    config.model.conditioning = "per_class"
+    mc = model_config(config, dropout=0.0)
+    tc, t = ml_collections.FrozenConfigDict(config.train), config.train
+    mesh = sharding.make_mesh()
+    totals, warmups = (20, 50), (2, 5)  # warmup = min(10, floor(0.1 x total))
+    objective = objectives.lm_objective(config, True)
+    tx, step = TS.compiled_train_step(mc, tc, True, totals, mesh, objective)
+    params = tiny_params(mc, 2)
+    state = TS.init_state(jax.tree_util.tree_map(jnp.array, params), tx, tc, 0, 2)
+    one = objectives.lm_objective(config, False)
+    grad = jax.jit(lambda p, b: TS.loss_grads(one, p, b, mc, None, jnp.float32(1), 1)[0])
+    start = [jax.tree_util.tree_map(lambda x, c=c: np.float64(x[c]), to_np(params)) for c in (0, 1)]
+    ref = [(p, *[jax.tree_util.tree_map(np.zeros_like, p)] * 2) for p in start]
+
+    def factor(path, leaf):
+        return hand_layer_factor(path, leaf, 0.5, mc.n_layer)
+
+    for i, batch in enumerate(make_epochs(1, 2, 8, classes=2)[0]):
+        now = to_np(state.params)
+        for c in range(2):
+            own = jax.tree_util.tree_map(lambda x: x[c], (now, batch))
+            g = jax.tree_util.tree_map(np.float64, to_np(grad(*own)))
+            lr = reference_lr(t.schedule, i, totals[c], warmups[c], t.lr, 0.0)
+            ref[c] = numpy_adamw(*ref[c], g, i + 1, lr, t, factor)
+        state, _ = step(state, sharding.shard_batch(batch, mesh))
+    got = to_np(state.params)
+    for c in range(2):
+        for path, want in jax.tree_util.tree_leaves_with_path(ref[c][0]):
+            p0, p1 = flat_get(start[c], path), np.asarray(flat_get(got, path))[c]
+            # float32: the params' rounding, and Adam's step 2 where g_1 and g_2 nearly cancel
+            atol = 3 * np.spacing(np.float32(np.abs(p0).max())) + 1e-4 * np.abs(want - p0).max()
+            np.testing.assert_allclose(p1 - p0, want - p0, rtol=2e-4, atol=atol, err_msg=str(path))
+
+
+def test_per_class_decision_trains_with_every_regulariser_on():
+    """K = 2 stacked class models (vmapped) on the decision objective with layer-wise lr decay,
+    label smoothing and adversarial training all on: the loss falls over 6 steps of one batch,
+    every step finite. (The LM objective of stacked models with each lever:
+    test_layer_lr_decay_matches_float64_adamw, and test_objectives.py's first-order test.)"""
+    config = base_config(layer_lr_decay=0.7, adversarial_eps=0.05, adversarial_weight=0.5)
+    config.model.conditioning = "per_class"
+    config.train.objective, config.train.decision_label_smoothing = "decision", 0.1
+    objectives.check_settings(config.train)
+    mc = model_config(config, dropout=0.0)
+    batch = make_epochs(1, 1, 8, classes=2)[0][0]
+    batch = {k: np.stack([v[0], v[0]]) for k, v in batch.items()}  # every model reads every text
+    batch["labels"] = np.zeros(8, np.int32)  # class 0's pattern
+    obj = objectives.DecisionObjective(1.0, 1.0, (-0.69, -0.69), True, label_smoothing=0.1)
+    tc = ml_collections.FrozenConfigDict(config.train)
+    mesh = sharding.make_mesh()
+    tx, step = TS.compiled_train_step(mc, tc, True, (6, 12), mesh, obj)
+    state = TS.init_state(tiny_params(mc, 2), tx, tc, 0, 2)
+    losses = []
+    for _ in range(6):
+        state, m = step(state, sharding.shard_batch(batch, mesh))
+        m = jax.device_get(m)
+        assert np.all(m["finite"]) and np.all(m["real"])
+        losses.append(float(obj.losses({k: m[k] for k in ("nll", "weight", "ce", "texts")})[0]))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_layer_lr_multipliers_of_a_discriminative_tree():
+    """The {'body': GPT-2, 'head'} tree of the discriminative baseline: the head gets lr."""
+    mc = model_config(base_config())
+    body = tiny_params(mc)
+    tree = {"body": body, "head": {"kernel": jnp.ones((64, 2)), "bias": jnp.ones((2,))}}
+    got = optim.layer_lr_multipliers(tree, 0.8)
+    for path, f in jax.tree_util.tree_leaves_with_path(got):
+        want = hand_layer_factor(path, flat_get(tree, path), 0.8, 2)
+        np.testing.assert_allclose(np.asarray(f), want, rtol=1e-7, err_msg=str(path))
+    assert float(got["head"]["kernel"]) == 1.0 and float(
+        got["body"]["wte"]["embedding"]
+    ) == np.float32(0.8**2)
+
+
 def reference_lr(kind, t, total, warmup, peak, end_factor):
     """Closed form of the schedule in float64: warmup step t of W gets peak*(t+1)/W; after it the
     decay has progress p = (t - W + 1) / (T - W + 1), which stays below 1 on the last step."""

@@ -176,6 +176,7 @@ def train_one(config, workdir: str | Path) -> dict:
     workdir = Path(workdir)
     preflight.check_paths(config, "train")
     check_settings(config)  # eval.ood_keep, eval.ece_bins: before training, not after it
+    objectives.check_settings(config.train)  # the regularisation keys
     changes = rules.check_resume(workdir, config)
     cond = conditioning.get(config.model.conditioning)
     t0, timer = time.time(), PhaseTimer()

@@ -262,6 +262,7 @@ class GPT2(nn.Module):
         deterministic: bool = True,
         return_hidden: bool = False,
         cache: KVCache | None = None,
+        embed_delta: Array | None = None,
     ):
         c = self.config
         b, t = tokens.shape
@@ -271,7 +272,10 @@ class GPT2(nn.Module):
             segment_ids = jnp.ones((b, t), jnp.int32)
         wte = nn.Embed(c.vocab_size, c.n_embd, embedding_init=_normal(0.02), name="wte")
         wpe = nn.Embed(c.n_positions, c.n_embd, embedding_init=_normal(0.02), name="wpe")
-        x = wte(tokens) + wpe(positions)
+        emb = wte(tokens)
+        if embed_delta is not None:  # adversarial training's [B, T, D] perturbation
+            emb = emb + embed_delta
+        x = emb + wpe(positions)
         x = nn.Dropout(c.dropout, deterministic=deterministic)(x)
 
         block = Block
@@ -334,9 +338,11 @@ def apply(
     dropout_rng: Array | None = None,
     return_hidden: bool = False,
     cache: KVCache | None = None,
+    embed_delta: Array | None = None,
 ):
     """Pure forward pass. Dropout is on exactly when `dropout_rng` is given. With a `cache`
-    (decoding), returns (logits, updated cache); `positions` must then be given."""
+    (decoding), returns (logits, updated cache); `positions` must then be given. `embed_delta`
+    [B, T, D]: added to the token embeddings (adversarial training's perturbation)."""
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
     return GPT2(config).apply(
         {"params": params},
@@ -346,6 +352,7 @@ def apply(
         deterministic=dropout_rng is None,
         return_hidden=return_hidden,
         cache=cache,
+        embed_delta=embed_delta,
         rngs=rngs,
     )
 

@@ -40,13 +40,15 @@ def token_log_probs(
     *,
     packed: bool = False,
     chunk: int = 0,
+    embed_delta: Array | None = None,
 ) -> Array:
     """[B, T] float32 log p(targets_t | inputs_<=t) of one model, unweighted (a padding target
     < 0 is read as 0: weight it out). `packed`: rows hold several texts (their segment ids and
     positions mask them apart); otherwise each row is one right-padded text and the causal mask
     alone is exact for its real tokens (cuDNN's causal kernel runs). Dropout is on exactly when
     `rng` is given. `chunk` > 0: the head in chunks of that many tokens, so a scoring batch
-    never holds more than one chunk of float32 logits; 0: the fused head at once (training)."""
+    never holds more than one chunk of float32 logits; 0: the fused head at once (training).
+    `embed_delta` [B, T, D]: added to the input token embeddings (adversarial training)."""
     hidden = apply(
         params,
         batch["inputs"],
@@ -55,6 +57,7 @@ def token_log_probs(
         batch.get("segment_ids") if packed else None,
         dropout_rng=rng,
         return_hidden=True,
+        embed_delta=embed_delta,
     )
     targets = jnp.maximum(batch["targets"], 0)
     embedding = params["wte"]["embedding"]
@@ -73,30 +76,34 @@ def class_token_log_probs(
     packed: bool = False,
     chunk: int = 0,
     sequential: bool = False,
+    embed_delta: Array | None = None,
 ) -> Array:
     """[K, B, T] `token_log_probs` of every class. The class axis is axis 0 of the parameters
     when `stacked` (K class models), and of the batch arrays when they are [K, B, T] (slice k:
     the rows as class k's model reads them); one model on [B, T] rows gives K = 1. `rngs`: one
     dropout key per class. `sequential`: one class after another (`lax.map`), each class's
     forward pass recomputed in the backward pass, so that a step holds one class model's
-    activations at a time (`train.stack_classes=False`); else all at once (`vmap`)."""
-    sliced = batch["inputs"].ndim == 3
-    if not (stacked or sliced):
-        return token_log_probs(params, batch, config, rngs, packed=packed, chunk=chunk)[None]
+    activations at a time (`train.stack_classes=False`); else all at once (`vmap`).
+    `embed_delta`: added to the input token embeddings, shaped as the inputs plus the width."""
+    sliced, delta = batch["inputs"].ndim == 3, embed_delta  # delta: [K, B, T, D] or [B, T, D]
 
-    def one(p, b, r):
-        return token_log_probs(p, b, config, r, packed=packed, chunk=chunk)
+    def one(p, b, r, d):
+        return token_log_probs(p, b, config, r, packed=packed, chunk=chunk, embed_delta=d)
+
+    if not (stacked or sliced):
+        return one(params, batch, rngs, delta)[None]
 
     if sequential:
 
         @jax.checkpoint
         def at(xs):
-            p, b, r = xs
-            return one(p if stacked else params, b if sliced else batch, r)
+            p, b, r, d = xs
+            return one(p if stacked else params, b if sliced else batch, r, d)
 
-        return jax.lax.map(at, (params if stacked else None, batch if sliced else None, rngs))
+        xs = (params if stacked else None, batch if sliced else None, rngs, delta)
+        return jax.lax.map(at, xs)
     axes = (0 if stacked else None, 0 if sliced else None, None if rngs is None else 0)
-    return jax.vmap(one, in_axes=axes)(params, batch, rngs)
+    return jax.vmap(one, in_axes=(*axes, None if delta is None else 0))(params, batch, rngs, delta)
 
 
 def weighted(log_probs: Array, weights: Array) -> Array:
@@ -119,11 +126,17 @@ def class_token_values(params: dict, batch: Batch, config: GPT2Config, *, stacke
 
 
 def head_logits(
-    params: dict, batch: Batch, config: GPT2Config, rng: Array | None, pool: str
+    params: dict,
+    batch: Batch,
+    config: GPT2Config,
+    rng: Array | None,
+    pool: str,
+    embed_delta: Array | None = None,
 ) -> Array:
     """[B, K] logits of the discriminative baseline's classification head over pooled features
     of right-padded rows: 'mean' over the text's positions (weight > 0), or 'last' (the last of
-    them, which has read the whole text). `params` = {'body': GPT-2, 'head': {kernel, bias}}."""
+    them, which has read the whole text). `params` = {'body': GPT-2, 'head': {kernel, bias}}.
+    `embed_delta` [B, T, D]: added to the input token embeddings (adversarial training)."""
     hidden = apply(
         params["body"],
         batch["inputs"],
@@ -131,6 +144,7 @@ def head_logits(
         batch.get("positions"),
         dropout_rng=rng,
         return_hidden=True,
+        embed_delta=embed_delta,
     ).astype(jnp.float32)
     w = (batch["weights"] > 0).astype(jnp.float32)
     if pool == "mean":

@@ -3,10 +3,12 @@
 An objective is a loss over the (possibly class-stacked) parameters. The step
 (`training/step.py`) knows nothing of its kind; it asks:
 - `totals(batch)`: whole-batch denominators, so that micro-batches add up to one big batch;
-- `sums(params, batch, model_config, dropout)`: additive statistics of a (micro-)batch, each
-  with a leading model axis [M] (M = K stacked class models, or 1): `nll` and `weight` (the
-  LM term: token-weighted negative log-likelihood and its weight), `tokens` (real tokens
-  read), and for the decision `ce`, `texts`, `correct`;
+- `sums(params, batch, model_config, dropout, embed_delta=None)`: additive statistics of a
+  (micro-)batch, each with a leading model axis [M] (M = K stacked class models, or 1): `nll`
+  and `weight` (the LM term: token-weighted negative log-likelihood and its weight), `tokens`
+  (real tokens read), and for the decision `ce`, `texts`, `correct`; `embed_delta` (shaped as
+  the batch's inputs plus the model width) is added to the input token embeddings: adversarial
+  training (`training/step.py`) perturbs them;
 - `losses(sums, totals)`: the loss of each model, [M]; with `totals` None, the denominators
   come from the sums themselves (the logged loss of a window of steps);
 - `real(batch)`: [M], whether each model takes this step (a class model whose own epoch is
@@ -22,7 +24,9 @@ The objectives (`train.objective`):
   a mixed-class batch is scored by every class (`scoring.score.class_token_log_probs` over the
   K slices of the batch: slice k is the text as class k's model reads it): the loss is
   `train.lm_weight` x the LM loss of the true class + `train.decision_weight` (lambda) x the
-  cross-entropy of softmax_c(log p(x|c) + log p(c)) against the label. lambda = 0 is the LM.
+  cross-entropy of softmax_c(log p(x|c) + log p(c)) against the label (its target smoothed,
+  (1 - eps) x one-hot + eps / K, with `train.decision_label_smoothing` eps > 0). lambda = 0 is
+  the LM.
   The discriminative baseline trains on it with a classification head's logits as its scores
   and no LM term.
 Dropout keys (`dropout` = (step key, micro-batch index)): the LM folds in the class, then the
@@ -37,6 +41,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from gencls_jax.errors import RunError
 from gencls_jax.model.gpt2 import GPT2Config
 from gencls_jax.scoring import decide, score
 
@@ -67,7 +72,9 @@ class LMObjective:
     def totals(self, batch: Batch) -> Array:
         return self._per_model(jnp.sum(batch["weights"].astype(jnp.float32), axis=(-2, -1)))
 
-    def sums(self, params, batch: Batch, model_config: GPT2Config, dropout: Dropout) -> Sums:
+    def sums(
+        self, params, batch: Batch, model_config: GPT2Config, dropout: Dropout, embed_delta=None
+    ) -> Sums:
         rngs = None
         if dropout is not None:
             key, micro = dropout
@@ -86,6 +93,7 @@ class LMObjective:
             stacked=self.stacked,
             packed=self.packed,
             sequential=self.sequential and self.stacked,
+            embed_delta=embed_delta,
         )  # [M, B, T]
         w = batch["weights"].astype(jnp.float32).reshape(lp.shape)
         weight = jnp.sum(w, axis=(-2, -1))
@@ -121,6 +129,7 @@ class DecisionObjective:
     stacked: bool
     head_pool: str = ""  # the discriminative baseline: its head's pooling ('mean' | 'last')
     sequential: bool = False
+    label_smoothing: float = 0.0  # eps of the cross-entropy's target (1 - eps) one-hot + eps / K
     per_model = False
 
     def totals(self, batch: Batch) -> tuple[Array, Array]:
@@ -128,15 +137,19 @@ class DecisionObjective:
         lm = jnp.sum(true * batch["weights"].astype(jnp.float32))
         return _safe(lm), jnp.maximum(jnp.sum(batch["labels"] >= 0).astype(jnp.float32), 1.0)
 
-    def sums(self, params, batch: Batch, model_config: GPT2Config, dropout: Dropout) -> Sums:
+    def sums(
+        self, params, batch: Batch, model_config: GPT2Config, dropout: Dropout, embed_delta=None
+    ) -> Sums:
         rng = None if dropout is None else jax.random.fold_in(*dropout)
         slices = {n: v for n, v in batch.items() if n != "labels"}
         tokens = jnp.sum(batch["weights"].astype(jnp.float32))
         if self.head_pool:  # a classification head on the text's features: no LM term
             one = {n: v[0] for n, v in slices.items()}
-            logits = score.head_logits(params, one, model_config, rng, self.head_pool)
+            delta = None if embed_delta is None else embed_delta[0]
+            logits = score.head_logits(params, one, model_config, rng, self.head_pool, delta)
             zero = jnp.zeros((1,), jnp.float32)
-            return dict(nll=zero, weight=zero, tokens=tokens[None], **_ce_sums(logits, batch))
+            ce = _ce_sums(logits, batch, self.label_smoothing)
+            return dict(nll=zero, weight=zero, tokens=tokens[None], **ce)
         k = batch["inputs"].shape[0]
         rngs = None if rng is None else jax.random.split(rng, k)
         lp = score.class_token_log_probs(
@@ -146,6 +159,7 @@ class DecisionObjective:
             rngs,
             stacked=self.stacked,
             sequential=self.sequential and self.stacked,
+            embed_delta=embed_delta,
         )  # [K, B, T]
         w = batch["weights"].astype(jnp.float32)
         wlp = score.weighted(lp, w)
@@ -155,7 +169,7 @@ class DecisionObjective:
             nll=-jnp.sum(true * wlp)[None],
             weight=jnp.sum(true * w)[None],
             tokens=tokens[None],
-            **_ce_sums(scores, batch),
+            **_ce_sums(scores, batch, self.label_smoothing),
         )
 
     def losses(self, sums: Sums, totals=None) -> Array:
@@ -183,12 +197,15 @@ class DecisionObjective:
         return jax.nn.one_hot(batch["labels"], k, dtype=jnp.float32).T[..., None]
 
 
-def _ce_sums(scores: Array, batch: Batch) -> Sums:
-    """Cross-entropy of softmax(scores) against the labels, the texts, the right decisions."""
+def _ce_sums(scores: Array, batch: Batch, smoothing: float = 0.0) -> Sums:
+    """Cross-entropy of softmax(scores) against the labels (the target (1 - smoothing) x one-hot
+    + smoothing / K), the texts, the right decisions."""
     labels = batch["labels"]
     real = labels >= 0
     logp = jax.nn.log_softmax(scores, axis=-1)
     picked = jnp.take_along_axis(logp, jnp.maximum(labels, 0)[:, None], axis=-1)[:, 0]
+    if smoothing:  # eps / K x sum_c log p(c | x) = eps x their mean
+        picked = (1.0 - smoothing) * picked + smoothing * jnp.mean(logp, axis=-1)
     right = jnp.argmax(scores, axis=-1) == labels
     return dict(
         ce=-jnp.sum(jnp.where(real, picked, 0.0))[None],
@@ -227,4 +244,27 @@ def for_run(config: Any, conditioning, class_counts) -> Objective:
         stacked=conditioning.stacked,
         head_pool="" if conditioning.generative else config.model.pool,
         sequential=not t.stack_classes,
+        label_smoothing=float(t.decision_label_smoothing),
     )
+
+
+def check_settings(tc: Any) -> None:
+    """The regularisation keys of `config.train` (`tc`), checked before any data is read: a bad
+    value, or label smoothing without a decision term to smooth, is one line (RunError)."""
+    problems = []
+    decay, smoothing = float(tc.layer_lr_decay), float(tc.decision_label_smoothing)
+    if not 0.0 < decay <= 1.0:
+        problems.append(f"train.layer_lr_decay must be in (0, 1] (1 = off), got {decay}")
+    if not 0.0 <= smoothing < 1.0:
+        problems.append(f"train.decision_label_smoothing must be in [0, 1), got {smoothing}")
+    elif smoothing > 0 and tc.objective != "decision":
+        problems.append(
+            f"train.decision_label_smoothing={smoothing} smooths the decision objective's "
+            f"cross-entropy: train.objective={tc.objective!r} has none (set it to 0, or "
+            "train.objective='decision')"
+        )
+    for key in ("adversarial_eps", "adversarial_weight"):
+        if not 0.0 <= float(tc[key]) < float("inf"):
+            problems.append(f"train.{key} must be finite and >= 0, got {float(tc[key])}")
+    if problems:
+        raise RunError("; ".join(problems))

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Array = jax.Array
@@ -66,9 +67,13 @@ def make_schedule(tc: Any, total_steps: int) -> optax.Schedule:
     return schedule
 
 
+def _key_name(key) -> str:
+    """The name of one step of a tree path (a dict key, an attribute)."""
+    return str(getattr(key, "key", getattr(key, "name", key)))
+
+
 def _leaf_name(path: tuple) -> str:
-    last = path[-1]
-    return str(getattr(last, "key", getattr(last, "name", last)))
+    return _key_name(path[-1])
 
 
 def decay_mask(params: Any) -> Any:
@@ -78,6 +83,42 @@ def decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(
         lambda p, _: _leaf_name(p) in DECAYED_LEAF_NAMES, params
     )
+
+
+def layer_lr_multipliers(params: Any, decay: float) -> Any:
+    """Same tree as one GPT-2's `params` (or a discriminative {'body', 'head'} tree): the factor
+    of each leaf's learning rate under layer-wise decay (ULMFiT/ELECTRA: the lower a layer, the
+    more general its features, the less it should move). The blocks under 'h' are stacked on a
+    leading layer axis of L: layer i gets decay^(L-1-i) ([L, 1, ...], the top block 1); wte and
+    wpe decay^L; the rest (ln_f, a classification head) 1. Names and that axis only, so it
+    works inside the class-axis vmap, which hands it one model's tree."""
+    paths = jax.tree_util.tree_leaves_with_path(params)
+    layers = next((x.shape[0] for p, x in paths if "h" in _names(p)), None)
+    if layers is None:
+        raise ValueError("train.layer_lr_decay needs GPT-2 parameters (transformer blocks 'h')")
+    per_layer = (float(decay) ** np.arange(layers - 1, -1, -1, dtype=np.float64)).astype(np.float32)
+
+    def factor(path, x):
+        names = _names(path)
+        if "h" in names:
+            return jnp.asarray(per_layer.reshape((layers,) + (1,) * (x.ndim - 1)))
+        return jnp.float32(float(decay) ** layers if names & {"wte", "wpe"} else 1.0)
+
+    return jax.tree_util.tree_map_with_path(factor, params)
+
+
+def _names(path: tuple) -> set[str]:
+    return {_key_name(k) for k in path}
+
+
+def scale_by_layer_lr(decay: float) -> optax.GradientTransformationExtraArgs:
+    """updates x `layer_lr_multipliers` (no state): the layer-wise learning-rate decay."""
+
+    def update(updates, state, params=None, **_extra):
+        factors = layer_lr_multipliers(updates, decay)
+        return jax.tree_util.tree_map(lambda u, f: u * f, updates, factors), state
+
+    return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
 
 
 def scale_by_given_learning_rate() -> optax.GradientTransformationExtraArgs:
@@ -90,16 +131,20 @@ def scale_by_given_learning_rate() -> optax.GradientTransformationExtraArgs:
 
 
 def make_optimizer(tc: Any) -> optax.GradientTransformationExtraArgs:
-    """Global-norm clipping (if `tc.grad_clip` > 0) then AdamW with the decay mask; the
-    learning rate comes with each update: `tx.update(grads, state, params, learning_rate=lr)`."""
+    """Global-norm clipping (if `tc.grad_clip` > 0) then AdamW with the decay mask, each leaf's
+    update (weight decay included) scaled by its layer's factor when `tc.layer_lr_decay` < 1;
+    the learning rate comes with each update: `tx.update(grads, state, params,
+    learning_rate=lr)`."""
     parts = []
     if tc.grad_clip and tc.grad_clip > 0:
         parts.append(optax.clip_by_global_norm(float(tc.grad_clip)))
     parts += [
         optax.scale_by_adam(b1=float(tc.b1), b2=float(tc.b2), eps=float(tc.eps)),
         optax.masked(optax.add_decayed_weights(float(tc.weight_decay)), decay_mask),
-        scale_by_given_learning_rate(),
     ]
+    if float(tc.layer_lr_decay) != 1.0:
+        parts.append(scale_by_layer_lr(float(tc.layer_lr_decay)))
+    parts.append(scale_by_given_learning_rate())
     return optax.chain(*parts)
 
 

@@ -22,6 +22,10 @@ micro-batches, then updates each model on its own:
   per-call dispatch; a call of fewer updates leaves its last slots off (`live`).
 - float16 (`model.dtype`): dynamic loss scaling per model; a step with non-finite gradients is
   skipped. A joint objective (the decision) runs in bfloat16 or float32.
+- Adversarial training (`train.adversarial_eps` > 0; Miyato et al. 2017): the gradient also
+  takes `train.adversarial_weight` x the loss with the input token embeddings moved by
+  `adversarial_perturbation` (same micro-batch, same dropout keys): a second forward and
+  backward pass. The logged loss stays the unperturbed one.
 """
 
 from __future__ import annotations
@@ -107,6 +111,21 @@ def micro_batches(batch: Batch, accum: int) -> dict:
     return {name: split(name, x) for name, x in batch.items()}
 
 
+def adversarial_perturbation(g: Array, segment_ids: Array | None, eps: float) -> Array:
+    """eps x g / ||g||, the L2 norm taken per text over its tokens x width: `g` [..., B, T, D]
+    is the loss's gradient with respect to the input token embeddings, `segment_ids` [..., B, T]
+    tell the texts of a row apart (packed rows; a right-padded row is one text, padding
+    segment 0; None: each row one text). Each class's reading of a text (a slice, a class
+    model) is its own block. A block whose gradient is 0 (padding, a filler row) gets 0."""
+    g = jax.lax.stop_gradient(g).astype(jnp.float32)
+    sq = jnp.sum(g * g, axis=-1).reshape(-1, g.shape[-2])  # [rows, T]
+    seg = jnp.zeros(sq.shape, jnp.int32) if segment_ids is None else segment_ids.reshape(sq.shape)
+    row = jnp.arange(sq.shape[0])[:, None]
+    per_text = jnp.zeros((sq.shape[0], sq.shape[1] + 1), jnp.float32).at[row, seg].add(sq)
+    norm = jnp.sqrt(per_text[row, seg]).reshape(g.shape[:-1])[..., None]
+    return jnp.where(norm > 0, eps * g / jnp.where(norm > 0, norm, 1.0), 0.0)
+
+
 def loss_grads(
     objective: Objective,
     params: Any,
@@ -115,19 +134,30 @@ def loss_grads(
     key: Array | None,
     scale: Array,
     accum: int,
+    adversarial: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[Any, dict]:
     """(gradients of sum(scale * losses), the objective's sums) over `accum` micro-batches,
     each micro-batch's loss normalised by the whole batch's totals. `scale`: each model's
-    float16 loss scale (1 otherwise); `key` None: no dropout."""
+    float16 loss scale (1 otherwise); `key` None: no dropout. `adversarial` (eps, weight), eps
+    > 0: the gradients of loss + weight x the loss at `adversarial_perturbation` (the sums stay
+    the unperturbed loss's)."""
     totals = objective.totals(batch)
+    eps, weight = adversarial
 
     def micro(mb, j):
-        def f(p):
-            sums = objective.sums(p, mb, model_config, None if key is None else (key, j))
+        def f(p, delta=None):
+            drop = None if key is None else (key, j)
+            sums = objective.sums(p, mb, model_config, drop, delta)
             return jnp.sum(objective.losses(sums, totals) * scale), sums
 
-        (_, sums), g = jax.value_and_grad(f, has_aux=True)(params)
-        return g, sums
+        if not eps:
+            (_, sums), g = jax.value_and_grad(f, has_aux=True)(params)
+            return g, sums
+        zero = jnp.zeros((*mb["inputs"].shape, model_config.n_embd), jnp.float32)
+        (_, sums), (g, g_in) = jax.value_and_grad(f, (0, 1), has_aux=True)(params, zero)
+        r = adversarial_perturbation(g_in, mb.get("segment_ids"), eps)
+        g_adv, _ = jax.grad(f, has_aux=True)(params, r)
+        return jax.tree_util.tree_map(lambda a, b: a + weight * b, g, g_adv), sums
 
     if accum == 1:
         return micro(batch, 0)
@@ -160,6 +190,7 @@ def make_train_step(
     metrics: the objective's sums (nll, weight, tokens; ce, texts, correct for the decision),
     and per model grad_norm, lr, finite, real, loss_scale, skipped."""
     accum = int(tc.grad_accum)
+    adversarial = (float(tc.adversarial_eps), float(tc.adversarial_weight))
     use_scale = model_config.dtype == "float16"
     use_dropout = model_config.dropout > 0
     if not objective.per_model and use_scale:
@@ -193,7 +224,14 @@ def make_train_step(
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         scale = state.loss_scale.scale if use_scale else jnp.float32(1)
         g, sums = loss_grads(
-            objective, state.params, batch, model_config, key if use_dropout else None, scale, accum
+            objective,
+            state.params,
+            batch,
+            model_config,
+            key if use_dropout else None,
+            scale,
+            accum,
+            adversarial,
         )
         # per model: a joint objective's one loss is every model's
         loss_ok = jnp.isfinite(objective.losses(sums, objective.totals(batch)))
