@@ -295,6 +295,12 @@ def test_regularisation_settings_are_checked_in_one_line():
         "train.adversarial_eps must be finite and >= 0, got -0.1; "
         "train.adversarial_weight must be finite and >= 0, got nan"
     )
+    c = get_config()
+    c.train.objective = "lm2"  # was a ValueError's traceback from objectives.for_run
+    with pytest.raises(
+        RunError, match=r"^train.objective must be one of \('lm', 'decision'\), got 'lm2'$"
+    ):
+        objectives.check_settings(c.train)
 
 
 def test_label_smoothing_of_an_lm_run_is_one_line(tmp_path):

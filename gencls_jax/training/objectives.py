@@ -249,9 +249,12 @@ def for_run(config: Any, conditioning, class_counts) -> Objective:
 
 
 def check_settings(tc: Any) -> None:
-    """The regularisation keys of `config.train` (`tc`), checked before any data is read: a bad
-    value, or label smoothing without a decision term to smooth, is one line (RunError)."""
+    """The objective and regularisation keys of `config.train` (`tc`), checked before any data
+    is read: an unknown objective, a bad value, or label smoothing without a decision term to
+    smooth, is one line (RunError)."""
     problems = []
+    if tc.objective not in OBJECTIVES:
+        problems.append(f"train.objective must be one of {OBJECTIVES}, got {tc.objective!r}")
     decay, smoothing = float(tc.layer_lr_decay), float(tc.decision_label_smoothing)
     if not 0.0 < decay <= 1.0:
         problems.append(f"train.layer_lr_decay must be in (0, 1] (1 = off), got {decay}")
