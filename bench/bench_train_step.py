@@ -13,9 +13,10 @@ Ours: the real train step (training/step.py: AdamW, clipping, schedule, donation
 attention[+packed]: cudnn = right-padded rows (causal kernel), cudnn+packed = packed rows
 (segment-id mask), xla = XLA attention; `--remat` = `model.remat` (none | full | dots). The
 peers: HF GPT2LMHeadModel of the same size (n_layer, n_embd, n_head), eager or torch.compile,
-fused AdamW, bf16 autocast; with remat full or dots the peer runs
-`gradient_checkpointing_enable()` (non-reentrant, every block recomputed: it has no 'dots'
-policy), remat 'ckpt' in the tables, and is run once for both.
+fused AdamW, bf16 autocast; with remat full or dots the peer runs HF's activation checkpointing
+(`gradient_checkpointing_enable()`, `activation_checkpointing_enable()` since transformers 5;
+non-reentrant, every block recomputed: it has no 'dots' policy), remat 'ckpt' in the tables,
+measured once for both.
 
 Every measurement runs in its own process (the bf16 matmul rate in one more): JAX's allocator
 keeps what it grew and its peak counter is a process-wide high-water mark, torch's caching
@@ -244,9 +245,14 @@ def bench_torch(
     cfg = transformers.GPT2Config(
         **(arch or {}), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False
     )
-    model = transformers.GPT2LMHeadModel(cfg).to(device).train()
-    if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    with torch.device(device):  # initialised where it runs: no copy of a large model's weights
+        model = transformers.GPT2LMHeadModel(cfg).train()
+    if checkpointing:  # non-reentrant: the one torch.compile traces through
+        kw = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # its name since transformers 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01, fused=device == "cuda")
 
     def step(tokens):
@@ -621,6 +627,8 @@ def check_args(args) -> str | None:
 
     if not args.sizes or not args.lengths:
         return "--sizes and --lengths need at least one value each"
+    if not args.variants and not args.peers:
+        return "nothing to measure: --variants and --peers are both empty"
     for size in args.sizes:
         if size not in M.SIZES:
             return f"unknown size {size!r}; known: {', '.join(M.SIZES)}"
@@ -826,9 +834,9 @@ def print_tables(bench: Bench) -> None:
             print()
             print("\n".join(lines))
     print(
-        "\nremat 'ckpt': the HF peer with gradient_checkpointing_enable() (non-reentrant, every "
-        "block), beside ours full and dots. memory: ours = the allocator's peak (XLA's plan for "
-        "the step in brackets), torch = max_memory_allocated."
+        "\nremat 'ckpt': the HF peer with activation (gradient) checkpointing, non-reentrant, "
+        "every block, beside ours full and dots. memory: ours = the allocator's peak (XLA's "
+        "plan for the step in brackets), torch = max_memory_allocated."
     )
     if bench.skipped:
         print(f"skipped ({len(bench.skipped)}, device-time budget): " + "; ".join(bench.skipped))
