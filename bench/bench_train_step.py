@@ -462,10 +462,13 @@ class Bench:
         key = json.dumps(spec, sort_keys=True)
         if key in self.done:
             return self.done[key]
-        left = self.left()
-        if left is not None and left < self.expected_s(spec):
+        left, need = self.left(), self.expected_s(spec)
+        if left is not None and left < need:
             self.skipped.append(self.label(spec))
-            print(f"skipped (device-time budget: {left:.0f} s left): {self.label(spec)}")
+            print(
+                f"skipped ({left:.0f} s of the budget left, a run takes {need:.0f}): "
+                + self.label(spec)
+            )
             return dict(spec, status="skipped")
         row = dict(spec, **run_child(spec, left))
         self.rows.append(row)
@@ -488,8 +491,7 @@ class Bench:
             f"{impl_name(r):24s} {r['T']:5d} {med:10.0f} tok/s [{lo:.0f}-{hi:.0f}]  "
             f"MFU {pct(mfu(r, self.peak))} of measured, "
             f"{pct(mfu(r, self.args.datasheet_tflops))} of {self.args.datasheet_tflops:g}  "
-            f"mem {memory_text(r)} GiB  compile {r['compile_s']:.1f} s  {where}",
-            flush=True,
+            f"mem {memory_text(r)} GiB  compile {r['compile_s']:.1f} s  {where}"
         )
 
     def save(self) -> None:
@@ -504,7 +506,9 @@ class Bench:
             searches=self.searches,
             skipped=self.skipped,
         )
-        Path(self.args.out).write_text(json.dumps(doc, indent=1))
+        tmp = Path(f"{self.args.out}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        os.replace(tmp, self.args.out)  # whole: a call killed while writing keeps the last
 
     def matmul(self) -> None:
         r = run_child(dict(job="matmul", n=self.args.matmul_n), self.left())
@@ -523,7 +527,7 @@ class Bench:
         the answer measured if it was not."""
         args, t0 = self.args, time.perf_counter()
         seen = {spec["batch"]: first["status"]}  # batch -> ok | oom | sure | what stopped it
-        sure = sure_fit(first)
+        sure, note = sure_fit(first), ""
 
         def fit() -> int | None:
             return max((b for b, s in seen.items() if s in ("ok", "sure")), default=None)
@@ -533,12 +537,16 @@ class Bench:
 
         def attempt(b: int) -> bool:
             """Measure batch b; False when the search must stop (a failure, the budget)."""
+            nonlocal note
             if args.search_budget and time.perf_counter() - t0 > args.search_budget:
                 seen[b] = "cut by --search-budget"
-                return False
-            steps = max(3, math.ceil(args.steps * args.batch / b))
-            seen[b] = self.measure(dict(spec, batch=b, steps=steps))["status"]
-            return seen[b] in ("ok", "oom")
+            else:
+                steps = max(3, math.ceil(args.steps * args.batch / b))
+                seen[b] = self.measure(dict(spec, batch=b, steps=steps))["status"]
+            if seen[b] in ("ok", "oom"):
+                return True
+            note = f"stopped at batch {b}: {seen[b]}"
+            return False
 
         go = True
         while go and fit() is None and oom() > 1:
@@ -554,7 +562,6 @@ class Bench:
         while go and fit() is not None and seen[fit()] == "sure":
             go = attempt(fit())
         fit, oom = fit(), oom()
-        note = "" if go else f"stopped at batch {list(seen)[-1]}: {list(seen.values())[-1]}"
         if go and fit is not None and oom is None:
             note = f"--max-batch-cap {args.max_batch_cap} reached"
         tried = [(b, "fits by memory" if s == "sure" else s) for b, s in seen.items()]
@@ -576,8 +583,7 @@ class Bench:
             f"T={spec['T']}: {fit} (first OOM {oom}; tried "
             + ", ".join(f"{b}: {s}" for b, s in tried)
             + (f"; {note}" if note else "")
-            + ")",
-            flush=True,
+            + ")"
         )
 
 
@@ -591,7 +597,7 @@ def plan(args) -> list[dict]:
 
     specs = []
     for size in args.sizes:
-        arch = {k: v for k, v in M.SIZES[size].items()}
+        arch = dict(M.SIZES[size])
         common = dict(size=size, batch=args.batch, steps=args.steps, repeats=args.repeats)
         for remat in args.remat:
             for length in args.lengths:
@@ -706,6 +712,7 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         return worker(sys.argv[2])
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gencls_jax, configs/
+    sys.stdout.reconfigure(line_buffering=True)  # each line out at once, even into a file
     args = parse_args()
     bench = Bench(args)
     try:
