@@ -603,10 +603,10 @@ def plan(args) -> list[dict]:
             for length in args.lengths:
                 for peer in args.peers:
                     ckpt = remat != "none"
-                    torch = dict(
+                    hf = dict(
                         job="torch", peer=peer, arch=arch, ckpt=ckpt, device=args.torch_device
                     )
-                    specs.append(dict(common, **torch, T=length))
+                    specs.append(dict(common, **hf, T=length))
                 for variant in args.variants:
                     specs.append(dict(common, job="ours", variant=variant, remat=remat, T=length))
     return specs
@@ -631,6 +631,8 @@ def check_args(args) -> str | None:
     """The first thing wrong with the arguments, in one line, or None."""
     from gencls_jax.model import gpt2 as M
 
+    if args.lengths is None:
+        return "--lengths takes integers, comma-separated"
     if not args.sizes or not args.lengths:
         return "--sizes and --lengths need at least one value each"
     if not args.variants and not args.peers:
@@ -699,9 +701,9 @@ def parse_args(argv=None):
     )
     try:
         args.lengths = [int(x) for x in split(args.lengths)]
-        problem = check_args(args)
     except ValueError:
-        problem = f"--lengths takes integers, comma-separated, got {args.lengths!r}"
+        args.lengths = None
+    problem = check_args(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
