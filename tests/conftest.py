@@ -1,7 +1,12 @@
-"""Shared fixtures: a tiny random Hugging Face GPT-2 saved to disk, and the ../shared paths.
-In CI every test must run: there a skip (no ../shared/data, no torch) is a failure."""
+"""Shared fixtures: a tiny random Hugging Face GPT-2 saved to disk, a tiny run trained by run.py
+on a few IMDB reviews, and the ../shared paths. In CI every test must run: there a skip (no
+../shared/data, no torch) is a failure."""
 
+import gzip
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +35,92 @@ def hf_tiny_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hf_tiny")
     model.save_pretrained(folder)
     return folder
+
+
+def imdb_train(per_class: int) -> list[dict]:
+    """The first `per_class` reviews of each label of IMDB's training file, ids tr0, tr1, ..."""
+    rows: dict[int, list[dict]] = {0: [], 1: []}
+    with gzip.open(IMDB_DIR / "train.jsonl.gz", "rt") as f:
+        for line in f:
+            r = json.loads(line)
+            if len(rows[r["label"]]) < per_class:
+                rows[r["label"]].append(r)
+            if all(len(v) == per_class for v in rows.values()):
+                break
+    return [
+        {"id": f"tr{i}", "label": r["label"], "text": r["text"]}
+        for i, r in enumerate(rows[0] + rows[1])
+    ]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run_cli(*args, stdin: str | None = None, cwd: Path = REPO, program=None):
+    """The command (run.py unless `program`), its output as text."""
+    cmd = [sys.executable, *(program or [str(REPO / "run.py")]), *args]
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def tiny_run_args(folder: Path) -> list[str]:
+    """configs/tiny.py on folder's train.jsonl and test.jsonl, 4 of the training texts held out
+    for validation, 2 epochs at a high learning rate (the class models differ), no report
+    samples or plots. Later commands read the run's config: they share the programs compiled
+    into folder/xla, and the tokens cached in folder/tok_cache."""
+    return [
+        "--config=" + str(REPO / "configs" / "tiny.py"),
+        f"--config.data.train_path={folder / 'train.jsonl'}",
+        f"--config.data.test_path={folder / 'test.jsonl'}",
+        f"--config.data.cache_dir={folder / 'tok_cache'}",
+        "--config.data.per_class_limit=0",
+        "--config.data.val_size=4",
+        "--config.eval.test_per_class=0",
+        "--config.eval.sample_per_class=0",
+        "--config.eval.train_sample_per_class=0",
+        "--config.train.lr=0.03",
+        "--config.train.epochs=2",
+        "--config.train.tensorboard=False",
+        "--config.train.plot=False",
+        "--config.progress_bars=False",
+        f"--config.compile_cache_dir={folder / 'xla'}",
+        "--config.compile_cache_min_secs=0",
+    ]
+
+
+TINY_RUN_PER_CLASS = 12
+# Two short texts that fit the 128-token rows (the reviews are truncated).
+SHORT = {"s1": "A wonderful film, I loved it.", "s2": "Dreadful."}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny per_class run (tiny_run_args) on 12 IMDB reviews of each class, trained and
+    evaluated by run.py; its test texts are 4 of each class's training reviews (the class
+    models have seen them: the predictions differ) and SHORT. test_predict.py predicts on it,
+    test_ensemble.py makes it an ensemble's first member. Its tests only add to the workdir's
+    history.jsonl."""
+    if not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists():
+        pytest.skip("needs ../shared/data")
+    folder = tmp_path_factory.mktemp("tiny_run")
+    train = imdb_train(TINY_RUN_PER_CLASS)
+    n = TINY_RUN_PER_CLASS
+    test = train[:4] + train[n : n + 4]
+    test += [{"id": k, "label": i % 2, "text": t} for i, (k, t) in enumerate(SHORT.items())]
+    write_jsonl(folder / "train.jsonl", train)
+    write_jsonl(folder / "test.jsonl", test)
+    p = run_cli(*tiny_run_args(folder), f"--workdir={folder / 'run'}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return dict(folder=folder, workdir=folder / "run", test=test)
 
 
 def damage_checkpoint(step_dir: Path) -> None:

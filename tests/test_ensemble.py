@@ -1,15 +1,15 @@
-"""--mode=eval --workdirs: an ensemble of two tiny runs of one task (a per_class run and a
-label_prefix run with a compact vocabulary), trained once by run.py, against the members' own
-eval output: the ensemble's log-likelihoods are the float64 mean of theirs, an ensemble of one
-is the run's own eval, predict on the ensemble is its eval, other tasks are refused."""
+"""--mode=eval --workdirs: an ensemble of two tiny runs of one task (conftest's per_class tiny run
+and a label_prefix run with a compact vocabulary on its files), against the members' own eval
+output: the ensemble's log-likelihoods are the float64 mean of theirs, an ensemble of one is the
+run's own eval, predict on the ensemble is its eval, other tasks are refused."""
 
 import json
 import shutil
 
 import numpy as np
 import pytest
-from conftest import REPO
-from test_predict import LL_TOL, _imdb_train, run_cli, write_jsonl
+from conftest import run_cli, tiny_run_args
+from test_predict import LL_TOL
 
 from gencls_jax.classifier import EnsembleClassifier, GenerativeClassifier
 from gencls_jax.commands import ensemble, evaluate
@@ -20,51 +20,21 @@ from gencls_jax.system.fileio import read_jsonl
 
 pytestmark = pytest.mark.usefixtures("members")
 
-PER_CLASS = 12
-TINY = (
-    "--config.data.per_class_limit=0",
-    "--config.data.val_size=4",
-    "--config.eval.test_per_class=0",
-    "--config.eval.sample_per_class=0",
-    "--config.eval.train_sample_per_class=0",
-    "--config.train.lr=0.03",
-    "--config.train.epochs=2",
-    "--config.train.tensorboard=False",
-    "--config.train.plot=False",
-    "--config.progress_bars=False",
-    "--config.compile_cache_min_secs=0",
-)
 # the second member: another conditioning, model of other ids (a compact vocabulary)
 OTHER = ("--config.model.conditioning=label_prefix", "--config.data.compact_vocab=300")
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory):
-    """Two runs of one task trained and evaluated by run.py (folders A and B), and the
-    ensemble of both evaluated by run.py into E."""
+def members(tiny_run, tmp_path_factory):
+    """A: conftest's tiny run; B: the same task and settings but OTHER, trained and evaluated by
+    run.py; E: the ensemble of both, evaluated by run.py. "test": their test file."""
     folder = tmp_path_factory.mktemp("ensemble")
-    rows = [dict(r, text=r["text"][:400]) for r in _imdb_train(PER_CLASS + 2)]
-    n = PER_CLASS + 2
-    train = rows[:PER_CLASS] + rows[n : n + PER_CLASS]
-    test = rows[PER_CLASS:n] + rows[n + PER_CLASS :] + rows[:2] + rows[n : n + 2]
-    write_jsonl(folder / "train.jsonl", train)
-    write_jsonl(folder / "test.jsonl", test)
-    common = (
-        "--config=" + str(REPO / "configs" / "tiny.py"),
-        f"--config.data.train_path={folder / 'train.jsonl'}",
-        f"--config.data.test_path={folder / 'test.jsonl'}",
-        f"--config.data.cache_dir={folder / 'tok'}",
-        f"--config.compile_cache_dir={folder / 'xla'}",
-        *TINY,
-    )
-    for name, extra in (("A", ()), ("B", OTHER)):
-        p = run_cli(*common, f"--workdir={folder / name}", *extra)
-        assert p.returncode == 0, p.stderr[-3000:]
-    p = run_cli(
-        "--mode=eval", f"--workdirs={folder / 'A'},{folder / 'B'}", f"--workdir={folder / 'E'}"
-    )
+    a, b, e = tiny_run["workdir"], folder / "B", folder / "E"
+    p = run_cli(*tiny_run_args(tiny_run["folder"]), f"--workdir={b}", *OTHER)
     assert p.returncode == 0, p.stderr[-3000:]
-    return folder
+    p = run_cli("--mode=eval", f"--workdirs={a},{b}", f"--workdir={e}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {"A": a, "B": b, "E": e, "test": tiny_run["folder"] / "test.jsonl"}
 
 
 def _lls(path) -> tuple[list, np.ndarray]:
@@ -77,21 +47,19 @@ def test_ensemble_scores_are_the_mean_of_the_members_evals(members, split):
     """Each member scored through its own eval path: the ensemble's log-likelihoods are the
     float64 mean of the members' predictions_<split>.jsonl, its Bayes decisions the argmax of
     that mean plus the prior, and metrics.json lists each member with its own accuracy."""
-    ids_a, a = _lls(members / "A" / f"predictions_{split}.jsonl")
-    ids_b, b = _lls(members / "B" / f"predictions_{split}.jsonl")
-    ids_e, e = _lls(members / "E" / f"predictions_{split}.jsonl")
+    ids_a, a = _lls(members["A"] / f"predictions_{split}.jsonl")
+    ids_b, b = _lls(members["B"] / f"predictions_{split}.jsonl")
+    ids_e, e = _lls(members["E"] / f"predictions_{split}.jsonl")
     assert ids_a == ids_b == ids_e
     assert not np.allclose(a, b), "the two members score alike: the mean shows nothing"
     np.testing.assert_allclose(e, (a + b) / 2, **LL_TOL)
-    metrics = json.loads((members / "E" / "metrics.json").read_text())
+    metrics = json.loads((members["E"] / "metrics.json").read_text())
     prior = np.array(metrics["prior"])
-    labels = np.array(
-        [r["label"] for r in read_jsonl(members / "E" / f"predictions_{split}.jsonl")]
-    )
+    labels = np.array([r["label"] for r in read_jsonl(members["E"] / f"predictions_{split}.jsonl")])
     reference = float(np.mean(((a + b) / 2 + prior).argmax(1) == labels))
     assert metrics["results"][split]["bayes"]["accuracy"] == pytest.approx(reference)
     for m, name in zip(metrics["ensemble"]["members"], "AB"):
-        own = json.loads((members / name / "metrics.json").read_text())
+        own = json.loads((members[name] / "metrics.json").read_text())
         assert m["own_accuracy"][split] == own["results"][split]["bayes"]["accuracy"]
     assert metrics["ensemble"]["texts"][split]["used"] == len(ids_a)
 
@@ -101,7 +69,7 @@ def test_an_ensemble_of_one_is_the_runs_own_eval(members, tmp_path):
     n-gram expert as the run's own --mode=eval (a copy of run A whose config asks for the
     n-gram expert, evaluated by itself first)."""
     run = tmp_path / "A_ngram"
-    shutil.copytree(members / "A", run)
+    shutil.copytree(members["A"], run)
     config = json.loads((run / "config.json").read_text())
     config["eval"]["ngram_weights"] = [0.0, 0.5, 2.0]
     (run / "config.json").write_text(json.dumps(config))
@@ -128,17 +96,17 @@ def test_an_ensemble_of_one_is_the_runs_own_eval(members, tmp_path):
 def test_predict_on_the_ensemble_is_its_eval(members, tmp_path):
     """`--mode=predict --workdir=E` on the test texts: the ensemble's eval decisions,
     log-likelihoods, top posteriors (at its temperature) and OOD scores."""
-    clf = GenerativeClassifier.load(members / "E")
+    clf = GenerativeClassifier.load(members["E"])
     assert isinstance(clf, EnsembleClassifier) and len(clf.members) == 2
     p = run_cli(
         "--mode=predict",
-        f"--workdir={members / 'E'}",
-        f"--input={members / 'test.jsonl'}",
+        f"--workdir={members['E']}",
+        f"--input={members['test']}",
         f"--output={tmp_path / 'p.jsonl'}",
     )
     assert p.returncode == 0, p.stderr[-3000:]
     got = read_jsonl(tmp_path / "p.jsonl")
-    ref = read_jsonl(members / "E" / "predictions_test.jsonl")
+    ref = read_jsonl(members["E"] / "predictions_test.jsonl")
     names = ["neg", "pos"]
     assert [r["prediction"] for r in got] == [names[r["prediction"]] for r in ref]
     ll = [[r["log_likelihoods"][n] for n in names] for r in got]
@@ -164,27 +132,27 @@ def _copy(src, dst, edit) -> str:
 
 def test_members_of_another_task_are_refused(members, tmp_path):
     """Other label names, another test file: one line naming the difference."""
-    a = str(members / "A")
-    names = _copy(members / "A", tmp_path / "names", lambda c, i: i.update(label_names=["x", "y"]))
+    a = str(members["A"])
+    names = _copy(members["A"], tmp_path / "names", lambda c, i: i.update(label_names=["x", "y"]))
     other = tmp_path / "other_test.jsonl"
-    shutil.copy(members / "test.jsonl", other)
+    shutil.copy(members["test"], other)
     test = _copy(
-        members / "A", tmp_path / "test", lambda c, i: c["data"].update(test_path=str(other))
+        members["A"], tmp_path / "test", lambda c, i: c["data"].update(test_path=str(other))
     )
     for member, what in ((names, "label names ['neg', 'pos'] vs ['x', 'y']"), (test, "test_path")):
         with pytest.raises(RunError, match=r"is not a run of .*'s task") as e:
             ensemble.evaluate_ensemble([a, member], tmp_path / "out")
         assert what in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(RunError, match="already holds config.json"):
-        ensemble.evaluate_ensemble([a], members / "E")
+        ensemble.evaluate_ensemble([a], members["E"])
 
 
 def test_members_without_common_validation_texts_are_refused(members, tmp_path):
     """Seeds 0 and 1 hold out disjoint validation texts here (2 of 12 per class each): no text
     that neither trained on, so nothing to fit on honestly."""
-    seed1 = _copy(members / "B", tmp_path / "seed1", lambda c, i: c.update(seed=1))
+    seed1 = _copy(members["B"], tmp_path / "seed1", lambda c, i: c.update(seed=1))
     with pytest.raises(DataError, match="no validation text in common"):
-        ensemble.evaluate_ensemble([str(members / "A"), seed1], tmp_path / "out")
+        ensemble.evaluate_ensemble([str(members["A"]), seed1], tmp_path / "out")
 
 
 def test_common_rows_match_texts_by_id_and_text():
@@ -203,7 +171,7 @@ def test_common_rows_match_texts_by_id_and_text():
 def test_a_missing_member_folder_is_one_line(members, tmp_path):
     p = run_cli(
         "--mode=eval",
-        f"--workdirs={members / 'A'},{tmp_path / 'nope'}",
+        f"--workdirs={members['A']},{tmp_path / 'nope'}",
         f"--workdir={tmp_path / 'out'}",
     )
     assert p.returncode == 1

@@ -5,7 +5,6 @@ the `gencls` console script from another folder; --mode=explain on the same run.
 
 import copy
 import csv
-import gzip
 import importlib.util
 import json
 import math
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
+from conftest import IMDB_DIR, REPO, TOKENIZER_DIR, run_cli, write_jsonl
 
 from gencls_jax.classifier import GenerativeClassifier
 from gencls_jax.commands import predict as P
@@ -36,87 +35,21 @@ pytestmark = pytest.mark.skipif(
     reason="needs ../shared/data",
 )
 
-TRAIN_PER_CLASS = 12
-# A few training reviews of each class (the class models have seen them: the predictions
-# differ) and two short texts that fit the 128-token rows (the reviews are truncated).
-SHORT = {"s1": "A wonderful film, I loved it.", "s2": "Dreadful."}
 LL_TOL = dict(rtol=1e-6, atol=1e-4)  # another batch composition may round differently
 LL_APPROX = dict(rel=1e-6, abs=1e-4)  # the same, for pytest.approx
 
 
-def _imdb_train(per_class: int) -> list[dict]:
-    rows: dict[int, list[dict]] = {0: [], 1: []}
-    with gzip.open(IMDB_DIR / "train.jsonl.gz", "rt") as f:
-        for line in f:
-            r = json.loads(line)
-            if len(rows[r["label"]]) < per_class:
-                rows[r["label"]].append(r)
-            if all(len(v) == per_class for v in rows.values()):
-                break
-    return [
-        {"id": f"tr{i}", "label": r["label"], "text": r["text"]}
-        for i, r in enumerate(rows[0] + rows[1])
-    ]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def run_cli(*args, stdin: str | None = None, cwd: Path = REPO, program=None):
-    """The command (run.py unless `program`), its output as text."""
-    cmd = [sys.executable, *(program or [str(REPO / "run.py")]), *args]
-    return subprocess.run(
-        cmd,
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny per_class run, trained and evaluated by run.py; its test file is the texts
-    predicted below, and eval's predictions_test.jsonl is the reference."""
-    folder = tmp_path_factory.mktemp("predict")
-    train = _imdb_train(TRAIN_PER_CLASS)
-    n = TRAIN_PER_CLASS
-    test = train[:4] + train[n : n + 4]
-    test += [{"id": k, "label": i % 2, "text": t} for i, (k, t) in enumerate(SHORT.items())]
-    write_jsonl(folder / "train.jsonl", train)
-    write_jsonl(folder / "test.jsonl", test)
-    wd = folder / "run"
-    p = run_cli(
-        "--config=" + str(REPO / "configs" / "tiny.py"),
-        f"--workdir={wd}",
-        f"--config.data.train_path={folder / 'train.jsonl'}",
-        f"--config.data.test_path={folder / 'test.jsonl'}",
-        f"--config.data.cache_dir={folder / 'tok_cache'}",
-        "--config.data.per_class_limit=0",
-        "--config.data.val_size=2",
-        "--config.eval.test_per_class=0",
-        "--config.eval.sample_per_class=0",
-        "--config.eval.train_sample_per_class=0",
-        "--config.train.lr=0.03",
-        "--config.train.epochs=2",
-        "--config.train.tensorboard=False",
-        "--config.train.plot=False",
-        "--config.progress_bars=False",
-        # later commands read the run's config: they share the programs compiled here
-        f"--config.compile_cache_dir={folder / 'xla'}",
-        "--config.compile_cache_min_secs=0",
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
+def trained(tiny_run):
+    """conftest's tiny run; its test file is the texts predicted below, and eval's
+    predictions_test.jsonl is the reference."""
+    wd, test = tiny_run["workdir"], tiny_run["test"]
     evals = [json.loads(line) for line in open(wd / "predictions_test.jsonl")]
     assert [e["id"] for e in evals] == [r["id"] for r in test]
     assert len({e["prediction"] for e in evals}) == 2, "every text got the same label"
     metrics = json.loads((wd / "metrics.json").read_text())
     prior = np.array(metrics["prior"])
-    return dict(folder=folder, workdir=wd, test=test, evals=evals, prior=prior, metrics=metrics)
+    return dict(tiny_run, evals=evals, prior=prior, metrics=metrics)
 
 
 @pytest.fixture(scope="module")
@@ -460,7 +393,7 @@ def test_eval_fits_on_validation_and_reports_them(trained):
     assert m["ood"]["splits"]["val"]["kept"] >= 0.95
     cal = m["calibration"]
     t, at_end = C.fit_temperature(ll + prior, [r["label"] for r in val])
-    if at_end:  # two validation texts may well all be right (or wrong): no finite T is best
+    if at_end:  # four validation texts may well all be right (or wrong): no finite T is best
         assert "bayes" not in cal["temperatures"] and cal["temperature"] is None
         assert cal["temperature_at_bound"]["bayes"] == pytest.approx(t)
     else:

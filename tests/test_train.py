@@ -795,6 +795,17 @@ def test_eight_devices_match_one(tmp_path):
     assert_eight_devices_match_one(__file__, tmp_path)
 
 
+@functools.cache
+def one_device_reference() -> dict[str, np.ndarray]:
+    """run_for_devices on this process's one device, as it is in this module (one update per
+    call): computed once, the reference of every 8-device test."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        run_for_devices(f"{d}/one.npz")
+        return dict(np.load(f"{d}/one.npz"))
+
+
 def assert_eight_devices_match_one(script: str, tmp_path) -> None:
     """`script` run on 8 emulated devices (its __main__ writes run_for_devices' npz) equals
     run_for_devices on this process's one device."""
@@ -807,14 +818,14 @@ def assert_eight_devices_match_one(script: str, tmp_path) -> None:
         [sys.executable, script, str(tmp_path / "eight.npz")], env=env, cwd=REPO
     )
     try:
-        run_for_devices(str(tmp_path / "one.npz"))  # meanwhile, the 1-device reference here
+        one = one_device_reference()  # meanwhile, the 1-device reference here (or its copy)
         assert eight.wait(timeout=300) == 0
     finally:
         eight.kill()
-    one, eight = np.load(tmp_path / "one.npz"), np.load(tmp_path / "eight.npz")
+    eight = np.load(tmp_path / "eight.npz")
     assert int(one["n_devices"]) == 1 and int(eight["n_devices"]) == 8
-    assert set(one.files) == set(eight.files)
-    for k in sorted(set(one.files) - {"n_devices"}):
+    assert set(one) == set(eight.files)
+    for k in sorted(set(one) - {"n_devices"}):
         np.testing.assert_allclose(one[k], eight[k], rtol=1e-5, atol=1e-5, err_msg=k)
 
 
