@@ -2,12 +2,14 @@
 on a few IMDB reviews, and the ../shared paths. In CI every test must run: there a skip (no
 ../shared/data, no torch) is a failure."""
 
+import concurrent.futures
 import gzip
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -70,6 +72,16 @@ def run_cli(*args, stdin: str | None = None, cwd: Path = REPO, program=None):
         timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+
+
+def in_parallel(*jobs: Callable[[], Any]) -> list:
+    """Each job's result, in order, the jobs run at the same time (each in a thread that waits on
+    its own subprocesses): a tiny run keeps about one core busy, and CI has two. The first
+    job's error is raised once every job has ended."""
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        concurrent.futures.wait(futures)
+        return [f.result() for f in futures]
 
 
 def tiny_run_args(folder: Path) -> list[str]:

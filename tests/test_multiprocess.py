@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
+from conftest import IMDB_DIR, REPO, TOKENIZER_DIR, in_parallel
 
 pytestmark = pytest.mark.skipif(
     not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
@@ -37,6 +37,7 @@ SMALL = [
     "--config.progress_bars=False",
     "--config.compile_cache_dir=",
     "--config.model.dropout=0.0",
+    "--config.data.compact_vocab=256",  # not the subject; the 50,257-id head is most of a step
 ]
 
 # Run run.py with a hook that records, per process, a fingerprint of every row it fed.
@@ -241,6 +242,7 @@ def class_axis_run(out: str, devices: int, class_shards: int, fsdp: bool = False
 
 
 def run_class_axis(n: int, shards: int, out: str, fsdp: bool = False):
+    """class_axis_run in a fresh process of `n` CPU devices."""
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
@@ -251,27 +253,42 @@ def run_class_axis(n: int, shards: int, out: str, fsdp: bool = False):
         f"from test_multiprocess import class_axis_run; "
         f"class_axis_run({out!r}, {n}, {shards}, {fsdp})"
     )
-    p = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
-    assert p.returncode == 0, p.stderr[-3000:]
-    return np.load(out)
+
+
+CASES = [(2, 2, False), (4, 4, False), (4, 2, False), (2, 1, True), (4, 2, True)]
+ONE_DEVICE = (1, 1, False)
 
 
 @pytest.fixture(scope="module")
-def one_device_reference(tmp_path_factory):
-    return run_class_axis(1, 1, str(tmp_path_factory.mktemp("class_axis") / "one.npz"))
+def class_axis(tmp_path_factory):
+    """{case: (its process, its npz)} of every case of CASES and of ONE_DEVICE, the reference,
+    run two at a time (each is mostly one core compiling, and CI has two)."""
+    d = tmp_path_factory.mktemp("class_axis")
+
+    def run_cases(cases):
+        outs = [str(d / f"{n}_{shards}_{fsdp}.npz") for n, shards, fsdp in cases]
+        done = [run_class_axis(n, shards, out, fsdp) for (n, shards, fsdp), out in zip(cases, outs)]
+        return dict(zip(cases, zip(done, outs)))
+
+    cases = [ONE_DEVICE, *CASES]
+    halves = in_parallel(lambda: run_cases(cases[::2]), lambda: run_cases(cases[1::2]))
+    return {**halves[0], **halves[1]}
 
 
-@pytest.mark.parametrize(
-    "devices,class_shards,fsdp",
-    [(2, 2, False), (4, 4, False), (4, 2, False), (2, 1, True), (4, 2, True)],
-)
-def test_class_axis_equals_one_device(tmp_path, one_device_reference, devices, class_shards, fsdp):
+def _loaded(process, out: str):
+    assert process.returncode == 0, process.stderr[-3000:]
+    return np.load(out)
+
+
+@pytest.mark.parametrize("devices,class_shards,fsdp", CASES)
+def test_class_axis_equals_one_device(class_axis, devices, class_shards, fsdp):
     """The class axis, and FSDP-style parameter sharding over 'data' (alone and with the class
     axis), give the one-device params and scores."""
-    ref = one_device_reference
-    got = run_class_axis(devices, class_shards, str(tmp_path / "many.npz"), fsdp)
+    ref = _loaded(*class_axis[ONE_DEVICE])
+    got = _loaded(*class_axis[(devices, class_shards, fsdp)])
     assert set(ref.files) == set(got.files)
     for k in ref.files:  # the tolerance of test_train.py's eight-devices test (Adam's float noise)
         np.testing.assert_allclose(ref[k], got[k], rtol=1e-5, atol=1e-5, err_msg=k)

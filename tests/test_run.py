@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMDB_DIR, REPO, TOKENIZER_DIR, damage_checkpoint
+from conftest import IMDB_DIR, REPO, TOKENIZER_DIR, damage_checkpoint, in_parallel
 
 pytestmark = pytest.mark.skipif(
     not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
     reason="needs ../shared/data",
 )
 
-# Every run.py call here shares one compilation cache: later calls (the resume, eval mode) run
-# programs compiled by earlier ones, and their figures must still match.
+# Every run.py call on the IMDB run shares one compilation cache: later calls (the resume, eval
+# mode) run programs compiled by earlier ones, and their figures must still match.
 CACHE = Path(tempfile.mkdtemp(prefix="gencls_xla_cache_"))
 SMALL = [
     "--config.compile_cache_dir=" + str(CACHE),
@@ -74,15 +74,26 @@ def recomputed_accuracy(pred_path, prior):
     return float(np.mean((ll + np.asarray(prior)).argmax(1) == labels)), len(rows)
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("runs") / "tiny"
-    # Interrupted after 2 steps (a checkpoint is written), then resumed to the end.
+def _interrupted_and_resumed(wd: Path) -> Path:
+    """Interrupted after 2 steps (a checkpoint is written), then resumed to the end."""
     run(f"--workdir={wd}", "--config.train.max_steps=2", *SMALL)
     meta_steps = sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit())
     assert meta_steps == [2]
     run(f"--workdir={wd}", *SMALL)
     return wd
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The tiny IMDB run (`workdir`) and the 4-class run (`topic_run`), trained at the same time
+    (a tiny run keeps about one core busy)."""
+    wd, topics = tmp_path_factory.mktemp("runs") / "tiny", tmp_path_factory.mktemp("topics")
+    return in_parallel(lambda: _interrupted_and_resumed(wd), lambda: _topic_run(topics))
+
+
+@pytest.fixture(scope="module")
+def workdir(runs):
+    return runs[0]
 
 
 def test_train_resume_writes_everything(workdir):
@@ -369,14 +380,12 @@ def _topic_file(path: Path, per_class: int, seed: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def topic_run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("topics")
+def _topic_run(d: Path) -> Path:
     train, test = _topic_file(d / "train.jsonl", 20, 0), _topic_file(d / "test.jsonl", 6, 1)
     wd = d / "run"
     run(
         f"--workdir={wd}",
-        "--config.compile_cache_dir=" + str(CACHE),
+        f"--config.compile_cache_dir={d / 'xla'}",  # its own: CACHE holds the IMDB run's only
         "--config.data.tokenizer=" + str(TOKENIZER_DIR),
         "--config.data.source=jsonl",
         f"--config.data.train_path={train}",
@@ -390,6 +399,11 @@ def topic_run(tmp_path_factory):
         "--config.train.epochs=2",
     )
     return wd
+
+
+@pytest.fixture(scope="module")
+def topic_run(runs):
+    return runs[1]
 
 
 def test_eval_of_a_four_class_run_uses_its_own_data(topic_run):
