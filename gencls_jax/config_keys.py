@@ -117,7 +117,8 @@ KEYS = (
         "model.layer_unroll",
         0,
         EVAL,
-        "transformer layers per scan iteration; 0 = all (fastest), 1 = fastest compile",
+        "transformer layers per scan iteration; 0 = all (fastest; under model.remat 1: a fully "
+        "unrolled stack saves no memory), 1 = fastest compile",
     ),
     Key("model.dropout", 0.1, MODEL, "dropout rate of the transformer (training only)"),
     Key(
