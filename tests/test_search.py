@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from conftest import REPO, TOKENIZER_DIR
+from conftest import REPO, SHARED, TOKENIZER_DIR
 from test_add_class import own_config, tiny_config, topic_rows, write_jsonl
 
 from gencls_jax.classifier import EnsembleClassifier, GenerativeClassifier
@@ -530,3 +530,18 @@ def test_an_ensemble_search_state_machine_with_a_stub_trainer(files, tmp_path, m
     config.model.dropout = 0.2
     with pytest.raises(RunError, match="a search with another config .*model.dropout"):
         search.train_best(config, w, train_one)
+
+
+def test_small_set_is_the_ensemble_of_three_seeds_on_one_validation_split(tmp_path):
+    """configs/small_set.py's recipe: seeds 0, 1, 2 kept as one ensemble, on the validation texts
+    data.split_seed=0 holds out for all three (the search accepts the seed as a candidate)."""
+    sys.path.insert(0, str(REPO))
+    from configs import small_set
+
+    c = small_set.get_config()
+    trec = SHARED / "data" / "trec"
+    c.data.update(dict(train_path=str(trec / "train.jsonl"), test_path=str(trec / "test.jsonl")))
+    c.model.init = "scratch"  # its own is the IMDB export; the candidates' paths are checked
+    cands = search.candidates(c)
+    assert [int(x.config.seed) for x in cands] == [0, 1, 2] and c.search.ensemble == 3
+    assert {int(x.config.data.split_seed) for x in cands} == {0}
