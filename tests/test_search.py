@@ -545,3 +545,22 @@ def test_small_set_is_the_ensemble_of_three_seeds_on_one_validation_split(tmp_pa
     cands = search.candidates(c)
     assert [int(x.config.seed) for x in cands] == [0, 1, 2] and c.search.ensemble == 3
     assert {int(x.config.data.split_seed) for x in cands} == {0}
+
+
+@pytest.mark.parametrize(
+    "candidate, metric, error",
+    [
+        ("data.extra_train_path=x.jsonl", "val_loss", "kept candidates are one ensemble, runs of"),
+        ("model.conditioning=discriminative", "val_accuracy", "do not mix with a classification"),
+    ],
+)
+def test_an_ensemble_search_refuses_candidates_that_cannot_be_averaged(
+    files, tmp_path, candidate, metric, error
+):
+    """What --mode=eval --workdirs would refuse after the training (another task, posteriors
+    among log-likelihoods) is refused before it."""
+    config = search_config(tmp_path, files, candidates=(candidate,), ensemble=2)
+    config.train.best_metric = metric
+    with pytest.raises(RunError, match=error) as e:
+        search.candidates(config)
+    assert "\n" not in str(e.value)

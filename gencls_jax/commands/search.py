@@ -22,6 +22,16 @@ metrics.json. A workdir holds:
 The same command resumes a search cut off anywhere: a finished candidate is skipped, an
 interrupted one continues (its own resume), a choice made is not made again, and a finished
 search is W's ordinary run ("already trained": evaluated again).
+
+With `search.ensemble` = K > 1 the search keeps the K best figures (ties: the lower index; no
+`search.min_gain`: there is no single winner to protect candidate 0 from) and W becomes their
+ensemble: the kept runs stay in search/<i>/ as its members and W is evaluated as `--mode=eval
+--workdirs=<them> --workdir=W` evaluates one (`commands/ensemble.py`: the mean of their
+log-likelihoods, on val and test, with the command's eval settings), its run_info.json naming
+them, so predict and `GenerativeClassifier.load(W)` use the ensemble. search.json records
+`kept`; the same command on a finished one evaluates it again. The candidates are then members
+of one ensemble: none may change the task (`ensemble.TASK_KEYS`) or mix a classification
+head's posteriors with log-likelihoods.
 """
 
 from __future__ import annotations
