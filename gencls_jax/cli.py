@@ -303,6 +303,7 @@ def _finish(out: dict, config) -> None:
         phases = fmt_table(out["phases"]) if out.get("phases") else ""
         written = _NEW_WORKDIR.value if _MODE.value == "add_class" else _WORKDIR.value
         members = tuple(_WORKDIRS.value or ()) if _MODE.value == "eval" else ()
+        members = members or tuple(out.get("members", ()))  # a search's ensemble (train)
         print(end_of_run(written, out, config.eval.decision, phases, members))
 
 

@@ -465,6 +465,14 @@ KEYS = (
         "nats): a small validation set's noise should not choose",
     ),
     Key(
+        "search.ensemble",
+        1,
+        MODEL,
+        "candidates kept: 1 = the best one becomes the workdir's run; K > 1 = the K best by "
+        "train.best_metric (ties: the lower index) stay in search/<i>/ and the workdir is their "
+        "ensemble (the mean log-likelihood, as --mode=eval --workdirs), search.min_gain unused",
+    ),
+    Key(
         "search.keep_candidates",
         False,
         RUNTIME,

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
-from conftest import REPO, TOKENIZER_DIR
+from conftest import REPO, SHARED, TOKENIZER_DIR
 from test_add_class import own_config, tiny_config, topic_rows, write_jsonl
 
-from gencls_jax.classifier import GenerativeClassifier
+from gencls_jax.classifier import EnsembleClassifier, GenerativeClassifier
 from gencls_jax.commands import add_class, ensemble, evaluate, explain, predict, search
 from gencls_jax.commands.train import train_and_evaluate
 from gencls_jax.data.inputs import Inputs
@@ -376,3 +378,189 @@ def test_a_bad_candidate_on_the_command_line_is_one_line(files, tmp_path):
         "candidates: it changes the validation texts or labels the candidates are compared on"
     )
     assert not (w / "config.json").exists()
+
+
+# --- search.ensemble > 1: the K best candidates kept as the workdir's ensemble ---------------
+
+
+@pytest.fixture(scope="module")
+def ens(files, tmp_path_factory):
+    """W: a search of seeds 0, 1, 2 keeping the 2 best as an ensemble, then the same command
+    again (`calls`: what it trained; `before`: the members' history and checkpoints between)."""
+    d = tmp_path_factory.mktemp("search_ens")
+    w, mp = d / "W", pytest.MonkeyPatch()
+    init_once(mp)
+    config = search_config(d, files, candidates=("seed=1", "seed=2"), ensemble=2)
+    first = train_and_evaluate(config, w)
+    before = {i: member_files(w / "search" / str(i)) for i in range(3)}
+    calls = trained_where(mp)
+    again = train_and_evaluate(config, w)
+    mp.undo()
+    return dict(dir=d, W=w, first=first, again=again, calls=calls, before=before)
+
+
+def member_files(folder: Path) -> tuple:
+    """A candidate's history.jsonl and the files under its checkpoints/ (what training adds)."""
+    ckpt = folder / "checkpoints"
+    files = sorted(str(p.relative_to(folder)) for p in ckpt.rglob("*")) if ckpt.exists() else []
+    return (folder / "history.jsonl").read_text(), files
+
+
+def test_an_ensemble_search_is_the_ensemble_of_its_best_candidates(ens, files):
+    """The 2 best of 3 by their own validation logs are kept (left in search/<i>/, the third's
+    checkpoints deleted), and W is what --mode=eval --workdirs makes of them: a separate
+    evaluate_ensemble of copies of the two member folders (their config's eval.splits widened
+    to val and test, as W's) into another folder gives the same figures and log-likelihoods."""
+    w, d = ens["W"], ens["dir"]
+    record = json.loads((w / "search" / "search.json").read_text())
+    figures = [best_val_loss(w / "search" / str(i)) for i in range(3)]
+    assert [c["value"] for c in record["candidates"]] == figures
+    want = sorted(range(3), key=lambda i: (figures[i], i))[:2]  # val_loss: lower is better
+    assert record["kept"] == want and "chosen" not in record
+    assert record["reason"].startswith("kept 2 of 3 candidates as an ensemble")
+    loser = w / "search" / str(({0, 1, 2} - set(want)).pop())
+    assert not (loser / "checkpoints").exists() and (loser / "train_summary.json").exists()
+    for i in want:
+        assert (w / "search" / str(i) / "checkpoints").is_dir()
+    refs = []
+    for i in want:  # the members as a user would pass them, but scoring test too
+        ref = shutil.copytree(w / "search" / str(i), d / "ref" / str(i))
+        cfg = json.loads((ref / "config.json").read_text())
+        cfg["eval"]["splits"] = ["val", "test"]
+        (ref / "config.json").write_text(json.dumps(cfg))
+        refs.append(str(ref))
+    ensemble.evaluate_ensemble(refs, d / "OUT")
+    mine, ref = (json.loads((x / "metrics.json").read_text()) for x in (w, d / "OUT"))
+    assert set(mine["results"]) == {"val", "test"} and mine["results"] == ref["results"]
+    for split in ("val", "test"):
+        got, exp = (read_jsonl(x / f"predictions_{split}.jsonl") for x in (w, d / "OUT"))
+        assert [r["prediction"] for r in got] == [r["prediction"] for r in exp]
+        np.testing.assert_allclose(
+            [r["log_likelihoods"] for r in got], [r["log_likelihoods"] for r in exp], rtol=1e-6
+        )
+    members = [str((w / "search" / str(i)).resolve()) for i in want]
+    assert [m["workdir"] for m in mine["ensemble"]["members"]] == members
+    assert json.loads((w / "run_info.json").read_text())["ensemble"]["members"] == members
+    assert mine["search"]["kept"] == want and mine["search"]["reason"] == record["reason"]
+    assert json.loads((w / "config.json").read_text())["search"]["ensemble"] == 2
+    report = (w / "report.md").read_text()
+    assert record["reason"] in report and report.count("(kept) |") == 2
+    assert ens["first"]["members"] == [str(w / "search" / str(i)) for i in want]
+
+
+def test_an_ensemble_search_run_again_evaluates_it_again(ens):
+    """The same command on a finished ensemble search trains nothing (no loop.train call, the
+    members' history and checkpoints as they were) and gives the same figures."""
+    w = ens["W"]
+    assert ens["calls"] == []
+    assert {i: member_files(w / "search" / str(i)) for i in range(3)} == ens["before"]
+    assert ens["again"]["results"] == ens["first"]["results"]
+    modes = [r["mode"] for r in read_jsonl(w / "history.jsonl")]
+    assert modes == ["eval", "eval"]
+
+
+def test_predict_and_load_take_the_ensemble_search_as_an_ensemble(ens, files, tmp_path):
+    """predict on W (one text) and GenerativeClassifier.load(W) average the kept members; eval
+    on W is refused as on any ensemble folder."""
+    w = ens["W"]
+    row = read_jsonl(files["test"])[0]
+    want = next(r for r in read_jsonl(w / "predictions_test.jsonl") if r["id"] == row["id"])
+    clf = GenerativeClassifier.load(w)
+    assert isinstance(clf, EnsembleClassifier) and len(clf.members) == 2
+    np.testing.assert_allclose(
+        clf.log_likelihoods([row["text"]]), [want["log_likelihoods"]], rtol=1e-5
+    )
+    inputs = Inputs([row["text"]], ["a"], ["t:1"], [], "t")
+    predict.run_command(own_config(w), str(w), "best", inputs, str(tmp_path / "p.jsonl"))
+    (got,) = read_jsonl(tmp_path / "p.jsonl")
+    np.testing.assert_allclose(
+        [got["log_likelihoods"][c] for c in TOPICS], want["log_likelihoods"], rtol=1e-5
+    )
+    with pytest.raises(RunError, match="holds an ensemble of runs"):
+        evaluate.evaluate(own_config(w), w)
+
+
+def test_keep_best_keeps_the_k_best_with_a_figure():
+    names = ["c0", "c1", "c2", "c3"]
+    assert search.keep_best([0.8, 0.9, 0.8, None], names, "val_accuracy", 2)[0] == [1, 0]
+    assert search.keep_best([2.0, 1.0, 1.5, 1.0], names, "val_loss", 3)[0] == [1, 3, 2]
+    kept, why = search.keep_best([2.0, None, 1.5, 1.0], names, "val_loss", 5)
+    assert kept == [3, 2, 0] and "(only 3 recorded a val_loss)" in why
+    with pytest.raises(RunError, match="no candidate recorded a val_loss"):
+        search.keep_best([None, None], names[:2], "val_loss", 2)
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, "2", True])
+def test_a_bad_search_ensemble_is_one_line_before_anything_trains(files, tmp_path, k):
+    values = search_config(tmp_path, files).to_dict()  # as a config file's own dict makes it
+    values["search"]["ensemble"] = k
+    config = ml_collections.ConfigDict(values)
+    with pytest.raises(RunError) as e:
+        search.train_best(config, tmp_path / "W", lambda *a: pytest.fail("trained"))
+    assert "search.ensemble: the number of candidates kept, a whole number >= 1" in str(e.value)
+    assert "\n" not in str(e.value) and not (tmp_path / "W").exists()
+
+
+def test_an_ensemble_search_state_machine_with_a_stub_trainer(files, tmp_path, monkeypatch):
+    """search.ensemble larger than the candidates keeps them all (none deleted); a search cut
+    while evaluating the ensemble (a Ctrl-C) evaluates it on the next call without training;
+    a changed model key on a finished one is refused."""
+    w = tmp_path / "W"
+    train_one, calls = stub_trainer(w, {0: 1.0, 1: 0.5, 2: 0.7}, interrupt=set())
+    evaluated = []
+
+    def evaluate_ensemble(members, out, config, search):
+        evaluated.append(members)
+        if len(evaluated) == 1:
+            raise KeyboardInterrupt
+        return {"search": search}
+
+    monkeypatch.setattr(ensemble, "evaluate_ensemble", evaluate_ensemble)
+    config = search_config(tmp_path, files, candidates=("seed=1", "seed=2"), ensemble=5)
+    with pytest.raises(KeyboardInterrupt):
+        search.train_best(config, w, train_one)
+    assert calls == ["0", "1", "2"]
+    out = search.train_best(config, w, train_one)
+    assert calls == ["0", "1", "2"]  # nothing trained again
+    members = [str(w / "search" / i) for i in ("1", "2", "0")]
+    assert evaluated == [members, members] and out["members"] == members
+    assert out["search"]["kept"] == [1, 2, 0] and "search.ensemble=5" in out["search"]["reason"]
+    for i in "012":
+        assert (w / "search" / i / "checkpoints").is_dir()
+    config.model.dropout = 0.2
+    with pytest.raises(RunError, match="a search with another config .*model.dropout"):
+        search.train_best(config, w, train_one)
+
+
+def test_small_set_is_the_ensemble_of_three_seeds_on_one_validation_split(tmp_path):
+    """configs/small_set.py's recipe: seeds 0, 1, 2 kept as one ensemble, on the validation texts
+    data.split_seed=0 holds out for all three (the search accepts the seed as a candidate)."""
+    sys.path.insert(0, str(REPO))
+    from configs import small_set
+
+    c = small_set.get_config()
+    trec = SHARED / "data" / "trec"
+    c.data.update(dict(train_path=str(trec / "train.jsonl"), test_path=str(trec / "test.jsonl")))
+    c.model.init = "scratch"  # its own is the IMDB export; the candidates' paths are checked
+    cands = search.candidates(c)
+    assert [int(x.config.seed) for x in cands] == [0, 1, 2] and c.search.ensemble == 3
+    assert {int(x.config.data.split_seed) for x in cands} == {0}
+
+
+@pytest.mark.parametrize(
+    "candidate, metric, error",
+    [
+        ("data.extra_train_path=x.jsonl", "val_loss", "kept candidates are one ensemble, runs of"),
+        ("model.conditioning=discriminative", "val_accuracy", "do not mix with a classification"),
+    ],
+)
+def test_an_ensemble_search_refuses_candidates_that_cannot_be_averaged(
+    files, tmp_path, candidate, metric, error
+):
+    """What --mode=eval --workdirs would refuse after the training (another task, posteriors
+    among log-likelihoods) is refused before it."""
+    config = search_config(tmp_path, files, candidates=(candidate,), ensemble=2)
+    config.train.best_metric = metric
+    with pytest.raises(RunError, match=error) as e:
+        search.candidates(config)
+    assert "\n" not in str(e.value)

@@ -153,19 +153,26 @@ def member_summary(workdir, config, scored: dict, prior) -> dict:
     )
 
 
-def evaluate_ensemble(workdirs, out: str | Path, which: str = "best") -> dict:
+def evaluate_ensemble(
+    workdirs, out: str | Path, which: str = "best", config=None, search: dict | None = None
+) -> dict:
     """Score val and test with every member of `workdirs`, average, then evaluate the mean as
-    one run's eval does, into the new folder `out` (see the module's docstring)."""
+    one run's eval does, into the new folder `out` (see the module's docstring). A search's
+    ensemble (`commands/search.py`, search.ensemble > 1) passes its `config` (its eval settings,
+    `out`'s config.json) and its `search` record (into metrics.json): `out` is its workdir,
+    which holds its config.json, and its evaluation once made."""
     out = Path(out)
-    check_new(out)
+    if search is None:
+        check_new(out)
     configs = member_configs(workdirs)
+    config = configs[0] if config is None else config
     infos = [wd.read_run_info(Path(w)) for w in workdirs]
     check_same_task(workdirs, configs, infos)
     data = []
     for w, c, info in zip(workdirs, configs, infos):
         rules.check_data(w, c)
         data.append(conditioning.load_data(c, splits=("train", *SPLITS), info=info))
-    splits = [s for s in SPLITS if s in configs[0].eval.splits and all(s in d for _, d in data)]
+    splits = [s for s in SPLITS if s in config.eval.splits and all(s in d for _, d in data)]
     rows = {s: common_rows([d[s] for _, d in data]) for s in splits}
     if "val" in rows and len(rows["val"][0]) == 0:
         raise DataError(
@@ -178,8 +185,11 @@ def evaluate_ensemble(workdirs, out: str | Path, which: str = "best") -> dict:
         run = load.load_run(c, w, which)
         cond = conditioning.get(info["conditioning"])
         part = {s: ds[s].subset(rows[s][len(per_member)]) for s in splits}
+        # its own settings on the ensemble's splits (a search's candidate scored val alone)
+        own = c.copy_and_resolve_references()
+        own.eval.splits = tuple(splits)
         scored, t = evaluate.score_splits(
-            c, cond, run.params, run.model_config, tok, part, len(info["label_names"])
+            own, cond, run.params, run.model_config, tok, part, len(info["label_names"])
         )
         timings = {s: timings.get(s, 0.0) + t[s] for s in t}
         prior = decide.prior_for(cond, info["train_class_counts"])
@@ -198,7 +208,9 @@ def evaluate_ensemble(workdirs, out: str | Path, which: str = "best") -> dict:
     info = {**infos[0], "ensemble": dict(members=[m["workdir"] for m in members], checkpoint=which)}
     if wd.is_lead():
         wd.write_run_info(out, info)
-        fileio.write_text(out / "config.json", configs[0].to_json_best_effort(indent=2))
+        fileio.write_text(out / "config.json", config.to_json_best_effort(indent=2))
     wd.append_history(out, "eval", checkpoint=which, members=info["ensemble"]["members"])
     summary = dict(ensemble=dict(members=members, texts=texts, rule="mean log-likelihood"))
-    return evaluate.evaluate_scored(configs[0], out, info, data[0][1], scored, timings, summary)
+    if search is not None:
+        summary["search"] = search
+    return evaluate.evaluate_scored(config, out, info, data[0][1], scored, timings, summary)

@@ -22,6 +22,16 @@ metrics.json. A workdir holds:
 The same command resumes a search cut off anywhere: a finished candidate is skipped, an
 interrupted one continues (its own resume), a choice made is not made again, and a finished
 search is W's ordinary run ("already trained": evaluated again).
+
+With `search.ensemble` = K > 1 the search keeps the K best figures (ties: the lower index; no
+`search.min_gain`: there is no single winner to protect candidate 0 from) and W becomes their
+ensemble: the kept runs stay in search/<i>/ as its members and W is evaluated as `--mode=eval
+--workdirs=<them> --workdir=W` evaluates one (`commands/ensemble.py`: the mean of their
+log-likelihoods, on val and test, with the command's eval settings), its run_info.json naming
+them, so predict and `GenerativeClassifier.load(W)` use the ensemble. search.json records
+`kept`; the same command on a finished one evaluates it again. The candidates are then members
+of one ensemble: none may change the task (`ensemble.TASK_KEYS`) or mix a classification
+head's posteriors with log-likelihoods.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import ml_collections
 from absl import flags, logging
 
 from gencls_jax import conditioning, config_keys
-from gencls_jax.commands import preflight
+from gencls_jax.commands import ensemble, preflight
 from gencls_jax.errors import DataError, RunError
 from gencls_jax.runs import rules
 from gencls_jax.runs import workdir as wd
@@ -113,6 +123,8 @@ def refusal(key: str, config) -> str | None:
         )
     if key.startswith("data.") and key not in SEARCHABLE_DATA:
         return "it changes the validation texts or labels the candidates are compared on"
+    if key in ensemble.TASK_KEYS and config.search.ensemble > 1:
+        return "with search.ensemble > 1 the kept candidates are one ensemble, runs of one task"
     if key in TOKEN_KEYS and metric_mode(config.train.best_metric) == "min":
         return (
             f"it changes the tokens train.best_metric={config.train.best_metric} is the mean "
@@ -155,9 +167,20 @@ def _parsed(config, text: str) -> Candidate:
     return Candidate(-1, {k: flat[k] for k in keys}, cfg)
 
 
+def check_ensemble(config) -> int:
+    """`search.ensemble`, the number of candidates kept: a whole number >= 1."""
+    k = config.search.ensemble
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise RunError(
+            f"search.ensemble: the number of candidates kept, a whole number >= 1, got {k!r}"
+        )
+    return k
+
+
 def candidates(config) -> list[Candidate]:
     """Candidate 0 (the command's own config) and one per `search.candidates` string, each
     checked before anything is trained: a bad one is a one-line RunError naming it."""
+    check_ensemble(config)
     metric = config.train.best_metric
     if not metric:
         raise RunError(
@@ -176,9 +199,22 @@ def candidates(config) -> list[Candidate]:
     for c in out:
         try:
             _check_trainable(c.config, metric)
+            if config.search.ensemble > 1:
+                _check_averageable(c.config, config)
         except (RunError, DataError) as e:
             raise type(e)(f"search: candidate {c.index} ({describe(c.overrides)}): {e}") from None
     return out
+
+
+def _check_averageable(config, base) -> None:
+    """An ensemble averages log p(text | c): a classification head's posteriors do not mix with
+    them (`ensemble.check_same_task`)."""
+    kinds = [conditioning.get(c.model.conditioning).generative for c in (config, base)]
+    if kinds[0] != kinds[1]:
+        raise RunError(
+            "with search.ensemble > 1 the kept candidates are averaged, and a generative run's "
+            "log-likelihoods do not mix with a classification head's posteriors"
+        )
 
 
 def _check_trainable(config, metric: str) -> None:
@@ -224,6 +260,25 @@ def choose(
             f"({names[best]}), has {figures} <= search.min_gain {min_gain:g}"
         )
     return best, f"chose candidate {best} ({names[best]}): {figures} > search.min_gain {min_gain:g}"
+
+
+def keep_best(
+    values: Sequence[float | None], names: Sequence[str], metric: str, k: int
+) -> tuple[list[int], str]:
+    """(the indices kept, best first; why): the `k` best of `values` (`metric`'s: higher
+    accuracy, lower loss; ties go to the lower index; None: never kept), all of those with a
+    figure when fewer than `k` have one. No search.min_gain: an ensemble keeps several."""
+    sign = 1.0 if metric_mode(metric) == "max" else -1.0
+    valid = [i for i, v in enumerate(values) if v is not None]
+    if not valid:
+        raise RunError(f"search: no candidate recorded a {metric}: none can be kept")
+    kept = sorted(valid, key=lambda i: (-sign * values[i], i))[:k]
+    figures = ", ".join(f"{i} ({names[i]}) {values[i]:.4f}" for i in kept)
+    short = "" if len(valid) >= k else f" (only {len(valid)} recorded a {metric})"
+    return kept, (
+        f"kept {len(kept)} of {len(values)} candidates as an ensemble (search.ensemble={k}"
+        f"{short}), by {metric}: {figures}"
+    )
 
 
 def _read(folder: Path) -> dict:
@@ -302,15 +357,18 @@ def _train_candidates(config, workdir: Path, cands: list[Candidate], train_one) 
         )
         _write(folder, dict(record, candidates=[rows[i] for i in sorted(rows)]))
     metric, min_gain = config.train.best_metric, float(config.search.min_gain)
-    values = [rows[c.index]["value"] for c in cands]
-    chosen, reason = choose(values, [describe(c.overrides) for c in cands], metric, min_gain)
-    record = dict(
-        metric=metric,
-        min_gain=min_gain,
-        candidates=[rows[c.index] for c in cands],
-        chosen=chosen,
-        reason=reason,
-    )
+    values, names = [rows[c.index]["value"] for c in cands], [describe(c.overrides) for c in cands]
+    k, table = int(config.search.ensemble), [rows[c.index] for c in cands]
+    if k > 1:
+        kept, reason = keep_best(values, names, metric, k)
+        if len(kept) < k:
+            logging.warning("search: %s", reason)
+        record = dict(metric=metric, ensemble=k, candidates=table, kept=kept, reason=reason)
+    else:
+        chosen, reason = choose(values, names, metric, min_gain)
+        record = dict(
+            metric=metric, min_gain=min_gain, candidates=table, chosen=chosen, reason=reason
+        )
     _write(folder, record)  # before the winner's folder moves: a move cut short is finished
     return record
 
@@ -331,14 +389,14 @@ def adopt(src: Path, dst: Path) -> None:
 
 
 def drop_losers(folder: Path, record: dict) -> None:
-    """The losing candidates' checkpoints, exports and n-gram counts deleted (their small files
-    and figures stay): a gpt2 candidate's are gigabytes."""
-    dropped = []
+    """The losing (not kept) candidates' checkpoints, exports and n-gram counts deleted (their
+    small files and figures stay): a gpt2 candidate's are gigabytes."""
+    dropped, kept = [], record.get("kept", [record.get("chosen")])
     for row in record["candidates"]:
         here = folder / str(row["index"])
         heavy = [here / n for n in ("checkpoints", "checkpoints_damaged", "export")]
         heavy.append(here / ngram.COUNTS_FILE)
-        if row["index"] != record["chosen"] and any(p.exists() for p in heavy):
+        if row["index"] not in kept and any(p.exists() for p in heavy):
             for p in heavy:
                 if p.is_dir():
                     shutil.rmtree(p)
@@ -370,10 +428,12 @@ def train_best(config, workdir: Path, train_one: Callable[..., dict]) -> dict:
     cands = candidates(config)
     folder = workdir / FOLDER
     record = _read(folder)
-    if record.get("chosen") is None:
+    if record.get("chosen") is None and record.get("kept") is None:
         record = _train_candidates(config, workdir, cands, train_one)
-        if "chosen" not in record:  # a candidate was interrupted
+        if "chosen" not in record and "kept" not in record:  # a candidate was interrupted
             return record
+    if "kept" in record:
+        return evaluate_kept(config, workdir, len(cands), record)
     if record["chosen"] >= len(cands):
         raise RunError(
             f"{workdir}'s search chose candidate {record['chosen']} of another search.candidates; "
@@ -390,3 +450,25 @@ def train_best(config, workdir: Path, train_one: Callable[..., dict]) -> dict:
 
         multihost_utils.sync_global_devices("search: the winner is in the workdir")
     return train_one(cands[record["chosen"]].config, workdir)
+
+
+def evaluate_kept(config, workdir: Path, n: int, record: dict) -> dict:
+    """search.ensemble > 1: the kept candidates, left in W/search/<i>/, evaluated in W as
+    `--mode=eval --workdirs` evaluates an ensemble (with the command's eval settings; the search
+    record in metrics.json), again on every call of the same command."""
+    saved = rules.saved_config(workdir)
+    diff = rules.differences(saved, config) if saved is not None else {}
+    bad = sorted(
+        k for k in diff if config_keys.kind(k) not in (config_keys.EVAL, config_keys.RUNTIME)
+    )
+    if bad or max(record["kept"]) >= n:
+        raise RunError(
+            f"{workdir} holds the ensemble of a search with another config "
+            f"({', '.join(bad) or 'search.candidates'}): use another --workdir"
+        )
+    logging.info("search: %s", record["reason"])
+    if wd.is_lead() and not config.search.keep_candidates:
+        drop_losers(workdir / FOLDER, record)
+    members = [str(workdir / FOLDER / str(i)) for i in record["kept"]]
+    out = ensemble.evaluate_ensemble(members, workdir, config=config, search=record)
+    return {**out, "members": members}

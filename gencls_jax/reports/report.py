@@ -226,17 +226,22 @@ def search_lines(search: dict | None) -> list[str]:
     validation figure (train.best_metric at its best checkpoint), steps and training time."""
     if not search:
         return []
-    metric = search["metric"]
+    metric, kept = search["metric"], search.get("kept", [search.get("chosen")])
+    what, tag = ("ensemble", "kept") if "kept" in search else ("chosen run", "chosen")
+    how = (  # search.ensemble > 1 keeps several candidates, with no min_gain
+        f"search.ensemble {search['ensemble']}"
+        if "kept" in search
+        else f"search.min_gain {search['min_gain']:g}"
+    )
     rows = [
         "",
-        f"Search on the validation texts (train.best_metric {metric}, search.min_gain "
-        f"{search['min_gain']:g}): {search['reason']}",
+        f"Search on the validation texts (train.best_metric {metric}, {how}): {search['reason']}",
         "",
         f"| candidate | overrides | {metric} | steps | best step | stop | train s |",
         "| --- " * 7 + "|",
     ]
     for c in search["candidates"]:
-        name = f"**{c['index']}** (chosen)" if c["index"] == search["chosen"] else c["index"]
+        name = f"**{c['index']}** ({tag})" if c["index"] in kept else c["index"]
         told = ", ".join(f"{k}={v}" for k, v in c["overrides"].items()) or "(the run's own)"
         value = "-" if c["value"] is None else f"{c['value']:.4f}"
         rows.append(
@@ -246,7 +251,7 @@ def search_lines(search: dict | None) -> list[str]:
     if search.get("val_test_gap") is not None:
         rows += [
             "",
-            f"The chosen run's validation - test accuracy gap ({search['gap_rule']}): "
+            f"The {what}'s validation - test accuracy gap ({search['gap_rule']}): "
             f"{100 * search['val_test_gap']:+.2f} points (validation chose it: test is the "
             "unbiased figure)",
         ]
