@@ -121,7 +121,9 @@ class HFEncoder:
     backend: Any  # tokenizers.Tokenizer
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+        # encode_batch_fast (tokenizers >= 0.21): the same ids without the character offsets
+        encode = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
 
 
 def _wrap(backend, eos_id: int, bos_id: int) -> Tokenizer:
@@ -286,6 +288,18 @@ def one_pool():
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Not a fork of this process (it would copy JAX's threads): a forkserver, a fresh process
+    that imports this module (with the package, JAX included) and the main script once, then
+    forks each worker from itself; spawned workers each imported both anew, one per core at
+    once. Spawn where there is no forkserver (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", __name__])
+    return ctx
+
+
 def _pool(workers: int, encode: Callable) -> tuple[ProcessPoolExecutor, bool]:
     """(a pool of `workers` processes with `encode`, whether the caller ends it): one kept by
     `one_pool`, else a new one."""
@@ -295,7 +309,7 @@ def _pool(workers: int, encode: Callable) -> tuple[ProcessPoolExecutor, bool]:
     log.info("starting %d tokenizing processes", workers)
     pool = ProcessPoolExecutor(
         workers,
-        mp_context=multiprocessing.get_context("spawn"),  # a fork would copy JAX's threads
+        mp_context=_mp_context(),
         initializer=_start_worker,
         initargs=(encode,),
     )
