@@ -122,7 +122,7 @@ class HFEncoder:
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
         # encode_batch_fast (tokenizers >= 0.21): the same ids without the character offsets
-        encode = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
+        encode = getattr(self.backend, "encode_batch_fast", None) or self.backend.encode_batch
         return [e.ids for e in encode(texts, add_special_tokens=False)]
 
 
