@@ -99,6 +99,7 @@ def test_take_equals_the_per_text_gather():
 
 
 def test_tokenizer_kept_in_the_cache(hf_tok, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(tk, "_plain_gpt2", lambda folder: None)  # a folder transformers converts
     folder, cache = tmp_path / "tok", str(tmp_path / "cache")
     shutil.copytree(TOKENIZER_DIR, folder)
     made = tk.load_tokenizer(str(folder), cache_dir=cache)
@@ -192,3 +193,40 @@ def test_later_files_are_read_ahead_in_a_thread(tmp_path, monkeypatch):
     unsup.write_text('{"text": "fine"}\n{"text": 3}\n')
     with pytest.raises(DataError, match=r"unsup.jsonl:2: field 'text' is a int"):
         pipeline.load_datasets(c, ("train", "unsup"), tok, min_classes=1)
+
+
+def test_plain_gpt2_folder_is_built_without_transformers(hf_tok, tmp_path, monkeypatch):
+    """OpenAI's GPT-2 files alone give transformers' own backend (same identity: the same cache
+    keys; same ids and decoding) without asking transformers; any other folder asks it."""
+    ref = tk.from_hf(hf_tok)
+
+    def no_transformers(*a, **k):
+        raise AssertionError("transformers was asked")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_transformers)
+    got = tk.load_tokenizer(str(TOKENIZER_DIR))
+    assert got.encode_batch.backend.to_str() == ref.encode_batch.backend.to_str()
+    assert (got.identity, got.eos_id, got.bos_id, got.vocab_size) == (
+        ref.identity,
+        hf_tok.eos_token_id,
+        hf_tok.bos_token_id,
+        50257,
+    )
+    texts = [r["text"] for r in imdb_rows(5)] + ["", "naïve café 😀 <|endoftext|> x"]
+    ids = got.encode_batch(texts)
+    assert ids == [hf_tok(x, add_special_tokens=False)["input_ids"] for x in texts]
+    assert got.decode_batch(ids) == ref.decode_batch(ids)
+    config = json.loads((TOKENIZER_DIR / "tokenizer_config.json").read_text())
+    for i, (name, text) in enumerate(
+        [
+            ("tokenizer_config.json", json.dumps({**config, "eos_token": "<|x|>"})),
+            ("tokenizer_config.json", json.dumps({**config, "padding_side": "left"})),
+            ("tokenizer_config.json", json.dumps({**config, "tokenizer_class": "BertTokenizer"})),
+            ("special_tokens_map.json", "{}"),
+        ]
+    ):
+        folder = tmp_path / str(i)
+        shutil.copytree(TOKENIZER_DIR, folder)
+        (folder / name).write_text(text)
+        with pytest.raises(AssertionError, match="transformers was asked"):
+            tk.load_tokenizer(str(folder))

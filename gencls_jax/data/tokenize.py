@@ -163,6 +163,47 @@ def _folder_key(folder: Path) -> str:
     return h.hexdigest()[:40]
 
 
+GPT2_FILES = {"vocab.json", "merges.txt", "tokenizer_config.json"}  # a plain GPT-2 folder's
+GPT2_CONFIG = {"model_max_length", "bos_token", "eos_token", "unk_token", "tokenizer_class"}
+EOT = "<|endoftext|>"
+
+
+def _plain_gpt2(folder: Path) -> Tokenizer | None:
+    """OpenAI's GPT-2 BPE files alone (vocab.json, merges.txt and a tokenizer_config.json of
+    GPT2Tokenizer with only <|endoftext|> as special token), built with `tokenizers`: the very
+    backend transformers 5 converts them to (the same `identity`, so the same cache keys and
+    ids: tests/test_tokenize_pool.py), without importing transformers and torch, 1.6 s of a
+    cold data phase on our CPU. Any other folder: None, for transformers to convert."""
+    from importlib import metadata
+
+    names = {f.name for f in folder.iterdir() if f.is_file() and f.suffix in TOKENIZER_SUFFIXES}
+    if names != GPT2_FILES or int(metadata.version("transformers").split(".")[0]) < 5:
+        return None
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    if (
+        not isinstance(config, dict)
+        or set(config) - GPT2_CONFIG
+        or config.get("tokenizer_class") not in ("GPT2Tokenizer", "GPT2TokenizerFast")
+        or any(config.get(k, EOT) != EOT for k in ("bos_token", "eos_token", "unk_token"))
+    ):
+        return None
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    bpe = models.BPE.from_file(
+        str(folder / "vocab.json"),
+        str(folder / "merges.txt"),
+        continuing_subword_prefix="",
+        end_of_word_suffix="",
+    )
+    backend = Tokenizer(bpe)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A:0 $B:1")
+    backend.add_special_tokens([AddedToken(EOT, special=True, normalized=False)])
+    eot = backend.token_to_id(EOT)
+    return None if eot is None else _wrap(backend, eot, eot)
+
+
 def _from_folder(folder: Path, cache_dir: str) -> Tokenizer:
     """A tokenizer folder through transformers, or, from `cache_dir`, the fast tokenizer that
     transformers made of the same files before: importing transformers (which imports torch) and
@@ -179,9 +220,11 @@ def _from_folder(folder: Path, cache_dir: str) -> Tokenizer:
                 return _wrap(backend, saved["eos_id"], saved["bos_id"])
             except Exception as e:  # a damaged file: made again below
                 log.warning("cached tokenizer %s does not load (%s): made again", path, e)
-    import transformers
+    tok = _plain_gpt2(folder)
+    if tok is None:
+        import transformers
 
-    tok = from_hf(transformers.AutoTokenizer.from_pretrained(str(folder)))
+        tok = from_hf(transformers.AutoTokenizer.from_pretrained(str(folder)))
     if path is not None:
         saved = {"backend": tok.encode_batch.backend.to_str(), "eos_id": tok.eos_id}
         text = json.dumps({**saved, "bos_id": tok.bos_id}).encode()
