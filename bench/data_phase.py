@@ -8,10 +8,13 @@ warm tokenization cache, with a table of where its time goes.
 Each run is a fresh process (imports and the tokenizer load count, as in a real run): 'cold'
 with an empty `data.cache_dir`, then 'warm' with the cache the cold run wrote. Every phase is
 its own seconds (exclusive: a phase's time inside another is not counted twice); 'other' is
-the rest of load_data (with a pool, the workers' start is in the tokenize phase). The rows of
-the training stream (built at the start of the train phase, not in the data phase) are timed
-after it. The token arrays of both runs are compared. For the pool against one process:
+the rest of load_data (with a pool, the workers' start is in the tokenize phase); calls in
+another thread (files read ahead) are shown apart, '(thread)'. The rows of the training stream
+(built at the start of the train phase, not in the data phase) are timed after it. The token
+arrays of every run are compared. For the pool against one process:
     python bench/data_phase.py; python bench/data_phase.py --set data.tokenize_workers=1
+Before/after a change, the trees interleaved, medians of 3 (old: `git archive REV | tar -x -C old`):
+    python bench/data_phase.py --old old --reps 3
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +34,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 # (module, attribute, phase): the functions timed; a module importing a function by name is
 # patched too.
@@ -92,7 +95,7 @@ def _patch(profile: Profile) -> None:
 
 
 def config_of(args) -> object:
-    spec = importlib.util.spec_from_file_location("bench_config", REPO / args.config)
+    spec = importlib.util.spec_from_file_location("bench_config", Path(args.repo) / args.config)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     c = mod.get_config()
@@ -117,6 +120,7 @@ def config_of(args) -> object:
 
 def child(args) -> None:
     """One data phase in this process: prints a JSON line of its phases."""
+    sys.path.insert(0, args.repo)  # this tree's gencls_jax, or the --old one's
     t_start = time.perf_counter()
     from gencls_jax import conditioning
 
@@ -153,14 +157,25 @@ def child(args) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def run_child(args, cache_dir: str) -> dict:
+def run_child(args, cache_dir: str, repo: str) -> dict:
     cmd = [sys.executable, __file__, "--child", "--config", args.config, "--data", args.data]
-    cmd += ["--cache-dir", cache_dir] + [x for s in args.set for x in ("--set", s)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    cmd += ["--cache-dir", cache_dir, "--repo", repo] + [x for s in args.set for x in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not lines:
         sys.exit(f"error: the data phase failed:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The per-figure median of repeated runs (each phase and total on its own)."""
+    keys = ("data_phase", "cpu", "imports", "rows")
+    phases = dict.fromkeys(p for r in runs for p in r["phases"])
+    return {
+        **runs[0],
+        **{k: statistics.median(r[k] for r in runs) for k in keys},
+        "phases": {p: statistics.median(r["phases"].get(p, 0.0) for r in runs) for p in phases},
+    }
 
 
 def table(runs: dict[str, dict]) -> str:
@@ -186,23 +201,38 @@ def main() -> None:
     ap.add_argument("--config", default="configs/pretrain_unsup.py", help="relative to the repo")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE, e.g. data.max_len=512")
+    ap.add_argument("--old", default="", help="an older tree, timed beside this one (before/after)")
+    ap.add_argument("--reps", type=int, default=1, help="runs of each (tree, cache); medians shown")
     ap.add_argument("--cache-dir", default="", help="(child) data.cache_dir")
+    ap.add_argument("--repo", default=str(REPO), help="(child) the tree whose gencls_jax runs")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.data = str(Path(args.data).resolve())
     if args.child:
         return child(args)
-    with tempfile.TemporaryDirectory(prefix="data_phase_") as cache:
-        runs = {"cold": run_child(args, cache), "warm": run_child(args, cache)}
-    same = runs["cold"]["digest"] == runs["warm"]["digest"]
+    trees = (
+        {"before": str(Path(args.old).resolve()), "after": str(REPO)}
+        if args.old
+        else {"": str(REPO)}
+    )
+    reps: dict[str, list[dict]] = {}
+    for _ in range(args.reps):  # the trees interleaved, each rep with fresh caches
+        for name, repo in trees.items():
+            with tempfile.TemporaryDirectory(prefix="data_phase_") as cache:
+                for kind in ("cold", "warm"):
+                    label = f"{name}, {kind}" if name else kind
+                    reps.setdefault(label, []).append(run_child(args, cache, repo))
+    runs = {label: median_run(rs) for label, rs in reps.items()}
+    first = next(iter(runs.values()))
     print(
         f"{args.config} {' '.join(args.set)}; {os.cpu_count()} CPUs (affinity "
-        f"{len(os.sched_getaffinity(0))}); texts {runs['cold']['texts']}, "
-        f"tokens {runs['cold']['tokens']}"
+        f"{len(os.sched_getaffinity(0))}); texts {first['texts']}, tokens {first['tokens']}; "
+        f"median of {args.reps}"
     )
     print(table(runs))
-    print(f"cold and warm token arrays identical: {same} ({runs['cold']['digest']})")
-    if not same:
+    digests = {r["digest"] for rs in reps.values() for r in rs}
+    print(f"token arrays identical in every run: {len(digests) == 1} ({sorted(digests)})")
+    if len(digests) != 1:
         sys.exit(1)
 
 
