@@ -197,7 +197,8 @@ def test_later_files_are_read_ahead_in_a_thread(tmp_path, monkeypatch):
 
 def test_plain_gpt2_folder_is_built_without_transformers(hf_tok, tmp_path, monkeypatch):
     """OpenAI's GPT-2 files alone give transformers' own backend (same identity: the same cache
-    keys; same ids and decoding) without asking transformers; any other folder asks it."""
+    keys; same ids and decoding) without asking transformers; any other folder (other special
+    tokens or settings, more files, a file that does not parse) asks it."""
     ref = tk.from_hf(hf_tok)
 
     def no_transformers(*a, **k):
@@ -217,12 +218,15 @@ def test_plain_gpt2_folder_is_built_without_transformers(hf_tok, tmp_path, monke
     assert ids == [hf_tok(x, add_special_tokens=False)["input_ids"] for x in texts]
     assert got.decode_batch(ids) == ref.decode_batch(ids)
     config = json.loads((TOKENIZER_DIR / "tokenizer_config.json").read_text())
+    vocab = json.loads((TOKENIZER_DIR / "vocab.json").read_text())
     for i, (name, text) in enumerate(
         [
             ("tokenizer_config.json", json.dumps({**config, "eos_token": "<|x|>"})),
             ("tokenizer_config.json", json.dumps({**config, "padding_side": "left"})),
             ("tokenizer_config.json", json.dumps({**config, "tokenizer_class": "BertTokenizer"})),
             ("special_tokens_map.json", "{}"),
+            ("tokenizer_config.json", "{broken"),
+            ("vocab.json", json.dumps({k: v for k, v in vocab.items() if k != "<|endoftext|>"})),
         ]
     ):
         folder = tmp_path / str(i)

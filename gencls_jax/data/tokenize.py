@@ -179,15 +179,30 @@ def _plain_gpt2(folder: Path) -> Tokenizer | None:
     names = {f.name for f in folder.iterdir() if f.is_file() and f.suffix in TOKENIZER_SUFFIXES}
     if names != GPT2_FILES or int(metadata.version("transformers").split(".")[0]) < 5:
         return None
-    config = json.loads((folder / "tokenizer_config.json").read_text())
+    try:  # a file that does not parse: transformers says what is wrong with it
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        backend = _gpt2_backend(folder)
+    except Exception:
+        return None
     if (
         not isinstance(config, dict)
         or set(config) - GPT2_CONFIG
         or config.get("tokenizer_class") not in ("GPT2Tokenizer", "GPT2TokenizerFast")
         or any(config.get(k, EOT) != EOT for k in ("bos_token", "eos_token", "unk_token"))
+        or backend.token_to_id(EOT) is None
     ):
         return None
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import AddedToken
+
+    backend.add_special_tokens([AddedToken(EOT, special=True, normalized=False)])
+    eot = backend.token_to_id(EOT)
+    return _wrap(backend, eot, eot)
+
+
+def _gpt2_backend(folder: Path):
+    """The byte-level BPE of a folder's vocab.json and merges.txt, set as transformers 5 sets
+    GPT2Tokenizer's (its special tokens not yet added)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     bpe = models.BPE.from_file(
         str(folder / "vocab.json"),
@@ -199,9 +214,7 @@ def _plain_gpt2(folder: Path) -> Tokenizer | None:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A:0 $B:1")
-    backend.add_special_tokens([AddedToken(EOT, special=True, normalized=False)])
-    eot = backend.token_to_id(EOT)
-    return None if eot is None else _wrap(backend, eot, eot)
+    return backend
 
 
 def _from_folder(folder: Path, cache_dir: str) -> Tokenizer:
