@@ -41,9 +41,13 @@ TIMED = [
     (
         "gencls_jax.data.tokenize",
         "load_tokenizer",
-        "load tokenizer (transformers, or the kept one)",
+        "load tokenizer (transformers, plain GPT-2 files, or the kept one)",
     ),
-    ("gencls_jax.conditioning", "load_tokenizer", "load tokenizer (transformers, or the kept one)"),
+    (
+        "gencls_jax.conditioning",
+        "load_tokenizer",
+        "load tokenizer (transformers, plain GPT-2 files, or the kept one)",
+    ),
     ("gencls_jax.data.sources", "_read_bytes", "read + gunzip files"),
     ("gencls_jax.data.sources", "file_source", "sha256 of files (provenance)"),
     ("gencls_jax.data.sources", "read_jsonl", "parse jsonl (JSON, fields)"),

@@ -218,9 +218,10 @@ def _gpt2_backend(folder: Path):
 
 
 def _from_folder(folder: Path, cache_dir: str) -> Tokenizer:
-    """A tokenizer folder through transformers, or, from `cache_dir`, the fast tokenizer that
-    transformers made of the same files before: importing transformers (which imports torch) and
-    converting the vocabulary took about 2 s of every run's data phase."""
+    """A tokenizer folder through transformers (a plain GPT-2 folder without it: `_plain_gpt2`),
+    or, from `cache_dir`, the fast tokenizer made of the same files before: importing
+    transformers (which imports torch) and converting the vocabulary took about 2 s of every
+    run's data phase."""
     path = None
     if cache_dir:
         path = Path(cache_dir).expanduser() / f"tokenizer-{_folder_key(folder)}.json"
