@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -98,6 +99,7 @@ def test_take_equals_the_per_text_gather():
 
 
 def test_tokenizer_kept_in_the_cache(hf_tok, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(tk, "_plain_gpt2", lambda folder: None)  # a folder transformers converts
     folder, cache = tmp_path / "tok", str(tmp_path / "cache")
     shutil.copytree(TOKENIZER_DIR, folder)
     made = tk.load_tokenizer(str(folder), cache_dir=cache)
@@ -131,3 +133,104 @@ def test_tokenizer_kept_in_the_cache(hf_tok, tmp_path, monkeypatch, caplog):
         assert tk.load_tokenizer(str(TOKENIZER_DIR), cache_dir=cache).identity == made.identity
     assert f"cached tokenizer {kept[0]} does not load" in caplog.text
     assert json.loads(kept[0].read_text())["eos_id"] == hf_tok.eos_token_id  # made again
+
+
+def test_encoder_skips_the_offsets_and_gives_the_same_ids(hf_tok):
+    """HFEncoder asks the backend for ids without character offsets (encode_batch_fast, ~13%
+    of a worker's time): the same ids as encode_batch and transformers, text by text."""
+    backend = hf_tok.backend_tokenizer
+    asked = []
+
+    class Recording:  # the backend, noting which encoder the HFEncoder calls
+        def __getattr__(self, name):
+            asked.append(name)
+            return getattr(backend, name)
+
+    texts = [r["text"] for r in imdb_rows(5)] + ["", "  a\n\n b ", "naïve café 😀 <|endoftext|>"]
+    got = tk.HFEncoder(Recording())(texts)
+    assert asked == ["encode_batch_fast"]
+    assert got == [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    assert got == [hf_tok(x, add_special_tokens=False)["input_ids"] for x in texts]
+
+
+def test_workers_are_forked_from_a_server_not_spawned(hf_tok):
+    """The workers come from a forkserver (it imports the package once; spawned workers each
+    imported it, with JAX): their parent is not this process."""
+    pool, own = tk._pool(2, tk.from_hf(hf_tok).encode_batch)
+    try:
+        assert own and pool.submit(os.getppid).result() != os.getpid()
+    finally:
+        pool.shutdown()
+
+
+def test_later_files_are_read_ahead_in_a_thread(tmp_path, monkeypatch):
+    """unsup (and test) files are read in a thread while train is tokenized, and give the
+    splits of a sequential read; a bad one is still one DataError naming its row."""
+    from gencls_jax.data import pipeline, sources
+
+    rows = imdb_rows(30)
+    train, unsup = tmp_path / "train.jsonl", tmp_path / "unsup.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows[:20]))
+    unsup.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows[20:]))
+    c = get_config()
+    d = c.data
+    d.source, d.train_path, d.unsup_path, d.tokenizer = "jsonl", str(train), str(unsup), "x"
+    d.cache_dir, d.val_size = "", 0.1
+    tok = tk.Tokenizer(lambda texts: [[len(t)] for t in texts], "len", 0, 0)
+    threads = {}
+    read = sources.read_jsonl
+
+    def noting(path, *a, **k):
+        threads[os.path.basename(path)] = threading.current_thread().name
+        return read(path, *a, **k)
+
+    monkeypatch.setattr(sources, "read_jsonl", noting)
+    ds = pipeline.load_datasets(c, ("train", "unsup"), tok, min_classes=1)
+    assert threads["train.jsonl"] == "MainThread"
+    assert threads["unsup.jsonl"].startswith("read_ahead")
+    assert ds["unsup"].texts == [r["text"] for r in rows[20:]]
+    assert ds["unsup"].tokens.flat.tolist() == [len(r["text"]) for r in rows[20:]]
+    unsup.write_text('{"text": "fine"}\n{"text": 3}\n')
+    with pytest.raises(DataError, match=r"unsup.jsonl:2: field 'text' is a int"):
+        pipeline.load_datasets(c, ("train", "unsup"), tok, min_classes=1)
+
+
+def test_plain_gpt2_folder_is_built_without_transformers(hf_tok, tmp_path, monkeypatch):
+    """OpenAI's GPT-2 files alone give transformers' own backend (same identity: the same cache
+    keys; same ids and decoding) without asking transformers; any other folder (other special
+    tokens or settings, more files, a file that does not parse) asks it."""
+    ref = tk.from_hf(hf_tok)
+
+    def no_transformers(*a, **k):
+        raise AssertionError("transformers was asked")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_transformers)
+    got = tk.load_tokenizer(str(TOKENIZER_DIR))
+    assert got.encode_batch.backend.to_str() == ref.encode_batch.backend.to_str()
+    assert (got.identity, got.eos_id, got.bos_id, got.vocab_size) == (
+        ref.identity,
+        hf_tok.eos_token_id,
+        hf_tok.bos_token_id,
+        50257,
+    )
+    texts = [r["text"] for r in imdb_rows(5)] + ["", "naïve café 😀 <|endoftext|> x"]
+    ids = got.encode_batch(texts)
+    assert ids == [hf_tok(x, add_special_tokens=False)["input_ids"] for x in texts]
+    assert got.decode_batch(ids) == ref.decode_batch(ids)
+    config = json.loads((TOKENIZER_DIR / "tokenizer_config.json").read_text())
+    vocab = json.loads((TOKENIZER_DIR / "vocab.json").read_text())
+    for i, (name, text) in enumerate(
+        [
+            ("tokenizer_config.json", json.dumps({**config, "eos_token": "<|x|>"})),
+            ("tokenizer_config.json", json.dumps({**config, "padding_side": "left"})),
+            ("tokenizer_config.json", json.dumps({**config, "tokenizer_class": "BertTokenizer"})),
+            ("special_tokens_map.json", "{}"),
+            ("tokenizer_config.json", "{broken"),
+            ("vocab.json", json.dumps({k: v for k, v in vocab.items() if k != "<|endoftext|>"})),
+        ]
+    ):
+        folder = tmp_path / str(i)
+        shutil.copytree(TOKENIZER_DIR, folder)
+        (folder / name).write_text(text)
+        with pytest.raises(AssertionError, match="transformers was asked"):
+            tk.load_tokenizer(str(folder))

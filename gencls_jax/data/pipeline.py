@@ -11,9 +11,11 @@ are (synthetic samples, users' texts). `rows` turns a split into the rows of `da
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -71,6 +73,19 @@ def read_split(d, split: str) -> tuple[RawSplit, tuple[str, ...]]:
             )
         return sources.read_aclimdb(d.aclimdb_path, split), ()
     return _read_file(d, split_path(d, split), split, d.source), ()
+
+
+def _read_ahead(d, names: Sequence[str]) -> dict[str, Callable[[], tuple]]:
+    """For each split of `names`, what gives its `read_split`: local files are read in a thread
+    from now on, while the training texts are tokenized (this process only waits on the pool
+    then), one file after the other; a bad file's error comes where its split is asked for. tfds
+    is read when asked (it redirects this process's stdout while it reads)."""
+    if d.source == "tfds" or not names:
+        return {s: functools.partial(read_split, d, s) for s in names}
+    pool = ThreadPoolExecutor(1, thread_name_prefix="read_ahead")
+    futures = {s: pool.submit(read_split, d, s) for s in names}
+    pool.shutdown(wait=False)  # the thread ends after the last file
+    return {s: f.result for s, f in futures.items()}
 
 
 def tokenize_dataset(
@@ -171,6 +186,7 @@ def load_datasets(
     d = config.data
     tok = tokenizer or load_tokenizer(d.tokenizer, d.tokenizer_fallback, d.cache_dir)
     raw_train, declared = read_split(d, "train")
+    ahead = _read_ahead(d, [s for s in ("test", "unsup") if s in splits])
     names, names_from = _label_names(d, raw_train, declared)
     full = sources.to_dataset(raw_train, names, "real", names_from)
     sources.check_every_class_present(full, raw_train.identity, min_classes)
@@ -216,7 +232,7 @@ def load_datasets(
         out["train"] = sources.concat(out["train"], extra)
     for split in ("test", "unsup"):
         if split in splits:
-            raw, _ = read_split(d, split)
+            raw, _ = ahead[split]()
             _check_label_kind(raw, raw_train)
             ds = sources.to_dataset(raw, names, "real", names_from)
             idx = np.arange(len(ds))

@@ -121,7 +121,9 @@ class HFEncoder:
     backend: Any  # tokenizers.Tokenizer
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+        # encode_batch_fast (tokenizers >= 0.21): the same ids without the character offsets
+        encode = getattr(self.backend, "encode_batch_fast", None) or self.backend.encode_batch
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
 
 
 def _wrap(backend, eos_id: int, bos_id: int) -> Tokenizer:
@@ -161,10 +163,65 @@ def _folder_key(folder: Path) -> str:
     return h.hexdigest()[:40]
 
 
+GPT2_FILES = {"vocab.json", "merges.txt", "tokenizer_config.json"}  # a plain GPT-2 folder's
+GPT2_CONFIG = {"model_max_length", "bos_token", "eos_token", "unk_token", "tokenizer_class"}
+EOT = "<|endoftext|>"
+
+
+def _plain_gpt2(folder: Path) -> Tokenizer | None:
+    """OpenAI's GPT-2 BPE files alone (vocab.json, merges.txt and a tokenizer_config.json of
+    GPT2Tokenizer with only <|endoftext|> as special token), built with `tokenizers`: the very
+    backend transformers 5 converts them to (the same `identity`, so the same cache keys and
+    ids: tests/test_tokenize_pool.py), without importing transformers and torch, 1.6 s of a
+    cold data phase on our CPU. Any other folder: None, for transformers to convert."""
+    from importlib import metadata
+
+    names = {f.name for f in folder.iterdir() if f.is_file() and f.suffix in TOKENIZER_SUFFIXES}
+    if names != GPT2_FILES or int(metadata.version("transformers").split(".")[0]) < 5:
+        return None
+    try:  # a file that does not parse: transformers says what is wrong with it
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        backend = _gpt2_backend(folder)
+    except Exception:
+        return None
+    if (
+        not isinstance(config, dict)
+        or set(config) - GPT2_CONFIG
+        or config.get("tokenizer_class") not in ("GPT2Tokenizer", "GPT2TokenizerFast")
+        or any(config.get(k, EOT) != EOT for k in ("bos_token", "eos_token", "unk_token"))
+        or backend.token_to_id(EOT) is None
+    ):
+        return None
+    from tokenizers import AddedToken
+
+    backend.add_special_tokens([AddedToken(EOT, special=True, normalized=False)])
+    eot = backend.token_to_id(EOT)
+    return _wrap(backend, eot, eot)
+
+
+def _gpt2_backend(folder: Path):
+    """The byte-level BPE of a folder's vocab.json and merges.txt, set as transformers 5 sets
+    GPT2Tokenizer's (its special tokens not yet added)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    bpe = models.BPE.from_file(
+        str(folder / "vocab.json"),
+        str(folder / "merges.txt"),
+        continuing_subword_prefix="",
+        end_of_word_suffix="",
+    )
+    backend = Tokenizer(bpe)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.TemplateProcessing(single="$A", pair="$A:0 $B:1")
+    return backend
+
+
 def _from_folder(folder: Path, cache_dir: str) -> Tokenizer:
-    """A tokenizer folder through transformers, or, from `cache_dir`, the fast tokenizer that
-    transformers made of the same files before: importing transformers (which imports torch) and
-    converting the vocabulary took about 2 s of every run's data phase."""
+    """A tokenizer folder through transformers (a plain GPT-2 folder without it: `_plain_gpt2`),
+    or, from `cache_dir`, the fast tokenizer made of the same files before: importing
+    transformers (which imports torch) and converting the vocabulary took about 2 s of every
+    run's data phase."""
     path = None
     if cache_dir:
         path = Path(cache_dir).expanduser() / f"tokenizer-{_folder_key(folder)}.json"
@@ -177,9 +234,11 @@ def _from_folder(folder: Path, cache_dir: str) -> Tokenizer:
                 return _wrap(backend, saved["eos_id"], saved["bos_id"])
             except Exception as e:  # a damaged file: made again below
                 log.warning("cached tokenizer %s does not load (%s): made again", path, e)
-    import transformers
+    tok = _plain_gpt2(folder)
+    if tok is None:
+        import transformers
 
-    tok = from_hf(transformers.AutoTokenizer.from_pretrained(str(folder)))
+        tok = from_hf(transformers.AutoTokenizer.from_pretrained(str(folder)))
     if path is not None:
         saved = {"backend": tok.encode_batch.backend.to_str(), "eos_id": tok.eos_id}
         text = json.dumps({**saved, "bos_id": tok.bos_id}).encode()
@@ -286,6 +345,18 @@ def one_pool():
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Not a fork of this process (it would copy JAX's threads): a forkserver, a fresh process
+    that imports this module (with the package, JAX included) and the main script once, then
+    forks each worker from itself; spawned workers each imported both anew, one per core at
+    once. Spawn where there is no forkserver (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", __name__])
+    return ctx
+
+
 def _pool(workers: int, encode: Callable) -> tuple[ProcessPoolExecutor, bool]:
     """(a pool of `workers` processes with `encode`, whether the caller ends it): one kept by
     `one_pool`, else a new one."""
@@ -295,7 +366,7 @@ def _pool(workers: int, encode: Callable) -> tuple[ProcessPoolExecutor, bool]:
     log.info("starting %d tokenizing processes", workers)
     pool = ProcessPoolExecutor(
         workers,
-        mp_context=multiprocessing.get_context("spawn"),  # a fork would copy JAX's threads
+        mp_context=_mp_context(),
         initializer=_start_worker,
         initargs=(encode,),
     )
