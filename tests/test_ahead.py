@@ -122,3 +122,21 @@ def test_compile_ahead_changes_no_result(runs):
         for wd in (runs[0], runs[2])
     ]
     assert losses[0] == losses[1] and len(losses[0]) > 2
+
+
+def test_compiling_ahead_turns_xla_command_buffers_off():
+    """Ahead runs start XLA without command buffers (their cuDNN graph capture failed cold runs
+    on the H200); runs without it, and a user's own setting of the flag, are left alone."""
+    from configs import base
+    from gencls_jax.system import runtime
+
+    c = base.get_config()
+    c.compile_ahead_threads = -1
+    assert runtime.xla_flags("", c) == "--xla_gpu_enable_command_buffer="
+    assert runtime.xla_flags("--xla_dump_to=/d", c) == (
+        "--xla_dump_to=/d --xla_gpu_enable_command_buffer="
+    )
+    own = "--xla_gpu_enable_command_buffer=FUSION"
+    assert runtime.xla_flags(own, c) == own
+    c.compile_ahead_threads = 0
+    assert runtime.xla_flags("--xla_dump_to=/d", c) == "--xla_dump_to=/d"
