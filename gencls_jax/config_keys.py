@@ -385,7 +385,13 @@ KEYS = (
     Key("train.log_every", 50, RUNTIME, "steps between training log lines"),
     Key("train.ckpt_every", 500, RUNTIME, "steps between checkpoints; also at each epoch end"),
     Key("train.keep_checkpoints", 2, RUNTIME, "latest K checkpoints kept, plus the best"),
-    Key("train.best_metric", "val_loss", MODEL, "val_loss | val_accuracy"),
+    Key(
+        "train.best_metric",
+        "val_loss",
+        MODEL,
+        "val_loss | val_accuracy | val_decision_loss (Bayes' rule's cross-entropy on the "
+        "validation texts: smoother than accuracy on a small set)",
+    ),
     Key(
         "train.early_stop_patience",
         0,

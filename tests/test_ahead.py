@@ -117,11 +117,14 @@ def test_compile_ahead_changes_no_result(runs):
     losses = [
         [
             (r["step"], r.get("train_loss"), r.get("val_loss"), r.get("val_accuracy"))
+            + (r.get("val_decision_loss"),)
             for r in lines(wd, "metrics.jsonl")
         ]
         for wd in (runs[0], runs[2])
     ]
     assert losses[0] == losses[1] and len(losses[0]) > 2
+    validated = [r for r in losses[0] if r[3] is not None]  # each epoch's validation
+    assert validated and all(r[4] > 0 for r in validated)
 
 
 def test_compiling_ahead_turns_xla_command_buffers_off():

@@ -201,3 +201,32 @@ def test_comparison_report_pairs_predictions_and_shows_synthetic_stats(tmp_path)
         "**aug** vs base: 98.00% vs 80.00% (+18.00 points" in text
         and "on 100 paired test texts): better at alpha 0.05" in text
     )
+
+
+def test_validation_figures_accuracy_and_bayes_cross_entropy():
+    """Each epoch's validation figures from decision scores, against a per-text float64
+    computation: the cross-entropy of Bayes' rule stays finite at scores of thousands of nats."""
+    import math
+
+    from gencls_jax.scoring import decide
+
+    scores = np.array([[-1200.0, -1203.5], [-80.2, -79.9], [-5.0, -5.0], [-3000.0, -2990.0]])
+    labels = np.array([0, 0, 1, 0])
+    out = decide.validation_figures(scores, labels)
+    losses = []
+    for row, y in zip(scores.tolist(), labels.tolist()):
+        m = max(row)
+        losses.append(-(row[y] - m - math.log(sum(math.exp(v - m) for v in row))))
+    assert out["val_accuracy"] == 1 / 4  # row 2's tie goes to class 0 (argmax), not its label
+    assert out["val_decision_loss"] == pytest.approx(sum(losses) / 4, rel=1e-12)
+    assert out["val_decision_loss"] == pytest.approx(
+        (
+            math.log1p(math.exp(-3.5))
+            + math.log1p(math.exp(0.3))
+            + math.log(2)
+            + 10
+            + math.log1p(math.exp(-10))
+        )
+        / 4,
+        rel=1e-9,
+    )

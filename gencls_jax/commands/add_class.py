@@ -56,6 +56,7 @@ from gencls_jax.runs import load, rules
 from gencls_jax.runs import workdir as wd
 from gencls_jax.runs.checkpoint import Checkpointer
 from gencls_jax.runs.lock import LOCK_FILE, WorkdirLock
+from gencls_jax.scoring import decide
 from gencls_jax.scoring.batched import score_dataset
 from gencls_jax.system import fileio
 from gencls_jax.training import loop
@@ -194,7 +195,7 @@ def validation_fn(config, cond, model_config, val: Dataset, old_ll, k: int, labe
             params, cond, every, tok, config, model_config, desc="val accuracy"
         )
         ll = np.concatenate([old_ll, new_ll], axis=1) + prior
-        return {**loss_eval(params), "val_accuracy": float(np.mean(ll.argmax(1) == val.labels))}
+        return {**loss_eval(params), **decide.validation_figures(ll, val.labels)}
 
     return fn
 

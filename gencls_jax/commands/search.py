@@ -222,7 +222,7 @@ def _check_trainable(config, metric: str) -> None:
     `metric` to be compared on."""
     cond = conditioning.get(config.model.conditioning)
     figures = {"val_loss"} if cond.generative else set()
-    figures |= {"val_accuracy"} if cond.classifies else set()
+    figures |= {"val_accuracy", "val_decision_loss"} if cond.classifies else set()
     if metric not in figures:
         raise RunError(
             f"a model.conditioning={cond.name} run has no {metric} (train.best_metric) to be "

@@ -40,6 +40,7 @@ from gencls_jax.model.weights import CheckpointError, load_pretrained
 from gencls_jax.reports.phases import PhaseTimer, fmt_table
 from gencls_jax.runs import load, rules
 from gencls_jax.runs import workdir as wd
+from gencls_jax.scoring import decide
 from gencls_jax.scoring.batched import score_dataset, score_programs
 from gencls_jax.system import fileio, sharding
 from gencls_jax.training import loop, objectives
@@ -113,8 +114,7 @@ def validation_fn(config, cond, model_config, val, tok):
     def fn(params):
         out = dict(loss_eval(params)) if loss_eval is not None else {}
         ll, _ = score_dataset(params, cond, val, tok, config, model_config, desc="val accuracy")
-        out["val_accuracy"] = float(np.mean((ll + prior).argmax(1) == val.labels))
-        return out
+        return {**out, **decide.validation_figures(ll + prior, val.labels)}
 
     fn.programs = loss_eval.programs if loss_eval is not None else lambda _params: []
     return fn

@@ -114,6 +114,21 @@ def posteriors(scores: np.ndarray, temperature: float | None = None) -> np.ndarr
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def validation_figures(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """What each epoch's validation reports of decision scores (log p(x|c) + a uniform prior):
+    `val_accuracy`, and `val_decision_loss`, the mean cross-entropy of Bayes' rule, in nats: on
+    a small validation set (IMDB at 500 per class holds out 50 reviews) accuracy moves in steps
+    of 2 points, the cross-entropy by every text's margin (`train.best_metric` may take it)."""
+    s = np.asarray(scores, np.float64)
+    top = s.max(axis=1, keepdims=True)
+    log_post = s - top - np.log(np.exp(s - top).sum(axis=1, keepdims=True))
+    rows = np.arange(len(labels))
+    return dict(
+        val_accuracy=float(np.mean(s.argmax(1) == labels)),
+        val_decision_loss=float(-np.mean(log_post[rows, labels])),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Judged:
     """Texts scored once, decided: what eval reports per text and predict writes.
