@@ -5,6 +5,9 @@ pass.
     python bench/bench_score.py --data /work/shared/data
     # CPU smoke test:
     python bench/bench_score.py --data /work/shared/data --size tiny --max-len 256 --limit 64
+    # the host's share and the padding (score_host.py), the decision recipe's shapes, no model:
+    python bench/bench_score.py --data /work/shared/data --buckets 256,512,1024 \
+        --host-table per_class,label_prefix --host-only
 
 Two random-init class models (seeds --seeds), stacked. Ours: the per-class conditioning's `score`,
 the path `run.py` eval takes (rows, length buckets `data.bucket_lengths` or --buckets,
@@ -45,6 +48,8 @@ def build_config(args: argparse.Namespace) -> Any:
     """The shared IMDB per-class config with our eval batch size."""
     c = imdb_config(args)
     c.eval.batch_size = args.batch_size
+    if args.eval_buckets:
+        c.eval.bucket_lengths = tuple(int(x) for x in args.eval_buckets.split(","))
     if c.data.long_text != "truncate":  # the peer below reproduces 'truncate' rows only
         raise SystemExit(
             f"data.long_text={c.data.long_text!r}: this bench compares 'truncate' scoring only"
@@ -291,6 +296,16 @@ def main() -> None:
         help="peer batches padded to a multiple of each of these "
         "(pad_to_multiple_of; 1 = the longest text): fewer distinct shapes",
     )
+    ap.add_argument(
+        "--eval-buckets", default="", help="eval.bucket_lengths, the scoring shapes ('' = ())"
+    )
+    ap.add_argument(
+        "--host-table",
+        default="",
+        help="conditionings (per_class,label_prefix) whose host steps and padding to print "
+        "first (score_host.py)",
+    )
+    ap.add_argument("--host-only", action="store_true", help="the host tables alone, no model")
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
 
@@ -304,6 +319,16 @@ def main() -> None:
     config = build_config(args)
     setup_compilation_cache(config)
     tok, test = load_test(config, args.limit)
+    host = {}
+    for cond_name in filter(None, args.host_table.split(",")):
+        from score_host import print_tables
+
+        host[cond_name] = print_tables(config, cond_name, test, tok)
+    if args.host_only:
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(dict(args=vars(args), n_texts=len(test), host=host), f, indent=2)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(seeds) != test.num_classes:
         raise SystemExit(f"--seeds gives {len(seeds)} models for {test.num_classes} classes")
@@ -385,6 +410,7 @@ def main() -> None:
                     n_texts=len(test),
                     rows=[strip(r) for r in [ours] + peers],
                     correctness=checks,
+                    host=host,
                 ),
                 f,
                 indent=2,
