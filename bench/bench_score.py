@@ -95,14 +95,16 @@ def class_models(config: Any, tok: Any, seeds: list[int]) -> tuple[Any, list[dic
     return model_config, params
 
 
-def bench_ours(config: Any, model_config: Any, stacked: Any, test: Any, tok: Any) -> dict:
-    """`scoring.batched.score_dataset` of the per-class conditioning twice: cold (with
-    compilation), then warm."""
+def bench_ours(
+    config: Any, model_config: Any, stacked: Any, test: Any, tok: Any, name: str = "per_class"
+) -> dict:
+    """`scoring.batched.score_dataset` of conditioning `name` twice: cold (with compilation),
+    then warm."""
     from gencls_jax import conditioning
     from gencls_jax.scoring.batched import score_dataset
 
     walls, out = [], None
-    cond = conditioning.get("per_class")
+    cond = conditioning.get(name)
     for run in ("cold", "warm"):
         t0 = time.perf_counter()
         ll, n_tok = score_dataset(
@@ -305,6 +307,12 @@ def main() -> None:
         help="conditionings (per_class,label_prefix) whose host steps and padding to print "
         "first (score_host.py)",
     )
+    ap.add_argument(
+        "--ours-conditioning",
+        default="per_class",
+        help="per_class (K stacked models, the peers' comparison) | label_prefix (one model, "
+        "a pass per class: the decision recipe's scoring; no peer)",
+    )
     ap.add_argument("--host-only", action="store_true", help="the host tables alone, no model")
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
@@ -341,6 +349,10 @@ def main() -> None:
     )
 
     # first: its figures survive a peer failure
+    if args.ours_conditioning == "label_prefix":  # one model (the first seed's), no peer
+        ours = bench_ours(config, model_config, params[0], test, tok, "label_prefix")
+        print(f"ours label_prefix: cold {ours['cold_s']:.2f} s, warm {ours['warm_s']:.2f} s")
+        return
     ours = bench_ours(config, model_config, stack_params(params), test, tok)
     print(f"ours: cold {ours['cold_s']:.2f} s, warm {ours['warm_s']:.2f} s", flush=True)
     peers: list[dict] = []
