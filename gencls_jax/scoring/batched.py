@@ -8,8 +8,10 @@ rows) and whether its parameters are stacked. Stacked class models score each ba
 class's prefix.
 
 The loop: rows sorted by length into a few bucket shapes (`data.batching.scoring_batches`:
-one compiled call per shape), put on the device ahead of use, results fetched a few batches
-late so the device never waits for the host. The rows of a batch are split over every device
+one compiled call per shape, `eval.bucket_lengths` or the training shapes), built and put on
+the device ahead of use in a thread, every class pass in one stream (the next pass's rows are
+built while the device scores this one's), results fetched a few batches late so the device
+never waits for the host. The rows of a batch are split over every device
 of every process, and every process gets all results.
 """
 
