@@ -5,6 +5,9 @@ pass.
     python bench/bench_score.py --data /work/shared/data
     # CPU smoke test:
     python bench/bench_score.py --data /work/shared/data --size tiny --max-len 256 --limit 64
+    # the host's share and the padding (score_host.py), the decision recipe's shapes, no model:
+    python bench/bench_score.py --data /work/shared/data --buckets 256,512,1024 \
+        --host-table per_class,label_prefix --host-only
 
 Two random-init class models (seeds --seeds), stacked. Ours: the per-class conditioning's `score`,
 the path `run.py` eval takes (rows, length buckets `data.bucket_lengths` or --buckets,
@@ -45,6 +48,8 @@ def build_config(args: argparse.Namespace) -> Any:
     """The shared IMDB per-class config with our eval batch size."""
     c = imdb_config(args)
     c.eval.batch_size = args.batch_size
+    if args.eval_buckets:
+        c.eval.bucket_lengths = tuple(int(x) for x in args.eval_buckets.split(","))
     if c.data.long_text != "truncate":  # the peer below reproduces 'truncate' rows only
         raise SystemExit(
             f"data.long_text={c.data.long_text!r}: this bench compares 'truncate' scoring only"
@@ -90,14 +95,16 @@ def class_models(config: Any, tok: Any, seeds: list[int]) -> tuple[Any, list[dic
     return model_config, params
 
 
-def bench_ours(config: Any, model_config: Any, stacked: Any, test: Any, tok: Any) -> dict:
-    """`scoring.batched.score_dataset` of the per-class conditioning twice: cold (with
-    compilation), then warm."""
+def bench_ours(
+    config: Any, model_config: Any, stacked: Any, test: Any, tok: Any, name: str = "per_class"
+) -> dict:
+    """`scoring.batched.score_dataset` of conditioning `name` twice: cold (with compilation),
+    then warm."""
     from gencls_jax import conditioning
     from gencls_jax.scoring.batched import score_dataset
 
     walls, out = [], None
-    cond = conditioning.get("per_class")
+    cond = conditioning.get(name)
     for run in ("cold", "warm"):
         t0 = time.perf_counter()
         ll, n_tok = score_dataset(
@@ -291,6 +298,22 @@ def main() -> None:
         help="peer batches padded to a multiple of each of these "
         "(pad_to_multiple_of; 1 = the longest text): fewer distinct shapes",
     )
+    ap.add_argument(
+        "--eval-buckets", default="", help="eval.bucket_lengths, the scoring shapes ('' = ())"
+    )
+    ap.add_argument(
+        "--host-table",
+        default="",
+        help="conditionings (per_class,label_prefix) whose host steps and padding to print "
+        "first (score_host.py)",
+    )
+    ap.add_argument(
+        "--ours-conditioning",
+        default="per_class",
+        help="per_class (K stacked models, the peers' comparison) | label_prefix (one model, "
+        "a pass per class: the decision recipe's scoring; no peer)",
+    )
+    ap.add_argument("--host-only", action="store_true", help="the host tables alone, no model")
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
 
@@ -304,6 +327,16 @@ def main() -> None:
     config = build_config(args)
     setup_compilation_cache(config)
     tok, test = load_test(config, args.limit)
+    host = {}
+    for cond_name in filter(None, args.host_table.split(",")):
+        from score_host import print_tables
+
+        host[cond_name] = print_tables(config, cond_name, test, tok)
+    if args.host_only:
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(dict(args=vars(args), n_texts=len(test), host=host), f, indent=2)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(seeds) != test.num_classes:
         raise SystemExit(f"--seeds gives {len(seeds)} models for {test.num_classes} classes")
@@ -316,6 +349,10 @@ def main() -> None:
     )
 
     # first: its figures survive a peer failure
+    if args.ours_conditioning == "label_prefix":  # one model (the first seed's), no peer
+        ours = bench_ours(config, model_config, params[0], test, tok, "label_prefix")
+        print(f"ours label_prefix: cold {ours['cold_s']:.2f} s, warm {ours['warm_s']:.2f} s")
+        return
     ours = bench_ours(config, model_config, stack_params(params), test, tok)
     print(f"ours: cold {ours['cold_s']:.2f} s, warm {ours['warm_s']:.2f} s", flush=True)
     peers: list[dict] = []
@@ -385,6 +422,7 @@ def main() -> None:
                     n_texts=len(test),
                     rows=[strip(r) for r in [ours] + peers],
                     correctness=checks,
+                    host=host,
                 ),
                 f,
                 indent=2,

@@ -493,6 +493,13 @@ KEYS = (
         RUNTIME,
         "rows per scoring call at data.max_len; shorter buckets get more (same tokens per call)",
     ),
+    Key(
+        "eval.bucket_lengths",
+        (),
+        RUNTIME,
+        "scoring shapes; () = data.bucket_lengths. Each is one compiled program; IMDB test "
+        "padding: 31% in (256, 512, 1024), 14% in data.bucket_lengths' default nine",
+    ),
     Key("eval.splits", ("val", "test"), RUNTIME, "the splits scored"),
     Key(
         "eval.decision",

@@ -18,6 +18,7 @@ from gencls_jax.data.tokenize import Tokenizer, Tokens, load_tokenizer
 from gencls_jax.errors import DataError
 from gencls_jax.model import gpt2 as M
 from gencls_jax.model.weights import load_pretrained
+from gencls_jax.scoring import batched
 from gencls_jax.scoring.batched import score_dataset
 from gencls_jax.scoring.score import stack_params
 from tests.conftest import TOKENIZER_DIR
@@ -180,6 +181,59 @@ def test_label_prefix_scores_match_float64_reference(hf_tiny, long_text):
         np.testing.assert_array_equal(counts, [151, 21, 62])  # every text token exactly once
     np.testing.assert_array_equal(n_tokens, counts)
     np.testing.assert_allclose(ll, ref, rtol=1e-5)
+
+
+def test_eval_bucket_lengths_are_the_scoring_shapes_and_leave_scores_unchanged(
+    hf_tiny, monkeypatch
+):
+    """eval.bucket_lengths replaces data.bucket_lengths as the scoring shapes only; a row scores
+    the same in any shape (right padding under the causal mask), so the log-likelihoods equal
+    those of the training shapes (which the float64 test above checks) to float32 rounding."""
+    model_config, params, _ = hf_tiny
+    config = toy_config("window")
+    ds = toy_dataset([150, 20, 61, 9, 33], [0, 1, 0, 1, 1], seed=1)
+    ll_train_shapes, n_train = score_dataset(params, LP, ds, TOY, config, model_config)
+    widths = []
+    real = batched.scoring_batches
+
+    def spy(rows, batch_size, bucket_lengths, *args):
+        for idx, b in real(rows, batch_size, bucket_lengths, *args):
+            widths.append(b["inputs"].shape[1])
+            yield idx, b
+
+    monkeypatch.setattr(batched, "scoring_batches", spy)
+    config.eval.bucket_lengths = (16, 24, 40, 48)
+    ll, n = score_dataset(params, LP, ds, TOY, config, model_config)
+    assert set(widths) <= {16, 24, 40, 48, 64} and {16, 24, 40, 48} & set(widths)
+    np.testing.assert_array_equal(n, n_train)
+    np.testing.assert_allclose(ll, ll_train_shapes, rtol=1e-6)
+
+
+def test_label_prefix_builds_the_next_class_rows_while_the_device_scores(hf_tiny, monkeypatch):
+    """One stream of batches for all class passes: class 1's rows are built (in the
+    prefetching thread) before class 0's last batches are dispatched, not after they are all
+    fetched, so the device does not wait for the host between passes."""
+    model_config, params, _ = hf_tiny
+    config = toy_config("truncate")
+    config.eval.batch_size = 1  # several batches per pass
+    ds = toy_dataset([5 + 7 * i for i in range(12)], [i % 2 for i in range(12)], seed=2)
+    events = []
+    real_rows, real_sums = LP.class_rows, batched.class_sums
+
+    def rows_spy(config, ds, tok, k):
+        events.append(("rows", k))
+        return real_rows(config, ds, tok, k)
+
+    def sums_spy(*args, **kw):
+        events.append(("call", None))
+        return real_sums(*args, **kw)
+
+    monkeypatch.setattr(LP, "class_rows", rows_spy)
+    monkeypatch.setattr(batched, "class_sums", sums_spy)
+    score_dataset(params, LP, ds, TOY, config, model_config)
+    calls = [e for e in events if e[0] == "call"]
+    before = events[: events.index(("rows", 1))].count(("call", None))
+    assert len(calls) >= 8 and before < len(calls) // 2
 
 
 # --- real tokenizer, tiny random model: synthetic margins and the GenerativeClassifier -----------

@@ -8,8 +8,10 @@ rows) and whether its parameters are stacked. Stacked class models score each ba
 class's prefix.
 
 The loop: rows sorted by length into a few bucket shapes (`data.batching.scoring_batches`:
-one compiled call per shape), put on the device ahead of use, results fetched a few batches
-late so the device never waits for the host. The rows of a batch are split over every device
+one compiled call per shape, `eval.bucket_lengths` or the training shapes), built and put on
+the device ahead of use in a thread, every class pass in one stream (the next pass's rows are
+built while the device scores this one's), results fetched a few batches late so the device
+never waits for the host. The rows of a batch are split over every device
 of every process, and every process gets all results.
 """
 
@@ -17,15 +19,23 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from gencls_jax.data.batching import EMPTY_PLAN, make_batch, scoring_batches, scoring_shapes
+from gencls_jax.data.batching import (
+    EMPTY_PLAN,
+    bucket_ladder,
+    bucket_of,
+    make_batch,
+    scoring_batches,
+    scoring_rows,
+    scoring_shapes,
+)
 from gencls_jax.data.prefetch import prefetch_to_device
-from gencls_jax.data.rows import Rows, scored_tokens
+from gencls_jax.data.rows import Rows, row_lengths, scored_tokens
 from gencls_jax.data.sources import Dataset
 from gencls_jax.scoring import score
 from gencls_jax.system import sharding
@@ -51,9 +61,15 @@ def head_log_posteriors(params, batch, config, pool):
     return score.head_log_posteriors(params, batch, config, pool=pool)
 
 
-def run_rows(
+def run_rows(params, rows: Rows, fn: Callable[[Any, dict], jax.Array], **kw) -> list[np.ndarray]:
+    """Per row r (in the rows' order), float64 `fn(params, batch)[j]` for the batch row j that
+    holds it: [K] for sums, [len(row r), K] (trimmed to the row) for per-token values."""
+    return run_passes(params, [lambda: rows], fn, **kw)[0][1]
+
+
+def run_passes(
     params,
-    rows: Rows,
+    passes: Sequence[Callable[[], Rows]],
     fn: Callable[[Any, dict], jax.Array],
     *,
     batch_size: int,
@@ -62,45 +78,70 @@ def run_rows(
     prefetch: int = 2,
     desc: str = "scoring",
     progress: bool = True,
-) -> list[np.ndarray]:
-    """Per row r (in the rows' order), float64 `fn(params, batch)[j]` for the batch row j that
-    holds it: [K] for sums, [len(row r), K] (trimmed to the row) for per-token values."""
+) -> list[tuple[Rows, list[np.ndarray]]]:
+    """(rows, `run_rows`'s per-row results) of each pass (a thunk that builds its rows), all
+    passes in one stream of batches: the rows and batches are built in the prefetching thread
+    while the device scores the batches before them, so neither the next pass's rows nor any
+    batch's padding keeps the device waiting, and the device is not drained between passes."""
     # rows over the 'data' axis of the params' own mesh (class-sharded params: each class group
     # scores every row with its models), else over every device of every process
     mesh = sharding.mesh_of(params) or sharding.make_mesh()
-    batches = list(scoring_batches(rows, batch_size, bucket_lengths, max_len, mesh.shape["data"]))
-    out: list[np.ndarray | None] = [None] * len(rows.inputs)
-    device_batches = prefetch_to_device(
-        ({k: b[k] for k in ROW_KEYS} for _, b in batches),
-        prefetch,
-        lambda b: sharding.shard_batch(b, mesh),
-    )
-    pending: collections.deque = collections.deque()  # (row indices, device result) in flight
+    sizes = (batch_size, bucket_lengths, max_len, mesh.shape["data"])
+    bar = tqdm(total=0, desc=desc, leave=False, disable=not progress)
+    built: list[Rows] = []  # each pass's rows and results, appended by the producer before
+    out: list[list] = []  # its first batch
+
+    def produce():
+        for p, make in enumerate(passes):
+            built.append(make())
+            out.append([None] * len(built[p].inputs))
+            bar.total += batch_count(built[p], *sizes)
+            for idx, b in scoring_batches(built[p], *sizes):
+                yield p, idx, {k: b[k] for k in ROW_KEYS}
+
+    def put(item):
+        p, idx, b = item
+        return p, idx, sharding.shard_batch(b, mesh)
+
+    pending: collections.deque = collections.deque()  # (pass, row indices, result) in flight
 
     def collect() -> None:
-        idx, result = pending.popleft()
+        p, idx, result = pending.popleft()
         result = np.asarray(sharding.to_host(result), np.float64)  # every process gets all
+        rows, got = built[p], out[p]
         for j, r in enumerate(idx):
             if r >= 0:
-                out[r] = result[j, : len(rows.inputs[r])] if result.ndim == 3 else result[j]
+                got[r] = result[j, : len(rows.inputs[r])] if result.ndim == 3 else result[j]
 
+    device_batches = prefetch_to_device(produce(), prefetch, put)
     try:
-        for (idx, _), b in tqdm(
-            zip(batches, device_batches),
-            total=len(batches),
-            desc=desc,
-            leave=False,
-            disable=not progress,
-        ):
-            pending.append((idx, fn(params, b)))
+        for p, idx, b in device_batches:
+            result = fn(params, b)
+            if result.is_fully_addressable:
+                result.copy_to_host_async()  # the fetch below finds it on the host
+            pending.append((p, idx, result))
             if len(pending) > max(prefetch, 1):
                 # fetch results a few batches late: the device never waits for the host
                 collect()
+            bar.update()
     finally:  # also on an exception (Ctrl-C): the prefetching thread stops now, not at exit
         device_batches.close()
+        bar.close()
     while pending:
         collect()
-    return out  # type: ignore[return-value]
+    return list(zip(built, out))
+
+
+def batch_count(
+    rows: Rows, batch_size: int, bucket_lengths, max_len: int, multiple: int = 1
+) -> int:
+    """How many batches `scoring_batches` makes of these rows (a progress bar's total)."""
+    buckets = bucket_ladder(bucket_lengths, max_len)
+    counts = np.bincount(bucket_of(row_lengths(rows), buckets), minlength=len(buckets))
+    return sum(
+        -(-int(m) // scoring_rows(batch_size, int(T), max_len, multiple))
+        for m, T in zip(counts, buckets)
+    )
 
 
 def text_sums(rows: Rows, per_row: list[np.ndarray], n_texts: int, k: int) -> np.ndarray:
@@ -140,6 +181,13 @@ def scoring_function(conditioning, config, model_config, per_token: bool = False
     return jitted, dict(config=model_config, stacked=conditioning.stacked)
 
 
+def scoring_buckets(config) -> tuple[int, ...]:
+    """The scoring shapes: eval.bucket_lengths, else the training shapes (data.bucket_lengths).
+    Rows are right-padded under a causal mask, so a row scores the same in any shape (up to
+    float32 rounding): finer scoring shapes cut padding without retraining."""
+    return tuple(config.eval.bucket_lengths or config.data.bucket_lengths)
+
+
 def class_passes(conditioning, k: int) -> list[int | None]:
     """Stacked class models (or a head) read the same rows at once: one pass; one label-prefix
     model takes a pass per class, each with that class's prefix."""
@@ -159,7 +207,7 @@ def score_programs(params, conditioning, datasets, tokenizer, config, model_conf
     for ds in datasets:
         for c in class_passes(conditioning, ds.num_classes):
             rows = conditioning.class_rows(config, ds, tokenizer, c)
-            sizes = (ec.batch_size, dc.bucket_lengths, dc.max_len, mesh.shape["data"])
+            sizes = (ec.batch_size, scoring_buckets(config), dc.max_len, mesh.shape["data"])
             for shape in scoring_shapes(rows, *sizes):
                 shapes.setdefault(shape, rows)
 
@@ -190,7 +238,7 @@ def score_dataset(
     k, n = ds.num_classes, len(ds)
     kw = dict(
         batch_size=config.eval.batch_size,
-        bucket_lengths=tuple(config.data.bucket_lengths),
+        bucket_lengths=scoring_buckets(config),
         max_len=config.data.max_len,
         prefetch=config.data.prefetch,
         progress=bool(config.progress_bars),
@@ -202,13 +250,11 @@ def score_dataset(
         per_row = run_rows(params, rows, fn, desc=desc, **kw)
         return text_sums(rows, per_row, n, k), scored_tokens(rows, n)
     passes = class_passes(conditioning, k)
+    makers = [functools.partial(conditioning.class_rows, config, ds, tokenizer, c) for c in passes]
     cols, counts, targets = [], [], None
-    for c in passes:
-        rows = conditioning.class_rows(config, ds, tokenizer, c)
-        label = "" if c is None else f" [{ds.label_names[c]}]"
-        per_row = run_rows(params, rows, fn, desc=desc + label, **kw)
+    width = k if passes == [None] else 1
+    for rows, per_row in run_passes(params, makers, fn, desc=desc, **kw):
         counts.append(scored_tokens(rows, n))
-        width = k if c is None else 1
         if per_token:
             values, t = text_token_values(rows, per_row, n, width)
             if targets is not None and any(not np.array_equal(a, b) for a, b in zip(t, targets)):
