@@ -296,7 +296,7 @@ def main(_argv) -> None:
         config.compile_cache_min_secs = 0.0
     if _MICRO.value:
         micro_model(config)
-    runtime.setup_compilation_cache(config)
+    runtime.setup(config)  # as run.py: XLA_FLAGS (compile ahead: command buffers off), cache
     _save_originals()
     logging.set_verbosity(logging.WARNING)
     print(HEAD, flush=True)
