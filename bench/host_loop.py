@@ -2,13 +2,13 @@
 small set's step is bound by the host, not the device).
 
     # on the GPU: TREC with small_set.py (from the IMDB export), S = 1, 4, 16, 3 runs each
-    python bench/host_loop.py --config=configs/small_set.py --per_call=1,4,16 \\
+    python bench/host_loop.py --config=configs/small_set.py --per-call=1,4,16 -- \\
         --config.model.init=runs/pretrain/export \\
         --config.data.train_path=../shared/data/trec/train.jsonl \\
         --config.data.test_path=../shared/data/trec/test.jsonl
-    # this CPU: the same loop with a model whose device time is negligible (--micro: 1 layer,
-    # width 16, a 1,000-id vocabulary), so what is left is the host
-    python bench/host_loop.py --config=configs/small_set.py --micro --per_call=1,4,16 \\
+    # CPU: the same loop with a model of little device work (--micro: 1 layer, width 16, a
+    # 1,000-id vocabulary); what the device takes shows in 'fetch', the host in the rest
+    python bench/host_loop.py --config=configs/small_set.py --micro --per-call=1,4,16 -- \\
         --config.data.train_path=../shared/data/trec/train.jsonl \\
         --config.data.test_path=../shared/data/trec/test.jsonl
 
@@ -28,6 +28,7 @@ Figures are microseconds per optimizer update (a call of S updates counts S).
 
 from __future__ import annotations
 
+import argparse
 import collections
 import functools
 import json
@@ -37,17 +38,12 @@ import threading
 import time
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # configs/, gencls_jax
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/small_set.py", "experiment config")
-_PER_CALL = flags.DEFINE_list("per_call", ["1", "4", "16"], "train.steps_per_call settings")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "timed runs per setting (the median is shown)")
-_MICRO = flags.DEFINE_bool("micro", False, "a model of negligible device time (CPU)")
-_TMP = flags.DEFINE_string("tmp", "", "folder for workdirs and the compile cache")
-_OUT = flags.DEFINE_string("out", "", "also write every run's figures here (JSON)")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (configs/*.py)")
 
 MAIN = ("wait", "dispatch", "fetch", "loss", "window", "record", "ckpt", "other")
 THREAD = ("build", "stack", "put")
@@ -283,35 +279,50 @@ def median(runs: list[dict]) -> dict:
     return ranked[len(ranked) // 2]
 
 
-def main(_argv) -> None:
+def parse_args() -> tuple[argparse.Namespace, object]:
+    """The bench's flags, and the config: --config with the run.py flags after `--`."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="configs/small_set.py")
+    ap.add_argument("--per-call", default="1,4,16", help="train.steps_per_call settings")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median)")
+    ap.add_argument("--micro", action="store_true", help="a model of negligible device time")
+    ap.add_argument("--tmp", default="", help="folder for workdirs and the compile cache")
+    ap.add_argument("--out", default="", help="also write every run's figures here (JSON)")
+    ap.add_argument("overrides", nargs="*", help="after --: --config.* flags for every run")
+    args = ap.parse_args()
+    flags.FLAGS([sys.argv[0], f"--config={args.config}", *args.overrides])
+    return args, _CONFIG.value
+
+
+def main() -> None:
     from gencls_jax.system import runtime
 
-    config = _CONFIG.value
-    tmp = Path(_TMP.value or tempfile.mkdtemp(prefix="host_loop_"))
+    args, config = parse_args()
+    tmp = Path(args.tmp or tempfile.mkdtemp(prefix="host_loop_"))
     with config.unlocked():
         config.search.candidates, config.search.ensemble = (), 0
         config.eval.splits = ()
         config.progress_bars = False
         config.compile_cache_dir = str(tmp / "xla")
         config.compile_cache_min_secs = 0.0
-    if _MICRO.value:
+    if args.micro:
         micro_model(config)
     runtime.setup(config)  # as run.py: XLA_FLAGS (compile ahead: command buffers off), cache
     _save_originals()
     logging.set_verbosity(logging.WARNING)
     print(HEAD, flush=True)
     out = {}
-    for s in (int(x) for x in _PER_CALL.value):
+    for s in (int(x) for x in args.per_call.split(",")):
         with config.unlocked():
             config.train.steps_per_call = s
         one_run(config, tmp / f"warmup_{s}")  # fills the compile cache
-        runs = [one_run(config, tmp / f"run_{s}_{i}") for i in range(_REPEATS.value)]
+        runs = [one_run(config, tmp / f"run_{s}_{i}") for i in range(args.repeats)]
         f = median(runs)
         print(row(s, f), f"(steps/s of the runs: {[round(r['steps_per_s'], 1) for r in runs]})")
         out[s] = runs
-    if _OUT.value:
-        Path(_OUT.value).write_text(json.dumps(out, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()
