@@ -158,6 +158,46 @@ def micro_model(config) -> None:
         config.data.compact_vocab = 1000
 
 
+def null_step() -> None:
+    """The train step replaced by one that does no device work: the state passes through
+    (donated, as the real step's) and the metrics are ones of the real step's shapes, so the
+    dispatch, the fetch and the loop's host work stay and the device's share goes (the host's
+    ceiling: what steps/s the loop allows at all). The losses it logs mean nothing."""
+    import jax
+    import jax.numpy as jnp
+
+    from gencls_jax.training import loop
+    from gencls_jax.training import step as ts
+
+    real = ts.compiled_train_step
+
+    def compiled(*a):
+        tx, step = real(*a)
+        jitted = {}
+
+        def for_shape(state, batch):
+            key = jax.tree_util.tree_map(jnp.shape, batch)
+            key = str(key)
+            if key not in jitted:
+                shapes = jax.eval_shape(step, state, batch)[1]
+
+                def fn(state, batch):
+                    return state, jax.tree_util.tree_map(
+                        lambda x: jnp.ones(x.shape, x.dtype), shapes
+                    )
+
+                jitted[key] = jax.jit(fn, donate_argnums=0)
+            return jitted[key]
+
+        def call(state, batch):
+            return for_shape(state, batch)(state, batch)
+
+        call.lower = lambda state, batch: for_shape(state, batch).lower(state, batch)
+        return tx, call
+
+    loop.ts.compiled_train_step = compiled
+
+
 def figures(timers: Timers, summary: dict) -> dict:
     """Microseconds per update by component, steps/s, validation seconds per pass."""
     steps, s, n = int(summary["steps"]), timers.s, timers.n
@@ -285,7 +325,8 @@ def parse_args() -> tuple[argparse.Namespace, object]:
     ap.add_argument("--config", default="configs/small_set.py")
     ap.add_argument("--per-call", default="1,4,16", help="train.steps_per_call settings")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median)")
-    ap.add_argument("--micro", action="store_true", help="a model of negligible device time")
+    ap.add_argument("--micro", action="store_true", help="a model of little device work")
+    ap.add_argument("--null-step", action="store_true", help="a step of no device work at all")
     ap.add_argument("--tmp", default="", help="folder for workdirs and the compile cache")
     ap.add_argument("--out", default="", help="also write every run's figures here (JSON)")
     ap.add_argument("overrides", nargs="*", help="after --: --config.* flags for every run")
@@ -307,6 +348,8 @@ def main() -> None:
         config.compile_cache_min_secs = 0.0
     if args.micro:
         micro_model(config)
+    if args.null_step:
+        null_step()
     runtime.setup(config)  # as run.py: XLA_FLAGS (compile ahead: command buffers off), cache
     _save_originals()
     logging.set_verbosity(logging.WARNING)
