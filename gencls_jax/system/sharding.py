@@ -76,10 +76,8 @@ def shard_batch(batch: Batch, mesh: Mesh, steps: bool = False) -> dict:
     """Host numpy global batch -> global sharded jax arrays, from this process's rows only
     (`steps`: a leading axis of stacked steps, `batch_shardings`)."""
     shardings = batch_shardings(mesh, batch, steps)
-    return {
-        k: jax.make_array_from_process_local_data(shardings[k], local_rows(k, np.asarray(v)))
-        for k, v in batch.items()
-    }
+    local = {k: local_rows(k, np.asarray(v)) for k, v in batch.items()}
+    return jax.make_array_from_process_local_data(shardings, local)  # the tree: one transfer
 
 
 def state_shardings(mesh: Mesh, state: Any, stacked: bool, fsdp: bool = False) -> Any:

@@ -69,8 +69,9 @@ class StepLog:
         self.callbacks: Sequence[Callable[[int, dict], None]] = ()
 
     def loss(self, sums: Mapping[str, float]) -> float:
-        """The objective's loss of summed statistics (its denominators from the sums too)."""
-        out = self.objective.losses({k: np.float32(sums.get(k, 0.0)) for k in SUMMED})
+        """The objective's loss of summed statistics (its denominators from the sums too), in
+        float32 numpy: on the host, not queued behind the step in flight."""
+        out = self.objective.losses({k: np.float32(sums.get(k, 0.0)) for k in SUMMED}, xp=np)
         return float(np.asarray(out).reshape(-1)[0])
 
     def start_epoch(self, total: int, start: int, epoch: int) -> None:

@@ -302,7 +302,7 @@ def train(
     per_call = ts.steps_per_call(tc)
     put = functools.partial(_put, stacked=stacked, k=k, accum=int(tc.grad_accum), mesh=mesh)
     examples = [b if per_call == 1 else _stack([b], per_call) for b in examples]
-    ahead_list = (examples, ahead_programs, log)
+    ahead_list = (examples, ahead_programs)
 
     def cut_after(step: int) -> bool:  # the loop holds the state after these steps
         return ckpts.due(step, last_of_epoch=False) or step == tc.max_steps
@@ -367,17 +367,16 @@ def _put(batch: Batch, stacked: bool, k: int | None, accum: int, mesh: Mesh) -> 
     return {"batch": sharding.shard_batch(batch["batch"], mesh, steps=True), "live": live}
 
 
-def _compile_ahead(config, step_fn, run: _Run, put, examples, ahead_programs, log) -> dict:
+def _compile_ahead(config, step_fn, run: _Run, put, examples, ahead_programs) -> dict:
     """Before the first step, with `compile_ahead_threads` on: compile the train step for each
-    of `examples` (a batch of every shape the train batches have, placed by `put`), the
-    programs of `ahead_programs(params)` and the log's loss, in parallel: {programs, seconds,
-    threads}; {} when off or the run is finished."""
+    of `examples` (a batch of every shape the train batches have, placed by `put`) and the
+    programs of `ahead_programs(params)`, in parallel: {programs, seconds, threads}; {} when
+    off or the run is finished."""
     threads = ahead.num_threads(config)
     if threads <= 0 or run.meta.get("stop_reason") is not None:
         return {}
     programs = [_step_program(step_fn, run.state, put(b)) for b in examples]
     programs += ahead_programs(run.state.params) if ahead_programs else []
-    programs.append(lambda: log.loss({}))  # jnp on host floats: two tiny programs
     return ahead.compile_all(programs, threads)
 
 

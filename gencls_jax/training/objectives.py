@@ -9,8 +9,9 @@ An objective is a loss over the (possibly class-stacked) parameters. The step
   (real tokens read), and for the decision `ce`, `texts`, `correct`; `embed_delta` (shaped as
   the batch's inputs plus the model width) is added to the input token embeddings: adversarial
   training (`training/step.py`) perturbs them;
-- `losses(sums, totals)`: the loss of each model, [M]; with `totals` None, the denominators
-  come from the sums themselves (the logged loss of a window of steps);
+- `losses(sums, totals, xp)`: the loss of each model, [M]; with `totals` None, the denominators
+  come from the sums themselves (the logged loss of a window of steps); `xp=numpy` computes it
+  on the host (the log's loss: a jnp op would queue behind the step in flight and wait for it);
 - `real(batch)`: [M], whether each model takes this step (a class model whose own epoch is
   over sees all-padding batches and is left as it is);
 - `per_model`: the loss is a sum of per-model terms, each depending on its own model only, so
@@ -53,9 +54,9 @@ Dropout = tuple[Array, Any] | None  # (the step's key, the micro-batch index) wh
 OBJECTIVES = ("lm", "decision")
 
 
-def _safe(denominator):
+def _safe(denominator, xp=jnp):
     """A denominator of 0 (an all-padding batch) gives a loss of 0, not NaN."""
-    return jnp.where(denominator > 0, denominator, 1.0)
+    return xp.where(denominator > 0, denominator, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +102,8 @@ class LMObjective:
             nll=-jnp.sum(score.weighted(lp, w), axis=(-2, -1)), weight=weight, tokens=weight
         )
 
-    def losses(self, sums: Sums, totals=None) -> Array:
-        return sums["nll"] / _safe(sums["weight"] if totals is None else totals)
+    def losses(self, sums: Sums, totals=None, xp=jnp) -> Array:
+        return sums["nll"] / _safe(sums["weight"] if totals is None else totals, xp)
 
     def real(self, batch: Batch) -> Array:
         # (not weight > 0: a NaN weight is an overflow to skip, not padding)
@@ -172,9 +173,9 @@ class DecisionObjective:
             **_ce_sums(scores, batch, self.label_smoothing),
         )
 
-    def losses(self, sums: Sums, totals=None) -> Array:
+    def losses(self, sums: Sums, totals=None, xp=jnp) -> Array:
         lm, texts = (sums["weight"], sums["texts"]) if totals is None else totals
-        return self.lm_coef * sums["nll"] / _safe(lm) + self.ce_coef * sums["ce"] / jnp.maximum(
+        return self.lm_coef * sums["nll"] / _safe(lm, xp) + self.ce_coef * sums["ce"] / xp.maximum(
             texts, 1.0
         )
 
