@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import importlib.util
 import json
 import sys
 import tempfile
@@ -38,12 +39,9 @@ import threading
 import time
 from pathlib import Path
 
-from absl import flags, logging
-from ml_collections import config_flags
+from absl import logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # configs/, gencls_jax
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (configs/*.py)")
 
 MAIN = ("wait", "dispatch", "fetch", "loss", "window", "record", "ckpt", "other")
 THREAD = ("build", "stack", "put")
@@ -331,8 +329,15 @@ def parse_args() -> tuple[argparse.Namespace, object]:
     ap.add_argument("--out", default="", help="also write every run's figures here (JSON)")
     ap.add_argument("overrides", nargs="*", help="after --: --config.* flags for every run")
     args = ap.parse_args()
-    flags.FLAGS([sys.argv[0], f"--config={args.config}", *args.overrides])
-    return args, _CONFIG.value
+    from gencls_jax import config_keys  # after the sys.path line: the checkout's package
+
+    spec = importlib.util.spec_from_file_location("bench_config", args.config)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # a file, not absl's global --config flag (run.py's)
+    config, rest = config_keys.overridden(module.get_config(), [sys.argv[0], *args.overrides])
+    if rest[1:]:
+        ap.error(f"not --config.* flags: {' '.join(rest[1:])}")
+    return args, config
 
 
 def main() -> None:
