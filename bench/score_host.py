@@ -106,16 +106,10 @@ def host_table(config: Any, cond_name: str, ds: Any, tok: Any) -> dict[str, floa
 
 def slots(lengths: np.ndarray, buckets, batch_size: int, max_len: int) -> tuple[int, int]:
     """(calls, token slots) of `scoring_batches` over rows of these lengths."""
-    from gencls_jax.data.batching import bucket_ladder, bucket_of, scoring_rows
+    from gencls_jax.data.batching import scoring_plan
 
-    ladder = bucket_ladder(buckets, max_len)
-    counts = np.bincount(bucket_of(lengths, ladder), minlength=len(ladder))
-    calls = total = 0
-    for m, T in zip(counts, ladder):
-        n = scoring_rows(batch_size, int(T), max_len)
-        calls += -(-int(m) // n)
-        total += -(-int(m) // n) * n * int(T)
-    return calls, total
+    plan = scoring_plan(lengths, batch_size, buckets, max_len)
+    return len(plan), sum(n * T for T, _, n in plan)
 
 
 def packed_slots(lengths: np.ndarray, batch_size: int, max_len: int) -> tuple[int, int]:

@@ -284,17 +284,31 @@ def scoring_batches(
     leave the accelerator waiting on kernel launches. One row per batch row, padded as training
     rows are (`make_batch`); filler rows have index -1 and weight 0, and score 0. A batch's row
     count is a multiple of `multiple` (the devices the rows are split over)."""
-    lengths = row_lengths(rows)
+    plan = scoring_plan(row_lengths(rows), batch_size, bucket_lengths, max_len, multiple)
+    for T, idx, n in plan:
+        batch = make_batch(rows, (T, [[int(r)] for r in idx]), n)
+        yield np.concatenate([idx, np.full(n - len(idx), -1, idx.dtype)]), batch
+
+
+def scoring_plan(
+    lengths: np.ndarray,
+    batch_size: int,
+    bucket_lengths: Sequence[int],
+    max_len: int,
+    multiple: int = 1,
+) -> list[tuple[int, np.ndarray, int]]:
+    """(T, row indices, rows per batch) of each batch `scoring_batches` makes of rows of these
+    lengths, in its order: index arrays only, so the number of calls and their token slots are
+    known before any batch is padded (a progress bar's total, bench/score_host.py's padding)."""
     buckets = bucket_ladder(bucket_lengths, max_len)
     order = np.argsort(lengths, kind="stable")
     which = bucket_of(lengths[order], buckets)
+    plan = []
     for b, T in enumerate(buckets):
         members = order[which == b]
         n = scoring_rows(batch_size, int(T), max_len, multiple)
-        for s in range(0, len(members), n):
-            idx = members[s : s + n]
-            batch = make_batch(rows, (int(T), [[int(r)] for r in idx]), n)
-            yield np.concatenate([idx, np.full(n - len(idx), -1, idx.dtype)]), batch
+        plan += [(int(T), members[s : s + n], n) for s in range(0, len(members), n)]
+    return plan
 
 
 def scoring_rows(batch_size: int, length: int, max_len: int, multiple: int = 1) -> int:

@@ -27,11 +27,9 @@ from tqdm.auto import tqdm
 
 from gencls_jax.data.batching import (
     EMPTY_PLAN,
-    bucket_ladder,
-    bucket_of,
     make_batch,
     scoring_batches,
-    scoring_rows,
+    scoring_plan,
     scoring_shapes,
 )
 from gencls_jax.data.prefetch import prefetch_to_device
@@ -95,7 +93,7 @@ def run_passes(
         for p, make in enumerate(passes):
             built.append(make())
             out.append([None] * len(built[p].inputs))
-            bar.total += batch_count(built[p], *sizes)
+            bar.total += len(scoring_plan(row_lengths(built[p]), *sizes))
             for idx, b in scoring_batches(built[p], *sizes):
                 yield p, idx, {k: b[k] for k in ROW_KEYS}
 
@@ -130,18 +128,6 @@ def run_passes(
     while pending:
         collect()
     return list(zip(built, out))
-
-
-def batch_count(
-    rows: Rows, batch_size: int, bucket_lengths, max_len: int, multiple: int = 1
-) -> int:
-    """How many batches `scoring_batches` makes of these rows (a progress bar's total)."""
-    buckets = bucket_ladder(bucket_lengths, max_len)
-    counts = np.bincount(bucket_of(row_lengths(rows), buckets), minlength=len(buckets))
-    return sum(
-        -(-int(m) // scoring_rows(batch_size, int(T), max_len, multiple))
-        for m, T in zip(counts, buckets)
-    )
 
 
 def text_sums(rows: Rows, per_row: list[np.ndarray], n_texts: int, k: int) -> np.ndarray:
