@@ -97,7 +97,7 @@ class GenerativeClassifier:
         gives them: the run's BOS, EOS and (label_prefix runs) class prefixes are added inside. It
         equals `log_likelihoods` on texts within the context (tokens + EOS <= data.max_len less the
         longest label prefix); a wider batch raises a ValueError: score longer texts, which
-        `data.long_text` truncates or windows, with `log_likelihoods`."""
+        `eval.long_text` (else `data.long_text`) truncates or windows, with `log_likelihoods`."""
         if not self.conditioning.generative:
             raise NotImplementedError("a discriminative head has no log p(text | class) scorer")
         d = self.config.data
@@ -135,7 +135,7 @@ class GenerativeClassifier:
 
     def score_dataset(self, ds: Dataset, desc: str = "scoring", per_token: bool = False):
         """([N, K] log p(text | class), [N] scored tokens, EOS included) of a tokenized Dataset:
-        the scoring eval does (`data.long_text`, windows, label prefixes); with `per_token`,
+        the scoring eval does (`eval.long_text`, windows, label prefixes); with `per_token`,
         per text its [n_i, K] per-token values and [n_i] token ids
         (`scoring.batched.score_dataset`)."""
         if len(ds) == 0 and not per_token:  # no rows: nothing tells the loop the class axis
@@ -187,7 +187,7 @@ class GenerativeClassifier:
 
     def log_likelihoods(self, texts: str | Sequence[str]) -> np.ndarray:
         """[N, K] log p(text | class) ([K] for a single string), long texts handled as
-        `data.long_text` says."""
+        `eval.long_text` (else `data.long_text`) says."""
         one = isinstance(texts, str)
         ll, _ = self.score_dataset(self._dataset([texts] if one else texts))
         return ll[0] if one else ll

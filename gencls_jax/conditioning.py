@@ -4,7 +4,8 @@ A strategy says which texts a run reads and how its classes are arranged; it com
 on the accelerator. What the scorer (`scoring/batched.py`) and the objectives
 (`training/objectives.py`) ask of it:
 - `class_rows(config, ds, tok, k)`: the texts of `ds` as class k's model reads them (k None: as
-  every stacked class model reads them, the same rows for all);
+  every stacked class model reads them, the same rows for all) when scored (`eval.long_text`),
+  or with `scoring=False` when trained on the decision (`data.long_text`);
 - `stacked`: K class models stacked on a leading parameter axis, or one shared model;
 - `generative`: its scores are log p(x|c) (decided with the class prior), else posteriors.
 Besides: the splits a run reads (`datasets`), its parameters (`init_params`, the restore
@@ -63,14 +64,19 @@ class Conditioning:
         """Shapes and dtypes of a trained run's parameters (what a checkpoint restores into)."""
         return jax.eval_shape(lambda: self.init_params(gpt2.init_params(model_config), num_classes))
 
-    def class_rows(self, config, ds: Dataset, tokenizer: Tokenizer, k: int | None) -> Rows:
-        """The rows of `ds` as class k's model reads them (scoring, the decision objective)."""
+    def class_rows(
+        self, config, ds: Dataset, tokenizer: Tokenizer, k: int | None, scoring: bool = True
+    ) -> Rows:
+        """The rows of `ds` as class k's model reads them: scored, or (`scoring=False`) trained
+        on by the decision objective (`pipeline.rows`)."""
         raise DataError(f"a {self.name} model has no classes to score texts against")
 
     def decision_slices(self, config, ds: Dataset, tokenizer: Tokenizer) -> tuple[Rows, ...]:
         """Slice k: every text of `ds` as class k's model reads it (`train.objective='decision'`:
         every class scores every text)."""
-        return tuple(self.class_rows(config, ds, tokenizer, k) for k in range(ds.num_classes))
+        return tuple(
+            self.class_rows(config, ds, tokenizer, k, scoring=False) for k in range(ds.num_classes)
+        )
 
     def decision_stream(self, config, ds: Dataset, tokenizer: Tokenizer):
         """Mixed-class batches of sliced texts with their labels (`train.objective='decision'`)."""
@@ -119,8 +125,9 @@ class PerClass(Conditioning):
     def init_params(self, params, num_classes):
         return jax.tree_util.tree_map(lambda x: jnp.stack([x] * num_classes), params)
 
-    def class_rows(self, config, ds, tokenizer, k):
-        return pipeline.rows(config, ds, tokenizer)  # every class model reads the text as it is
+    def class_rows(self, config, ds, tokenizer, k, scoring=True):
+        # every class model reads the text as it is
+        return pipeline.rows(config, ds, tokenizer, scoring=scoring)
 
     def train_stream(self, config, train, tokenizer, batch_size=None):
         check_every_class_present(train, "training set")
@@ -155,10 +162,10 @@ class PerClass(Conditioning):
 class LabelPrefix(Conditioning):
     name = "label_prefix"
 
-    def class_rows(self, config, ds, tokenizer, k):
+    def class_rows(self, config, ds, tokenizer, k, scoring=True):
         """Every text after class k's label prefix; every class gets one text budget, so the
         classes score the same text tokens."""
-        return pipeline.rows(config, ds, tokenizer, np.full(len(ds), k))
+        return pipeline.rows(config, ds, tokenizer, np.full(len(ds), k), scoring)
 
     def train_stream(self, config, train, tokenizer, batch_size=None):
         return TrainStream(
@@ -214,18 +221,18 @@ class Discriminative(Conditioning):
         }
         return {"body": params, "head": head}
 
-    def class_rows(self, config, ds, tokenizer, k):
+    def class_rows(self, config, ds, tokenizer, k, scoring=True):
         """One row per text (the head reads the text once, whatever the class)."""
-        rows = pipeline.rows(config, ds, tokenizer)
+        rows = pipeline.rows(config, ds, tokenizer, scoring=scoring)
         if len(rows.inputs) != len(ds):
             raise DataError(
-                "the discriminative conditioning reads one row per text: set data.long_text to "
-                "'truncate' or 'error'"
+                "the discriminative conditioning reads one row per text: set "
+                f"{pipeline.long_text(config, scoring)[2][0]} to 'truncate' or 'error'"
             )
         return rows
 
     def decision_slices(self, config, ds, tokenizer):
-        return (self.class_rows(config, ds, tokenizer, None),)
+        return (self.class_rows(config, ds, tokenizer, None, scoring=False),)
 
     def train_stream(self, config, train, tokenizer, batch_size=None):
         raise DataError(

@@ -500,6 +500,22 @@ KEYS = (
         "scoring shapes; () = data.bucket_lengths. Each is one compiled program; IMDB test "
         "padding: 31% in (256, 512, 1024), 14% in data.bucket_lengths' default nine",
     ),
+    Key(
+        "eval.long_text",
+        "",
+        EVAL,
+        "'' (= data.long_text) | error | truncate | window: how scoring reads a text longer than "
+        "a row (eval, predict, explain, generate, and the validation accuracy that picks the "
+        "best checkpoint); training rows keep data.long_text, so a decision-trained run (one "
+        "row per text) may be scored with windows",
+    ),
+    Key(
+        "eval.window_stride",
+        0,
+        EVAL,
+        "scoring with windows: tokens advanced per window; 0 = data.window_stride (a trained "
+        "run's stride, which must be below data.max_len less its label prefix)",
+    ),
     Key("eval.splits", ("val", "test"), RUNTIME, "the splits scored"),
     Key(
         "eval.decision",

@@ -12,6 +12,7 @@ from configs.base import get_config
 from gencls_jax import conditioning as modes
 from gencls_jax.classifier import GenerativeClassifier
 from gencls_jax.commands import generate as synthetic
+from gencls_jax.commands.evaluate import check_settings
 from gencls_jax.data.pipeline import label_prefixes, load_datasets, rows
 from gencls_jax.data.sources import Dataset
 from gencls_jax.data.tokenize import Tokenizer, Tokens, load_tokenizer
@@ -143,6 +144,54 @@ def test_label_prefix_row_errors_count_the_longest_prefix():
         LP.train_stream(config, ds, TOY)
 
 
+def test_decision_training_rows_keep_data_long_text_while_scoring_reads_eval_long_text():
+    """A decision-trained run takes one row per text (data.long_text='truncate'); eval.long_text=
+    'window' changes its scoring rows only. data.long_text='window' stays refused for it."""
+    config = toy_config("truncate")
+    config.eval.long_text = "window"
+    ds = toy_dataset([150, 20, 61], [0, 1, 0], seed=1)
+    stream = LP.decision_stream(config, ds, TOY)
+    for k, trained in enumerate(stream.slices):
+        assert len(trained.inputs) == len(ds)
+        as_truncated = scoring_rows(toy_config("truncate"), ds, TOY, k)
+        assert all(np.array_equal(a, b) for a, b in zip(trained.inputs, as_truncated.inputs))
+        scored = LP.class_rows(config, ds, TOY, k)
+        assert scored.text_index.tolist().count(0) == 1 + -(-(151 - 59) // 16)  # windows
+    config.data.long_text = "window"
+    with pytest.raises(DataError, match="needs one row per text: set data.long_text to"):
+        LP.decision_stream(config, ds, TOY)
+
+
+def test_bad_scoring_long_text_settings_are_one_line():
+    """eval.long_text's value, and the scoring row errors, name the eval keys (a trained run's
+    data.* keys cannot change; eval's can)."""
+    ds = toy_dataset([150, 20], [0, 1])
+    config = toy_config("truncate")
+    config.eval.long_text = "windows"
+    with pytest.raises(
+        DataError,
+        match=r"^eval.long_text must be one of \('', 'error', 'truncate', 'window'\) "
+        r"\('' = data.long_text\), got 'windows'$",
+    ):
+        check_settings(config)
+    config.eval.long_text, config.eval.window_stride = "window", -1
+    with pytest.raises(DataError, match=r"^eval.window_stride must be >= 0"):
+        check_settings(config)
+    config.data.window_stride, config.eval.window_stride = 60, 0  # 64 - 5 = 59 text tokens a row
+    room = r"must be in \(0, data.max_len=64 less the 5-token label prefix\], got 60$"
+    with pytest.raises(DataError, match=r"^eval.window_stride \(0: data.window_stride\) " + room):
+        LP.class_rows(config, ds, TOY, 0)
+    config.data.window_stride, config.eval.window_stride = 16, 60
+    with pytest.raises(DataError, match=r"^eval.window_stride " + room):
+        LP.class_rows(config, ds, TOY, 0)
+    config.eval.long_text = "error"
+    with pytest.raises(DataError, match=r"; set eval.long_text to 'truncate' or 'window'$"):
+        LP.class_rows(config, ds, TOY, 0)
+    config.eval.long_text = "window"
+    with pytest.raises(DataError, match=r"one row per text: set eval.long_text to 'truncate' or"):
+        modes.get("discriminative").class_rows(config, ds, TOY, None)
+
+
 @pytest.fixture(scope="module")
 def hf_tiny(hf_tiny_dir):
     model_config, params = load_pretrained(hf_tiny_dir)
@@ -158,12 +207,19 @@ def ref_next_log_prob(hf, context, target) -> float:
     return float(logits[target] - np.log(np.exp(logits).sum()))
 
 
-@pytest.mark.parametrize("long_text", ["truncate", "window"])
-def test_label_prefix_scores_match_float64_reference(hf_tiny, long_text):
+@pytest.mark.parametrize(
+    "data_mode, eval_mode",
+    [("truncate", ""), ("window", ""), ("truncate", "window"), ("window", "truncate")],
+)
+def test_label_prefix_scores_match_float64_reference(hf_tiny, data_mode, eval_mode):
     """log p(text | c) = sum over scored text tokens of log p(token | BOS, prefix_c, the window's
-    preceding text tokens), each text token scored once; n_tokens counts them, per text."""
+    preceding text tokens), each text token scored once; n_tokens counts them, per text. Scoring
+    reads eval.long_text where set (a run trained on truncated rows scored with windows), else
+    data.long_text."""
     model_config, params, hf = hf_tiny
-    config = toy_config(long_text)
+    config = toy_config(data_mode)
+    config.eval.long_text = eval_mode
+    long_text = eval_mode or data_mode
     ds = toy_dataset([150, 20, 61], [0, 1, 0], seed=1)
     ll, n_tokens = score_dataset(params, LP, ds, TOY, config, model_config)
     context = 64 - 5

@@ -30,6 +30,7 @@ from absl import logging
 
 from gencls_jax import conditioning
 from gencls_jax.commands import preflight
+from gencls_jax.data import pipeline
 from gencls_jax.data.splits import per_class_sample
 from gencls_jax.errors import DataError
 from gencls_jax.reports import report, stats
@@ -74,8 +75,10 @@ class Fits:
 
 def check_settings(config) -> None:
     """The evaluation settings a run is scored with, checked before anything is read or
-    trained: a bad `eval.ood_keep` or `eval.ece_bins` is a one-line DataError."""
+    trained: a bad `eval.ood_keep`, `eval.ece_bins` or `eval.long_text` is a one-line
+    DataError."""
     ood.check_keep(config.eval.ood_keep)
+    pipeline.long_text(config, scoring=True)
     calibration.check_bins(config.eval.ece_bins)
     e = config.eval
     ngram.check_settings(e.ngram_weights, e.ngram_order, e.ngram_alpha, e.ngram_buckets)

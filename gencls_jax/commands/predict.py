@@ -42,8 +42,9 @@ def prediction_rows(
     """One dict per text: id, prediction (null under `abstain_below`), per-class log-likelihoods
     (a discriminative run: log posteriors), posteriors under `rule` (resolve it first) at its
     temperature, the rule and the temperature, scored tokens (EOS included), the text's own
-    tokens, whether it was truncated (`data.long_text='truncate'`), and for a generative run
-    log p(text), the OOD score and (given a threshold) whether it is in distribution."""
+    tokens, whether it was truncated (`eval.long_text`, else `data.long_text`, is 'truncate'), and
+    for a generative run log p(text), the OOD score and (given a threshold) whether it is in
+    distribution."""
     ds = clf._dataset(inputs.texts, inputs.ids, inputs.where)
     ll, n_tok = clf.score_dataset(ds, desc="predicting")
     j = clf.judge(ll, n_tok, rule, clf.expert_terms(ds.texts))

@@ -246,7 +246,8 @@ class SlicedStream:
         if any(len(r.inputs) != len(self.labels) for r in self.slices):
             raise DataError(
                 "a decision-trained objective needs one row per text: set "
-                "data.long_text to 'truncate' or 'error' (not 'window')"
+                "data.long_text to 'truncate' or 'error' (not 'window'); its scoring may read "
+                "windows (eval.long_text='window')"
             )
 
     def plan(self, epoch: int) -> list[BatchPlan]:

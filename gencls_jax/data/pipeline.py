@@ -5,7 +5,8 @@ rows by label (stratified validation hold-out, per-class limit, test sample), th
 tokenize (cached) only the chosen texts, and merge extra (synthetic) training texts.
 `tokenize_dataset` is that cleaning and tokenization, also for texts scored the way test texts
 are (synthetic samples, users' texts). `rows` turns a split into the rows of `data.rows`
-(label-prefixed or not); `conditioning.py` makes the training streams and scoring passes.
+(label-prefixed or not; training's or scoring's, `long_text`); `conditioning.py` makes the
+training streams and scoring passes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from gencls_jax.data import sources
 from gencls_jax.data.batching import BatchSpec
 from gencls_jax.data.clean import clean_texts
-from gencls_jax.data.rows import Rows, make_rows
+from gencls_jax.data.rows import LONG_TEXT_MODES, Rows, make_rows
 from gencls_jax.data.sources import Dataset, RawSplit
 from gencls_jax.data.splits import per_class_sample, stratified_split
 from gencls_jax.data.tokenize import Tokenizer, load_tokenizer, tokenize_texts
@@ -271,23 +272,53 @@ def batch_spec(config, batch_size: int | None = None) -> BatchSpec:
     )
 
 
-def rows(config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None) -> Rows:
-    """The training / scoring rows of `ds` (`rows.make_rows` with `config.data`); with `labels`,
-    text i carries class labels[i]'s label prefix, and every text is cut to the room the longest
-    class prefix leaves, so that all classes train on and score the same text tokens."""
+def long_text(config, scoring: bool = False) -> tuple[str, int, tuple[str, str]]:
+    """(how a text longer than a row is read, the window stride, the keys they came from) of
+    training rows (`data.long_text`, `data.window_stride`) or scoring rows (`eval.long_text`,
+    `eval.window_stride` where set): a model trained on one row per text (the decision
+    objective) may be scored with windows, and no evaluation setting changes what trains."""
+    d, e = config.data, config.eval
+    if not scoring:
+        return d.long_text, d.window_stride, ("data.long_text", "data.window_stride")
+    if e.long_text not in ("", *LONG_TEXT_MODES):
+        modes = ("", *LONG_TEXT_MODES)
+        raise DataError(
+            f"eval.long_text must be one of {modes} ('' = data.long_text), got {e.long_text!r}"
+        )
+    if e.window_stride < 0:
+        raise DataError(
+            f"eval.window_stride must be >= 0 (0 = data.window_stride), got {e.window_stride}"
+        )
+    stride_key = "eval.window_stride" + ("" if e.window_stride else " (0: data.window_stride)")
+    return (
+        e.long_text or d.long_text,
+        e.window_stride or d.window_stride,
+        ("eval.long_text", stride_key),
+    )
+
+
+def rows(
+    config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None, scoring: bool = False
+) -> Rows:
+    """The training rows of `ds` (`rows.make_rows` with `config.data`), or with `scoring` the
+    rows it is scored on (long texts read as `long_text` says); with `labels`, text i carries
+    class labels[i]'s label prefix, and every text is cut to the room the longest class prefix
+    leaves, so that all classes train on and score the same text tokens."""
     d = config.data
     prefixes = room = None
     if labels is not None:
         per_class = label_prefixes(tok, d.label_prefix_template, ds.label_names)
         prefixes, room = [per_class[k] for k in labels], max(len(p) for p in per_class)
+    mode, stride, keys = long_text(config, scoring)
     return make_rows(
         ds.tokens.to_lists(),
         d.max_len,
         tok.bos_id,
-        d.long_text,
-        d.window_stride,
+        mode,
+        stride,
         tok.eos_id if d.append_eos else None,
         prefixes,
         ds.ids,
         room,
+        keys,
     )

@@ -40,6 +40,7 @@ def make_rows(
     prefixes: Sequence[Sequence[int]] | None = None,
     ids: Sequence[str] | None = None,
     prefix_room: int | None = None,
+    keys: tuple[str, str] = ("data.long_text", "data.window_stride"),
 ) -> Rows:
     """Rows of at most `max_len` tokens for every text (EOS appended when `eos_id` is given);
     `rows.text_index[r]` is the text row r belongs to (several in window mode).
@@ -54,9 +55,11 @@ def make_rows(
       included, starts with BOS + prefixes[i] at weight 0. Each text gets max_len - `prefix_room`
       text tokens per row (default room: the longest prefix given), the same budget whatever its
       prefix, so that every class scores (and trains on) the same text tokens.
+    keys: the config keys `long_text` and `stride` came from, named in the errors (training
+      rows: data.*; scoring rows may read eval.*, `pipeline.rows`).
     """
     if long_text not in LONG_TEXT_MODES:
-        raise DataError(f"data.long_text must be one of {LONG_TEXT_MODES}, got {long_text!r}")
+        raise DataError(f"{keys[0]} must be one of {LONG_TEXT_MODES}, got {long_text!r}")
     if max_len < 2:
         raise DataError(f"data.max_len must be >= 2, got {max_len}")
     room = 0
@@ -76,7 +79,7 @@ def make_rows(
     limit = f"data.max_len={max_len}" + (f" less the {room}-token label prefix" if room else "")
     stride = stride or context // 2  # only windows use it
     if long_text == "window" and not 0 < stride <= context:
-        raise DataError(f"data.window_stride must be in (0, {limit}], got {stride}")
+        raise DataError(f"{keys[1]} must be in (0, {limit}], got {stride}")
     eos = np.array([eos_id] if eos_id is not None else [], np.int32)
     inputs, targets, weights, index = [], [], [], []
     for i, text in enumerate(token_lists):
@@ -88,7 +91,7 @@ def make_rows(
             if long_text == "error":
                 raise DataError(
                     f"text {ids[i] if ids else i}: {t.size} tokens, more than {limit}; "
-                    "set data.long_text to 'truncate' or 'window'"
+                    f"set {keys[0]} to 'truncate' or 'window'"
                 )
             if long_text == "truncate":
                 t = t[:context]

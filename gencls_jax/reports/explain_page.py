@@ -174,8 +174,8 @@ def _section(k: int, e: Explanation, scale: float) -> str:
     notes = [e.note] if e.note else []
     if e.truncated:
         notes.append(
-            f"truncated: only the first {e.n_scored} tokens were read (data.long_text), "
-            "the rest is struck through"
+            f"truncated: only the first {e.n_scored} tokens were read (eval.long_text, else "
+            "data.long_text), the rest is struck through"
             + (
                 f"; its last {e.cut} tokens are left off this page (explain.tail_tokens)"
                 if e.cut

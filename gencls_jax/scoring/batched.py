@@ -216,8 +216,8 @@ def score_dataset(
     per_token: bool = False,
     desc: str = "scoring",
 ):
-    """A tokenized data set scored the way eval scores it (`data.long_text`, windows, label
-    prefixes, EOS) against every class of `conditioning`:
+    """A tokenized data set scored the way eval scores it (`eval.long_text`, else
+    `data.long_text`: windows or not; label prefixes, EOS) against every class of `conditioning`:
     ([N, K] log p(text | class) (a discriminative run: log posteriors), [N] scored tokens per
     text), or with `per_token`, per text ([n_i, K] float64 log p(token | its context, class),
     [n_i] those token ids), which add up to the sums up to float32 rounding (explanations)."""
