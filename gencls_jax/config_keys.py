@@ -513,8 +513,9 @@ KEYS = (
         "eval.window_stride",
         0,
         EVAL,
-        "scoring with windows: tokens advanced per window; 0 = data.window_stride (a trained "
-        "run's stride, which must be below data.max_len less its label prefix)",
+        "scoring with windows: tokens advanced per window, at most data.max_len less the label "
+        "prefix; 0 = data.window_stride (a trained run's, 512 by default: a run of "
+        "data.max_len=256 needs one here, e.g. 128)",
     ),
     Key("eval.splits", ("val", "test"), RUNTIME, "the splits scored"),
     Key(
