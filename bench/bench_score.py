@@ -50,10 +50,9 @@ def build_config(args: argparse.Namespace) -> Any:
     c.eval.batch_size = args.batch_size
     if args.eval_buckets:
         c.eval.bucket_lengths = tuple(int(x) for x in args.eval_buckets.split(","))
-    if c.data.long_text != "truncate":  # the peer below reproduces 'truncate' rows only
-        raise SystemExit(
-            f"data.long_text={c.data.long_text!r}: this bench compares 'truncate' scoring only"
-        )
+    scored_as = c.eval.long_text or c.data.long_text  # what scoring reads (pipeline.long_text)
+    if scored_as != "truncate":  # the peer below reproduces 'truncate' rows only
+        raise SystemExit(f"long texts {scored_as!r}: this bench compares 'truncate' scoring only")
     return c
 
 

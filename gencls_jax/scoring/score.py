@@ -257,7 +257,7 @@ def score_texts(
     (`config.bos_token_id`), EOS appended (`eos_id`, when the run appends one), then the K
     stacked class models (`prefixes` None) or the one model conditioned on each class's label
     prefix. Texts must fit the run's rows (`max_len`, its data.max_len, with the EOS and the
-    longest prefix): what the run scores of a longer one depends on data.long_text (a truncated
+    longest prefix): what the run scores of a longer one depends on eval.long_text (a truncated
     part, windows) and the model never read past max_len, so a wider batch is a ValueError."""
     width = (
         tokens.shape[1] + (eos_id is not None) + max((len(p) for p in prefixes or ()), default=0)
@@ -266,7 +266,7 @@ def score_texts(
         raise ValueError(
             f"tokens of width {tokens.shape[1]} need {width} positions with the run's EOS and "
             f"label prefix, more than its rows' {max_len} (data.max_len); score longer texts "
-            "with log_likelihoods(), which data.long_text truncates or windows"
+            "with log_likelihoods(), which eval.long_text truncates or windows"
         )
     if eos_id is not None:
         tokens, mask = append_token(tokens, mask, eos_id)
