@@ -9,11 +9,12 @@ them, reads the run's own train / val / test texts as eval does (its config.json
 `conditioning.load_data`), counts the n-gram expert on the training texts
 (`gencls_jax.scoring.ngram`, the settings of --order, --alpha, --buckets, default the run's
 eval.ngram_*), and prints for every weight w of --grid (0 always tried) the val and test
-accuracy of the run's decision rule on log p(x | c) + w * log p_ngram(x | c), the w chosen on
-val (ties to the smallest, as eval chooses), GPT-2 alone (w = 0), the n-gram expert alone
-(log p_ngram(x | c) + log p(c)) and McNemar's test of the chosen combination against GPT-2
-alone on test (and against the n-gram expert alone). No model is loaded: GPU runs' outputs
-are enough. A run whose eval already used the expert is read the same way (the
+accuracy of the run's decision rule on log p(x | c) + w * log p_ngram(x | c) and the val
+cross-entropy at a temperature fitted per w, the w chosen on val by --select (default the run's
+eval.ngram_select; ties to the smallest, as eval chooses), GPT-2 alone (w = 0), the n-gram
+expert alone (log p_ngram(x | c) + log p(c)) and McNemar's test of the chosen combination
+against GPT-2 alone on test (and against the n-gram expert alone). No model is loaded: GPU
+runs' outputs are enough. A run whose eval already used the expert is read the same way (the
 log-likelihoods it writes are the GPT-2 expert's).
 """
 
@@ -33,7 +34,7 @@ from gencls_jax import conditioning  # noqa: E402
 from gencls_jax.reports import stats  # noqa: E402
 from gencls_jax.runs import rules  # noqa: E402
 from gencls_jax.runs import workdir as wd  # noqa: E402
-from gencls_jax.scoring import decide, ngram  # noqa: E402
+from gencls_jax.scoring import calibration, decide, ngram  # noqa: E402
 
 
 def read_split(workdir: Path, split: str) -> dict:
@@ -47,9 +48,11 @@ def read_split(workdir: Path, split: str) -> dict:
     )
 
 
-def texts_by_id(ds, ids: list[str], split: str) -> list[str]:
-    """The texts of `ids` in the run's split as eval read it (cleaned)."""
-    index = {i: t for i, t in zip(ds.ids, ds.texts)}
+def texts_by_id(ds, ids: list[str], labels, split: str) -> list[str]:
+    """The texts of (`ids`, `labels`) in the run's split as eval read it (cleaned): by id and
+    label, since a file's ids may repeat across classes (IMDB's do: one folder per label)."""
+    index = {(i, int(y)): t for i, y, t in zip(ds.ids, ds.labels, ds.texts)}
+    ids = list(zip(ids, (int(y) for y in labels)))
     missing = [i for i in ids if i not in index]
     if missing:
         raise SystemExit(
@@ -58,15 +61,18 @@ def texts_by_id(ds, ids: list[str], split: str) -> list[str]:
     return [index[i] for i in ids]
 
 
-def accuracies(rule: str, prior, val: dict, test: dict, nb: dict, w: float) -> tuple[float, ...]:
-    """(val accuracy, test accuracy, [N] test correct) of `rule` on ll + w * nb; the calibrated
-    rule's offsets are fitted on val, as eval fits them."""
+def accuracies(rule: str, prior, val: dict, test: dict, nb: dict, w: float) -> tuple:
+    """(val accuracy, test accuracy, [N] test correct, val cross-entropy at its fitted
+    temperature) of `rule` on ll + w * nb; the calibrated rule's offsets are fitted on val, as
+    eval fits them."""
     lv, lt = val["ll"] + w * nb["val"], test["ll"] + w * nb["test"]
     off = decide.fit_offsets(lv, val["labels"]) if rule == "calibrated" else None
-    pv = decide.scores(lv, val["n_tok"], rule, prior, off).argmax(1)
+    sv = decide.scores(lv, val["n_tok"], rule, prior, off)
     pt = decide.scores(lt, test["n_tok"], rule, prior, off).argmax(1)
     ok = pt == test["labels"]
-    return float(np.mean(pv == val["labels"])), float(np.mean(ok)), ok
+    t, _ = calibration.fit_temperature(sv, val["labels"])
+    xent = calibration.nll(sv, val["labels"], t)
+    return float(np.mean(sv.argmax(1) == val["labels"])), float(np.mean(ok)), ok, xent
 
 
 def main(argv=None) -> dict:
@@ -76,6 +82,7 @@ def main(argv=None) -> dict:
     p.add_argument("--order", type=int, default=None, help="default: the run's eval.ngram_order")
     p.add_argument("--alpha", type=float, default=None, help="default: eval.ngram_alpha")
     p.add_argument("--buckets", type=int, default=None, help="default: eval.ngram_buckets")
+    p.add_argument("--select", default=None, help="accuracy | cross_entropy (the run's default)")
     p.add_argument("--out", default="", help="also write the figures here (JSON)")
     a = p.parse_args(argv)
     workdir = Path(a.workdir)
@@ -96,11 +103,19 @@ def main(argv=None) -> dict:
     train = ds["train"]
     counts = ngram.fit(ngram.sequences(train.texts), train.labels, len(prior), order, buckets)
     nb = {
-        s: ngram.log_probs(counts, ngram.sequences(texts_by_id(ds[s], v["ids"], s)), alpha, order)
+        s: ngram.log_probs(
+            counts, ngram.sequences(texts_by_id(ds[s], v["ids"], v["labels"], s)), alpha, order
+        )
         for s, v in split.items()
     }
     table = {w: accuracies(rule, prior, split["val"], split["test"], nb, w) for w in grid}
-    chosen = ngram.choose_weight({w: r[0] for w, r in table.items()})
+    select = a.select or e.ngram_select
+    if select not in ngram.SELECT:
+        raise SystemExit(f"error: --select must be one of {ngram.SELECT}, got {select!r}")
+    if select == "cross_entropy":
+        chosen = ngram.choose_weight({w: r[3] for w, r in table.items()}, lower_is_better=True)
+    else:
+        chosen = ngram.choose_weight({w: r[0] for w, r in table.items()})
     alone_ok = {s: (nb[s] + prior).argmax(1) == v["labels"] for s, v in split.items()}
     alone = {s: float(np.mean(ok)) for s, ok in alone_ok.items()}
     test_mcnemar = stats.mcnemar(table[chosen][2], table[0.0][2])
@@ -112,7 +127,10 @@ def main(argv=None) -> dict:
         alpha=alpha,
         buckets=buckets,
         n=dict(train=len(train), val=len(split["val"]["ids"]), test=len(split["test"]["ids"])),
-        grid={f"{w:g}": dict(val=r[0], test=r[1]) for w, r in table.items()},
+        select=select,
+        grid={
+            f"{w:g}": dict(val=r[0], test=r[1], val_cross_entropy=r[3]) for w, r in table.items()
+        },
         gpt2_alone=dict(val=table[0.0][0], test=table[0.0][1]),
         ngram_alone=alone,
         chosen_weight=chosen,
@@ -121,10 +139,10 @@ def main(argv=None) -> dict:
         mcnemar_test_vs_ngram=vs_ngram,
     )
     print(f"{workdir} ({rule} rule; word 1-{order} grams, alpha {alpha:g}, {buckets} buckets)")
-    print("| w | val acc | test acc |\n| --- | --- | --- |")
+    print("| w | val acc | val cross-entropy | test acc |\n| --- | --- | --- | --- |")
     for w, r in table.items():
-        tag = " (chosen on val)" if w == chosen else ""
-        print(f"| {w:g}{tag} | {100 * r[0]:.2f} | {100 * r[1]:.2f} |")
+        tag = f" (chosen by val {select})" if w == chosen else ""
+        print(f"| {w:g}{tag} | {100 * r[0]:.2f} | {r[3]:.4f} | {100 * r[1]:.2f} |")
     print(f"GPT-2 alone: val {100 * table[0.0][0]:.2f}, test {100 * table[0.0][1]:.2f}")
     print(f"n-gram alone: val {100 * alone['val']:.2f}, test {100 * alone['test']:.2f}")
     print(

@@ -570,6 +570,13 @@ KEYS = (
         "the n-gram expert (scoring/ngram.py): the weights w of score + w * log p_ngram(x|c) "
         "tried on val (the best kept, ties to the smallest); (0.0,) = no expert",
     ),
+    Key(
+        "eval.ngram_select",
+        "accuracy",
+        RUNTIME,
+        "the n-gram expert: the val figure that picks w: accuracy | cross_entropy (of the "
+        "decision at a temperature fitted per w: reads every margin, not only flipped decisions)",
+    ),
     Key("eval.ngram_order", 2, RUNTIME, "the n-gram expert: word n-grams up to this n (1..5)"),
     Key("eval.ngram_alpha", 0.3, RUNTIME, "the n-gram expert: additive smoothing of its counts"),
     Key(

@@ -80,6 +80,9 @@ def test_counts_file_round_trip(tmp_path):
 def test_choose_weight_takes_the_best_val_accuracy_ties_to_the_smallest():
     assert ngram.choose_weight({0.0: 0.8, 0.5: 0.9, 1.0: 0.9, 2.0: 0.85}) == 0.5
     assert ngram.choose_weight({0.0: 0.9, 1.0: 0.9}) == 0.0
+    assert (
+        ngram.choose_weight({0.0: 0.5, 0.5: 0.3, 1.0: 0.3, 2.0: 0.4}, lower_is_better=True) == 0.5
+    )
 
 
 def _fake(texts, labels):
@@ -137,6 +140,59 @@ def test_fit_expert_chooses_the_weight_on_val(rule):
     )
 
 
+def _xent_reference(scores, labels):
+    """min over T of the mean -log softmax(scores / T)[label], float64, on a dense log-T grid
+    refined twice around its best point (not the golden-section search eval uses)."""
+    lo, hi = np.log(1e-2), np.log(1e4)
+    for _ in range(3):
+        logt = np.linspace(lo, hi, 401)
+        z = scores[None] / np.exp(logt)[:, None, None]
+        top = z.max(-1, keepdims=True)
+        lse = top[..., 0] + np.log(np.exp(z - top).sum(-1))
+        nll = (lse - z[:, np.arange(len(labels)), labels]).mean(1)
+        i = int(nll.argmin())
+        step = logt[1] - logt[0]
+        lo, hi = logt[i] - 2 * step, logt[i] + 2 * step
+    return float(nll[i])
+
+
+def test_cross_entropy_chooses_a_weight_that_accuracy_cannot_see():
+    """Constructed: the 'GPT-2' scores get 16 of 20 val texts right by 10 nats and 4
+    wrong by 12 nats, which no weight of the grid flips: accuracy ties at every w and keeps 0;
+    the cross-entropy at each w's own fitted temperature (against a float64 grid search) sees
+    the expert widen the right margins and chooses the w it minimises."""
+    from gencls_jax import config_keys
+
+    rng = np.random.default_rng(2)
+    key = ("apple", "river")
+
+    def texts(n):
+        y = np.arange(n) % 2
+        return [" ".join([*rng.choice(FILLER, 5), key[c]]) for c in y], y
+
+    train, val = _fake(*texts(40)), _fake(*texts(20))
+    y = val.labels
+    margin = np.where(np.arange(20) < 16, 10.0, -12.0)  # for the true class
+    ll = np.zeros((20, 2))
+    ll[np.arange(20), y] = margin
+    config = config_keys.defaults()
+    config.eval.ngram_weights = (0.0, 0.25, 0.5, 1.0)
+    prior, n_tok = np.log([0.5, 0.5]), np.full(20, 7.0)
+    _, _, by_acc = E.fit_expert(config, {"train": train}, {"val": (val, ll, n_tok)}, prior, "bayes")
+    assert set(by_acc["val_accuracy"].values()) == {0.8} and by_acc["weight"] == 0.0
+    config.eval.ngram_select = "cross_entropy"
+    counts, terms, rep = E.fit_expert(
+        config, {"train": train}, {"val": (val, ll, n_tok)}, prior, "bayes"
+    )
+    nb = dense_log_probs(train.texts, train.labels, 2, val.texts, 0.3, 2)
+    ref = {w: _xent_reference(ll + prior + w * nb, y) for w in (0.0, 0.25, 0.5, 1.0)}
+    for w, x in ref.items():
+        assert rep["val_cross_entropy"][f"{w:g}"] == pytest.approx(x, rel=1e-4)
+    assert rep["select"] == "cross_entropy"
+    assert rep["weight"] == min(ref, key=ref.get) > 0
+    np.testing.assert_allclose(terms["val"], rep["weight"] * nb, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     "key,value,msg",
     [
@@ -147,6 +203,7 @@ def test_fit_expert_chooses_the_weight_on_val(rule):
         ("ngram_order", 0, "eval.ngram_order must be an integer in 1..5"),
         ("ngram_alpha", 0.0, "eval.ngram_alpha must be a number > 0"),
         ("ngram_buckets", 0, "eval.ngram_buckets must be an integer in 1..2**24"),
+        ("ngram_select", "nll", "eval.ngram_select must be one of ('accuracy', 'cross_entropy')"),
     ],
 )
 def test_bad_settings_are_one_line_errors(key, value, msg):
@@ -330,6 +387,25 @@ def test_bench_ngram_expert_reproduces_eval_from_its_outputs(runs, capsys):
     assert out["combined"]["test"] == m["results"]["test"]["bayes"]["accuracy"]
     assert out["ngram_alone"]["val"] == m["ngram"]["val_accuracy_alone"]
     assert "McNemar vs GPT-2 alone on test" in capsys.readouterr().out
+
+
+def test_bench_reads_texts_by_id_and_label():
+    """IMDB's ids repeat across its classes (a folder per label): the bench must find each
+    predicted text by (id, label), not by id alone (it found the wrong review for half of them)."""
+    spec = importlib.util.spec_from_file_location("ngram_bench", REPO / "bench" / "ngram_expert.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ds = Dataset(
+        ["bad film", "good film", "dull plot", "fine plot"],
+        np.array([0, 1, 0, 1]),
+        ["0", "0", "1", "1"],
+        np.full(4, "real"),
+        ("neg", "pos"),
+    )
+    got = bench.texts_by_id(ds, ["1", "0", "0"], np.array([1, 1, 0]), "test")
+    assert got == ["fine plot", "good film", "bad film"]
+    with pytest.raises(SystemExit, match="1 predicted ids not in the data"):
+        bench.texts_by_id(ds, ["2"], np.array([0]), "test")
 
 
 def test_bad_weight_on_the_command_line_is_one_line(runs):

@@ -81,7 +81,9 @@ def check_settings(config) -> None:
     pipeline.long_text(config, scoring=True)
     calibration.check_bins(config.eval.ece_bins)
     e = config.eval
-    ngram.check_settings(e.ngram_weights, e.ngram_order, e.ngram_alpha, e.ngram_buckets)
+    ngram.check_settings(
+        e.ngram_weights, e.ngram_order, e.ngram_alpha, e.ngram_buckets, e.ngram_select
+    )
 
 
 def score_splits(config, cond, params, model_config, tok, ds, k: int) -> tuple[dict, dict]:
@@ -138,14 +140,22 @@ def fit_on_validation(
 def fit_expert(config, ds: dict, scored: dict, prior, rule: str):
     """The n-gram expert (`scoring/ngram.py`), counted on the training texts: (its [K, buckets]
     counts, {split: [N, K] w * log p_ngram(x | c)}, metrics.json's `ngram`), w the weight of
-    `eval.ngram_weights` (0 always tried) of the highest val accuracy under `rule`. A grid of
+    `eval.ngram_weights` (0 always tried) of the best val figure under `rule`
+    (`eval.ngram_select`: accuracy, or the cross-entropy at a fitted temperature). A grid of
     0 only: (None, None, None), today's classifier; no val texts or w = 0: no counts, no terms."""
     e = config.eval
     if not ngram.enabled(e.ngram_weights):
         return None, None, None
     order, alpha = int(e.ngram_order), float(e.ngram_alpha)
     grid = sorted({0.0, *(float(w) for w in e.ngram_weights)})
-    report = dict(rule=rule, grid=grid, order=order, alpha=alpha, buckets=int(e.ngram_buckets))
+    report = dict(
+        rule=rule,
+        grid=grid,
+        order=order,
+        alpha=alpha,
+        buckets=int(e.ngram_buckets),
+        select=e.ngram_select,
+    )
     if "val" not in scored or "train" not in ds:
         logging.warning("eval.ngram_weights: no validation texts scored, no weight chosen: off")
         return None, None, dict(report, weight=0.0, note="no validation texts: no weight chosen")
@@ -154,18 +164,34 @@ def fit_expert(config, ds: dict, scored: dict, prior, rule: str):
     counts = ngram.fit(seqs, train.labels, len(prior), order, int(e.ngram_buckets))
     d, ll, n_tok = scored["val"]
     nb = ngram.term(counts, d.texts, 1.0, alpha, order)
-    acc = ngram.accuracies(ll, nb, n_tok, d.labels, rule, prior, grid)
-    w = ngram.choose_weight(acc)
+    scores = ngram.decision_scores(ll, nb, n_tok, d.labels, rule, prior, grid)
+    acc = ngram.accuracies(scores, d.labels)
+    xent = ngram.cross_entropies(scores, d.labels)
+    if e.ngram_select == "cross_entropy":
+        w = ngram.choose_weight({k: v[0] for k, v in xent.items()}, lower_is_better=True)
+    else:
+        w = ngram.choose_weight(acc)
     report.update(
         weight=w,
         val_accuracy_without=acc[0.0],
         val_accuracy_with=acc[w],
         val_accuracy_alone=float(np.mean((nb + prior).argmax(1) == d.labels)),
         val_accuracy={f"{k:g}": v for k, v in acc.items()},
+        val_cross_entropy={f"{k:g}": v[0] for k, v in xent.items()},
+        val_temperature={f"{k:g}": v[1] for k, v in xent.items()},
         fitted_on="train",
         file=ngram.COUNTS_FILE if w > 0 else None,
     )
-    logging.info("n-gram expert: weight %g (val accuracy %.4f, without %.4f)", w, acc[w], acc[0.0])
+    logging.info(
+        "n-gram expert: weight %g by val %s (val accuracy %.4f, without %.4f; cross-entropy "
+        "%.4f, without %.4f)",
+        w,
+        e.ngram_select.replace("_", "-"),
+        acc[w],
+        acc[0.0],
+        xent[w][0],
+        xent[0.0][0],
+    )
     if w == 0:
         return None, None, report
     terms = {  # val's log-probabilities are those the weight was chosen on

@@ -264,9 +264,9 @@ def ngram_line(g: dict) -> str:
         return f"- n-gram expert: off ({g['note']})"
     return (
         f"- n-gram expert (word 1-{g['order']} grams, alpha {g['alpha']:g}): weight "
-        f"{g['weight']:g} of {g['grid']}, chosen on val ({g['rule']} rule): val accuracy "
-        f"{pct(g['val_accuracy_with'])} with, {pct(g['val_accuracy_without'])} without, "
-        f"{pct(g['val_accuracy_alone'])} alone"
+        f"{g['weight']:g} of {g['grid']}, chosen by val {g.get('select', 'accuracy')} "
+        f"({g['rule']} rule): val accuracy {pct(g['val_accuracy_with'])} with, "
+        f"{pct(g['val_accuracy_without'])} without, {pct(g['val_accuracy_alone'])} alone"
     )
 
 

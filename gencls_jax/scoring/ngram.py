@@ -5,7 +5,14 @@ short texts of a kind the GPT-2 init has not read (news topics, questions), its 
 know things the LM does not, and a product of the two experts, score_c(x) = [the run's score]
 + w * log p_ngram(x | c), can beat both. The weight w is chosen on the validation texts
 (`choose_weight`, a grid that holds 0, ties to the smaller w), never fixed: the same product
-helped one held-back set and hurt another at a fixed weight (issue 24).
+helped one held-back set and hurt another at a fixed weight (issue 24). The figure that chooses
+it (`eval.ngram_select`): validation accuracy, or the cross-entropy of the decision at its own
+fitted temperature (`cross_entropies`). The run's checkpoint and an ensemble's members were
+chosen by accuracy on the same validation texts, so the errors left there are few and hard and
+the expert's help shows in the margins before it flips a decision: accuracy chose w = 0 on
+TREC, SST-2 and IMDB, where the cross-entropy chose w > 0 and test rose (BUILD_NOTES, "The
+n-gram expert's weight"). The temperature is refitted for each w, so a w that only rescales the
+scores gains nothing.
 
 The features: each text's lowercased words (the pattern `WORD`, each word read as the crc32 of
 its UTF-8) and their n-grams up to `order`, hashed into `buckets` buckets (`hashed`). Words, not
@@ -27,16 +34,17 @@ from typing import Sequence
 import numpy as np
 
 from gencls_jax.errors import DataError
-from gencls_jax.scoring import decide
+from gencls_jax.scoring import calibration, decide
 from gencls_jax.system import fileio
 
 WORD = re.compile(r"\w+")  # a word; punctuation is left out
 COUNTS_FILE = "ngram_counts.npz"  # beside metrics.json: what predict needs of the expert
 _PRIME = np.uint64(1099511628211)  # FNV-1a's 64-bit prime: one n-gram -> one 64-bit hash
 _SEED = np.uint64(14695981039346656037)  # FNV-1a's offset basis
+SELECT = ("accuracy", "cross_entropy")  # eval.ngram_select: the validation figure that picks w
 
 
-def check_settings(weights, order, alpha, buckets) -> None:
+def check_settings(weights, order, alpha, buckets, select="accuracy") -> None:
     """The expert's config keys, checked before anything is read: a bad value is a one-line
     DataError."""
     w = tuple(weights) if isinstance(weights, (tuple, list)) else None
@@ -52,6 +60,8 @@ def check_settings(weights, order, alpha, buckets) -> None:
         raise DataError(f"eval.ngram_alpha must be a number > 0 (the smoothing), got {alpha!r}")
     if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= 2**24:
         raise DataError(f"eval.ngram_buckets must be an integer in 1..2**24, got {buckets!r}")
+    if select not in SELECT:
+        raise DataError(f"eval.ngram_select must be one of {SELECT}, got {select!r}")
 
 
 def enabled(weights) -> bool:
@@ -132,23 +142,39 @@ def load(path: Path) -> np.ndarray:
         return flat.reshape(tuple(int(s) for s in z["shape"]))
 
 
-def accuracies(ll, nb, n_tokens, labels, rule: str, prior, grid) -> dict:
-    """{w: accuracy of `rule` on ll + w * nb} for each w of `grid`: [N, K] log-likelihoods `ll`
-    and n-gram log-probabilities `nb` of labelled texts (the calibrated rule: its offsets
+def decision_scores(ll, nb, n_tokens, labels, rule: str, prior, grid) -> dict:
+    """{w: [N, K] scores of `rule` on ll + w * nb} for each w of `grid`: [N, K] log-likelihoods
+    `ll` and n-gram log-probabilities `nb` of labelled texts (the calibrated rule: its offsets
     fitted on each combination, as eval fits them on the validation texts)."""
     out = {}
     for w in grid:
         combined = ll + w * nb
         off = decide.fit_offsets(combined, labels) if rule == "calibrated" else None
-        pred = decide.scores(combined, n_tokens, rule, prior, off).argmax(1)
-        out[w] = float(np.mean(pred == np.asarray(labels)))
+        out[w] = decide.scores(combined, n_tokens, rule, prior, off)
     return out
 
 
-def choose_weight(accuracies: dict) -> float:
-    """The weight of the highest validation accuracy ({w: accuracy}); a tie goes to the
-    smallest w, so a grid holding 0 never does worse on validation than no expert."""
-    return min(accuracies, key=lambda w: (-accuracies[w], w))
+def accuracies(scores: dict, labels) -> dict:
+    """{w: accuracy} of `decision_scores`' {w: [N, K] scores}."""
+    return {w: float(np.mean(s.argmax(1) == np.asarray(labels))) for w, s in scores.items()}
+
+
+def cross_entropies(scores: dict, labels) -> dict:
+    """{w: (mean -log softmax(s / T)[label], T)} of `decision_scores`' {w: [N, K] scores s},
+    T the temperature that minimises it (`calibration.fit_temperature`)."""
+    out = {}
+    for w, s in scores.items():
+        t, _ = calibration.fit_temperature(s, labels)
+        out[w] = (calibration.nll(s, labels, t), t)
+    return out
+
+
+def choose_weight(figures: dict, lower_is_better: bool = False) -> float:
+    """The weight of the best validation figure ({w: figure}: accuracy, or with
+    `lower_is_better` a cross-entropy); a tie goes to the smallest w, so a grid holding 0 never
+    does worse on that figure than no expert."""
+    sign = 1.0 if lower_is_better else -1.0
+    return min(figures, key=lambda w: (sign * figures[w], w))
 
 
 def term(counts: np.ndarray, texts: Sequence[str], weight: float, alpha: float, order: int):
