@@ -8,8 +8,8 @@ case $set_ in trec) data=("${trec[@]}");; sst2) data=("${sst2[@]}");; esac
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.08
 mkdir -p $O/lv
 ( r lv_$name python3 run.py --config=configs/small_set.py --workdir=$O/lv/$name "${common[@]}" "${data[@]}" \
-  --config.model.init=$INIT --config.search.candidates="()" --config.search.ensemble=1 \
-  --config.seed=$seed --config.eval.splits="('val',)" --config.compile_cache_dir=/tmp/xla_lv/${set_}_$lever "$@" )  # a subshell: r exits 130 on Ctrl-C
+  --config.model.init=${LV_INIT:-$INIT} --config.search.candidates="()" --config.search.ensemble=1 \
+  --config.seed=$seed --config.eval.splits="('val',)" --config.compile_cache_dir=/tmp/xla_lv/${set_}_$lever ${LVX:-} "$@" )  # a subshell: r exits 130 on Ctrl-C
 rc=$?; [ $rc = 0 ] && rm -rf $O/lv/$name/checkpoints $O/lv/$name/export
 [ $rc = 130 ] && exit 255  # xargs starts no further run after a Ctrl-C
 exit $rc
