@@ -55,7 +55,7 @@ def figures(per_call: int, wd: Path, r: dict) -> dict:
         steps_per_s=steps / max(tr["wall_s"] - first, 1e-9),
         logged_it_s=float(np.median(rates)) if rates else float("nan"),
         loss=summary["final_train_loss"],
-        best=summary["best"],
+        best=float("nan") if summary["best"] is None else summary["best"],  # no val pass yet
         run=r["wall"],
     )
 
