@@ -34,7 +34,7 @@ from gencls_jax import conditioning  # noqa: E402
 from gencls_jax.reports import stats  # noqa: E402
 from gencls_jax.runs import rules  # noqa: E402
 from gencls_jax.runs import workdir as wd  # noqa: E402
-from gencls_jax.scoring import calibration, decide, ngram  # noqa: E402
+from gencls_jax.scoring import decide, ngram  # noqa: E402
 
 
 def read_split(workdir: Path, split: str) -> dict:
@@ -70,8 +70,7 @@ def accuracies(rule: str, prior, val: dict, test: dict, nb: dict, w: float) -> t
     sv = decide.scores(lv, val["n_tok"], rule, prior, off)
     pt = decide.scores(lt, test["n_tok"], rule, prior, off).argmax(1)
     ok = pt == test["labels"]
-    t, _ = calibration.fit_temperature(sv, val["labels"])
-    xent = calibration.nll(sv, val["labels"], t)
+    xent, _ = ngram.cross_entropy(sv, val["labels"])
     return float(np.mean(sv.argmax(1) == val["labels"])), float(np.mean(ok)), ok, xent
 
 
@@ -112,10 +111,9 @@ def main(argv=None) -> dict:
     select = a.select or e.ngram_select
     if select not in ngram.SELECT:
         raise SystemExit(f"error: --select must be one of {ngram.SELECT}, got {select!r}")
-    if select == "cross_entropy":
-        chosen = ngram.choose_weight({w: r[3] for w, r in table.items()}, lower_is_better=True)
-    else:
-        chosen = ngram.choose_weight({w: r[0] for w, r in table.items()})
+    chosen = ngram.select_weight(
+        select, {w: r[0] for w, r in table.items()}, {w: r[3] for w, r in table.items()}
+    )
     alone_ok = {s: (nb[s] + prior).argmax(1) == v["labels"] for s, v in split.items()}
     alone = {s: float(np.mean(ok)) for s, ok in alone_ok.items()}
     test_mcnemar = stats.mcnemar(table[chosen][2], table[0.0][2])

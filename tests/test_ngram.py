@@ -85,6 +85,13 @@ def test_choose_weight_takes_the_best_val_accuracy_ties_to_the_smallest():
     )
 
 
+def _keyed_texts(rng, n):
+    """n texts of 5 filler words and their class's key word ('apple' / 'river'), classes
+    alternating: the n-gram expert reads the class off the key."""
+    y = np.arange(n) % 2
+    return [" ".join([*rng.choice(FILLER, 5), ("apple", "river")[c]]) for c in y], y
+
+
 def _fake(texts, labels):
     n = len(texts)
     return Dataset(
@@ -100,13 +107,7 @@ def test_fit_expert_chooses_the_weight_on_val(rule):
     from gencls_jax import config_keys
 
     rng = np.random.default_rng(1)
-    key = ("apple", "river")
-
-    def texts(n):
-        y = np.arange(n) % 2
-        return [" ".join([*rng.choice(FILLER, 5), key[c]]) for c in y], y
-
-    train, val = _fake(*texts(40)), _fake(*texts(20))
+    train, val = _fake(*_keyed_texts(rng, 40)), _fake(*_keyed_texts(rng, 20))
     config = config_keys.defaults()
     config.eval.ngram_weights = (0.0, 0.5, 1.0, 2.0)
     prior = np.log([0.5, 0.5])
@@ -164,13 +165,7 @@ def test_cross_entropy_chooses_a_weight_that_accuracy_cannot_see():
     from gencls_jax import config_keys
 
     rng = np.random.default_rng(2)
-    key = ("apple", "river")
-
-    def texts(n):
-        y = np.arange(n) % 2
-        return [" ".join([*rng.choice(FILLER, 5), key[c]]) for c in y], y
-
-    train, val = _fake(*texts(40)), _fake(*texts(20))
+    train, val = _fake(*_keyed_texts(rng, 40)), _fake(*_keyed_texts(rng, 20))
     y = val.labels
     margin = np.where(np.arange(20) < 16, 10.0, -12.0)  # for the true class
     ll = np.zeros((20, 2))

@@ -167,10 +167,7 @@ def fit_expert(config, ds: dict, scored: dict, prior, rule: str):
     scores = ngram.decision_scores(ll, nb, n_tok, d.labels, rule, prior, grid)
     acc = ngram.accuracies(scores, d.labels)
     xent = ngram.cross_entropies(scores, d.labels)
-    if e.ngram_select == "cross_entropy":
-        w = ngram.choose_weight({k: v[0] for k, v in xent.items()}, lower_is_better=True)
-    else:
-        w = ngram.choose_weight(acc)
+    w = ngram.select_weight(e.ngram_select, acc, {k: v[0] for k, v in xent.items()})
     report.update(
         weight=w,
         val_accuracy_without=acc[0.0],

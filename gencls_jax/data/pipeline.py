@@ -280,8 +280,8 @@ def long_text(config, scoring: bool = False) -> tuple[str, int, tuple[str, str]]
     d, e = config.data, config.eval
     if not scoring:
         return d.long_text, d.window_stride, ("data.long_text", "data.window_stride")
-    if e.long_text not in ("", *LONG_TEXT_MODES):
-        modes = ("", *LONG_TEXT_MODES)
+    modes = ("", *LONG_TEXT_MODES)
+    if e.long_text not in modes:
         raise DataError(
             f"eval.long_text must be one of {modes} ('' = data.long_text), got {e.long_text!r}"
         )

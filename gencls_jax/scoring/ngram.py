@@ -159,14 +159,16 @@ def accuracies(scores: dict, labels) -> dict:
     return {w: float(np.mean(s.argmax(1) == np.asarray(labels))) for w, s in scores.items()}
 
 
+def cross_entropy(scores: np.ndarray, labels) -> tuple[float, float]:
+    """(mean -log softmax(scores / T)[label], T) of [N, K] scores, T the temperature that
+    minimises it (`calibration.fit_temperature`)."""
+    t, _ = calibration.fit_temperature(scores, labels)
+    return calibration.nll(scores, labels, t), t
+
+
 def cross_entropies(scores: dict, labels) -> dict:
-    """{w: (mean -log softmax(s / T)[label], T)} of `decision_scores`' {w: [N, K] scores s},
-    T the temperature that minimises it (`calibration.fit_temperature`)."""
-    out = {}
-    for w, s in scores.items():
-        t, _ = calibration.fit_temperature(s, labels)
-        out[w] = (calibration.nll(s, labels, t), t)
-    return out
+    """{w: `cross_entropy`} of `decision_scores`' {w: [N, K] scores}."""
+    return {w: cross_entropy(s, labels) for w, s in scores.items()}
 
 
 def choose_weight(figures: dict, lower_is_better: bool = False) -> float:
@@ -175,6 +177,14 @@ def choose_weight(figures: dict, lower_is_better: bool = False) -> float:
     does worse on that figure than no expert."""
     sign = 1.0 if lower_is_better else -1.0
     return min(figures, key=lambda w: (sign * figures[w], w))
+
+
+def select_weight(select: str, accuracies: dict, cross_entropies: dict) -> float:
+    """The weight `eval.ngram_select` chooses from validation's {w: accuracy} and
+    {w: cross-entropy}."""
+    if select == "cross_entropy":
+        return choose_weight(cross_entropies, lower_is_better=True)
+    return choose_weight(accuracies)
 
 
 def term(counts: np.ndarray, texts: Sequence[str], weight: float, alpha: float, order: int):
