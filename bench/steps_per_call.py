@@ -71,7 +71,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/tiny.py")
     ap.add_argument("--per-call", default="1,4,16", help="train.steps_per_call settings")
-    ap.add_argument("--threads", type=int, default=-1, help="compile_ahead_threads")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="compile_ahead_threads (0, the config's default: on the H200 a cold run with it on "
+        "failed in a cuDNN graph capture, 2026-11-30)",
+    )
     ap.add_argument("--tmp", default="", help="folder for workdirs and caches (default: a temp)")
     ap.add_argument("--out", default="", help="also write the figures here (JSON)")
     ap.add_argument("overrides", nargs="*", help="after --: run.py flags for every run")
