@@ -370,6 +370,14 @@ KEYS = (
     ),
     Key("train.weight_decay", 0.01, MODEL, "AdamW; not on biases, LayerNorm, embeddings"),
     Key(
+        "train.ema_decay",
+        0.0,
+        MODEL,
+        "> 0: keep an exponential moving average of the parameters (decay per update, warmed "
+        "up as min(decay, (1 + t) / (10 + t))); validation, the best checkpoint, export and "
+        "eval use it, training the live weights; 0 = off",
+    ),
+    Key(
         "train.layer_lr_decay",
         1.0,
         MODEL,

@@ -219,3 +219,46 @@ def test_checkpoints_without_the_tracked_metric_warn_once(tmp_path, caplog):
         "train.best_metric='val_accuracy' is not among the validation metrics (val_loss): no "
         "checkpoint is ranked, the best one is the latest"
     ]
+
+
+def test_a_checkpoint_from_before_a_state_field_was_added_still_resumes(tmp_path):
+    """Checkpoints written before TrainState had `average` (a NamedTuple of six fields, saved
+    as it was) restore into today's state with the field off, every value as written."""
+    from typing import Any, NamedTuple
+
+    import orbax.checkpoint as ocp
+
+    from gencls_jax.training import step as TS
+
+    class OldState(NamedTuple):  # TrainState before train.ema_decay
+        step: Any
+        params: Any
+        opt_state: Any
+        loss_scale: Any
+        skipped: Any
+        rng: Any
+
+    rng = np.random.default_rng(0)
+    old = OldState(
+        np.int32(7),
+        {"w": rng.normal(size=(3, 2)).astype(np.float32)},
+        {"mu": rng.normal(size=(3, 2)).astype(np.float32)},
+        np.float32(1.0),
+        np.int32(0),
+        np.arange(2, dtype=np.uint32),
+    )
+    ckpt = Checkpointer(tmp_path, keep=1, best_metric="", async_save=False)
+    ckpt.manager.save(
+        7,
+        args=ocp.args.Composite(
+            state=ocp.args.PyTreeSave(old), meta=ocp.args.JsonSave({"epoch": 1})
+        ),
+        force=True,
+    )
+    ckpt.manager.wait_until_finished()
+    like = TS.TrainState(*(jax.tree_util.tree_map(np.zeros_like, x) for x in old))
+    state, meta, step, fallback = ckpt.restore(like)
+    ckpt.close()
+    assert (step, meta, fallback, state.average) == (7, {"epoch": 1}, None, None)
+    for got, want in zip(state[:6], old):
+        jax.tree_util.tree_map(np.testing.assert_array_equal, jax.device_get(got), want)

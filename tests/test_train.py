@@ -25,8 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gencls_jax import config_keys  # noqa: E402
+from gencls_jax.errors import RunError  # noqa: E402
 from gencls_jax.model import gpt2 as M  # noqa: E402
 from gencls_jax.reports.logs import read_metrics  # noqa: E402
+from gencls_jax.runs import load  # noqa: E402
 from gencls_jax.runs.checkpoint import Checkpointer  # noqa: E402
 from gencls_jax.scoring.score import stack_params  # noqa: E402
 from gencls_jax.system import sharding  # noqa: E402
@@ -257,10 +259,12 @@ def test_layer_lr_decay_matches_float64_adamw():
 
 def test_per_class_decision_trains_with_every_regulariser_on():
     """K = 2 stacked class models (vmapped) on the decision objective with layer-wise lr decay,
-    label smoothing and adversarial training all on: the loss falls over 6 steps of one batch,
+    label smoothing, adversarial training and the moving average all on: the loss falls over 6 steps of one batch,
     every step finite. (The LM objective of stacked models with each lever:
     test_layer_lr_decay_matches_float64_adamw, and test_objectives.py's first-order test.)"""
-    config = base_config(layer_lr_decay=0.7, adversarial_eps=0.05, adversarial_weight=0.5)
+    config = base_config(
+        layer_lr_decay=0.7, adversarial_eps=0.05, adversarial_weight=0.5, ema_decay=0.9
+    )
     config.model.conditioning = "per_class"
     config.train.objective, config.train.decision_label_smoothing = "decision", 0.1
     objectives.check_settings(config.train)
@@ -280,6 +284,9 @@ def test_per_class_decision_trains_with_every_regulariser_on():
         assert np.all(m["finite"]) and np.all(m["real"])
         losses.append(float(obj.losses({k: m[k] for k in ("nll", "weight", "ce", "texts")})[0]))
     assert losses[-1] < 0.8 * losses[0], losses
+    avg, live = to_np(state.average), to_np(state.params)
+    assert np.all(np.isfinite(avg["wte"]["embedding"]))
+    assert not np.array_equal(avg["wte"]["embedding"], live["wte"]["embedding"])
 
 
 def test_layer_lr_multipliers_of_a_discriminative_tree():
@@ -495,6 +502,76 @@ def test_empty_class_step_changes_nothing():
             before.params["wte"]["embedding"][0], after.params["wte"]["embedding"][0]
         )
         assert list(ms[0]["real"]) == [True, False]
+
+
+# --- the moving average of the parameters (train.ema_decay) ----------------------------------
+
+
+def test_moving_average_matches_float64_recurrence():
+    """Two class models, three steps, class 1 without a real token in the second: each model's
+    average is the float64 recurrence over its own applied updates, decay_t = min(d, (1 + t) /
+    (10 + t)), from its init; the live parameters are those of a run without the average."""
+    d = 0.7
+    data = make_epochs(1, 3, 8, classes=2)[0]
+    data[1] = {k: v.copy() for k, v in data[1].items()}
+    data[1]["weights"][1] = 0.0  # class 1: padding only, no update
+    runs = {}
+    for decay in (0.0, d):
+        config = base_config(ema_decay=decay)
+        config.model.conditioning = "per_class"
+        mc = model_config(config)
+        init = to_np(tiny_params(mc, 2))
+        state, seen = None, []
+        for b in data:
+            state, _ = run_steps(config, mc, tiny_params(mc, 2), [b], True, state=state)
+            seen.append(to_np(state.params))
+        runs[decay] = state, seen
+    state, seen = runs[d]
+    assert runs[0.0][0].average is None
+    assert_trees(np.testing.assert_array_equal, runs[0.0][0].params, state.params)
+    for c in range(2):
+        ref = jax.tree_util.tree_map(lambda x: np.float64(x[c]), init)
+        t = 0
+        for i, after in enumerate(seen):
+            if c == 1 and i == 1:
+                continue  # no update applied: the average stays
+            t += 1
+            dt = min(d, (1 + t) / (10 + t))
+            ref = jax.tree_util.tree_map(lambda a, p: dt * a + (1 - dt) * p[c], ref, after)
+        got = jax.tree_util.tree_map(lambda x: np.asarray(x)[c], to_np(state.average))
+        jax.tree_util.tree_map(
+            lambda g, r: np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6), got, ref
+        )
+    moved = to_np(state.average)["wte"]["embedding"] - init["wte"]["embedding"]
+    assert np.abs(moved).max() > 0  # the test would pass on a frozen average otherwise
+
+
+def test_a_run_is_validated_and_loaded_on_its_average(tmp_path):
+    """With the average on, validation sees it (not the live weights), and loading the run's
+    best checkpoint gives the average at that step."""
+    config = base_config(epochs=2, ema_decay=0.9, keep_checkpoints=1, best_metric="val_loss")
+    mc = model_config(config)
+    seen = []
+
+    def val(params):
+        seen.append(to_np(params))
+        return {"val_loss": float(len(seen))}  # best: the first epoch
+
+    res = train(config, tmp_path, mc, tiny_params(mc), batches_fn(make_epochs(2, 3, 8)), 3, val)
+    assert_trees(np.testing.assert_array_equal, seen[-1], res.state.average)
+    assert_trees(np.testing.assert_array_equal, res.params, res.state.average)
+    assert not np.array_equal(
+        to_np(res.state.average)["wte"]["embedding"], to_np(res.state.params)["wte"]["embedding"]
+    )
+    params, step, _ = load.restore_params(tmp_path, tiny_params(mc), "best")
+    assert step == 3
+    assert_trees(np.testing.assert_array_equal, params, seen[0])
+
+
+def test_ema_decay_out_of_range_is_one_line():
+    for bad in (1.0, -0.1, "0.9", True):
+        with pytest.raises(RunError, match=r"train.ema_decay must be a number in \[0, 1\)"):
+            TS.ema_decay(ml_collections.ConfigDict({"ema_decay": bad}))
 
 
 def test_one_step_run_trains(tmp_path):
@@ -713,10 +790,12 @@ def test_per_class_learns(tmp_path):
     assert float(nll[0]) < float(nll[1])
 
 
-def test_resume_is_bit_exact(tmp_path):
-    """Interrupted by SIGINT and resumed == uninterrupted (params and losses). The signal comes
-    while step 5's metrics are handled, step 6 is in flight: training stops after step 6."""
-    config = base_config(epochs=2, ckpt_every=3, keep_checkpoints=1)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_is_bit_exact(tmp_path, ema_decay):
+    """Interrupted by SIGINT and resumed == uninterrupted (params, their moving average when on,
+    and losses). The signal comes while step 5's metrics are handled, step 6 is in flight:
+    training stops after step 6."""
+    config = base_config(epochs=2, ckpt_every=3, keep_checkpoints=1, ema_decay=ema_decay)
     mc = model_config(config, dropout=0.1)  # dropout on: its keys must replay exactly
     data = make_epochs(2, 4, 8)
     full = train(config, tmp_path / "full", mc, tiny_params(mc), batches_fn(data), 4)
@@ -739,6 +818,8 @@ def test_resume_is_bit_exact(tmp_path):
     assert [h["loss"] for h in part.history + rest.history] == [h["loss"] for h in full.history]
     assert_trees(np.testing.assert_array_equal, full.state.params, rest.state.params)
     assert_trees(np.testing.assert_array_equal, full.state.opt_state, rest.state.opt_state)
+    assert (full.state.average is None) == (ema_decay == 0)
+    assert_trees(np.testing.assert_array_equal, full.state.average, rest.state.average)
     logged = [
         r["train_loss"]
         for r in read_metrics(tmp_path / "part" / "metrics.jsonl")

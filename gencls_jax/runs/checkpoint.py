@@ -59,6 +59,22 @@ def _abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def _stored(state: Any) -> Any:
+    """What a checkpoint holds of a train state: a NamedTuple's fields by name, those set to
+    None (a feature that is off, e.g. the moving average) left out, so a state that grew a field
+    still restores the checkpoints written before it."""
+    if not hasattr(state, "_asdict"):
+        return state
+    return {k: v for k, v in state._asdict().items() if v is not None}
+
+
+def _rebuilt(like_state: Any, stored: Any) -> Any:
+    """`_stored`'s inverse, in the type of `like_state` (its None fields stay None)."""
+    if not hasattr(like_state, "_asdict"):
+        return stored
+    return type(like_state)(**{k: stored.get(k) for k in like_state._fields})
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:200]}"
@@ -124,7 +140,9 @@ class Checkpointer:
             self.manager.delete(step)
         self.manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.PyTreeSave(state), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeSave(_stored(state)), meta=ocp.args.JsonSave(meta)
+            ),
             metrics=metrics,
             force=True,
         )
@@ -188,7 +206,7 @@ class Checkpointer:
         """(state, meta, step, fallback) of the latest / best / given step, in the structure,
         dtypes and shardings of `like_state`; a damaged step is skipped for the next newest
         (warned; `fallback` says so, else None)."""
-        abstract = _abstract(like_state)
+        abstract = _abstract(_stored(like_state))
         restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
 
         def one(step):
@@ -196,22 +214,23 @@ class Checkpointer:
             out = self.manager.restore(
                 step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore())
             )
-            return out.state, dict(out.meta)
+            return _rebuilt(like_state, out.state), dict(out.meta)
 
         (state, meta), step, fallback = self._restore_first(which, one, set_aside_damaged)
         return state, meta, step, fallback
 
     def restore_params(
-        self, like_params: Any, which: str | int = "best"
+        self, like_params: Any, which: str | int = "best", field: str = "params"
     ) -> tuple[Any, int, str | None]:
         """(params, step, fallback): only the parameters of a saved train state (orbax partial
-        restore), so loading a trained model needs no optimizer."""
-        abstract = {"params": _abstract(like_params)}
+        restore), so loading a trained model needs no optimizer. `field`: 'params', or
+        'average' (the moving average a run with `train.ema_decay` > 0 ships)."""
+        abstract = {field: _abstract(like_params)}
         restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
 
         def one(step):
             args = ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
-            return self.manager.restore(step, args=ocp.args.Composite(state=args)).state["params"]
+            return self.manager.restore(step, args=ocp.args.Composite(state=args)).state[field]
 
         return self._restore_first(which, one, set_aside_damaged=False)
 

@@ -72,8 +72,9 @@ def restore_params(
     workdir: Path, like_params: Any, which: str = "best"
 ) -> tuple[Any, int, str | None]:
     """(float32 parameters, step, fallback) of the best (or latest) checkpoint in `workdir`: the
-    parameters alone, no optimizer. A damaged checkpoint is skipped with a warning; `fallback`
-    says which were (None if none)."""
+    parameters alone, no optimizer; the moving average of them when the run trained with
+    `train.ema_decay` > 0 (what it was validated and ranked by). A damaged checkpoint is
+    skipped with a warning; `fallback` says which were (None if none)."""
     ckpt_dir = Path(workdir) / "checkpoints"
     if not ckpt_dir.exists():
         raise RunError(f"{workdir} has no checkpoints yet: train first (--mode=train)")
@@ -83,7 +84,7 @@ def restore_params(
     )
     ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=_best_metric(workdir), async_save=False)
     try:
-        params, step, fallback = ckpt.restore_params(like, which)
+        params, step, fallback = ckpt.restore_params(like, which, _shipped_field(workdir))
     except RestoreError as e:
         raise RunError(str(e)) from None
     except (ValueError, KeyError) as e:
@@ -95,6 +96,12 @@ def restore_params(
         ckpt.close()
     logging.info("restored step %d (%s) from %s", step, which, ckpt_dir)
     return params, step, fallback
+
+
+def _shipped_field(workdir: Path) -> str:
+    """The state field the run ships: 'average' when it kept a moving average of its params."""
+    saved = saved_config(workdir)
+    return "average" if saved is not None and float(saved.train.ema_decay) > 0 else "params"
 
 
 def _best_metric(workdir: Path) -> str:

@@ -82,11 +82,11 @@ def shard_batch(batch: Batch, mesh: Mesh, steps: bool = False) -> dict:
 
 def state_shardings(mesh: Mesh, state: Any, stacked: bool, fsdp: bool = False) -> Any:
     """A train state's shardings: class-stacked fields (params, optimizer state, loss scale,
-    skip counters) split over 'class' on their leading axis; step and rng replicated. With
-    `fsdp` (`train.fsdp`), params and optimizer state are also split over 'data' (FSDP-style:
-    each device of a group holds 1/n of every weight; XLA gathers a layer's weights for its
-    matmuls and reduce-scatters its gradients), for models whose params, grads and Adam
-    moments do not fit one device."""
+    skip counters, the moving average of params) split over 'class' on their leading axis;
+    step and rng replicated. With `fsdp` (`train.fsdp`), params, their average and optimizer
+    state are also split over 'data' (FSDP-style: each device of a group holds 1/n of every
+    weight; XLA gathers a layer's weights for its matmuls and reduce-scatters its gradients),
+    for models whose params, grads and Adam moments do not fit one device."""
 
     def leaf(x, lead: tuple) -> NamedSharding:
         n = mesh.shape["data"]
@@ -102,7 +102,7 @@ def state_shardings(mesh: Mesh, state: Any, stacked: bool, fsdp: bool = False) -
         if name in ("step", "rng"):
             return jax.tree_util.tree_map(lambda _: replicated(mesh), value)
         lead = ("class",) if stacked else ()
-        if name in ("params", "opt_state"):
+        if name in ("params", "opt_state", "average"):
             return jax.tree_util.tree_map(lambda x: leaf(x, lead), value)
         return jax.tree_util.tree_map(lambda _: NamedSharding(mesh, P(*lead)), value)
 

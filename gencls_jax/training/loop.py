@@ -94,7 +94,8 @@ class TrainResult:
 
     @property
     def params(self) -> Any:
-        return self.state.params
+        """The parameters the run ships (`step.shipped_params`: the moving average when on)."""
+        return ts.shipped_params(self.state)
 
     def outcome(self) -> dict:
         """How the call ended, as the run's summaries record it."""
@@ -327,7 +328,8 @@ def train(
                 epoch += 1
                 meta.update(epoch=epoch, batch=0)
                 ev = {
-                    m: float(v) for m, v in (eval_fn(run.state.params) if eval_fn else {}).items()
+                    m: float(v)
+                    for m, v in (eval_fn(ts.shipped_params(run.state)) if eval_fn else {}).items()
                 }
                 log.validation(run.step, epoch - 1, ev)
                 if hooks.track_best(meta, ev, run.step, tc):

@@ -22,6 +22,11 @@ micro-batches, then updates each model on its own:
   per-call dispatch; a call of fewer updates leaves its last slots off (`live`).
 - float16 (`model.dtype`): dynamic loss scaling per model; a step with non-finite gradients is
   skipped. A joint objective (the decision) runs in bfloat16 or float32.
+- Weight averaging (`train.ema_decay` > 0): the state also holds an exponential moving
+  average of each model's parameters (`average`), updated after each applied update; the
+  run is validated, ranked, exported and evaluated on it (`shipped_params`), trained on the
+  live parameters. It is in the checkpoint, so a resumed run's average is the uninterrupted
+  one's.
 - Adversarial training (`train.adversarial_eps` > 0; Miyato et al. 2017): the gradient also
   takes `train.adversarial_weight` x the loss with the input token embeddings moved by
   `adversarial_perturbation` (same micro-batch, same dropout keys): a second forward and
@@ -63,6 +68,30 @@ class TrainState(NamedTuple):
     loss_scale: optim.LossScale
     skipped: Array  # int32: steps skipped for non-finite grads (float16 loss scaling)
     rng: Array  # uint32 key data of the dropout base key
+    average: Any = None  # train.ema_decay > 0: the moving average of params; None when off
+
+
+def shipped_params(state: TrainState) -> Any:
+    """The parameters a run is validated, ranked and exported by: the moving average when
+    `train.ema_decay` > 0, else the live parameters."""
+    return state.params if state.average is None else state.average
+
+
+def ema_decay(tc: Any) -> float:
+    """`train.ema_decay`, checked: 0 = off, else in (0, 1)."""
+    d = tc.ema_decay
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d < 1.0:
+        raise RunError(f"train.ema_decay must be a number in [0, 1) (0 = off), got {d!r}")
+    return float(d)
+
+
+def average_update(average: Any, params: Any, updates: Array, decay: float) -> Any:
+    """The moving average after a model's `updates`-th applied update: decay_t * average +
+    (1 - decay_t) * params, decay_t = min(decay, (1 + t) / (10 + t)) so the first updates are
+    not outweighed by the init (TensorFlow's ExponentialMovingAverage with num_updates)."""
+    t = jnp.asarray(updates, jnp.float32)
+    d = jnp.minimum(jnp.float32(decay), (1.0 + t) / (10.0 + t))
+    return jax.tree_util.tree_map(lambda a, p: d * a + (1.0 - d) * p, average, params)
 
 
 def init_state(
@@ -82,7 +111,10 @@ def init_state(
         )
         skipped = jnp.zeros((num_classes,), jnp.int32)
     rng = jax.random.key_data(jax.random.key(seed))
-    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, ls, skipped, rng)
+    average = None
+    if ema_decay(tc) > 0:  # a copy: the step donates the state
+        average = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)
+    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, ls, skipped, rng, average)
 
 
 def num_stacked_classes(params: Any) -> int:
@@ -191,6 +223,7 @@ def make_train_step(
     and per model grad_norm, lr, finite, real, loss_scale, skipped."""
     accum = int(tc.grad_accum)
     adversarial = (float(tc.adversarial_eps), float(tc.adversarial_weight))
+    decay = ema_decay(tc)
     use_scale = model_config.dtype == "float16"
     use_dropout = model_config.dropout > 0
     if not objective.per_model and use_scale:
@@ -201,9 +234,9 @@ def make_train_step(
             return schedules[0](count)
         return jnp.stack([s(count) for s in schedules])[c]
 
-    def update(params, opt_state, ls, skipped, g, loss_ok, real, c):
+    def update(params, opt_state, ls, skipped, average, g, loss_ok, real, c):
         """One model's optimizer update from its gradients (skipped when not `real`, or on a
-        float16 overflow)."""
+        float16 overflow), and its moving average (None when off) after it."""
         scale = ls.scale if use_scale else jnp.float32(1)
         if use_scale:
             g = jax.tree_util.tree_map(lambda x: x / scale, g)
@@ -214,11 +247,14 @@ def make_train_step(
         applied = real & finite if use_scale else real
         new_params = optim.select_tree(applied, new_params, params)
         new_opt = optim.select_tree(applied, new_opt, opt_state)
+        if average is not None:
+            moved = average_update(average, new_params, optim.applied_updates(new_opt), decay)
+            average = optim.select_tree(applied, moved, average)
         if use_scale:
             ls = optim.select_tree(real, optim.update_loss_scale(ls, finite, tc), ls)
             skipped = skipped + (real & ~finite).astype(jnp.int32)
         m = dict(grad_norm=optax.tree.norm(g), lr=lr, finite=finite, real=real, loss_scale=scale)
-        return new_params, new_opt, ls, skipped, {**m, "skipped": skipped}
+        return new_params, new_opt, ls, skipped, average, {**m, "skipped": skipped}
 
     def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -236,15 +272,15 @@ def make_train_step(
         # per model: a joint objective's one loss is every model's
         loss_ok = jnp.isfinite(objective.losses(sums, objective.totals(batch)))
         real = objective.real(batch)
-        args = (state.params, state.opt_state, state.loss_scale, state.skipped, g)
+        args = (state.params, state.opt_state, state.loss_scale, state.skipped, state.average, g)
         if stacked:
             k = state.skipped.shape[0]
             loss_ok, real = (jnp.broadcast_to(x, (k,)) for x in (loss_ok, real))
             out = jax.vmap(update)(*args, loss_ok, real, jnp.arange(k))
         else:
             out = update(*args, loss_ok[0], real[0], 0)
-        params, opt_state, ls, skipped, m = out
-        new = TrainState(state.step + 1, params, opt_state, ls, skipped, state.rng)
+        params, opt_state, ls, skipped, average, m = out
+        new = TrainState(state.step + 1, params, opt_state, ls, skipped, state.rng, average)
         return new, {**sums, **m}
 
     return step_fn
