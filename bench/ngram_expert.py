@@ -16,6 +16,12 @@ expert alone (log p_ngram(x | c) + log p(c)) and McNemar's test of the chosen co
 against GPT-2 alone on test (and against the n-gram expert alone). No model is loaded: GPU
 runs' outputs are enough. A run whose eval already used the expert is read the same way (the
 log-likelihoods it writes are the GPT-2 expert's).
+
+`--expert` swaps the n-gram LM for one of `bench/baselines.py`'s bag-of-words classifiers
+(nblr, nbsvm, tfidf_lr, mnb; scikit-learn, the bench extra), fitted on the same training texts
+with `--hyper` (C, or mnb's alpha; no search): its decision scores (one-vs-rest per class; K = 2:
+[0, s]) are the term w multiplies. An exploration of issue 24's lever 2 (a discriminative
+expert), not a feature: eval has the n-gram LM only.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from gencls_jax.reports import stats  # noqa: E402
 from gencls_jax.runs import rules  # noqa: E402
 from gencls_jax.runs import workdir as wd  # noqa: E402
 from gencls_jax.scoring import decide, ngram  # noqa: E402
+
+BOW = ("nblr", "nbsvm", "tfidf_lr", "mnb")  # --expert: bench/baselines.py's methods
 
 
 def read_split(workdir: Path, split: str) -> dict:
@@ -61,6 +69,26 @@ def texts_by_id(ds, ids: list[str], labels, split: str) -> list[str]:
     return [index[i] for i in ids]
 
 
+def bow_terms(method: str, hyper: float, train, texts: dict, k: int) -> dict:
+    """{split: [N, K] decision scores} of `bench/baselines.py`'s `method` fitted on the training
+    texts with `hyper` (its features: word 1-2 grams, min_df 2, scikit-learn's token pattern,
+    as the baselines' defaults); a binary scorer's s becomes [0, s]."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import baselines
+
+    feats = baselines.Features(
+        argparse.Namespace(min_df=2, token_pattern=r"(?u)\b\w\w+\b"), list(train.texts)
+    )
+    fit, _, view = baselines.FITTERS[method]
+    fitted = fit(feats.get(view, "train"), np.asarray(train.labels), k, hyper, 0, 5000)
+    out = {}
+    for split, t in texts.items():
+        feats.add(split, t)
+        s = np.asarray(feats.get(view, split) @ fitted.W) + fitted.b
+        out[split] = np.concatenate([np.zeros((len(t), 1)), s], 1) if s.shape[1] == 1 else s
+    return out
+
+
 def accuracies(rule: str, prior, val: dict, test: dict, nb: dict, w: float) -> tuple:
     """(val accuracy, test accuracy, [N] test correct, val cross-entropy at its fitted
     temperature) of `rule` on ll + w * nb; the calibrated rule's offsets are fitted on val, as
@@ -82,6 +110,8 @@ def main(argv=None) -> dict:
     p.add_argument("--alpha", type=float, default=None, help="default: eval.ngram_alpha")
     p.add_argument("--buckets", type=int, default=None, help="default: eval.ngram_buckets")
     p.add_argument("--select", default=None, help="accuracy | cross_entropy (the run's default)")
+    p.add_argument("--expert", default="ngram", help=f"ngram (eval's) or one of {', '.join(BOW)}")
+    p.add_argument("--hyper", type=float, default=1.0, help="--expert's C (mnb: alpha)")
     p.add_argument("--out", default="", help="also write the figures here (JSON)")
     a = p.parse_args(argv)
     workdir = Path(a.workdir)
@@ -100,13 +130,15 @@ def main(argv=None) -> dict:
     split = {s: read_split(workdir, s) for s in ("val", "test")}
     _, ds = conditioning.load_data(config, splits=("train", "val", "test"), info=info)
     train = ds["train"]
-    counts = ngram.fit(ngram.sequences(train.texts), train.labels, len(prior), order, buckets)
-    nb = {
-        s: ngram.log_probs(
-            counts, ngram.sequences(texts_by_id(ds[s], v["ids"], v["labels"], s)), alpha, order
-        )
-        for s, v in split.items()
-    }
+    texts = {s: texts_by_id(ds[s], v["ids"], v["labels"], s) for s, v in split.items()}
+    if a.expert in BOW:
+        nb = bow_terms(a.expert, a.hyper, train, texts, len(prior))
+    elif a.expert == "ngram":
+        counts = ngram.fit(ngram.sequences(train.texts), train.labels, len(prior), order, buckets)
+        seqs = {s: ngram.sequences(t) for s, t in texts.items()}
+        nb = {s: ngram.log_probs(counts, q, alpha, order) for s, q in seqs.items()}
+    else:
+        raise SystemExit(f"error: --expert must be ngram or one of {BOW}, got {a.expert!r}")
     table = {w: accuracies(rule, prior, split["val"], split["test"], nb, w) for w in grid}
     select = a.select or e.ngram_select
     if select not in ngram.SELECT:
@@ -114,12 +146,17 @@ def main(argv=None) -> dict:
     chosen = ngram.select_weight(
         select, {w: r[0] for w, r in table.items()}, {w: r[3] for w, r in table.items()}
     )
-    alone_ok = {s: (nb[s] + prior).argmax(1) == v["labels"] for s, v in split.items()}
+    generative = a.expert in ("ngram", "mnb")  # log p(x | c): Bayes' rule adds the prior
+    alone_ok = {
+        s: (nb[s] + (prior if generative else 0)).argmax(1) == v["labels"] for s, v in split.items()
+    }
     alone = {s: float(np.mean(ok)) for s, ok in alone_ok.items()}
     test_mcnemar = stats.mcnemar(table[chosen][2], table[0.0][2])
     vs_ngram = stats.mcnemar(table[chosen][2], alone_ok["test"])
     out = dict(
         workdir=str(workdir),
+        expert=a.expert,
+        hyper=a.hyper if a.expert in BOW else None,
         rule=rule,
         order=order,
         alpha=alpha,
@@ -136,18 +173,23 @@ def main(argv=None) -> dict:
         mcnemar_test_vs_gpt2=test_mcnemar,
         mcnemar_test_vs_ngram=vs_ngram,
     )
-    print(f"{workdir} ({rule} rule; word 1-{order} grams, alpha {alpha:g}, {buckets} buckets)")
+    what = (
+        f"{a.expert} of bench/baselines.py, {a.hyper:g}"
+        if a.expert in BOW
+        else f"word 1-{order} grams, alpha {alpha:g}, {buckets} buckets"
+    )
+    print(f"{workdir} ({rule} rule; expert: {what})")
     print("| w | val acc | val cross-entropy | test acc |\n| --- | --- | --- | --- |")
     for w, r in table.items():
         tag = f" (chosen by val {select})" if w == chosen else ""
         print(f"| {w:g}{tag} | {100 * r[0]:.2f} | {r[3]:.4f} | {100 * r[1]:.2f} |")
     print(f"GPT-2 alone: val {100 * table[0.0][0]:.2f}, test {100 * table[0.0][1]:.2f}")
-    print(f"n-gram alone: val {100 * alone['val']:.2f}, test {100 * alone['test']:.2f}")
+    print(f"{a.expert} alone: val {100 * alone['val']:.2f}, test {100 * alone['test']:.2f}")
     print(
         f"combined at w={chosen:g}: val {100 * table[chosen][0]:.2f}, test "
         f"{100 * table[chosen][1]:.2f}; McNemar vs GPT-2 alone on test: "
         f"{test_mcnemar['a_only']} / {test_mcnemar['b_only']} discordant, p = "
-        f"{test_mcnemar['p_value']:.3g}; vs the n-gram expert alone: {vs_ngram['a_only']} / "
+        f"{test_mcnemar['p_value']:.3g}; vs the expert alone: {vs_ngram['a_only']} / "
         f"{vs_ngram['b_only']}, p = {vs_ngram['p_value']:.3g}"
     )
     if a.out:

@@ -259,9 +259,10 @@ def test_layer_lr_decay_matches_float64_adamw():
 
 def test_per_class_decision_trains_with_every_regulariser_on():
     """K = 2 stacked class models (vmapped) on the decision objective with layer-wise lr decay,
-    label smoothing, adversarial training and the moving average all on: the loss falls over 6 steps of one batch,
-    every step finite. (The LM objective of stacked models with each lever:
-    test_layer_lr_decay_matches_float64_adamw, and test_objectives.py's first-order test.)"""
+    label smoothing, adversarial training and the moving average all on: the loss falls over 6
+    steps of one batch, every step finite, the average apart from the live weights. (The LM
+    objective of stacked models with each lever: test_layer_lr_decay_matches_float64_adamw, and
+    test_objectives.py's first-order test.)"""
     config = base_config(
         layer_lr_decay=0.7, adversarial_eps=0.05, adversarial_weight=0.5, ema_decay=0.9
     )

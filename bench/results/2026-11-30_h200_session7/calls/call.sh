@@ -6,6 +6,6 @@ setsid bash .gpu/${QUEUE:-q1.sh} & pid=$!
 ( sleep $LIMIT; echo "time limit: Ctrl-C"; kill -INT -- -$pid; sleep 25; kill -KILL -- -$pid ) 2>/dev/null & watcher=$!
 wait $pid; echo "queue rc=$?"; kill $watcher 2>/dev/null
 source .gpu/env.sh
-collect pretrain pretrain4 imdb4 $(cd $O && ls -d lv/* 2>/dev/null)
+collect pretrain pretrain4 imdb4 imdb4_ema $(cd $O && ls -d lv/* 2>/dev/null)
 tar czf $OUT/out.tgz -C $O logs collect $(cd $O && ls -d bench 2>/dev/null)
 df -h /tmp | tail -1; nvidia-smi --query-gpu=memory.used --format=csv,noheader; tail -12 $O/logs/summary.txt
