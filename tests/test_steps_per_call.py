@@ -205,6 +205,9 @@ def test_decision_recipe_interrupted_with_four_per_call_equals_one(tmp_path):
     assert logged[0] == logged[1] and len(logged[0]) >= 10
     phases = json.loads((four / "train_summary.json").read_text())["phases"]
     assert phases["train"]["late_compiles"] == 0
+    # every stretch of the command's wall time is in a phase: model init and row layout too
+    assert {"data", "model", "train", "score"} <= set(phases), phases
+    assert phases["model"]["wall_s"] > 0
 
 
 def test_eight_devices_with_four_per_call_match_one_device(tmp_path):

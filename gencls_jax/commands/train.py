@@ -184,18 +184,19 @@ def train_one(config, workdir: str | Path) -> dict:
         splits = ("train", "val", "test") if config.eval.splits else ("train", "val")
         tok, ds = conditioning.load_data(config, splits=splits)
     train, val = ds["train"], ds["val"]
-    model_config, params = initial_model(config, tok)
-    info = run_info(config, cond, model_config, tok, ds)
-    wd.write_run_info(workdir, info)
-    wd.append_history(workdir, "train", changes)
-    params = cond.init_params(params, train.num_classes)
-    objective = objectives.for_run(config, cond, info["train_class_counts"])
-    if config.train.objective == "decision":  # every class scores every text
-        stream = cond.decision_stream(config, train, tok)
-        num_batches = stream.num_batches
-    else:
-        stream = cond.train_stream(config, train, tok)
-        num_batches = cond.steps_per_model(stream)
+    with timer.phase("model"):  # load or initialise the model, lay out the training rows
+        model_config, params = initial_model(config, tok)
+        info = run_info(config, cond, model_config, tok, ds)
+        wd.write_run_info(workdir, info)
+        wd.append_history(workdir, "train", changes)
+        params = cond.init_params(params, train.num_classes)
+        objective = objectives.for_run(config, cond, info["train_class_counts"])
+        if config.train.objective == "decision":  # every class scores every text
+            stream = cond.decision_stream(config, train, tok)
+            num_batches = stream.num_batches
+        else:
+            stream = cond.train_stream(config, train, tok)
+            num_batches = cond.steps_per_model(stream)
     logging.info(
         "training %s: %d texts, %d steps per epoch, %d parameters per model",
         cond.name,

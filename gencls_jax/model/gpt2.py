@@ -339,7 +339,16 @@ class GPT2(nn.Module):
 
 
 def init_params(config: GPT2Config, seed: int = 0) -> dict:
-    """Random GPT-2 parameters (GPT-2's own init), float32."""
+    """Random GPT-2 parameters (GPT-2's own init), float32. Jitted: op by op, flax's init of
+    gpt2 took 9.2 s on 2 CPU cores (5.6 s as one program, compile included), and on the H200 a
+    scratch pretraining stalled 29 s between its data phase and its first step's compile, in
+    this init and the row layout (1.8 s on the CPU). One program gives the same numbers up to
+    float32 rounding of the normal samples (the embeddings differ by <= 1 ulp)."""
+    return _init_params(config, seed)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_params(config: GPT2Config, seed) -> dict:
     tokens = jnp.zeros((1, 8), jnp.int32)
     return GPT2(config).init(jax.random.key(seed), tokens)["params"]
 

@@ -1,4 +1,4 @@
-"""Where a run's time goes: wall and CPU seconds of each phase (data, train, score), and the
+"""Where a run's time goes: wall and CPU seconds of each phase (data, model, train, score), and the
 seconds JAX spent compiling (tracing, lowering, XLA) inside them, so a slow first run can be
 read: a cold run compiles every shape and tokenizes every text; a warm one reads both from its
 caches (`compile_cache_dir`, `data.cache_dir`).
