@@ -340,7 +340,7 @@ class GPT2(nn.Module):
 
 def init_params(config: GPT2Config, seed: int = 0) -> dict:
     """Random GPT-2 parameters (GPT-2's own init), float32. Jitted: op by op, flax's init of
-    gpt2 took 9.2 s on 2 CPU cores (5.6 s as one program, compile included), and on the H200 a
+    gpt2 took 9-12 s on 2 CPU cores (one program: 9 s cold, 1.6 s compiled), and on the H200 a
     scratch pretraining stalled 29 s between its data phase and its first step's compile, in
     this init and the row layout (1.8 s on the CPU). One program gives the same numbers up to
     float32 rounding of the normal samples (the embeddings differ by <= 1 ulp)."""
