@@ -226,3 +226,18 @@ def test_fused_head_log_probs_match_float64(vocab):
     np.testing.assert_allclose(de, ref_de, rtol=1e-4, atol=1e-5)
     stacked = jax.vmap(jax.grad(f, 1), in_axes=(None, 0))(h32, jnp.stack([e32, 2 * e32]))
     np.testing.assert_allclose(stacked[0], ref_de, rtol=1e-4, atol=1e-5)
+
+
+def test_init_is_flax_init_as_one_program():
+    """`init_params` (jitted) gives flax's op-by-op init of the same seed up to float32 rounding
+    of the normal samples, and another seed gives other weights."""
+    mc = M.config_for("tiny", vocab_size=64, n_positions=16)
+    eager = M.GPT2(mc).init(jax.random.key(3), jnp.zeros((1, 8), jnp.int32))["params"]
+    jitted = M.init_params(mc, seed=3)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-7),
+        eager,
+        jitted,
+    )
+    other = M.init_params(mc, seed=4)
+    assert not np.array_equal(jitted["wte"]["embedding"], other["wte"]["embedding"])
