@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -248,11 +247,21 @@ def _compiled(config, model_config, init_params, nb, stacked: bool, objective):
     )
     frozen = ml_collections.FrozenConfigDict(tc)
     tx, step_fn = ts.compiled_train_step(model_config, frozen, stacked, totals, mesh, objective)
-    # A copy: the step donates the state, and the caller's `init_params` must stay valid.
-    params = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), init_params)
-    state = ts.init_state(params, tx, tc, int(config.seed), k)
-    state = jax.device_put(state, sharding.state_shardings(mesh, state, stacked, bool(tc.fsdp)))
-    return mesh, k, epochs, step_fn, state
+    return mesh, k, epochs, step_fn, _fresh_state(init_params, tx, tc, int(config.seed), k, mesh)
+
+
+def _fresh_state(init_params, tx, tc, seed: int, k, mesh) -> ts.TrainState:
+    """The fresh train state, made on the devices in its shardings by one jitted program: op by
+    op, each leaf's copy and each optimizer-state zero was its own small compilation (dozens on
+    a GPU, none of them big enough for the persistent cache, so every run paid them again). Its
+    arrays are new (the step donates the state; the caller's `init_params` stay valid)."""
+
+    def make(params):
+        return ts.init_state(params, tx, tc, seed, k)
+
+    shape = jax.eval_shape(make, init_params)
+    out = sharding.state_shardings(mesh, shape, k is not None, bool(tc.fsdp))
+    return jax.jit(make, out_shardings=out)(init_params)
 
 
 def train(
