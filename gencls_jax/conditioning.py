@@ -123,7 +123,9 @@ class PerClass(Conditioning):
     stacked = True
 
     def init_params(self, params, num_classes):
-        return jax.tree_util.tree_map(lambda x: jnp.stack([x] * num_classes), params)
+        # one program: op by op, every leaf shape was its own XLA compilation
+        stack = jax.jit(lambda p: jax.tree_util.tree_map(lambda x: jnp.stack([x] * num_classes), p))
+        return stack(params)
 
     def class_rows(self, config, ds, tokenizer, k, scoring=True):
         # every class model reads the text as it is
@@ -153,9 +155,10 @@ class PerClass(Conditioning):
         return dict(class_index=k, prefix_tokens=())
 
     def export(self, folder, model_config, params, label_names):
+        host = jax.device_get(params)  # sliced on the host: on the device, one compile a leaf
         for k, name in enumerate(label_names):
             save_pretrained(
-                model_config, jax.tree_util.tree_map(lambda x: x[k], params), Path(folder) / name
+                model_config, jax.tree_util.tree_map(lambda x: x[k], host), Path(folder) / name
             )
 
 
