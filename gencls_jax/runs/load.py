@@ -82,9 +82,14 @@ def restore_params(
     like = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), like_params
     )
-    ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=_best_metric(workdir), async_save=False)
+    # the run's own config (not today's defaults): the metric it ranked its checkpoints by, and
+    # the state field it ships ('average' when it kept a moving average of its params)
+    saved = saved_config(workdir)
+    best_metric = saved.train.best_metric if saved is not None else ""
+    field = "average" if saved is not None and float(saved.train.ema_decay) > 0 else "params"
+    ckpt = Checkpointer(ckpt_dir, keep=1, best_metric=best_metric, async_save=False)
     try:
-        params, step, fallback = ckpt.restore_params(like, which, _shipped_field(workdir))
+        params, step, fallback = ckpt.restore_params(like, which, field)
     except RestoreError as e:
         raise RunError(str(e)) from None
     except (ValueError, KeyError) as e:
@@ -96,15 +101,3 @@ def restore_params(
         ckpt.close()
     logging.info("restored step %d (%s) from %s", step, which, ckpt_dir)
     return params, step, fallback
-
-
-def _shipped_field(workdir: Path) -> str:
-    """The state field the run ships: 'average' when it kept a moving average of its params."""
-    saved = saved_config(workdir)
-    return "average" if saved is not None and float(saved.train.ema_decay) > 0 else "params"
-
-
-def _best_metric(workdir: Path) -> str:
-    """The metric the run chose its best checkpoint by (its own config, not today's defaults)."""
-    saved = saved_config(workdir)
-    return saved.train.best_metric if saved is not None else ""
