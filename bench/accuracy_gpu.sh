@@ -8,7 +8,7 @@
 #   [ONLY=regex] bench/accuracy_gpu.sh DATA OUT [PRETRAIN_EPOCHS]
 # DATA holds imdb/{train,test,unsup}.jsonl.gz, sst2/, trec/, gpt2-tokenizer/ (../shared/data).
 set -uo pipefail
-D=$1; O=$2; PE=${3:-2}
+D=$1; O=$2; PE=${3:-4}
 mkdir -p "$O/logs" "$O/collect"
 common=(--config.data.source=jsonl --config.data.tokenizer="$D/gpt2-tokenizer"
         --config.data.cache_dir=/tmp/gencls_cache --config.compile_cache_dir=/tmp/gencls_xla

@@ -32,6 +32,11 @@ def get_config():
     c.data.max_len = 256
     c.data.split_seed = 0  # one validation hold-out for every seed of the ensemble
     c.train.epochs = 6
+    # weight averaging (train.ema_decay): on the H200, seeds 0-2 of TREC and SST-2 from one
+    # 4-epoch export, validation only, it raised or kept every seed (means +1.22 / +0.84 points)
+    # and cut the seeds' spread (2.20 -> 0.37, 1.26 -> 0.34); BUILD_NOTES, the second lease of
+    # 2026-11-30. A horizon of ~500 updates: these runs make 2,000-3,500.
+    c.train.ema_decay = 0.998
     c.eval.sample_per_class = 0
     c.eval.train_sample_per_class = 100
     c.search.candidates = ("seed=1", "seed=2")  # with the config's own seed 0: three seeds
