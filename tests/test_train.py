@@ -913,3 +913,40 @@ def assert_eight_devices_match_one(script: str, tmp_path) -> None:
 
 if __name__ == "__main__":
     run_for_devices(sys.argv[1])
+
+
+def test_one_program_serves_other_totals_priors_lr_and_lambda():
+    """The run's numbers that are not shapes (each model's total and warmup updates, the lr, the
+    class prior, lambda) are arguments of the compiled step, not constants in it: two runs that
+    differ in all of them lower to the same program (the persistent cache's key), and each
+    still trains on its own numbers (the lr it reports is its schedule's, the loss its prior's
+    and lambda's). Catches: a constant traced back in (the warm cache missed on another
+    training split, BUILD_NOTES "A warm cache that misses")."""
+    config = base_config(schedule="cosine", warmup_steps=3)
+    config.model.conditioning = "per_class"
+    config.train.objective = "decision"
+    mc = model_config(config, dropout=0.0)
+    batch = make_epochs(1, 1, 8, classes=2)[0][0]
+    batch = {k: np.stack([v[0], v[0]]) for k, v in batch.items()}
+    batch["labels"] = np.asarray([0, 1] * 4, np.int32)
+    mesh = sharding.make_mesh()
+    runs = []
+    for lr, totals, prior, lam in (
+        (3e-3, (6, 12), (-0.69, -0.69), 1.0),
+        (1e-3, (40, 9), (-0.2, -1.7), 0.5),
+    ):
+        config.train.lr = lr
+        tc = ml_collections.FrozenConfigDict(config.train)
+        obj = objectives.DecisionObjective(1.0, lam, prior, True)
+        tx, step = TS.compiled_train_step(mc, tc, True, totals, mesh, obj)
+        state = TS.init_state(tiny_params(mc, 2), tx, tc, 0, 2)
+        sharded = sharding.shard_batch(batch, mesh)
+        text = step.lower(state, sharded).as_text()
+        _, m = step(state, sharded)
+        runs.append((text, jax.device_get(m), tc, totals, obj))
+    assert runs[0][0] == runs[1][0]
+    for _, m, tc, totals, obj in runs:
+        want = [float(optim.make_schedule(tc, n)(0)) for n in totals]  # the first update's lr
+        np.testing.assert_allclose(m["lr"], want, rtol=1e-6)
+    # same params and batch, another prior and lambda: another decision loss
+    assert not np.allclose(runs[0][1]["ce"], runs[1][1]["ce"])

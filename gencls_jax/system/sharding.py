@@ -40,6 +40,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def put_replicated(mesh: Mesh, tree: Any) -> Any:
+    """Host values (the same on every process) -> global arrays replicated on the mesh."""
+    sharding = replicated(mesh)
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree_util.tree_map(put, tree)
+
+
 def rows_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
     """Arrays whose axis `leading` is the row axis B (split over 'data'); a leading class axis
     (leading = 1) is split over 'class'."""

@@ -14,6 +14,9 @@ An objective is a loss over the (possibly class-stacked) parameters. The step
   on the host (the log's loss: a jnp op would queue behind the step in flight and wait for it);
 - `real(batch)`: [M], whether each model takes this step (a class model whose own epoch is
   over sees all-padding batches and is left as it is);
+- `values()` / `bind(values)`: the objective's numbers that are not shapes (the class prior,
+  the weights of its terms) as arrays, and a copy holding traced ones: the step takes them as
+  arguments, so its compiled program does not change with them;
 - `per_model`: the loss is a sum of per-model terms, each depending on its own model only, so
   each model has its own float16 loss scale and its own finite check; else one joint loss.
 
@@ -41,6 +44,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gencls_jax.errors import RunError
 from gencls_jax.model.gpt2 import GPT2Config
@@ -112,6 +116,13 @@ class LMObjective:
     def log_terms(self, sums: Mapping[str, float]) -> dict[str, float]:
         return {}
 
+    def values(self) -> dict:
+        """The numbers the train step takes as arguments (`bind`): none."""
+        return {}
+
+    def bind(self, values: Mapping[str, Any]) -> LMObjective:
+        return self
+
     @staticmethod
     def _per_model(x: Array) -> Array:
         return jnp.reshape(x, (-1,))
@@ -181,6 +192,20 @@ class DecisionObjective:
 
     def real(self, batch: Batch) -> Array:
         return jnp.any(batch["labels"] >= 0)[None]
+
+    def values(self) -> dict[str, np.ndarray]:
+        """The numbers of this objective that depend on the run, not on its shapes: the train
+        step takes them as arguments and `bind`s them (traced), so its compiled program serves
+        other texts (another prior) and another lambda."""
+        return dict(
+            lm_coef=np.float32(self.lm_coef),
+            ce_coef=np.float32(self.ce_coef),
+            log_prior=np.asarray(self.log_prior, np.float32),
+        )
+
+    def bind(self, values: Mapping[str, Any]) -> DecisionObjective:
+        """A copy holding `values` (traced arrays inside the step) in place of its numbers."""
+        return dataclasses.replace(self, **values)
 
     def log_terms(self, sums: Mapping[str, float]) -> dict[str, float]:
         """The two terms of the objective, and the decisions on the training batches."""

@@ -10,7 +10,7 @@ learning_rate=lr)`, so K stacked class models can follow K different schedules.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,25 +46,43 @@ def make_schedule(tc: Any, total_steps: int) -> optax.Schedule:
     the peak towards lr * end_lr_factor with progress p = (t - W + 1) / (T - W + 1): the last
     update (t = T - 1) has p < 1, so its lr is > 0 even with end_lr_factor 0. The cosine is
     written as sin^2(pi (1 - p) / 2) so that float32 keeps that last lr above 0 for long runs."""
+    h = schedule_values(tc, (total_steps,))
+    return lambda count: scheduled_lr(tc.schedule, count, h, 0)
+
+
+def schedule_values(tc: Any, totals: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The numbers of each model's schedule, as arrays the train step takes as arguments (not
+    constants traced into it, so runs of other sizes or another lr share its compiled program):
+    total and warmup updates per model, and the peak, end and peak - end rates (the difference
+    taken in float64, as a constant would be)."""
     if tc.schedule not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {tc.schedule!r}")
-    peak, end = float(tc.lr), float(tc.lr) * float(tc.end_lr_factor)
-    total = max(int(total_steps), 1)
-    warm = warmup_length(tc, total)
+    peak = float(tc.lr)
+    end = peak * float(tc.end_lr_factor)
+    total = [max(int(n), 1) for n in totals]
+    return dict(
+        total=np.asarray(total, np.int32),
+        warm=np.asarray([warmup_length(tc, n) for n in total], np.int32),
+        peak=np.float32(peak),
+        end=np.float32(end),
+        span=np.float32(peak - end),
+    )
 
-    def schedule(count):
-        t = jnp.asarray(count, jnp.float32)
-        # 1 - p: from 1 at the peak down to > 0
-        rest = jnp.clip((total - t) / (total - warm + 1), 0.0, 1.0)
-        if tc.schedule == "constant":
-            after = jnp.full_like(rest, peak)
-        elif tc.schedule == "linear":
-            after = end + (peak - end) * rest
-        else:
-            after = end + (peak - end) * jnp.sin(0.5 * jnp.pi * rest) ** 2
-        return after if warm == 0 else jnp.where(t < warm, peak * (t + 1) / warm, after)
 
-    return schedule
+def scheduled_lr(kind: str, count, h: Mapping[str, Any], model) -> Array:
+    """`make_schedule`'s lr for model `model` (an index into `h`'s per-model arrays) of a
+    `schedule_values` record `h`, traceable with `h` and `model` as arguments."""
+    t = jnp.asarray(count, jnp.float32)
+    total, warm = h["total"][model], h["warm"][model]
+    # 1 - p: from 1 at the peak down to > 0
+    rest = jnp.clip((total - t) / (total - warm + 1), 0.0, 1.0)
+    if kind == "constant":
+        after = jnp.full_like(rest, h["peak"])
+    elif kind == "linear":
+        after = h["end"] + h["span"] * rest
+    else:
+        after = h["end"] + h["span"] * jnp.sin(0.5 * jnp.pi * rest) ** 2
+    return jnp.where(t < warm, h["peak"] * (t + 1) / jnp.maximum(warm, 1), after)
 
 
 def _key_name(key) -> str:

@@ -212,13 +212,16 @@ def make_train_step(
     model_config: GPT2Config,
     tc: Any,
     tx: optax.GradientTransformationExtraArgs,
-    schedules: tuple[optax.Schedule, ...],
     stacked: bool,
     objective: Objective,
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """Pure (state, batch) -> (state, metrics); jit it with `jit_train_step`.
+) -> Callable[[TrainState, Batch, dict], tuple[TrainState, dict]]:
+    """Pure (state, batch, run) -> (state, metrics); jit it with `jit_train_step`.
 
-    `schedules`: one per class model (class c follows schedules[c]), or one for every model.
+    `run` (`run_values`): the numbers of this run that are not shapes, as arrays: each model's
+    schedule (`optim.schedule_values`: one per class model, class c follows entry c, or one
+    for every model) and the objective's (`Objective.values`: the class prior, the weights of
+    its terms). Arguments, not constants: one compiled step serves runs on other texts, of
+    other lengths, lr or lambda (the persistent cache's key is the program).
     metrics: the objective's sums (nll, weight, tokens; ce, texts, correct for the decision),
     and per model grad_norm, lr, finite, real, loss_scale, skipped."""
     accum = int(tc.grad_accum)
@@ -229,19 +232,16 @@ def make_train_step(
     if not objective.per_model and use_scale:
         raise ValueError("train.objective='decision' runs in bfloat16 or float32, not float16")
 
-    def learning_rate(count, c):
-        if len(schedules) == 1:
-            return schedules[0](count)
-        return jnp.stack([s(count) for s in schedules])[c]
-
-    def update(params, opt_state, ls, skipped, average, g, loss_ok, real, c):
+    def update(run, params, opt_state, ls, skipped, average, g, loss_ok, real, c):
         """One model's optimizer update from its gradients (skipped when not `real`, or on a
         float16 overflow), and its moving average (None when off) after it."""
         scale = ls.scale if use_scale else jnp.float32(1)
         if use_scale:
             g = jax.tree_util.tree_map(lambda x: x / scale, g)
         finite = optim.all_finite(g) & loss_ok
-        lr = learning_rate(optim.applied_updates(opt_state), c)
+        sched = run["schedule"]
+        model = c if sched["total"].shape[0] > 1 else 0
+        lr = optim.scheduled_lr(tc.schedule, optim.applied_updates(opt_state), sched, model)
         updates, new_opt = tx.update(g, opt_state, params, learning_rate=lr)
         new_params = optax.apply_updates(params, updates)
         applied = real & finite if use_scale else real
@@ -256,11 +256,12 @@ def make_train_step(
         m = dict(grad_norm=optax.tree.norm(g), lr=lr, finite=finite, real=real, loss_scale=scale)
         return new_params, new_opt, ls, skipped, average, {**m, "skipped": skipped}
 
-    def step_fn(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+    def step_fn(state: TrainState, batch: Batch, run: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         scale = state.loss_scale.scale if use_scale else jnp.float32(1)
+        obj = objective.bind(run["objective"])
         g, sums = loss_grads(
-            objective,
+            obj,
             state.params,
             batch,
             model_config,
@@ -270,15 +271,17 @@ def make_train_step(
             adversarial,
         )
         # per model: a joint objective's one loss is every model's
-        loss_ok = jnp.isfinite(objective.losses(sums, objective.totals(batch)))
-        real = objective.real(batch)
+        loss_ok = jnp.isfinite(obj.losses(sums, obj.totals(batch)))
+        real = obj.real(batch)
         args = (state.params, state.opt_state, state.loss_scale, state.skipped, state.average, g)
         if stacked:
             k = state.skipped.shape[0]
             loss_ok, real = (jnp.broadcast_to(x, (k,)) for x in (loss_ok, real))
-            out = jax.vmap(update)(*args, loss_ok, real, jnp.arange(k))
+            out = jax.vmap(update, in_axes=(None,) + (0,) * 9)(
+                run, *args, loss_ok, real, jnp.arange(k)
+            )
         else:
-            out = update(*args, loss_ok[0], real[0], 0)
+            out = update(run, *args, loss_ok[0], real[0], 0)
         params, opt_state, ls, skipped, average, m = out
         new = TrainState(state.step + 1, params, opt_state, ls, skipped, state.rng, average)
         return new, {**sums, **m}
@@ -286,21 +289,21 @@ def make_train_step(
     return step_fn
 
 
-def scan_steps(step_fn: Callable) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """S updates in one call: (state, {'batch': every array [S, ...], 'live': bool [S]}) ->
+def scan_steps(step_fn: Callable) -> Callable[[TrainState, Batch, dict], tuple[TrainState, dict]]:
+    """S updates in one call: (state, {'batch': every array [S, ...], 'live': bool [S]}, run) ->
     (state, each update's metrics [S, ...]). A slot that is not live leaves the state as it is
     (step counter, dropout keys and schedules included; its metrics are zeros): a call of g < S
     updates (cut at a checkpoint, a shape change or the epoch's end) runs the same program."""
 
-    def skip(state, batch):
-        shapes = jax.eval_shape(step_fn, state, batch)[1]
-        return state, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    def steps(state: TrainState, call: Batch, run: dict) -> tuple[TrainState, dict]:
+        def skip(state, batch):
+            shapes = jax.eval_shape(step_fn, state, batch, run)[1]
+            return state, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
 
-    def body(state, slot):
-        batch, live = slot
-        return jax.lax.cond(live, step_fn, skip, state, batch)
+        def body(state, slot):
+            batch, live = slot
+            return jax.lax.cond(live, lambda s, b: step_fn(s, b, run), skip, state, batch)
 
-    def steps(state: TrainState, call: Batch) -> tuple[TrainState, dict]:
         return jax.lax.scan(body, state, (call["batch"], call["live"]))
 
     return steps
@@ -314,12 +317,16 @@ def make_eval_step(model_config: GPT2Config, objective: Objective) -> Callable:
 # --- compiled step ----------------------------------------------------------------------------
 
 
-def jit_train_step(step_fn: Callable, mesh: Mesh, stacked: bool, fsdp: bool = False) -> Callable:
+def jit_train_step(
+    step_fn: Callable, mesh: Mesh, stacked: bool, fsdp: bool = False, run: dict | None = None
+) -> Callable:
     """jit with the state donated (no second copy of params/optimizer state); the new state keeps
     its layout (`sharding.state_shardings`: class models split over the 'class' axis, the rest
     replicated) and the metrics come out replicated. Jitted at the first call (or at
-    `call.lower(state, batch)`, to compile ahead), which gives the state's structure."""
+    `call.lower(state, batch)`, to compile ahead), which gives the state's structure. `run`
+    (`run_values`) goes to every call, replicated on the mesh: the caller sees (state, batch)."""
     jitted = {}
+    run = sharding.put_replicated(mesh, run or {})
 
     def jit_for(state):
         if "step" not in jitted:
@@ -331,9 +338,9 @@ def jit_train_step(step_fn: Callable, mesh: Mesh, stacked: bool, fsdp: bool = Fa
         return jitted["step"]
 
     def call(state, batch):
-        return jit_for(state)(state, batch)
+        return jit_for(state)(state, batch, run)
 
-    call.lower = lambda state, batch: jit_for(state).lower(state, batch)
+    call.lower = lambda state, batch: jit_for(state).lower(state, batch, run)
     return call
 
 
@@ -352,12 +359,18 @@ def compiled_train_step(
     model; each model's schedule runs over its own total. `train.steps_per_call` > 1: the step
     takes `scan_steps`' stacked calls."""
     totals = total_steps if isinstance(total_steps, tuple) else (int(total_steps),)
-    schedules = tuple(optim.make_schedule(tc, n) for n in totals)
     tx = optim.make_optimizer(tc)
-    step_fn = make_train_step(model_config, tc, tx, schedules, stacked, objective)
+    step_fn = make_train_step(model_config, tc, tx, stacked, objective)
     if steps_per_call(tc) > 1:
         step_fn = scan_steps(step_fn)
-    return tx, jit_train_step(step_fn, mesh, stacked, bool(tc.fsdp))
+    run = run_values(tc, totals, objective)
+    return tx, jit_train_step(step_fn, mesh, stacked, bool(tc.fsdp), run)
+
+
+def run_values(tc: Any, totals: tuple[int, ...], objective: Objective) -> dict:
+    """What the train step takes as data rather than as constants: the schedules'
+    (`optim.schedule_values`) and the objective's (`Objective.values`) numbers."""
+    return dict(schedule=optim.schedule_values(tc, totals), objective=objective.values())
 
 
 def steps_per_call(tc: Any) -> int:
