@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Next lease (planned 2026-11-30, second session): one queue fired up to three times back to
+# back on one warm machine (`QUEUE=n7.sh LIMIT=530 bash .gpu/call.sh`, carry .gpu and .whl;
+# done markers skip what is done; a run cut by the limit resumes from its checkpoint).
+# 1. the 4-epoch export (README's pretraining command now);
+# 2. issue 24: the shipped small_set.py command (3 seeds, their ensemble, the moving average on)
+#    on TREC and SST-2, validation and test, scored once;
+# 3. issue 25: a TREC run on other texts (per_class_limit) after it: the train step from the
+#    persistent cache (first_step_s), and layer_unroll=1 / compile ahead without the cache, cold;
+# 4. issue 24: IMDB full with the moving average (0.999), validation only;
+# 5. issue 27's last one-GPU row (the largest batch that fits).
+set -uo pipefail; source .gpu/env.sh
+r pretrain4 python3 run.py --config=configs/pretrain_unsup.py --workdir=$O/pretrain4 "${common[@]}" "${imdb[@]}" || exit 1
+rm -rf $O/pretrain4/checkpoints
+X=$O/pretrain4/export
+r trec_ship python3 run.py --config=configs/small_set.py --workdir=$O/trec_ship "${common[@]}" "${trec[@]}" --config.model.init=$X || exit 1
+r sst2_ship python3 run.py --config=configs/small_set.py --workdir=$O/sst2_ship "${common[@]}" "${sst2[@]}" --config.model.init=$X || exit 1
+r trec_other python3 run.py --config=configs/small_set.py --workdir=$O/trec_other "${common[@]}" "${trec[@]}" --config.model.init=$X --config.data.per_class_limit=300 --config.search.candidates="()" --config.search.ensemble=1 --config.eval.splits="('val',)" || exit 1
+export LV_INIT=$X
+bash .gpu/lever.sh trec_unroll1_s0 --config.model.layer_unroll=1; [ $? = 255 ] && exit 130
+bash .gpu/lever.sh trec_aheadnocache_s0 --config.compile_cache_dir= --config.compile_ahead_threads=-1; [ $? = 255 ] && exit 130
+r imdb4_ema python3 run.py --config=configs/decision.py --workdir=$O/imdb4_ema "${common[@]}" "${imdb[@]}" --config.model.init=$X --config.eval.splits="('val',)" --config.train.ema_decay=0.999 || exit 1
+r i27_maxbatch python3 bench/bench_train_step.py --sizes gpt2-medium,gpt2-large --batch 16 --steps 5 --remat none --variants cudnn --peers compile --lengths 1024 --max-batch --search-budget 60 --device-time-budget 200 --out $O/logs/i27_maxbatch.json
+echo QUEUE DONE | tee -a $O/logs/summary.txt
