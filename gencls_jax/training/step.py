@@ -318,7 +318,7 @@ def make_eval_step(model_config: GPT2Config, objective: Objective) -> Callable:
 
 
 def jit_train_step(
-    step_fn: Callable, mesh: Mesh, stacked: bool, fsdp: bool = False, run: dict | None = None
+    step_fn: Callable, run: dict, mesh: Mesh, stacked: bool, fsdp: bool = False
 ) -> Callable:
     """jit with the state donated (no second copy of params/optimizer state); the new state keeps
     its layout (`sharding.state_shardings`: class models split over the 'class' axis, the rest
@@ -326,7 +326,7 @@ def jit_train_step(
     `call.lower(state, batch)`, to compile ahead), which gives the state's structure. `run`
     (`run_values`) goes to every call, replicated on the mesh: the caller sees (state, batch)."""
     jitted = {}
-    run = sharding.put_replicated(mesh, run or {})
+    run = sharding.put_replicated(mesh, run)
 
     def jit_for(state):
         if "step" not in jitted:
@@ -364,7 +364,7 @@ def compiled_train_step(
     if steps_per_call(tc) > 1:
         step_fn = scan_steps(step_fn)
     run = run_values(tc, totals, objective)
-    return tx, jit_train_step(step_fn, mesh, stacked, bool(tc.fsdp), run)
+    return tx, jit_train_step(step_fn, run, mesh, stacked, bool(tc.fsdp))
 
 
 def run_values(tc: Any, totals: tuple[int, ...], objective: Objective) -> dict:
