@@ -8,7 +8,6 @@
 # 3. issue 25: a TREC run on other texts (per_class_limit) after it: the train step from the
 #    persistent cache (first_step_s), and layer_unroll=1 / compile ahead without the cache, cold;
 # 4. issue 24: IMDB full with the moving average (0.999), validation only;
-# 5. issue 27's last one-GPU row (the largest batch that fits).
 set -uo pipefail; source .gpu/env.sh
 r pretrain4 python3 run.py --config=configs/pretrain_unsup.py --workdir=$O/pretrain4 "${common[@]}" "${imdb[@]}" || exit 1
 rm -rf $O/pretrain4/checkpoints
@@ -20,5 +19,4 @@ export LV_INIT=$X
 bash .gpu/lever.sh trec_unroll1_s0 --config.model.layer_unroll=1; [ $? = 255 ] && exit 130
 bash .gpu/lever.sh trec_aheadnocache_s0 --config.compile_cache_dir= --config.compile_ahead_threads=-1; [ $? = 255 ] && exit 130
 r imdb4_ema python3 run.py --config=configs/decision.py --workdir=$O/imdb4_ema "${common[@]}" "${imdb[@]}" --config.model.init=$X --config.eval.splits="('val',)" --config.train.ema_decay=0.999 || exit 1
-r i27_maxbatch python3 bench/bench_train_step.py --sizes gpt2-medium,gpt2-large --batch 16 --steps 5 --remat none --variants cudnn --peers compile --lengths 1024 --max-batch --search-budget 60 --device-time-budget 200 --out $O/logs/i27_maxbatch.json
 echo QUEUE DONE | tee -a $O/logs/summary.txt
