@@ -12,20 +12,33 @@ import time
 
 from absl import logging
 
-# JAX's own duration events (jax.monitoring) of one compilation: trace, lower, XLA compile
-COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
+# JAX's own duration events (jax.monitoring) of one compilation, and the part each names:
+# trace, lower, XLA compile (a persistent-cache hit is counted there too: its read is also
+# `cache_read_s`)
+COMPILE_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace_s",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+    "/jax/core/compile/backend_compile_duration": "xla_s",
+}
+CACHE_READ = "/jax/compilation_cache/cache_retrieval_time_sec"
+CACHE_COUNTS = {
+    "/jax/compilation_cache/cache_hits": "cache_hits",
+    "/jax/compilation_cache/cache_misses": "cache_misses",
+}
+
+# every compilation of this process, once listening
+_COUNTS = dict.fromkeys(
+    ("compile_s", "compiles", *COMPILE_EVENTS.values(), "cache_read_s", *CACHE_COUNTS.values()),
+    0,
 )
 
 
-_COUNTS = {"compile_s": 0.0, "compiles": 0}  # every compilation of this process, once listening
-
-
 def compile_counts() -> dict[str, float]:
-    """{compile_s, compiles}: JAX's compile seconds (trace, lower, XLA) and XLA compilations
-    of this process so far, counted from the first call of this function (or PhaseTimer)."""
+    """JAX's compiling in this process so far, counted from the first call of this function
+    (or PhaseTimer): compile_s (trace + lower + XLA seconds) and compiles (XLA compilations),
+    and the parts: trace_s, lower_s, xla_s, cache_read_s (persistent-cache reads, inside xla_s),
+    cache_hits, cache_misses. Where a warm run's stall goes: tracing and lowering are paid
+    again by every process, XLA only on a miss."""
     _listen()
     return dict(_COUNTS)
 
@@ -34,13 +47,21 @@ def compile_counts() -> dict[str, float]:
 def _listen() -> None:
     import jax
 
-    def on_event(event: str, duration: float, **_) -> None:
-        if event in COMPILE_EVENTS:
+    def on_duration(event: str, duration: float, **_) -> None:
+        part = COMPILE_EVENTS.get(event)
+        if part:
             _COUNTS["compile_s"] += float(duration)
-        if event == COMPILE_EVENTS[-1]:
-            _COUNTS["compiles"] += 1
+            _COUNTS[part] += float(duration)
+            _COUNTS["compiles"] += int(part == "xla_s")
+        elif event == CACHE_READ:
+            _COUNTS["cache_read_s"] += float(duration)
 
-    jax.monitoring.register_event_duration_secs_listener(on_event)
+    def on_event(event: str, **_) -> None:
+        if event in CACHE_COUNTS:
+            _COUNTS[CACHE_COUNTS[event]] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
 
 
 class PhaseTimer:

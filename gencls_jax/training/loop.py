@@ -87,7 +87,8 @@ class TrainResult:
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     fallback: str | None = None  # damaged checkpoints skipped when resuming (for the summary)
     # where compiling stalled this call: {programs, seconds, threads} compiled ahead (none when
-    # off), first_step_s (from the call to the first step's return: every stall before it),
+    # off), first_step_s (from the call to the first step's return: every stall before it; of
+    # it before_first_step_s came before the step's first call: state, resume, first batch),
     # late_compiles, late_compile_s (compilations after the first step: shapes not ahead)
     compiling: dict = dataclasses.field(default_factory=dict)
 
@@ -404,6 +405,8 @@ class _FirstStep:
         self.step_fn, self.t0, self.compiling, self.compiles = step_fn, t0, compiling, None
 
     def __call__(self, state, batch):
+        if self.compiles is None:  # set-up, resume, the first batch: before the step's compile
+            self.compiling["before_first_step_s"] = time.perf_counter() - self.t0
         out = self.step_fn(state, batch)
         if self.compiles is None:
             self.compiles = compile_counts()
