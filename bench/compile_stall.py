@@ -24,7 +24,9 @@ workdir's train_summary.json `phases` (commands/train.py, training/loop.py):
               step's figure includes the state set-up)
   ahead       wall of the parallel compile-ahead (programs, threads)
   compile     the sum of JAX's compile events (trace, lower, XLA) in train + score: with
-              threads, larger than the wall they took
+              threads, larger than the wall they took; then its parts, the cache's reads
+              (inside XLA) and its hits / misses
+  (setup)     of the first step: the wait before the step's first call (state, resume, batch)
 A line per run, then the table. Add --no-warm to skip the warm runs, --threads to choose the
 settings (default 0,-1: off, one thread per core).
 """
@@ -70,23 +72,32 @@ def figures(threads: int, cache: str, r: dict) -> dict:
         programs=tr.get("programs", 0),
         used_threads=tr.get("threads", 0),
         compile=tr.get("compile_s", 0.0) + sc.get("compile_s", 0.0),
+        setup=tr.get("before_first_step_s", float("nan")),
+        **{p: tr.get(p, 0) + sc.get(p, 0) for p in PARTS},
         train=tr["wall_s"],
         run=r["wall"],
     )
 
 
+# compile_s's parts in train + score (reports/phases.py): trace, lower, XLA (a cache hit's read
+# inside it), the persistent cache's reads, hits and misses
+PARTS = ("trace_s", "lower_s", "xla_s", "cache_read_s", "cache_hits", "cache_misses")
+
 HEAD = (
-    f"{'threads':>7s} {'cache':>5s} {'first step':>10s} {'late':>6s} {'(n)':>4s} {'stall':>6s} "
-    f"{'ahead':>6s} {'progs':>5s} {'compile':>7s} {'train':>6s} {'run':>6s}"
+    f"{'threads':>7s} {'cache':>5s} {'first step':>10s} {'(setup)':>7s} {'late':>6s} {'(n)':>4s} "
+    f"{'stall':>6s} {'ahead':>6s} {'progs':>5s} {'compile':>7s} {'trace':>6s} {'lower':>6s} "
+    f"{'xla':>6s} {'read':>6s} {'hit/miss':>8s} {'train':>6s} {'run':>6s}"
 )
 
 
 def row(f: dict) -> str:
     t = f"{f['threads']}" + (f"->{f['used_threads']}" if f["used_threads"] else "")
+    hits = f"{f['cache_hits']}/{f['cache_misses']}"
     return (
-        f"{t:>7s} {f['cache']:>5s} {f['first_step']:10.1f} {f['late']:6.1f} {f['late_n']:4d} "
-        f"{f['stall']:6.1f} {f['ahead']:6.1f} {f['programs']:5d} {f['compile']:7.1f} "
-        f"{f['train']:6.1f} {f['run']:6.1f}"
+        f"{t:>7s} {f['cache']:>5s} {f['first_step']:10.1f} {f['setup']:7.1f} {f['late']:6.1f} "
+        f"{f['late_n']:4d} {f['stall']:6.1f} {f['ahead']:6.1f} {f['programs']:5d} "
+        f"{f['compile']:7.1f} {f['trace_s']:6.1f} {f['lower_s']:6.1f} {f['xla_s']:6.1f} "
+        f"{f['cache_read_s']:6.1f} {hits:>8s} {f['train']:6.1f} {f['run']:6.1f}"
     )
 
 
