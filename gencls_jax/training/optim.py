@@ -4,7 +4,9 @@ Everything is built from `config.train` (no constants of its own) and is a pure 
 an optax transformation, so the train step can vmap it over a stacked class axis. The learning
 rate is not inside the optimizer: the step computes it from each model's own schedule (its own
 total of optimizer updates, see `make_schedule`) and passes it to `tx.update(...,
-learning_rate=lr)`, so K stacked class models can follow K different schedules.
+learning_rate=lr)`, so K stacked class models can follow K different schedules. The step
+takes the schedules' numbers as arrays (`schedule_values`, `scheduled_lr`), so its compiled
+program does not depend on them; `make_schedule` is the same function with them fixed.
 """
 
 from __future__ import annotations

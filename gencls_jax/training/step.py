@@ -7,7 +7,7 @@ micro-batches, then updates each model on its own:
 - K class models are stacked on a leading class axis (params, optimizer state, loss scale and
   the [K, B, T] batch); one model trains on [B, T] batches (or [K, B, T] slices of the
   decision objective). Each model's update has its own gradient clip, learning-rate schedule
-  over its own updates (`optim.make_schedule`), float16 loss scale and skipped-step count,
+  over its own updates (`optim.scheduled_lr`), float16 loss scale and skipped-step count,
   exactly as if it were fine-tuned alone; a model that is not `real` this step (its own epoch
   is over: all padding) takes no update.
 - Data parallel over the mesh's 'data' axis (`system/sharding.py`): the batch is sharded on its
