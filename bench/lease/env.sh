@@ -1,0 +1,16 @@
+# Sourced by every queue (bench/lease/call.sh): the wheels, the data copy on the machine, the
+# flags every run shares, `r` (run once, logged) and `collect` (a run's summaries for $OUT).
+{ [ -d /tmp/site/ml_collections ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl; } && export PYTHONPATH=/tmp/site || exit 1
+export PYTHONUNBUFFERED=1
+# IMDB travels as one tar.xz of the jsonl files (the 64 MiB limit), gzipped again here
+[ -f /tmp/gdata/.ready ] || { rm -rf /tmp/gdata; cp -r .gpu/data /tmp/gdata && tar -C /tmp/gdata -xJf .gpu/imdb.tar.xz && for f in /tmp/gdata/imdb/*.jsonl; do gzip $f & done; wait; touch /tmp/gdata/.ready; }
+D=/tmp/gdata; O=/tmp/g; mkdir -p $O/logs $O/done
+common=(--config.data.source=jsonl --config.data.tokenizer=$D/gpt2-tokenizer --config.data.cache_dir=/tmp/gencls_cache --config.compile_cache_dir=/tmp/gencls_xla --config.progress_bars=False --config.train.keep_checkpoints=1 --config.compile_ahead_threads=0)
+imdb=(--config.data.train_path=$D/imdb/train.jsonl.gz --config.data.test_path=$D/imdb/test.jsonl.gz --config.data.unsup_path=$D/imdb/unsup.jsonl.gz)
+trec=(--config.data.train_path=$D/trec/train.jsonl --config.data.test_path=$D/trec/test.jsonl)
+sst2=(--config.data.train_path=$D/sst2/train.jsonl --config.data.val_path=$D/sst2/dev.jsonl --config.data.test_path=$D/sst2/test.jsonl)
+INIT=$O/pretrain/export
+# r NAME cmd...: run once (a done marker makes a later call skip it; a step cut off by the call's
+# time limit runs again and resumes from its checkpoint), log, exit status and wall seconds
+r() { local name=$1; shift; [ -f $O/done/$name ] && return 0; local t0=$(date +%s); "$@" >> $O/logs/$name.log 2>&1; local rc=$?; local w=$(( $(date +%s) - t0 )); [ $rc = 0 ] && echo $w > $O/done/$name; echo "$name rc=$rc wall=${w}s" | tee -a $O/logs/summary.txt; tr '\r' '\n' < $O/logs/$name.log | grep -aE "^test accuracy|^val accuracy|time by phase|^error|Traceback|chose|kept|n-gram" | tail -8 | tee -a $O/logs/summary.txt; [ $rc = 130 ] && exit 130; return $rc; }
+collect() { for d in "$@"; do [ -d $O/$d ] || continue; mkdir -p $O/collect/$d; cp $O/$d/{metrics.json,train_summary.json,report.md,run_info.json,predictions_val.jsonl,predictions_test.jsonl,metrics.jsonl} $O/collect/$d/ 2>/dev/null; done; }
