@@ -457,7 +457,8 @@ KEYS = (
         "train.tensorboard",
         True,
         RUNTIME,
-        "also write TensorBoard events (if tensorboardX / torch.utils.tensorboard imports)",
+        "also write TensorBoard events (if tensorboardX, or torch with tensorboard, is installed; "
+        "a thread of their own writes them)",
     ),
     Key("train.plot", True, RUNTIME, "curves.png in the workdir at the end"),
     # --- choosing hyperparameters on the validation texts (commands/search.py) -----------
