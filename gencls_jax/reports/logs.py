@@ -66,9 +66,11 @@ class _TensorBoard:
         except Exception:  # a broken install: the scalars are dropped
             pass
         while (item := self.queue.get()) is not None:
+            if writer is None:
+                continue
             kind, values, step = item
             try:
-                for k, v in values.items() if writer is not None else ():
+                for k, v in values.items():
                     if isinstance(v, (int, float)) and math.isfinite(v):
                         writer.add_scalar(f"{kind}/{k}", v, step)
             except Exception:  # a full disk, a closed file: the rest is dropped
@@ -90,10 +92,10 @@ class MetricsWriter:
         """`kind` is 'train' or 'eval' (keeps the two streams apart when reading back)."""
         if not self.enabled:
             return
-        record = {"step": int(step), "kind": kind, **{k: _jsonable(v) for k, v in values.items()}}
-        fileio.append_line(self.path, json.dumps(record))
+        values = {k: _jsonable(v) for k, v in values.items()}
+        fileio.append_line(self.path, json.dumps({"step": int(step), "kind": kind, **values}))
         if self.tb is not None:
-            self.tb.add(kind, {k: _jsonable(v) for k, v in values.items()}, int(step))
+            self.tb.add(kind, values, int(step))
 
     def drop_after(self, step: int) -> None:
         """Forget the records past `step` (training resumes from `step`: they are stale)."""
