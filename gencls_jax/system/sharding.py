@@ -43,12 +43,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def put_replicated(mesh: Mesh, tree: Any) -> Any:
     """Host values (the same on every process) -> global arrays replicated on the mesh."""
     sharding = replicated(mesh)
-
-    def put(x):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-    return jax.tree_util.tree_map(put, tree)
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+    )
 
 
 def rows_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:

@@ -375,7 +375,7 @@ def _put(batch: Batch, stacked: bool, k: int | None, accum: int, mesh: Mesh) -> 
     ts.check_batch(one, stacked=stacked, num_classes=k, accum=accum, n_devices=n)
     if "live" not in batch:
         return sharding.shard_batch(batch, mesh)
-    live = jax.make_array_from_process_local_data(sharding.replicated(mesh), batch["live"])
+    live = sharding.put_replicated(mesh, batch["live"])
     return {"batch": sharding.shard_batch(batch["batch"], mesh, steps=True), "live": live}
 
 
