@@ -105,7 +105,8 @@ def test_nothing_compiles_after_the_first_step_with_compile_ahead(runs):
     assert off["train"]["late_compiles"] > 0
     assert "programs" not in off["train"]
     assert on["train"]["late_compiles"] == 0 and on["score"]["compiles"] == 0
-    assert on["train"]["programs"] >= 4 and on["train"]["threads"] == 2
+    # the steps and the scoring's (validation's LM loss is read from its scores: no programs)
+    assert on["train"]["programs"] >= 3 and on["train"]["threads"] == 2
 
 
 def test_compile_ahead_changes_no_result(runs):

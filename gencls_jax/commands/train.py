@@ -33,6 +33,7 @@ from absl import logging
 from gencls_jax import conditioning
 from gencls_jax.commands import preflight, search
 from gencls_jax.commands.evaluate import check_settings, evaluate_params, scored_splits
+from gencls_jax.data import pipeline
 from gencls_jax.data.tokenize import Tokenizer
 from gencls_jax.errors import RunError
 from gencls_jax.model import gpt2
@@ -96,9 +97,16 @@ def initial_model(config, tok: Tokenizer) -> tuple[gpt2.GPT2Config, Any]:
 def validation_fn(config, cond, model_config, val, tok):
     """eval_fn for the training loop: the validation LM loss (generative conditionings), and
     the classifier's accuracy (Bayes' rule with a uniform prior: the best-checkpoint choice
-    should not lean on the class balance)."""
+    should not lean on the class balance).
+
+    The LM loss is of the training rows (`data.long_text`). When the scoring rows are those
+    rows (`eval.long_text` reads long texts as training does), each text's log-likelihood
+    under its own class is already in the accuracy's scores, token for token: the loss is
+    read from them, with no second pass over the validation texts and no programs of its own
+    to compile (three fewer programs, one per bucket, before a run's first epoch ends)."""
+    from_scores = cond.generative and cond.classifies and same_rows(config)
     loss_eval = None
-    if cond.generative:
+    if cond.generative and not from_scores:
         stream = cond.train_stream(config, val, tok, batch_size=config.eval.batch_size)
         loss_eval = loop.make_loss_evaluator(
             config,
@@ -113,11 +121,21 @@ def validation_fn(config, cond, model_config, val, tok):
 
     def fn(params):
         out = dict(loss_eval(params)) if loss_eval is not None else {}
-        ll, _ = score_dataset(params, cond, val, tok, config, model_config, desc="val accuracy")
+        ll, tokens = score_dataset(
+            params, cond, val, tok, config, model_config, desc="val accuracy"
+        )
+        if from_scores:
+            nll = -np.sum(ll[np.arange(len(val)), val.labels], dtype=np.float64)
+            out["val_loss"] = float(nll / max(float(np.sum(tokens, dtype=np.float64)), 1e-30))
         return {**out, **decide.validation_figures(ll + prior, val.labels)}
 
     fn.programs = loss_eval.programs if loss_eval is not None else lambda _params: []
     return fn
+
+
+def same_rows(config) -> bool:
+    """Whether scoring reads long texts as training does (its rows are the training rows)."""
+    return pipeline.long_text(config, scoring=True)[:2] == pipeline.long_text(config)[:2]
 
 
 def ahead_programs(config, cond, model_config, tok, ds, eval_fn):
