@@ -226,6 +226,28 @@ def test_w2_is_a_run_of_three_classes_with_the_new_prior(runs, tmp_path):
         rules.check_resume(w2, own_config(w2))
 
 
+def test_validation_loss_of_the_new_class_read_from_its_scores(runs):
+    """add_class's validation LM loss (W's second class model standing in for the new one) is
+    read from its scores of the class's own validation texts: equal to the loss evaluator's
+    pass over their training rows, as the run's own validation (`train.validation_fn`)."""
+    from gencls_jax import conditioning
+
+    config = own_config(runs["w"])
+    run = loaded(runs["w"])
+    tok, ds = conditioning.load_data(config, splits=("train", "val"), info=run.info)
+    val, k = ds["val"], 1
+    label = val.label_names[k]
+    params = jax.tree_util.tree_map(lambda x: x[k : k + 1], run.params)
+    old_ll = np.zeros((len(val), k))
+    cond = conditioning.get("per_class")
+    got = A.validation_fn(config, cond, run.model_config, val, old_ll, k, label, tok)(params)
+    stream = A.class_stream(config, A.one_class(val, k, label), tok, k, config.eval.batch_size)
+    own_pass = loop.make_loss_evaluator(
+        config, run.model_config, lambda: stream.batches(0), stacked=True
+    )(params)["val_loss"]
+    assert got["val_loss"] == pytest.approx(own_pass, rel=1e-5)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -44,7 +44,7 @@ from absl import logging
 from gencls_jax import conditioning
 from gencls_jax.commands import preflight
 from gencls_jax.commands.evaluate import check_settings, evaluate_params
-from gencls_jax.commands.train import initial_model, run_info
+from gencls_jax.commands.train import initial_model, lm_loss, run_info, same_rows
 from gencls_jax.data import pipeline
 from gencls_jax.data.batching import PerClassStream, TrainStream
 from gencls_jax.data.inputs import STDIN, Inputs
@@ -180,22 +180,29 @@ def class_stream(config, ds: Dataset, tok, k: int, batch_size: int | None = None
 
 def validation_fn(config, cond, model_config, val: Dataset, old_ll, k: int, label: str, tok):
     """The run's validation metrics with the old class models fixed: `val_loss`, the new model's
-    LM loss on its own validation texts; `val_accuracy`, the K+1-class decision (uniform prior,
+    LM loss on its own validation texts (read from its scores where they are over the training
+    rows, as `train.validation_fn` does); `val_accuracy`, the K+1-class decision (uniform prior,
     as in training) on every class's validation texts, the old models' scores `old_ll`."""
-    own = one_class(val, k, label)
-    stream = class_stream(config, own, tok, k, config.eval.batch_size)
-    loss_eval = loop.make_loss_evaluator(
-        config, model_config, lambda: stream.batches(0), stacked=True
-    )
+    loss_eval = None
+    if not same_rows(config):
+        stream = class_stream(config, one_class(val, k, label), tok, k, config.eval.batch_size)
+        loss_eval = loop.make_loss_evaluator(
+            config, model_config, lambda: stream.batches(0), stacked=True
+        )
     every = dataclasses.replace(val, label_names=(label,))  # every text, scored by one model
     prior = np.log(np.full(k + 1, 1.0 / (k + 1)))
+    own = val.labels == k
 
     def fn(params):
-        new_ll, _ = score_dataset(
+        new_ll, tokens = score_dataset(
             params, cond, every, tok, config, model_config, desc="val accuracy"
         )
+        if loss_eval is None:
+            out = {"val_loss": lm_loss(new_ll[own, 0], tokens[own])}
+        else:
+            out = dict(loss_eval(params))
         ll = np.concatenate([old_ll, new_ll], axis=1) + prior
-        return {**loss_eval(params), **decide.validation_figures(ll, val.labels)}
+        return {**out, **decide.validation_figures(ll, val.labels)}
 
     return fn
 

@@ -125,8 +125,7 @@ def validation_fn(config, cond, model_config, val, tok):
             params, cond, val, tok, config, model_config, desc="val accuracy"
         )
         if from_scores:
-            nll = -np.sum(ll[np.arange(len(val)), val.labels], dtype=np.float64)
-            out["val_loss"] = float(nll / max(float(np.sum(tokens, dtype=np.float64)), 1e-30))
+            out["val_loss"] = lm_loss(ll[np.arange(len(val)), val.labels], tokens)
         return {**out, **decide.validation_figures(ll + prior, val.labels)}
 
     fn.programs = loss_eval.programs if loss_eval is not None else lambda _params: []
@@ -136,6 +135,13 @@ def validation_fn(config, cond, model_config, val, tok):
 def same_rows(config) -> bool:
     """Whether scoring reads long texts as training does (its rows are the training rows)."""
     return pipeline.long_text(config, scoring=True)[:2] == pipeline.long_text(config)[:2]
+
+
+def lm_loss(own_ll: np.ndarray, tokens: np.ndarray) -> float:
+    """The token-mean LM loss of texts from their log-likelihoods under their own class and the
+    tokens each scored (float64 sums): what the loss evaluator's pass gives over the same rows."""
+    total = float(np.sum(tokens, dtype=np.float64))
+    return float(-np.sum(own_ll, dtype=np.float64) / max(total, 1e-30))
 
 
 def ahead_programs(config, cond, model_config, tok, ds, eval_fn):
