@@ -7,8 +7,12 @@
 # imdb.tar.xz; .whl/ the ml-collections wheel (bench/lease/env.sh installs it).
 LIMIT=${LIMIT:-530}
 setsid bash "${QUEUE:?QUEUE=path of the queue script}" & pid=$!
-( sleep $LIMIT; echo "time limit: Ctrl-C"; kill -INT -- -$pid; sleep 25; kill -KILL -- -$pid ) 2>/dev/null & watcher=$!
-wait $pid; echo "queue rc=$?"; kill $watcher 2>/dev/null
+# the watcher holds none of this script's output (a pipe after the call, `| tail`, would wait for
+# its sleep: 130 s of device time lost once) and its sleep dies with it; a queue it stopped
+# prints `queue rc=130`
+( sleep $LIMIT; kill -INT -- -$pid; sleep 25; kill -KILL -- -$pid ) >/dev/null 2>&1 </dev/null &
+watcher=$!
+wait $pid; echo "queue rc=$?"; pkill -P $watcher 2>/dev/null; kill $watcher 2>/dev/null
 source bench/lease/env.sh
 collect $(cd $O && for d in */ lv/*/; do { [ -f "$d/train_summary.json" ] || [ -f "$d/metrics.json" ]; } && echo "${d%/}"; done)
 tar czf $OUT/out.tgz -C $O logs collect $(cd $O && ls -d bench 2>/dev/null)
