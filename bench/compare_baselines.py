@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gzip
 import json
 import math
 import sys
@@ -25,7 +26,8 @@ from gencls_jax.reports.stats import mcnemar  # noqa: E402
 
 def correct_by_text(path: str) -> dict[tuple, bool]:
     out, seen = {}, collections.Counter()
-    for line in open(path):
+    # lease records keep their prediction files gzipped (`.jsonl.gz`)
+    for line in gzip.open(path, "rt") if str(path).endswith(".gz") else open(path):
         r = json.loads(line)
         key = (str(r["id"]), int(r["label"]))
         out[(*key, seen[key])] = int(r["prediction"]) == int(r["label"])

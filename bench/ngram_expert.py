@@ -27,6 +27,7 @@ expert), not a feature: eval has the n-gram LM only.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -47,7 +48,10 @@ BOW = ("nblr", "nbsvm", "tfidf_lr", "mnb")  # --expert: bench/baselines.py's met
 
 def read_split(workdir: Path, split: str) -> dict:
     """A split's eval output: ids, labels, [N, K] log-likelihoods, scored tokens."""
-    rows = [json.loads(line) for line in open(workdir / f"predictions_{split}.jsonl")]
+    path = workdir / f"predictions_{split}.jsonl"
+    if not path.exists():  # lease records keep their prediction files gzipped
+        path = path.with_name(path.name + ".gz")
+    rows = [json.loads(line) for line in (gzip.open if path.suffix == ".gz" else open)(path, "rt")]
     return dict(
         ids=[r["id"] for r in rows],
         labels=np.array([r["label"] for r in rows]),

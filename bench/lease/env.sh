@@ -2,10 +2,10 @@
 # flags every run shares, `r` (run once, logged) and `collect` (a run's summaries for $OUT).
 { [ -d /tmp/site/ml_collections ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl; } && export PYTHONPATH=/tmp/site || exit 1
 export PYTHONUNBUFFERED=1
-# IMDB travels as one tar.xz of the jsonl files (the 64 MiB limit), gzipped again here. With
-# bench/results past 31 MiB the full copy (35 MiB) no longer fits beside the tree: a queue that
-# scores no IMDB test carries one whose test.jsonl is every 50th review (500, 250 per class;
-# 26 MiB), the full one waits in .gpu_full/ (swap it in, and carry less, for IMDB test).
+# IMDB travels as one tar.xz of the jsonl files (the 64 MiB limit), gzipped again here. The
+# tracked tree (~21 MB: bench/results keeps its prediction files gzipped) and .gpu (~40 MB)
+# leave ~6 MiB; should the tree outgrow it, a queue that scores no IMDB test can carry
+# .gpu_spare/imdb_valonly.tar.xz instead (its test.jsonl every 50th review: 26 MB).
 [ -f /tmp/gdata/.ready ] || { rm -rf /tmp/gdata; cp -r .gpu/data /tmp/gdata && tar -C /tmp/gdata -xJf .gpu/imdb.tar.xz && for f in /tmp/gdata/imdb/*.jsonl; do gzip $f & done; wait; touch /tmp/gdata/.ready; }
 D=/tmp/gdata; O=/tmp/g; mkdir -p $O/logs $O/done
 common=(--config.data.source=jsonl --config.data.tokenizer=$D/gpt2-tokenizer --config.data.cache_dir=/tmp/gencls_cache --config.compile_cache_dir=/tmp/gencls_xla --config.progress_bars=False --config.train.keep_checkpoints=1 --config.compile_ahead_threads=0)

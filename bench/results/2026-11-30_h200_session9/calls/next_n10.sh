@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Next lease (planned 2026-11-30, third session): one queue fired up to three times back to back
 # on one warm machine (`QUEUE=bench/results/2026-11-30_h200_session9/calls/next_n10.sh LIMIT=530
-# bash bench/lease/call.sh`, carry .gpu and .whl; .gpu/imdb.tar.xz is the val-only IMDB copy:
-# no IMDB test is scored here). Done markers skip what is done; a run cut by the limit resumes.
+# bash bench/lease/call.sh`, carry .gpu and .whl; no IMDB test is scored here). Done markers skip what is done; a run cut by the limit resumes.
 # 1. the 4-epoch export (README's pretraining command);
 # 2. issue 25: TREC small_set.py seed 0 cold (its own cache) then seed 1 warm, at the revision
 #    that reads validation's LM loss from the scores (3 programs fewer); layer_unroll=4
