@@ -59,6 +59,28 @@ def test_every_missing_path_in_one_line(tmp_path):
         preflight.check_paths(c, "eval")
     c.model.init = "scratch"
     preflight.check_paths(c)
+    c.eval.splits = ("val",)  # validation only: the test file is neither needed nor read
+    preflight.check_paths(c)
+    c.eval.splits = ("val", "test")
+    with pytest.raises(DataError, match=r"^data.test_path=.*: no such file$"):
+        preflight.check_paths(c)
+
+
+def test_a_run_that_scores_validation_only_loads_no_test_split(tmp_path, monkeypatch):
+    asked = []
+
+    def data_phase(config, splits, *a, **k):
+        asked.append(tuple(splits))
+        raise DataError("stop after the data phase's request")
+
+    monkeypatch.setattr(conditioning, "load_data", data_phase)
+    c = get_config()
+    c.data.source, c.data.tokenizer, c.model.init = "tfds", "gpt2", "scratch"
+    for splits in [("val",), ("val", "test"), ()]:
+        c.eval.splits = splits
+        with pytest.raises(DataError, match="stop after"):
+            train.train_and_evaluate(c, tmp_path / f"wd{len(asked)}")
+    assert asked == [("train", "val"), ("train", "val", "test"), ("train", "val")]
 
 
 def test_pretraining_checks_its_own_splits(tmp_path):

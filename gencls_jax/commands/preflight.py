@@ -60,7 +60,13 @@ def _splits(config, command: str) -> list[str]:
     pretraining splits of a run that does not classify."""
     if not conditioning.get(config.model.conditioning).classifies:
         return ["train", *(s for s in config.data.pretrain_splits if s != "train")]
-    return ["train", "test"] if command == "eval" or config.eval.splits else ["train"]
+    return ["train", "test"] if command == "eval" or scores_test(config) else ["train"]
+
+
+def scores_test(config) -> bool:
+    """Whether a training run scores the test split at its end (`eval.splits`): a run that
+    reports validation only neither needs the test file nor tokenizes it."""
+    return "test" in config.eval.splits
 
 
 def _hub_model_offline(m) -> list[str]:

@@ -205,7 +205,7 @@ def train_one(config, workdir: str | Path) -> dict:
     cond = conditioning.get(config.model.conditioning)
     t0, timer = time.time(), PhaseTimer()
     with timer.phase("data"):  # read and tokenize (the tokenize cache makes a rerun fast)
-        splits = ("train", "val", "test") if config.eval.splits else ("train", "val")
+        splits = ("train", "val", "test") if preflight.scores_test(config) else ("train", "val")
         tok, ds = conditioning.load_data(config, splits=splits)
     train, val = ds["train"], ds["val"]
     with timer.phase("model"):  # load or initialise the model, lay out the training rows
