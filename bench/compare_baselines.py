@@ -13,22 +13,20 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
-import json
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from run_outputs import records  # noqa: E402
+
 from gencls_jax.reports.stats import mcnemar  # noqa: E402
 
 
 def correct_by_text(path: str) -> dict[tuple, bool]:
     out, seen = {}, collections.Counter()
-    # lease records keep their prediction files gzipped (`.jsonl.gz`)
-    for line in gzip.open(path, "rt") if str(path).endswith(".gz") else open(path):
-        r = json.loads(line)
+    for r in records(path):  # plain or gzipped (lease records keep them gzipped)
         key = (str(r["id"]), int(r["label"]))
         out[(*key, seen[key])] = int(r["prediction"]) == int(r["label"])
         seen[key] += 1

@@ -18,31 +18,20 @@ Validation only: this chooses levers, test is scored once for the recipe that sh
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from run_outputs import predictions_file, records
 
 NAME = re.compile(r"^(?P<set>[a-z0-9]+)_(?P<lever>[A-Za-z0-9.\-]+)_s(?P<seed>\d+)$")
 
 
-def predictions(folder: Path) -> Path:
-    """A run's validation predictions: `predictions_val.jsonl`, or gzipped as lease records
-    keep it."""
-    plain = folder / "predictions_val.jsonl"
-    return plain if plain.exists() else folder / "predictions_val.jsonl.gz"
-
-
-def lines(path: Path):
-    return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
-
-
 def read_run(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """(ids, labels [N], log-likelihoods [N, K], log prior [K]) of one run's validation."""
-    rows = [json.loads(line) for line in lines(predictions(folder))]
+    rows = records(predictions_file(folder, "val"))
     prior = np.asarray(json.loads((folder / "metrics.json").read_text())["prior"], np.float64)
     ids = [r["id"] for r in rows]
     labels = np.array([r["label"] for r in rows])
@@ -58,7 +47,7 @@ def lever_table(root: Path) -> dict:
     groups: dict[tuple[str, str], dict[int, Path]] = defaultdict(dict)
     for d in sorted(root.iterdir()):
         m = NAME.match(d.name)
-        if m and predictions(d).exists() and (d / "metrics.json").exists():
+        if m and predictions_file(d, "val").exists() and (d / "metrics.json").exists():
             groups[m["set"], m["lever"]][int(m["seed"])] = d
     out = {}
     for (name, lever), runs in sorted(groups.items()):

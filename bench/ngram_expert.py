@@ -27,7 +27,6 @@ expert), not a feature: eval has the n-gram LM only.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -35,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]  # gencls_jax; run_outputs, baselines
+
+from run_outputs import predictions_file, records  # noqa: E402
 
 from gencls_jax import conditioning  # noqa: E402
 from gencls_jax.reports import stats  # noqa: E402
@@ -48,10 +49,7 @@ BOW = ("nblr", "nbsvm", "tfidf_lr", "mnb")  # --expert: bench/baselines.py's met
 
 def read_split(workdir: Path, split: str) -> dict:
     """A split's eval output: ids, labels, [N, K] log-likelihoods, scored tokens."""
-    path = workdir / f"predictions_{split}.jsonl"
-    if not path.exists():  # lease records keep their prediction files gzipped
-        path = path.with_name(path.name + ".gz")
-    rows = [json.loads(line) for line in (gzip.open if path.suffix == ".gz" else open)(path, "rt")]
+    rows = records(predictions_file(workdir, split))
     return dict(
         ids=[r["id"] for r in rows],
         labels=np.array([r["label"] for r in rows]),
@@ -77,7 +75,6 @@ def bow_terms(method: str, hyper: float, train, texts: dict, k: int) -> dict:
     """{split: [N, K] decision scores} of `bench/baselines.py`'s `method` fitted on the training
     texts with `hyper` (its features: word 1-2 grams, min_df 2, scikit-learn's token pattern,
     as the baselines' defaults); a binary scorer's s becomes [0, s]."""
-    sys.path.insert(0, str(REPO / "bench"))
     import baselines
 
     feats = baselines.Features(
