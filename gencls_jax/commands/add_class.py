@@ -44,7 +44,7 @@ from absl import logging
 from gencls_jax import conditioning
 from gencls_jax.commands import preflight
 from gencls_jax.commands.evaluate import check_settings, evaluate_params
-from gencls_jax.commands.train import initial_model, lm_loss, run_info, same_rows
+from gencls_jax.commands.train import initial_model, lm_loss, run_info
 from gencls_jax.data import pipeline
 from gencls_jax.data.batching import PerClassStream, TrainStream
 from gencls_jax.data.inputs import STDIN, Inputs
@@ -184,7 +184,7 @@ def validation_fn(config, cond, model_config, val: Dataset, old_ll, k: int, labe
     rows, as `train.validation_fn` does); `val_accuracy`, the K+1-class decision (uniform prior,
     as in training) on every class's validation texts, the old models' scores `old_ll`."""
     loss_eval = None
-    if not same_rows(config):
+    if not pipeline.scoring_rows_are_training_rows(config):
         stream = class_stream(config, one_class(val, k, label), tok, k, config.eval.batch_size)
         loss_eval = loop.make_loss_evaluator(
             config, model_config, lambda: stream.batches(0), stacked=True

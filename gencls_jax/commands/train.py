@@ -104,7 +104,9 @@ def validation_fn(config, cond, model_config, val, tok):
     under its own class is already in the accuracy's scores, token for token: the loss is
     read from them, with no second pass over the validation texts and no programs of its own
     to compile (three fewer programs, one per bucket, before a run's first epoch ends)."""
-    from_scores = cond.generative and cond.classifies and same_rows(config)
+    from_scores = (
+        cond.generative and cond.classifies and pipeline.scoring_rows_are_training_rows(config)
+    )
     loss_eval = None
     if cond.generative and not from_scores:
         stream = cond.train_stream(config, val, tok, batch_size=config.eval.batch_size)
@@ -130,11 +132,6 @@ def validation_fn(config, cond, model_config, val, tok):
 
     fn.programs = loss_eval.programs if loss_eval is not None else lambda _params: []
     return fn
-
-
-def same_rows(config) -> bool:
-    """Whether scoring reads long texts as training does (its rows are the training rows)."""
-    return pipeline.long_text(config, scoring=True)[:2] == pipeline.long_text(config)[:2]
 
 
 def lm_loss(own_ll: np.ndarray, tokens: np.ndarray) -> float:

@@ -297,6 +297,12 @@ def long_text(config, scoring: bool = False) -> tuple[str, int, tuple[str, str]]
     )
 
 
+def scoring_rows_are_training_rows(config) -> bool:
+    """Whether scoring reads long texts as training does: then a text's scoring rows are its
+    training rows, token for token (the same `make_rows` call)."""
+    return long_text(config, scoring=True)[:2] == long_text(config)[:2]
+
+
 def rows(
     config, ds: Dataset, tok: Tokenizer, labels: np.ndarray | None = None, scoring: bool = False
 ) -> Rows:
