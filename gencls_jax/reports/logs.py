@@ -5,88 +5,35 @@ train_loss, lr, tokens_per_s, steps_per_s, skipped_steps, loss_scale, val_loss, 
 Each line is written whole and flushed (`fileio.append_line`; a torn last line is ignored on
 read). A run resumed from a checkpoint first drops the lines past the step it restored (a crash
 or an older checkpoint: those steps are trained again), then appends to the same file;
-`read_metrics` keeps the last record per (step, kind). TensorBoard is written only if
-`tensorboardX` or `torch.utils.tensorboard` (with `tensorboard`) is installed, by a thread of
-its own.
+`read_metrics` keeps the last record per (step, kind). TensorBoard events (the finite
+scalars of each record) are written beside it by `events.py`, without a writer library.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import queue
-import threading
 from pathlib import Path
 from typing import Any
 
+from gencls_jax.reports import events
 from gencls_jax.system import fileio
-
-TENSORBOARD_WRITERS = (("tensorboardX",), ("torch.utils.tensorboard", "torch", "tensorboard"))
-
-
-def _tensorboard_module() -> str | None:
-    """The first TensorBoard writer module whose packages are installed, found without
-    importing them: `torch.utils.tensorboard` needs `tensorboard` too, and importing torch only
-    to learn that took 1.3 s of every run's first step here (more on a GPU machine)."""
-    for module, *needs in TENSORBOARD_WRITERS:
-        if all(importlib.util.find_spec(n) is not None for n in needs or [module]):
-            return module
-    return None
-
-
-class _TensorBoard:
-    """TensorBoard scalars written by a thread of their own, started at the first scalar:
-    importing the writer's library takes seconds, which the training loop should not wait for
-    (it comes after the first step and overlaps the next ones). Never raises: TensorBoard is
-    optional, metrics.jsonl is the record."""
-
-    def __init__(self, logdir: Path, module: str):
-        self.logdir, self.module = logdir, module
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread: threading.Thread | None = None
-
-    def add(self, kind: str, values: dict[str, float], step: int) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="tensorboard", daemon=True)
-            self.thread.start()
-        self.queue.put((kind, values, step))
-
-    def close(self) -> None:
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-
-    def _run(self) -> None:
-        writer = None
-        try:
-            writer = __import__(self.module, fromlist=["SummaryWriter"]).SummaryWriter(
-                str(self.logdir)
-            )
-        except Exception:  # a broken install: the scalars are dropped
-            pass
-        while (item := self.queue.get()) is not None:
-            if writer is None:
-                continue
-            kind, values, step = item
-            try:
-                for k, v in values.items():
-                    if isinstance(v, (int, float)) and math.isfinite(v):
-                        writer.add_scalar(f"{kind}/{k}", v, step)
-            except Exception:  # a full disk, a closed file: the rest is dropped
-                writer = None
-        if writer is not None:
-            writer.close()
 
 
 class MetricsWriter:
-    """Append-only metrics log (jsonl) plus optional TensorBoard scalars."""
+    """Append-only metrics log (jsonl) plus TensorBoard scalars (`tensorboard/` in the workdir).
+    TensorBoard never stops a run: a write that fails (a full disk) turns it off, and
+    metrics.jsonl stays the record."""
 
     def __init__(self, workdir: str | Path, tensorboard: bool = True, enabled: bool = True):
         self.path = Path(workdir) / "metrics.jsonl"
         self.enabled = enabled
-        module = _tensorboard_module() if (enabled and tensorboard) else None
-        self.tb = _TensorBoard(Path(workdir) / "tensorboard", module) if module else None
+        self.tb: events.EventWriter | None = None
+        if enabled and tensorboard:
+            try:
+                self.tb = events.EventWriter(Path(workdir) / "tensorboard")
+            except OSError:
+                pass
 
     def write(self, step: int, kind: str, values: dict[str, float]) -> None:
         """`kind` is 'train' or 'eval' (keeps the two streams apart when reading back)."""
@@ -95,7 +42,15 @@ class MetricsWriter:
         values = {k: _jsonable(v) for k, v in values.items()}
         fileio.append_line(self.path, json.dumps({"step": int(step), "kind": kind, **values}))
         if self.tb is not None:
-            self.tb.add(kind, values, int(step))
+            scalars = {
+                f"{kind}/{k}": float(v)
+                for k, v in values.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            }
+            try:
+                self.tb.add(scalars, int(step))
+            except OSError:
+                self.tb = None
 
     def drop_after(self, step: int) -> None:
         """Forget the records past `step` (training resumes from `step`: they are stale)."""
@@ -109,6 +64,7 @@ class MetricsWriter:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
 
 
 def _jsonable(v: Any) -> Any:
