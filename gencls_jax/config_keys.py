@@ -56,17 +56,6 @@ KEYS = (
         "programs that compile faster are not stored (JAX's default)",
     ),
     Key(
-        "compile_ahead_threads",
-        0,
-        RUNTIME,
-        "threads compiling every train, validation and scoring shape of a run in parallel before "
-        "its first step (no stall at a new shape later); -1 = one per CPU core (at most 16), "
-        "0 = off (each program compiles when its shape first comes). On, it turns XLA's command "
-        "buffers off (XLA_FLAGS): with them 4 of 5 cold-cache H200 runs failed at their first "
-        "step (a cuDNN graph capture error), without them 2 of 2 passed; off by default until "
-        "its gain is measured (BUILD_NOTES 'Compile ahead')",
-    ),
-    Key(
         "heartbeat_timeout_s",
         100,
         RUNTIME,

@@ -179,8 +179,11 @@ def test_validation_during_training_reads_the_texts_as_eval_does(decision_run):
 def test_validation_loss_read_from_the_scores_equals_its_own_pass(tiny_run):
     """A per_class run whose scoring rows are its training rows: validation's LM loss comes from
     the accuracy's scores (each text under its own class model, summed over the tokens it
-    scores), with no programs of its own, and equals the loss evaluator's pass over the
-    training rows (`test_train.py` checks that pass against float64 NumPy)."""
+    scores), with no programs of its own (once the scoring's are compiled, a validation pass
+    compiles nothing), and equals the loss evaluator's pass over the training rows
+    (`test_train.py` checks that pass against float64 NumPy)."""
+    from gencls_jax.reports.phases import compile_counts
+    from gencls_jax.scoring.batched import score_dataset
     from gencls_jax.training import loop
 
     wd = tiny_run["workdir"]
@@ -189,12 +192,14 @@ def test_validation_loss_read_from_the_scores_equals_its_own_pass(tiny_run):
     tok, ds = conditioning.load_data(config, splits=("train", "val"), info=run.info)
     val, cond = ds["val"], conditioning.get(config.model.conditioning)
     fn = train.validation_fn(config, cond, run.model_config, val, tok)
-    assert fn.programs(run.params) == []
+    score_dataset(run.params, cond, val, tok, config, run.model_config)  # the scoring's programs
+    before = compile_counts()["compiles"]
+    got = fn(run.params)
+    assert compile_counts()["compiles"] == before  # no loss pass: no programs of its own
     stream = cond.train_stream(config, val, tok, batch_size=config.eval.batch_size)
     own_pass = loop.make_loss_evaluator(
         config, run.model_config, lambda: stream.batches(0), stacked=True
     )(run.params)["val_loss"]
-    got = fn(run.params)
     assert got["val_loss"] == pytest.approx(own_pass, rel=1e-5)
     assert np.isfinite(got["val_loss"]) and got["val_loss"] > 0
 

@@ -55,7 +55,6 @@ def search_config(folder: Path, files: dict, candidates=("seed=1",), min_gain=10
     c = tiny_config(folder, files["train"], files["val"], files["test"])
     c.train.update(dict(best_metric="val_loss", min_steps=0, epochs=1, log_every=1))
     c.data.update(dict(compact_vocab=64, split_seed=0))
-    c.compile_ahead_threads = 0  # no step compiled for W's re-evaluation (0 steps)
     c.search.update(dict(candidates=tuple(candidates), min_gain=min_gain, **keys))
     return c
 

@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 from absl import logging
 
 from gencls_jax import conditioning
 from gencls_jax.commands import preflight, search
-from gencls_jax.commands.evaluate import check_settings, evaluate_params, scored_splits
+from gencls_jax.commands.evaluate import check_settings, evaluate_params
 from gencls_jax.data import pipeline
 from gencls_jax.data.tokenize import Tokenizer
 from gencls_jax.errors import RunError
@@ -42,8 +41,8 @@ from gencls_jax.reports.phases import PhaseTimer, fmt_table
 from gencls_jax.runs import load, rules
 from gencls_jax.runs import workdir as wd
 from gencls_jax.scoring import decide
-from gencls_jax.scoring.batched import score_dataset, score_programs
-from gencls_jax.system import fileio, sharding
+from gencls_jax.scoring.batched import score_dataset
+from gencls_jax.system import fileio
 from gencls_jax.training import loop, objectives
 
 # --- model initialisation -------------------------------------------------------------------
@@ -115,7 +114,6 @@ def validation_fn(config, cond, model_config, val, tok):
             model_config,
             lambda: stream.batches(0),
             stacked=cond.stacked,
-            examples=stream.examples(),
         )
     if not cond.classifies:
         return loss_eval
@@ -130,7 +128,6 @@ def validation_fn(config, cond, model_config, val, tok):
             out["val_loss"] = lm_loss(ll[np.arange(len(val)), val.labels], tokens)
         return {**out, **decide.validation_figures(ll + prior, val.labels)}
 
-    fn.programs = loss_eval.programs if loss_eval is not None else lambda _params: []
     return fn
 
 
@@ -139,29 +136,6 @@ def lm_loss(own_ll: np.ndarray, tokens: np.ndarray) -> float:
     tokens each scored (float64 sums): what the loss evaluator's pass gives over the same rows."""
     total = float(np.sum(tokens, dtype=np.float64))
     return float(-np.sum(own_ll, dtype=np.float64) / max(total, 1e-30))
-
-
-def ahead_programs(config, cond, model_config, tok, ds, eval_fn):
-    """params -> the programs `eval_fn` (each epoch) and the scoring after training (the best
-    checkpoint, restored replicated, on eval's splits) will run: compiled ahead by the loop."""
-
-    def programs(params) -> list:
-        out = list(eval_fn.programs(params)) if eval_fn is not None else []
-        if not cond.classifies:
-            return out
-        rep = sharding.replicated(sharding.make_mesh())
-        restored = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), params
-        )
-        splits = list(scored_splits(config, ds).values()) if config.eval.splits else []
-        if all(x.sharding == rep for x in jax.tree_util.tree_leaves(params)):
-            return out + score_programs(
-                params, cond, [ds["val"], *splits], tok, config, model_config
-            )
-        out += score_programs(params, cond, [ds["val"]], tok, config, model_config)
-        return out + score_programs(restored, cond, splits, tok, config, model_config)
-
-    return programs
 
 
 def run_info(config, cond, model_config, tok, ds) -> dict:
@@ -237,8 +211,6 @@ def train_one(config, workdir: str | Path) -> dict:
             eval_fn,
             stacked=cond.stacked,
             objective=objective,
-            examples=stream.examples(),
-            ahead_programs=ahead_programs(config, cond, model_config, tok, ds, eval_fn),
         )
     timer.note("train", **result.compiling)
     summary = _train_summary(workdir, result, time.time() - t0)

@@ -69,18 +69,6 @@ def bucket_of(lengths: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     return np.searchsorted(buckets, lengths, side="left")
 
 
-def used_lengths(lengths: np.ndarray, spec: BatchSpec) -> list[int]:
-    """Every row length T a batch of these rows can have under `spec` (the same in every
-    epoch: a row's bucket is fixed by its length), so each step's program can be compiled
-    before the first step."""
-    if not len(lengths):
-        return []
-    if spec.scheme != "bucket":
-        return [int(spec.max_len)]
-    buckets = spec.buckets
-    return [int(buckets[b]) for b in np.unique(bucket_of(lengths, buckets))]
-
-
 def first_fit(lengths: np.ndarray, order: np.ndarray, capacity: int) -> list[list[int]]:
     """Pack items (in `order`) into bins of `capacity`: each goes to the first open bin it fits."""
     room = np.empty(len(order), np.int64)
@@ -164,14 +152,6 @@ class TrainStream:
     def num_batches(self, epoch: int = 0) -> int:
         return len(self.plan(epoch))
 
-    def examples(self) -> list[dict[str, np.ndarray]]:
-        """One all-padding batch of every shape `batches` can yield (compiled ahead)."""
-        B = self.spec.batch_size
-        return [make_batch(self.rows, EMPTY_PLAN, B, T) for T in self.lengths()]
-
-    def lengths(self) -> list[int]:
-        return used_lengths(row_lengths(self.rows), self.spec)
-
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """The batches of `epoch` from index `start` on (resume after batch start-1)."""
         for p in self.plan(epoch)[start:]:
@@ -200,16 +180,6 @@ class PerClassStream:
         """Real batches of each class in the epoch (the training loop's schedules run over
         them)."""
         return tuple(c.num_batches(epoch) for c in self.classes)
-
-    def examples(self) -> list[dict[str, np.ndarray]]:
-        """One all-padding [K, B, T] batch per T any class's batches have: a step's T is the
-        largest of its K batches', one of these (some may never be the largest)."""
-        lengths = sorted({T for c in self.classes for T in c.lengths()})
-        per = [
-            [make_batch(c.rows, EMPTY_PLAN, c.spec.batch_size, T) for c in self.classes]
-            for T in lengths
-        ]
-        return [{k: np.stack([b[k] for b in bs]) for k in bs[0]} for bs in per]
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
         plans = self.plans(epoch)
@@ -261,11 +231,6 @@ class SlicedStream:
         for T, members in self.plan(epoch)[start:]:
             yield self._batch(T, members)
 
-    def examples(self) -> list[dict[str, np.ndarray]]:
-        """One all-padding batch of every shape `batches` can yield (compiled ahead)."""
-        lengths = np.max([row_lengths(r) for r in self.slices], axis=0)
-        return [self._batch(T, []) for T in used_lengths(lengths, self.spec)]
-
     def _batch(self, T: int, members: list[list[int]]) -> dict[str, np.ndarray]:
         B = self.spec.batch_size
         per = [make_batch(r, (T, members), B) for r in self.slices]
@@ -316,17 +281,6 @@ def scoring_rows(batch_size: int, length: int, max_len: int, multiple: int = 1) 
     """Rows of a scoring batch of `length` tokens (`scoring_batches`)."""
     n = max(batch_size * int(max_len) // int(length), 1)
     return -(-n // multiple) * multiple  # rows split evenly over the devices
-
-
-def scoring_shapes(
-    rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int, multiple: int = 1
-) -> list[tuple[int, int]]:
-    """The [rows, T] shapes `scoring_batches` yields for these rows (compiled ahead)."""
-    spec = BatchSpec("bucket", batch_size, max_len, tuple(bucket_lengths))
-    return [
-        (scoring_rows(batch_size, T, max_len, multiple), T)
-        for T in used_lengths(row_lengths(rows), spec)
-    ]
 
 
 def padding_fraction(batches: Iterable[dict[str, np.ndarray]]) -> float:

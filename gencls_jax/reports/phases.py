@@ -67,7 +67,8 @@ def _listen() -> None:
 class PhaseTimer:
     """`with timer.phase('train'): ...` records that phase's wall and CPU seconds, the compile
     seconds and XLA compilations inside it; `timer.table()` is {phase: {wall_s, cpu_s,
-    compile_s, compiles, ...}} (`note` adds a phase's own figures, e.g. the compile-ahead)."""
+    compile_s, compiles, ...}} (`note` adds a phase's own figures, e.g. the training loop's
+    first-step stall and late compiles)."""
 
     def __init__(self):
         self.phases: dict[str, dict[str, float]] = {}

@@ -25,13 +25,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from gencls_jax.data.batching import (
-    EMPTY_PLAN,
-    make_batch,
-    scoring_batches,
-    scoring_plan,
-    scoring_shapes,
-)
+from gencls_jax.data.batching import scoring_batches, scoring_plan
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import Rows, row_lengths, scored_tokens
 from gencls_jax.data.sources import Dataset
@@ -179,30 +173,6 @@ def class_passes(conditioning, k: int) -> list[int | None]:
     model takes a pass per class, each with that class's prefix."""
     stacked = conditioning.stacked or not conditioning.generative
     return [None] if stacked else list(range(k))
-
-
-def score_programs(params, conditioning, datasets, tokenizer, config, model_config) -> list:
-    """Thunks that each lower and compile one program `score_dataset` (sums) will run on
-    `datasets` with parameters laid out as `params` (arrays or ShapeDtypeStructs with their
-    shardings): one per bucket shape, shared by every data set and class pass. Run ahead (in
-    parallel, `training/ahead.py`), they leave jit's cache warm for the scoring itself."""
-    jitted, static = scoring_function(conditioning, config, model_config)
-    mesh = sharding.mesh_of(params) or sharding.make_mesh()
-    ec, dc = config.eval, config.data
-    shapes: dict[tuple[int, int], Rows] = {}
-    for ds in datasets:
-        for c in class_passes(conditioning, ds.num_classes):
-            rows = conditioning.class_rows(config, ds, tokenizer, c)
-            sizes = (ec.batch_size, scoring_buckets(config), dc.max_len, mesh.shape["data"])
-            for shape in scoring_shapes(rows, *sizes):
-                shapes.setdefault(shape, rows)
-
-    def program(n: int, T: int, rows: Rows):
-        batch = make_batch(rows, EMPTY_PLAN, n, T)
-        batch = sharding.shard_batch({k: batch[k] for k in ROW_KEYS}, mesh)
-        return lambda: jitted.lower(params, batch, **static).compile()
-
-    return [program(n, T, rows) for (n, T), rows in sorted(shapes.items())]
 
 
 def score_dataset(

@@ -4,7 +4,6 @@ code (training, scoring, the classifier) never changes process-wide state."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,8 @@ def setup(
     config: Any, coordinator_address: str = "", num_processes: int = 0, process_id: int = -1
 ) -> None:
     """Everything a run needs of the process (a second call is a no-op)."""
-    os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""), config)
     setup_distributed(config, coordinator_address, num_processes, process_id)
     setup_compilation_cache(config)
-
-
-COMMAND_BUFFERS_OFF = "--xla_gpu_enable_command_buffer="
-
-
-def xla_flags(flags: str, config: Any) -> str:
-    """XLA's flags for this run (read when the backend starts: before any JAX work). Compiling
-    ahead (`compile_ahead_threads`) turns XLA's command buffers (CUDA graphs) off: with them, 4 of
-    5 cold-cache runs on the H200 failed at their first step capturing a cuDNN graph; without
-    them 2 of 2 passed (BUILD_NOTES 'Compile ahead'). A flag the user set stays as it is."""
-    if int(config.compile_ahead_threads) == 0 or "xla_gpu_enable_command_buffer" in flags:
-        return flags
-    return f"{flags} {COMMAND_BUFFERS_OFF}".strip()
 
 
 def setup_compilation_cache(config: Any) -> None:

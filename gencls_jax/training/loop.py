@@ -33,7 +33,7 @@ from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.model.gpt2 import GPT2Config
 from gencls_jax.reports.phases import compile_counts
 from gencls_jax.system import fileio, sharding
-from gencls_jax.training import ahead, hooks, objectives, optim
+from gencls_jax.training import hooks, objectives, optim
 from gencls_jax.training import step as ts
 
 Batch = Mapping[str, Any]
@@ -49,16 +49,11 @@ def make_loss_evaluator(
     *,
     stacked: bool,
     mesh: Mesh | None = None,
-    examples: Sequence[Batch] = (),
 ) -> Callable[[Any], dict[str, float]]:
     """An `eval_fn` for `train`: params -> {'val_loss': the token-mean LM loss over
-    `val_batches()`, every class model's texts together}. Its `programs(params)` compile its
-    step ahead for each of `examples` (a batch of every shape `val_batches` yields)."""
+    `val_batches()`, every class model's texts together}."""
     step = ts.make_eval_step(model_config, objectives.lm_objective(config, stacked))
     mesh = mesh or sharding.make_mesh(int(config.train.class_shards) if stacked else 1)
-
-    def program(params, batch: Batch) -> ahead.Program:
-        return lambda: step.lower(params, sharding.shard_batch(batch, mesh)).compile()
 
     def evaluate(params) -> dict[str, float]:
         # no host sync in between the batches
@@ -67,7 +62,6 @@ def make_loss_evaluator(
         weight = sum(float(np.sum(s["weight"])) for s in sums)
         return {"val_loss": nll / max(weight, 1e-30)}
 
-    evaluate.programs = lambda params: [program(params, b) for b in examples]
     return evaluate
 
 
@@ -86,10 +80,11 @@ class TrainResult:
     evals: list[dict]  # this call's per-epoch eval metrics
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     fallback: str | None = None  # damaged checkpoints skipped when resuming (for the summary)
-    # where compiling stalled this call: {programs, seconds, threads} compiled ahead (none when
-    # off), first_step_s (from the call to the first step's return: every stall before it; of
-    # it before_first_step_s came before the step's first call: state, resume, first batch),
-    # late_compiles, late_compile_s (compilations after the first step: shapes not ahead)
+    # where compiling stalled this call: first_step_s (from the call to the first step's
+    # return: every stall before it; of it before_first_step_s came before the step's first
+    # call: state, resume, first batch), late_compiles, late_compile_s (compilations after the
+    # first step: each shape compiles when it first comes, e.g. another bucket's step, the first
+    # validation pass)
     compiling: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -277,8 +272,6 @@ def train(
     stacked: bool,
     objective: objectives.Objective | None = None,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
-    examples: Sequence[Batch] = (),
-    ahead_programs: Callable[[Any], list[ahead.Program]] | None = None,
 ) -> TrainResult:
     """Train (or resume training in `workdir`) and return the final state.
 
@@ -290,7 +283,7 @@ def train(
     epoch has the largest count; each model's schedule runs over its own total. `objective`:
     what a step minimises (default: the LM for `data.batching`'s rows). eval_fn(params) ->
     metrics (e.g. val_loss, val_accuracy) runs at each epoch end; callbacks(step, record) after
-    every step (hooks for tests and tooling); `examples`, `ahead_programs`: `_compile_ahead`."""
+    every step (hooks for tests and tooling)."""
     t0, objective = time.perf_counter(), objective or objectives.lm_objective(config, stacked)
     tc, workdir = config.train, Path(workdir)
     nb = num_batches if callable(num_batches) else (lambda _e, n=int(num_batches): n)
@@ -312,14 +305,12 @@ def train(
 
     per_call = ts.steps_per_call(tc)
     put = functools.partial(_put, stacked=stacked, k=k, accum=int(tc.grad_accum), mesh=mesh)
-    examples = [b if per_call == 1 else _stack([b], per_call) for b in examples]
-    ahead_list = (examples, ahead_programs)
 
     def cut_after(step: int) -> bool:  # the loop holds the state after these steps
         return ckpts.due(step, last_of_epoch=False) or step == tc.max_steps
 
-    try:  # (Ctrl-C while compiling ahead: KeyboardInterrupt, the checkpointer closed)
-        first = _FirstStep(step_fn, t0, _compile_ahead(config, step_fn, run, put, *ahead_list))
+    first = _FirstStep(step_fn, t0)
+    try:
         with hooks.StopOnSignal() as stop:
             epoch = int(meta["epoch"])
             while reason is None and epoch < epochs:
@@ -379,30 +370,12 @@ def _put(batch: Batch, stacked: bool, k: int | None, accum: int, mesh: Mesh) -> 
     return {"batch": sharding.shard_batch(batch["batch"], mesh, steps=True), "live": live}
 
 
-def _compile_ahead(config, step_fn, run: _Run, put, examples, ahead_programs) -> dict:
-    """Before the first step, with `compile_ahead_threads` on: compile the train step for each
-    of `examples` (a batch of every shape the train batches have, placed by `put`) and the
-    programs of `ahead_programs(params)`, in parallel: {programs, seconds, threads}; {} when
-    off or the run is finished."""
-    threads = ahead.num_threads(config)
-    if threads <= 0 or run.meta.get("stop_reason") is not None:
-        return {}
-    programs = [_step_program(step_fn, run.state, put(b)) for b in examples]
-    programs += ahead_programs(run.state.params) if ahead_programs else []
-    return ahead.compile_all(programs, threads)
-
-
-def _step_program(step_fn, state, batch: Batch) -> ahead.Program:
-    """Lowers and compiles the train step for `batch`'s shape (the state is not consumed)."""
-    return lambda: step_fn.lower(state, batch).compile()
-
-
 class _FirstStep:
     """The train step, noting when its first call returned (every stall before the first step:
     `compiling['first_step_s']`) and the XLA compilations done by then (`compiles`)."""
 
-    def __init__(self, step_fn, t0: float, compiling: dict):
-        self.step_fn, self.t0, self.compiling, self.compiles = step_fn, t0, compiling, None
+    def __init__(self, step_fn, t0: float):
+        self.step_fn, self.t0, self.compiling, self.compiles = step_fn, t0, {}, None
 
     def __call__(self, state, batch):
         if self.compiles is None:  # set-up, resume, the first batch: before the step's compile
@@ -415,7 +388,8 @@ class _FirstStep:
 
     def finish(self) -> dict:
         """`compiling` with 'late_compiles' and 'late_compile_s': XLA compilations and compile
-        seconds since the first step (a shape the ahead list missed, or compile-ahead off)."""
+        seconds since the first step (each shape compiles when it first comes: another bucket's
+        step, the first validation pass's programs)."""
         if self.compiles is not None:
             now, then = compile_counts(), self.compiles
             self.compiling["late_compiles"] = int(now["compiles"] - then["compiles"])

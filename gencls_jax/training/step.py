@@ -323,8 +323,9 @@ def jit_train_step(
     """jit with the state donated (no second copy of params/optimizer state); the new state keeps
     its layout (`sharding.state_shardings`: class models split over the 'class' axis, the rest
     replicated) and the metrics come out replicated. Jitted at the first call (or at
-    `call.lower(state, batch)`, to compile ahead), which gives the state's structure. `run`
-    (`run_values`) goes to every call, replicated on the mesh: the caller sees (state, batch)."""
+    `call.lower(state, batch)`, e.g. to read the program's memory use or HLO), which gives the
+    state's structure. `run` (`run_values`) goes to every call, replicated on the mesh: the
+    caller sees (state, batch)."""
     jitted = {}
     run = sharding.put_replicated(mesh, run)
 
