@@ -1,8 +1,8 @@
-"""Where compiling stalls a run: one recipe command, trained with compile-ahead off and on, each
-with a fresh (cold) compile cache and then again on that cache (warm); a table of the seconds
-stalled (issue 25: <= 20 s cold, <= 5 s warm for TREC, SST-2 and IMDB 500/class runs).
+"""Where compiling stalls a run: one recipe command, trained with a fresh (cold) compile cache and
+then again on that cache (warm); a table of the seconds stalled (issue 25: <= 20 s cold, <= 5 s
+warm for TREC, SST-2 and IMDB 500/class runs). Each program compiles when its shape first comes.
 
-    # on the GPU: TREC with small_set.py (from the 2-epoch IMDB export), off vs on
+    # on the GPU: TREC with small_set.py (from the 2-epoch IMDB export)
     python bench/compile_stall.py --config=configs/small_set.py -- \\
         --config.model.init=runs/pretrain/export \\
         --config.data.train_path=../shared/data/trec/train.jsonl \\
@@ -14,21 +14,18 @@ stalled (issue 25: <= 20 s cold, <= 5 s warm for TREC, SST-2 and IMDB 500/class 
     python bench/compile_stall.py --config=configs/tiny.py
 
 Each run is `python run.py --config=... --workdir=<fresh> --config.compile_cache_dir=<cache>
---config.compile_ahead_threads=<T> <overrides>` in its own process; its figures come from the
-workdir's train_summary.json `phases` (commands/train.py, training/loop.py):
+<overrides>` in its own process; its figures come from the workdir's train_summary.json
+`phases` (commands/train.py, training/loop.py):
   first step  wall from the training loop's start to the first step's return: state set-up,
-              the compile-ahead (when on), the first step's own compile (when off)
+              the first step's own compile
   late        compile seconds after the first step in the train phase (a new bucket's step,
               the first validation pass) and in the score phase (test scoring)
   stall       first step + late: the wall a user waits on compiling (an upper bound: the first
               step's figure includes the state set-up)
-  ahead       wall of the parallel compile-ahead (programs, threads)
-  compile     the sum of JAX's compile events (trace, lower, XLA) in train + score: with
-              threads, larger than the wall they took; then its parts, the cache's reads
-              (inside XLA) and its hits / misses
+  compile     the sum of JAX's compile events (trace, lower, XLA) in train + score; then its
+              parts, the cache's reads (inside XLA) and its hits / misses
   (setup)     of the first step: the wait before the step's first call (state, resume, batch)
-A line per run, then the table. Add --no-warm to skip the warm runs, --threads to choose the
-settings (default 0,-1: off, one thread per core).
+A line per run, then the table. Add --no-warm to skip the warm run.
 """
 
 from __future__ import annotations
@@ -44,10 +41,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_once(config: str, workdir: Path, cache: Path, threads: int, overrides: list[str]) -> dict:
+def run_once(config: str, workdir: Path, cache: Path, overrides: list[str]) -> dict:
     """One run.py call; its phases and its process wall time."""
     cmd = [sys.executable, str(REPO / "run.py"), f"--config={config}", f"--workdir={workdir}"]
-    cmd += [f"--config.compile_cache_dir={cache}", f"--config.compile_ahead_threads={threads}"]
+    cmd += [f"--config.compile_cache_dir={cache}"]
     cmd += ["--config.progress_bars=False", *overrides]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -58,19 +55,15 @@ def run_once(config: str, workdir: Path, cache: Path, threads: int, overrides: l
     return dict(phases=phases, wall=wall)
 
 
-def figures(threads: int, cache: str, r: dict) -> dict:
+def figures(cache: str, r: dict) -> dict:
     tr, sc = r["phases"]["train"], r["phases"].get("score", {})
     late = tr.get("late_compile_s", 0.0) + sc.get("compile_s", 0.0)
     return dict(
-        threads=threads,
         cache=cache,
         first_step=tr.get("first_step_s", float("nan")),
         late=late,
         late_n=tr.get("late_compiles", 0) + sc.get("compiles", 0),
         stall=tr.get("first_step_s", float("nan")) + late,
-        ahead=tr.get("seconds", 0.0),
-        programs=tr.get("programs", 0),
-        used_threads=tr.get("threads", 0),
         compile=tr.get("compile_s", 0.0) + sc.get("compile_s", 0.0),
         setup=tr.get("before_first_step_s", float("nan")),
         **{p: tr.get(p, 0) + sc.get(p, 0) for p in PARTS},
@@ -84,20 +77,19 @@ def figures(threads: int, cache: str, r: dict) -> dict:
 PARTS = ("trace_s", "lower_s", "xla_s", "cache_read_s", "cache_hits", "cache_misses")
 
 HEAD = (
-    f"{'threads':>7s} {'cache':>5s} {'first step':>10s} {'(setup)':>7s} {'late':>6s} {'(n)':>4s} "
-    f"{'stall':>6s} {'ahead':>6s} {'progs':>5s} {'compile':>7s} {'trace':>6s} {'lower':>6s} "
-    f"{'xla':>6s} {'read':>6s} {'hit/miss':>8s} {'train':>6s} {'run':>6s}"
+    f"{'cache':>5s} {'first step':>10s} {'(setup)':>7s} {'late':>6s} {'(n)':>4s} {'stall':>6s} "
+    f"{'compile':>7s} {'trace':>6s} {'lower':>6s} {'xla':>6s} {'read':>6s} {'hit/miss':>8s} "
+    f"{'train':>6s} {'run':>6s}"
 )
 
 
 def row(f: dict) -> str:
-    t = f"{f['threads']}" + (f"->{f['used_threads']}" if f["used_threads"] else "")
     hits = f"{f['cache_hits']}/{f['cache_misses']}"
     return (
-        f"{t:>7s} {f['cache']:>5s} {f['first_step']:10.1f} {f['setup']:7.1f} {f['late']:6.1f} "
-        f"{f['late_n']:4d} {f['stall']:6.1f} {f['ahead']:6.1f} {f['programs']:5d} "
-        f"{f['compile']:7.1f} {f['trace_s']:6.1f} {f['lower_s']:6.1f} {f['xla_s']:6.1f} "
-        f"{f['cache_read_s']:6.1f} {hits:>8s} {f['train']:6.1f} {f['run']:6.1f}"
+        f"{f['cache']:>5s} {f['first_step']:10.1f} {f['setup']:7.1f} {f['late']:6.1f} "
+        f"{f['late_n']:4d} {f['stall']:6.1f} {f['compile']:7.1f} {f['trace_s']:6.1f} "
+        f"{f['lower_s']:6.1f} {f['xla_s']:6.1f} {f['cache_read_s']:6.1f} {hits:>8s} "
+        f"{f['train']:6.1f} {f['run']:6.1f}"
     )
 
 
@@ -112,21 +104,17 @@ def table(args, head: str, rows: list[str], figures: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/tiny.py")
-    ap.add_argument("--threads", default="0,-1", help="compile_ahead_threads settings to run")
-    ap.add_argument("--no-warm", action="store_true", help="cold runs only")
+    ap.add_argument("--no-warm", action="store_true", help="the cold run only")
     ap.add_argument("--tmp", default="", help="folder for workdirs and caches (default: a temp)")
     ap.add_argument("--out", default="", help="also write the figures here (JSON)")
     ap.add_argument("overrides", nargs="*", help="after --: run.py flags for every run")
     args = ap.parse_args()
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="compile_stall_"))
-    out = []
-    for threads in (int(t) for t in args.threads.split(",")):
-        cache = tmp / f"xla_{threads}"  # fresh: the first run of each setting is cold
-        for kind in ["cold"] if args.no_warm else ["cold", "warm"]:
-            wd = tmp / f"run_{threads}_{kind}"
-            f = figures(threads, kind, run_once(args.config, wd, cache, threads, args.overrides))
-            print(row(f), flush=True)
-            out.append(f)
+    out, cache = [], tmp / "xla"  # fresh: the first run is cold
+    for kind in ["cold"] if args.no_warm else ["cold", "warm"]:
+        f = figures(kind, run_once(args.config, tmp / f"run_{kind}", cache, args.overrides))
+        print(row(f), flush=True)
+        out.append(f)
     table(args, HEAD, [row(f) for f in out], out)
 
 

@@ -57,7 +57,7 @@ class Timers:
 
     def add(self, name: str, dt: float) -> None:
         if not self.active and name not in ("val", "epoch"):
-            return  # e.g. the log's loss compiled ahead, before the first epoch
+            return  # e.g. a validation pass's fetches, outside the epochs' step loops
         with self.lock:
             self.s[name] += dt
             self.n[name] += 1
@@ -124,9 +124,7 @@ def instrument(timers: Timers) -> None:
 
     def timed_validation(*a, **k):
         fn = validation_fn(*a, **k)
-        out = timers.wrap("val", fn)
-        out.programs = fn.programs
-        return out
+        return timers.wrap("val", fn)
 
     T.validation_fn = timed_validation
 
@@ -190,7 +188,6 @@ def null_step() -> None:
         def call(state, batch):
             return for_shape(state, batch)(state, batch)
 
-        call.lower = lambda state, batch: for_shape(state, batch).lower(state, batch)
         return tx, call
 
     loop.ts.compiled_train_step = compiled
@@ -355,7 +352,7 @@ def main() -> None:
         micro_model(config)
     if args.null_step:
         null_step()
-    runtime.setup(config)  # as run.py: XLA_FLAGS (compile ahead: command buffers off), cache
+    runtime.setup(config)  # as run.py: the compile cache
     _save_originals()
     logging.set_verbosity(logging.WARNING)
     print(HEAD, flush=True)

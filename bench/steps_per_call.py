@@ -10,11 +10,12 @@ jitted step, so a small model's step is not bound by the host).
     # CPU smoke run
     python bench/steps_per_call.py --config=configs/tiny.py --per-call=1,4
 
-For each S, one warm-up run (train.max_steps=1, no test scoring) fills a compile cache of its
-own with every program of the run (compile ahead), then the timed run trains the whole recipe
-on that warm cache (no test scoring: `eval.splits=()`), each `python run.py` in its own process
-(`compile_stall.run_once`). From the timed run's train_summary.json and metrics.jsonl:
-  train    the train phase's wall (with its validation passes and its compile-ahead)
+For each S, one warm-up run (the same recipe) fills a compile cache of its own with every
+program of the run (each compiled when its shape first came), then the timed run trains the
+whole recipe again on that warm cache (neither scores the test set: `eval.splits=()`), each
+`python run.py` in its own process (`compile_stall.run_once`). From the timed run's
+train_summary.json and metrics.jsonl:
+  train    the train phase's wall (with its validation passes and reading the compiled programs)
   first    wall before the first step returned (state set-up, reading the compiled programs)
   steps    optimizer updates (the same at every S: a call never crosses a checkpoint or an
            epoch's end, `training/loop.py`)
@@ -71,13 +72,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/tiny.py")
     ap.add_argument("--per-call", default="1,4,16", help="train.steps_per_call settings")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="compile_ahead_threads (0, the config's default: on the H200 a cold run with it on "
-        "failed in a cuDNN graph capture, 2026-11-30)",
-    )
     ap.add_argument("--tmp", default="", help="folder for workdirs and caches (default: a temp)")
     ap.add_argument("--out", default="", help="also write the figures here (JSON)")
     ap.add_argument("overrides", nargs="*", help="after --: run.py flags for every run")
@@ -87,15 +81,9 @@ def main() -> None:
     for s in (int(x) for x in args.per_call.split(",")):
         over = [*args.overrides, f"--config.train.steps_per_call={s}", "--config.eval.splits=()"]
         cache = tmp / f"xla_{s}"
-        run_once(
-            args.config,
-            tmp / f"warmup_{s}",
-            cache,
-            args.threads,
-            [*over, "--config.train.max_steps=1"],
-        )
+        run_once(args.config, tmp / f"warmup_{s}", cache, over)
         wd = tmp / f"run_{s}"
-        f = figures(s, wd, run_once(args.config, wd, cache, args.threads, over))
+        f = figures(s, wd, run_once(args.config, wd, cache, over))
         print(row(f), flush=True)
         out.append(f)
     table(args, HEAD, [row(f) for f in out], out)
