@@ -446,8 +446,8 @@ KEYS = (
         "train.tensorboard",
         True,
         RUNTIME,
-        "also write TensorBoard events (if tensorboardX, or torch with tensorboard, is installed; "
-        "a thread of their own writes them)",
+        "also write TensorBoard events to <workdir>/tensorboard (our own encoder, "
+        "reports/events.py: nothing to install)",
     ),
     Key("train.plot", True, RUNTIME, "curves.png in the workdir at the end"),
     # --- choosing hyperparameters on the validation texts (commands/search.py) -----------
