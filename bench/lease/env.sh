@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED=1
 # .gpu_spare/imdb_valonly.tar.xz instead (its test.jsonl every 50th review: 26 MB).
 [ -f /tmp/gdata/.ready ] || { rm -rf /tmp/gdata; cp -r .gpu/data /tmp/gdata && tar -C /tmp/gdata -xJf .gpu/imdb.tar.xz && for f in /tmp/gdata/imdb/*.jsonl; do gzip $f & done; wait; touch /tmp/gdata/.ready; }
 D=/tmp/gdata; O=/tmp/g; mkdir -p $O/logs $O/done
-common=(--config.data.source=jsonl --config.data.tokenizer=$D/gpt2-tokenizer --config.data.cache_dir=/tmp/gencls_cache --config.compile_cache_dir=/tmp/gencls_xla --config.progress_bars=False --config.train.keep_checkpoints=1 --config.compile_ahead_threads=0)
+common=(--config.data.source=jsonl --config.data.tokenizer=$D/gpt2-tokenizer --config.data.cache_dir=/tmp/gencls_cache --config.compile_cache_dir=/tmp/gencls_xla --config.progress_bars=False --config.train.keep_checkpoints=1)
 imdb=(--config.data.train_path=$D/imdb/train.jsonl.gz --config.data.test_path=$D/imdb/test.jsonl.gz --config.data.unsup_path=$D/imdb/unsup.jsonl.gz)
 trec=(--config.data.train_path=$D/trec/train.jsonl --config.data.test_path=$D/trec/test.jsonl)
 sst2=(--config.data.train_path=$D/sst2/train.jsonl --config.data.val_path=$D/sst2/dev.jsonl --config.data.test_path=$D/sst2/test.jsonl)
