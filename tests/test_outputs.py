@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_cli
 from test_train import base_config, batches_fn, make_epochs, model_config, tiny_params, train
 
 from gencls_jax.reports import events
@@ -224,12 +224,7 @@ def test_tensorboard_events_read_back_by_tensorboard(tmp_path):
     (torch's import held the GIL over ~2.5 s of a GPU run's first steps)."""
     reader = "tensorboard.backend.event_processing.event_accumulator"
     event_accumulator = pytest.importorskip(reader)
-    p = subprocess.run(
-        [sys.executable, "-c", TB_SCRIPT, str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    p = run_cli(str(tmp_path / "run"), program=["-c", TB_SCRIPT])
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout.strip().splitlines()[-1]) == []  # no writer library imported
     acc = event_accumulator.EventAccumulator(str(tmp_path / "run" / "tensorboard"))

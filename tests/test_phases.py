@@ -2,11 +2,9 @@
 `phases`), counted from JAX's own compile events."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
-from conftest import REPO
+from conftest import run_cli
 
 COUNTS_SCRIPT = """
 import json, sys
@@ -30,12 +28,7 @@ def test_compile_counts_split_trace_lower_xla_and_the_cache(tmp_path):
     is trace + lower + XLA, a first compilation is a persistent-cache miss, the same program
     again from another jit is a hit whose read is counted. Its own process: the cache
     directory is process-wide state."""
-    p = subprocess.run(
-        [sys.executable, "-c", COUNTS_SCRIPT, str(tmp_path / "cache")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    p = run_cli(str(tmp_path / "cache"), program=["-c", COUNTS_SCRIPT])
     assert p.returncode == 0, p.stderr[-2000:]
     before, cold, warm = json.loads(p.stdout.strip().splitlines()[-1])
     d1 = {k: cold[k] - before[k] for k in cold}
