@@ -1,22 +1,30 @@
 """Train-step throughput and memory: our JAX GPT-2 beside Hugging Face PyTorch on the same GPU.
 
 Random-init GPT-2 of the sizes asked (`--sizes`, gencls_jax.model.gpt2 SIZES), bfloat16 compute,
-AdamW, fixed batch x length, no dropout. Per (size, remat, T, batch) and implementation: tokens/s
-(median of `--repeats` timed repeats, with their min-max), MFU, memory and compile seconds;
-`--max-batch` also finds the largest batch that fits; `--out` writes every figure as JSON.
+AdamW, fixed batch x length, no dropout unless `--dropout`. Per (size, remat, T, batch) and
+implementation: tokens/s (median of `--repeats` timed repeats, with their min-max), MFU, memory
+and compile seconds; `--max-batch` also finds the largest batch that fits; `--out` writes every
+figure as JSON.
 
     python bench/bench_train_step.py --lengths 512,1024 --batch 16 --steps 20
     python bench/bench_train_step.py --sizes gpt2-medium --lengths 1024 --remat none,full \
         --variants cudnn --peers compile --max-batch --device-time-budget 530 --out m.json
+    python bench/bench_train_step.py --lengths 1024 --variants cudnn --peers compile \
+        --dropout 0.1 --prng threefry2x32,rbg,unsafe_rbg
 
 Ours: the real train step (training/step.py: AdamW, clipping, schedule, donation), variants
 attention[+packed]: cudnn = right-padded rows (causal kernel), cudnn+packed = packed rows
-(segment-id mask), xla = XLA attention; `--remat` = `model.remat` (none | full | dots). The
-peers: HF GPT2LMHeadModel of the same size (n_layer, n_embd, n_head), eager or torch.compile,
-fused AdamW, bf16 autocast; with remat full or dots the peer runs HF's activation checkpointing
-(`gradient_checkpointing_enable()`, `activation_checkpointing_enable()` since transformers 5;
-non-reentrant, every block recomputed: it has no 'dots' policy), remat 'ckpt' in the tables,
-measured once for both.
+(segment-id mask), xla = XLA attention; `--remat` = `model.remat` (none | full | dots).
+`--dropout RATE` = `model.dropout` (embedding and residual dropout; 0 = off, today's figures) and
+`--prng IMPL[,IMPL...]` = `train.dropout_prng` (threefry2x32 | rbg | unsafe_rbg: the PRNG of the
+dropout masks; it needs `--dropout`): each variant runs once per PRNG, a row each, named
+'ours VARIANT/PRNG' (e.g. 'ours cudnn/rbg'), the table's dropout column saying the rate. The
+peer drops out at the same rate (HF resid_pdrop = embd_pdrop = RATE, attn_pdrop = 0: ours has
+no attention dropout). The peers: HF GPT2LMHeadModel of the same size (n_layer, n_embd,
+n_head), eager or torch.compile, fused AdamW, bf16 autocast; with remat full or dots the peer
+runs HF's activation checkpointing (`gradient_checkpointing_enable()`,
+`activation_checkpointing_enable()` since transformers 5; non-reentrant, every block recomputed:
+it has no 'dots' policy), remat 'ckpt' in the tables, measured once for both.
 
 Every measurement runs in its own process (the bf16 matmul rate in one more): JAX's allocator
 keeps what it grew and its peak counter is a process-wide high-water mark, torch's caching
@@ -77,6 +85,7 @@ GIB = 2**30
 REMATS = ("none", "full", "dots")
 ATTENTIONS = ("xla", "cudnn")
 PEERS = ("eager", "compile")
+DEFAULT_PRNG = "threefry2x32"  # --prng's default (JAX's default PRNG)
 
 
 # --- in the worker: one measurement ---------------------------------------------------------
@@ -173,8 +182,11 @@ def bench_jax(
     packed: bool,
     remat: str = "none",
     repeats: int = 1,
+    dropout: float = 0.0,
+    prng: str = "threefry2x32",
 ) -> dict:
-    """Our real train step (training/step.py: AdamW, clipping, schedule, donation), one model.
+    """Our real train step (training/step.py: AdamW, clipping, schedule, donation), one model,
+    `dropout` (model.dropout) drawn by the PRNG `prng` (train.dropout_prng).
     step_s / tokens_s: the median repeat (bench_scaling.py reads these two)."""
     import jax
     import ml_collections
@@ -190,9 +202,10 @@ def bench_jax(
         batch,
         attention,
         "bfloat16",
-        0.0,
+        dropout,
     )
     c.model.remat = remat
+    c.train.dropout_prng = prng
     c.model.conditioning = "unconditional"
     c.data.batching = "pack" if packed else "bucket"
     config = M.resolve_config(M.config_for(size), c.model)
@@ -232,10 +245,13 @@ def bench_torch(
     checkpointing: bool = False,
     repeats: int = 1,
     device: str = "cuda",
+    dropout: float = 0.0,
 ) -> dict:
     """HF GPT2LMHeadModel of `arch` (n_layer, n_embd, n_head[, n_positions]; gpt2 by default),
     bf16 autocast, fused AdamW (on CUDA), eager or torch.compile of the whole step. `device`
-    'auto': CUDA if torch sees it, else the CPU (a plumbing check only)."""
+    'auto': CUDA if torch sees it, else the CPU (a plumbing check only). `dropout`: embedding
+    and residual dropout (embd_pdrop, resid_pdrop) as ours; attention dropout stays 0 (ours has
+    none)."""
     import torch
     import transformers
 
@@ -243,7 +259,7 @@ def bench_torch(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(
-        **(arch or {}), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False
+        **(arch or {}), resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=0.0, use_cache=False
     )
     with torch.device(device):  # initialised where it runs: no copy of a large model's weights
         model = transformers.GPT2LMHeadModel(cfg).train()
@@ -322,6 +338,8 @@ def run_job(spec: dict) -> dict:
             packed == "packed",
             spec["remat"],
             spec["repeats"],
+            spec.get("dropout", 0.0),
+            spec.get("prng", DEFAULT_PRNG),
         )
     return bench_torch(
         spec["batch"],
@@ -332,6 +350,7 @@ def run_job(spec: dict) -> dict:
         spec["ckpt"],
         spec["repeats"],
         spec["device"],
+        spec.get("dropout", 0.0),
     )
 
 
@@ -389,7 +408,12 @@ def run_child(spec: dict, timeout: float | None) -> dict:
 
 
 def impl_name(spec: dict) -> str:
-    return f"ours {spec['variant']}" if spec["job"] == "ours" else f"HF torch {spec['peer']}"
+    """'ours VARIANT', with dropout on 'ours VARIANT/PRNG' (one word: before_after.sh reads
+    'ours NAME T tokens/s' lines), or 'HF torch PEER'."""
+    if spec["job"] != "ours":
+        return f"HF torch {spec['peer']}"
+    prng = f"/{spec.get('prng', DEFAULT_PRNG)}" if spec.get("dropout") else ""
+    return f"ours {spec['variant']}{prng}"
 
 
 def remat_name(spec: dict) -> str:
@@ -480,7 +504,10 @@ class Bench:
     def live(self, r: dict) -> None:
         """One line per measurement; 'ours VARIANT T tokens/s' first, as bench/before_after.sh
         parses it."""
-        where = f"({r['size']}, remat {remat_name(r)}, batch {r['batch']}, {r['wall_s']:.0f} s)"
+        rate = f", dropout {r['dropout']:g}" if r.get("dropout") else ""
+        where = (
+            f"({r['size']}, remat {remat_name(r)}, batch {r['batch']}{rate}, {r['wall_s']:.0f} s)"
+        )
         if r["status"] != "ok":
             print(f"{impl_name(r):24s} {r['T']:5d} {r['status'].upper()}: {r['error']}  {where}")
             return
@@ -600,11 +627,19 @@ def plan(args) -> list[dict]:
     specs = []
     for size in args.sizes:
         arch = dict(M.SIZES[size])
-        common = dict(size=size, batch=args.batch, steps=args.steps, repeats=args.repeats)
+        common = dict(
+            size=size,
+            batch=args.batch,
+            steps=args.steps,
+            repeats=args.repeats,
+            dropout=args.dropout,
+        )
         for remat in args.remat:
             for length in args.lengths:
                 for variant in args.variants:
-                    specs.append(dict(common, job="ours", variant=variant, remat=remat, T=length))
+                    for prng in args.prng:
+                        ours = dict(job="ours", variant=variant, remat=remat, prng=prng)
+                        specs.append(dict(common, **ours, T=length))
                 for peer in args.peers:
                     ckpt = remat != "none"
                     hf = dict(
@@ -632,6 +667,7 @@ def split(text: str) -> list[str]:
 def check_args(args) -> str | None:
     """The first thing wrong with the arguments, in one line, or None."""
     from gencls_jax.model import gpt2 as M
+    from gencls_jax.training.step import DROPOUT_PRNGS
 
     if args.lengths is None:
         return "--lengths takes integers, comma-separated"
@@ -653,6 +689,15 @@ def check_args(args) -> str | None:
         attention, plus, extra = v.partition("+")
         if attention not in ATTENTIONS or (plus and extra != "packed"):
             return f"variant {v!r}: expected attention[+packed], attention in {ATTENTIONS}"
+    prngs = tuple(DROPOUT_PRNGS)
+    if not args.prng or any(p not in prngs for p in args.prng):
+        return f"--prng takes {', '.join(prngs)} (comma-separated), got {','.join(args.prng)!r}"
+    if len(set(args.prng)) < len(args.prng):
+        return f"--prng names a PRNG twice: {','.join(args.prng)}"
+    if not 0.0 <= args.dropout < 1.0:
+        return f"--dropout must be in [0, 1), got {args.dropout}"
+    if args.dropout == 0 and args.prng != [DEFAULT_PRNG]:
+        return "--prng picks the PRNG of the dropout masks: it needs --dropout > 0"
     if any(p not in PEERS for p in args.peers):
         return f"--peers takes {', '.join(PEERS)} or '' for none, got {','.join(args.peers)}"
     for name in ("batch", "steps", "repeats", "matmul_n"):
@@ -677,6 +722,18 @@ def parse_args(argv=None):
     )
     ap.add_argument("--remat", default="none", help="ours: model.remat values (none,full,dots)")
     ap.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="model.dropout of ours, resid/embd_pdrop of the peers (attn_pdrop 0); 0 = none",
+    )
+    ap.add_argument(
+        "--prng",
+        default=DEFAULT_PRNG,
+        help="ours: train.dropout_prng values, a row each (threefry2x32,rbg,unsafe_rbg); "
+        "needs --dropout > 0",
+    )
+    ap.add_argument(
         "--matmul-n", type=int, default=8192, help="size of the matmul that measures the peak rate"
     )
     ap.add_argument("--datasheet-tflops", type=float, default=989.0, help="bf16 dense, H100/H200")
@@ -698,8 +755,8 @@ def parse_args(argv=None):
     )
     ap.add_argument("--out", default="", help="write every figure here as JSON")
     args = ap.parse_args(argv)
-    args.sizes, args.variants, args.peers, args.remat = (
-        split(x) for x in (args.sizes, args.variants, args.peers, args.remat)
+    args.sizes, args.variants, args.peers, args.remat, args.prng = (
+        split(x) for x in (args.sizes, args.variants, args.peers, args.remat, args.prng)
     )
     try:
         args.lengths = [int(x) for x in split(args.lengths)]
@@ -750,13 +807,16 @@ def results_table(bench: Bench) -> list[str]:
         ),
     )
     measured = f"{peak:.4g}" if peak else "-"
+    drop = args.dropout > 0  # a dropout column (each row's rate) only then: today's tables
     out = [
-        f"| impl | size | remat | T | batch | tokens/s median [min-max] | MFU of measured "
-        f"{measured} TFLOP/s | MFU of {args.datasheet_tflops:g} | memory GiB | compile s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| impl |{' dropout |' if drop else ''} size | remat | T | batch | tokens/s median "
+        f"[min-max] | MFU of measured {measured} TFLOP/s | MFU of {args.datasheet_tflops:g} | "
+        "memory GiB | compile s |",
+        "| --- " * (10 + drop) + "|",
     ]
     for r in rows:
-        head = f"| {impl_name(r)} | {r['size']} | {remat_name(r)} | {r['T']} | {r['batch']} |"
+        rate = f" {r.get('dropout', 0.0):g} |" if drop else ""
+        head = f"| {impl_name(r)} |{rate} {r['size']} | {remat_name(r)} | {r['T']} | {r['batch']} |"
         if r["status"] != "ok":
             out.append(f"{head} {r['status']}: {r['error']} | | | | |")
             continue
@@ -849,6 +909,12 @@ def print_tables(bench: Bench) -> None:
         "every block, beside ours full and dots. memory: ours = the allocator's peak (XLA's "
         "plan for the step in brackets), torch = max_memory_allocated."
     )
+    if bench.args.dropout > 0:
+        print(
+            f"dropout {bench.args.dropout:g}: ours model.dropout (embedding and residual), its "
+            "masks drawn by the PRNG after the '/' (train.dropout_prng); the peers resid_pdrop "
+            "= embd_pdrop at the same rate, attn_pdrop 0 (ours has no attention dropout)."
+        )
     if bench.skipped:
         print(f"skipped ({len(bench.skipped)}, device-time budget): " + "; ".join(bench.skipped))
     bench.save()

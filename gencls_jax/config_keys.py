@@ -336,6 +336,16 @@ KEYS = (
         "rows per optimizer step per class model (global, over all devices)",
     ),
     Key("train.grad_accum", 1, MODEL, "micro-batches per optimizer step"),
+    Key(
+        "train.dropout_prng",
+        "threefry2x32",
+        MODEL,
+        "the PRNG of the dropout masks (jax.random's implementations): threefry2x32 | rbg | "
+        "unsafe_rbg (XLA's RngBitGenerator: cheaper on GPU; its draws may change with the "
+        "backend or XLA version; unsafe_rbg's fold_in is an XOR, so keys of swapped (step, "
+        "class, micro-batch) numbers coincide). The training state's dropout key is [2] uint32 "
+        "for threefry2x32, [4] for the other two: a resumed run keeps it",
+    ),
     Key("train.lr", 5e-5, MODEL, "peak learning rate"),
     Key("train.schedule", "cosine", MODEL, "constant | linear | cosine (after warmup)"),
     Key(

@@ -44,6 +44,7 @@ from gencls_jax.scoring import decide
 from gencls_jax.scoring.batched import score_dataset
 from gencls_jax.system import fileio
 from gencls_jax.training import loop, objectives
+from gencls_jax.training import step as train_step
 
 # --- model initialisation -------------------------------------------------------------------
 
@@ -172,6 +173,7 @@ def train_one(config, workdir: str | Path) -> dict:
     preflight.check_paths(config, "train")
     check_settings(config)  # eval.ood_keep, eval.ece_bins: before training, not after it
     objectives.check_settings(config.train)  # the regularisation keys
+    train_step.dropout_prng(config.train)  # before loop.train writes config.json
     changes = rules.check_resume(workdir, config)
     cond = conditioning.get(config.model.conditioning)
     t0, timer = time.time(), PhaseTimer()

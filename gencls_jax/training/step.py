@@ -17,6 +17,10 @@ micro-batches, then updates each model on its own:
   rows j, j+A, ...); the loss is normalised by the whole batch's totals, so A micro-batches of
   B rows equal one batch of A*B rows up to float rounding.
 - Dropout keys come from (seed, step, micro-batch) and the class: resuming replays them exactly.
+  Their PRNG is `train.dropout_prng` (`dropout_prng`): JAX's default threefry2x32, or XLA's
+  RngBitGenerator ('rbg', 'unsafe_rbg'), cheaper on GPU; the state holds the base key's raw
+  data ([2] or [4] uint32), and the step wraps it with that implementation (no global JAX
+  setting: parameter init and sampling keep the default PRNG).
 - Several updates per call (`train.steps_per_call` S > 1, `scan_steps`): a `lax.scan` of the
   same step over S stacked batches, so a small model's step is not bound by the host's
   per-call dispatch; a call of fewer updates leaves its last slots off (`live`).
@@ -67,7 +71,7 @@ class TrainState(NamedTuple):
     opt_state: Any
     loss_scale: optim.LossScale
     skipped: Array  # int32: steps skipped for non-finite grads (float16 loss scaling)
-    rng: Array  # uint32 key data of the dropout base key
+    rng: Array  # uint32 key data of the dropout base key: [2] threefry2x32, [4] (unsafe_)rbg
     average: Any = None  # train.ema_decay > 0: the moving average of params; None when off
 
 
@@ -75,6 +79,37 @@ def shipped_params(state: TrainState) -> Any:
     """The parameters a run is validated, ranked and exported by: the moving average when
     `train.ema_decay` > 0, else the live parameters."""
     return state.params if state.average is None else state.average
+
+
+# train.dropout_prng: jax.random's PRNG implementations the dropout keys may use, and the
+# shape of their key data (`TrainState.rng`)
+DROPOUT_PRNGS = {"threefry2x32": (2,), "rbg": (4,), "unsafe_rbg": (4,)}
+
+
+def dropout_prng(tc: Any) -> str:
+    """`train.dropout_prng`, checked: the PRNG implementation of the dropout keys."""
+    impl = tc.dropout_prng
+    if not isinstance(impl, str) or impl not in DROPOUT_PRNGS:
+        raise RunError(f"train.dropout_prng must be one of {tuple(DROPOUT_PRNGS)}, got {impl!r}")
+    return impl
+
+
+def dropout_key_data(seed: int, tc: Any) -> Array:
+    """The raw uint32 data of the dropout base key of `seed` under `train.dropout_prng` (what
+    `TrainState.rng` holds; `dropout_key` wraps it back)."""
+    return jax.random.key_data(jax.random.key(seed, impl=dropout_prng(tc)))
+
+
+def dropout_key(data: Array, impl: str) -> Array:
+    """The typed dropout key of `TrainState.rng`'s data under the PRNG `impl`; data of another
+    PRNG's shape (a state made under another `train.dropout_prng`) is one line (RunError)."""
+    if tuple(data.shape) != DROPOUT_PRNGS[impl]:
+        raise RunError(
+            f"the train state's dropout key has shape {tuple(data.shape)}, "
+            f"train.dropout_prng={impl!r} needs {DROPOUT_PRNGS[impl]}: the state was made "
+            "under another train.dropout_prng"
+        )
+    return jax.random.wrap_key_data(data, impl=impl)
 
 
 def ema_decay(tc: Any) -> float:
@@ -110,7 +145,7 @@ def init_state(
             lambda x: jnp.broadcast_to(x, (num_classes,)), optim.init_loss_scale(tc)
         )
         skipped = jnp.zeros((num_classes,), jnp.int32)
-    rng = jax.random.key_data(jax.random.key(seed))
+    rng = dropout_key_data(seed, tc)
     average = None
     if ema_decay(tc) > 0:  # a copy: the step donates the state
         average = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), params)
@@ -229,6 +264,7 @@ def make_train_step(
     decay = ema_decay(tc)
     use_scale = model_config.dtype == "float16"
     use_dropout = model_config.dropout > 0
+    prng = dropout_prng(tc)
     if not objective.per_model and use_scale:
         raise ValueError("train.objective='decision' runs in bfloat16 or float32, not float16")
 
@@ -257,7 +293,7 @@ def make_train_step(
         return new_params, new_opt, ls, skipped, average, {**m, "skipped": skipped}
 
     def step_fn(state: TrainState, batch: Batch, run: dict) -> tuple[TrainState, dict]:
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        key = jax.random.fold_in(dropout_key(state.rng, prng), state.step)
         scale = state.loss_scale.scale if use_scale else jnp.float32(1)
         obj = objective.bind(run["objective"])
         g, sums = loss_grads(
