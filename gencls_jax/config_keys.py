@@ -390,7 +390,20 @@ KEYS = (
     Key("train.grad_clip", 1.0, MODEL, "global norm; 0 = off"),
     Key("train.loss_scale", 2.0**15, MODEL, "initial dynamic loss scale (float16 only)"),
     Key("train.log_every", 50, RUNTIME, "steps between training log lines"),
-    Key("train.ckpt_every", 500, RUNTIME, "steps between checkpoints; also at each epoch end"),
+    Key(
+        "train.ckpt_every",
+        500,
+        RUNTIME,
+        "steps between checkpoints; also at each epoch end (both skipped within "
+        "train.ckpt_every_s of the last save)",
+    ),
+    Key(
+        "train.ckpt_every_s",
+        120.0,
+        RUNTIME,
+        "seconds a checkpoint waits after the last one; a new best and the run's end always "
+        "save; 0 = save at every point train.ckpt_every names",
+    ),
     Key("train.keep_checkpoints", 2, RUNTIME, "latest K checkpoints kept, plus the best"),
     Key(
         "train.best_metric",

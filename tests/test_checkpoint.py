@@ -36,6 +36,7 @@ def config(epochs: int, **train):
     t = c.train
     t.epochs, t.batch_size, t.lr, t.warmup_steps, t.schedule = epochs, 4, 3e-3, 0, "constant"
     t.log_every, t.ckpt_every, t.plot, t.tensorboard = 1, 0, False, False
+    t.ckpt_every_s = 0.0  # every checkpoint point saves: these tests count checkpoints by step
     c.progress_bars = False
     t.keep_checkpoints, t.best_metric = 1, "val_loss"
     for k, v in train.items():

@@ -32,8 +32,8 @@ from gencls_jax.runs import load  # noqa: E402
 from gencls_jax.runs.checkpoint import Checkpointer  # noqa: E402
 from gencls_jax.scoring.score import stack_params  # noqa: E402
 from gencls_jax.system import sharding  # noqa: E402
+from gencls_jax.training import hooks, objectives, optim  # noqa: E402
 from gencls_jax.training import loop as T  # noqa: E402
-from gencls_jax.training import objectives, optim  # noqa: E402
 from gencls_jax.training import step as TS  # noqa: E402
 
 VOCAB, SEQ = 64, 16
@@ -55,6 +55,7 @@ def base_config(**train_overrides):
     # (vmap / lax.map / one model / 8 devices).
     t.eps = 1e-6
     t.log_every, t.ckpt_every, t.plot, t.tensorboard = 1, 0, False, False
+    t.ckpt_every_s = 0.0  # every checkpoint point saves: these tests count checkpoints by step
     c.progress_bars = bool(train_overrides.pop("progress_bars", False))
     for k, v in train_overrides.items():
         setattr(t, k, v)
@@ -831,6 +832,38 @@ def test_resume_is_bit_exact(tmp_path, ema_decay):
         for r in read_metrics(tmp_path / "full" / "metrics.jsonl")
         if r["kind"] == "train"
     ]
+
+
+def test_checkpoints_within_ckpt_every_s_are_skipped_but_not_the_best_nor_the_end(tmp_path):
+    """`train.ckpt_every_s`: within it of the last save, a checkpoint point (here every step)
+    saves nothing, except a new best and the run's end; the trained result is the same as with
+    a save at every point (0)."""
+    data = make_epochs(3, 4, 8)
+    fake = [2.0, 2.5, 1.0]  # validation at steps 4 (best), 8 (worse), 12 (best, the end)
+    results, steps = {}, {}
+    for every_s in (0.0, 3600.0):
+        config = base_config(epochs=3, ckpt_every=1, keep_checkpoints=50, best_metric="val_loss")
+        config.train.ckpt_every_s = every_s
+        mc = model_config(config)
+        vals = iter(fake)
+        wd = tmp_path / str(every_s)
+        results[every_s] = train(
+            config, wd, mc, tiny_params(mc), batches_fn(data), 4, lambda p: {"val_loss": next(vals)}
+        )
+        steps[every_s] = Checkpointer(wd / "checkpoints", 50, "val_loss").all_steps()
+    assert steps[0.0] == list(range(1, 13))
+    assert steps[3600.0] == [4, 12]  # step 8's epoch end and every mid-epoch point skipped
+    assert results[3600.0].best_step == 12 and results[3600.0].stop_reason == "completed"
+    assert_trees(
+        np.testing.assert_array_equal, results[0.0].state.params, results[3600.0].state.params
+    )
+
+
+def test_negative_ckpt_every_s_is_one_line(tmp_path):
+    config = base_config()
+    config.train.ckpt_every_s = -1.0
+    with pytest.raises(RunError, match=r"train.ckpt_every_s must be >= 0 seconds, got -1.0"):
+        hooks.Checkpoints(tmp_path, config.train)
 
 
 def test_early_stopping_and_best_checkpoint_kept(tmp_path):

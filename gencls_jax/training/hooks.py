@@ -149,13 +149,25 @@ class StepLog:
 
 class Checkpoints:
     """The run's checkpoints (`train.keep_checkpoints` latest + the best by
-    `train.best_metric`): the resume, when to save, the save."""
+    `train.best_metric`): the resume, when to save, the save.
+
+    When: at the points `due` names (every `train.ckpt_every` steps, each epoch's end), but not
+    within `train.ckpt_every_s` seconds of the last save (`recent`), except a save the run
+    needs: its new best (the checkpoint restored as best must exist) and where it stops (the end,
+    early stopping, max_steps, a signal). A save copies the whole train state (GPT-2 with AdamW:
+    ~2 GB) and writes it in the background; on the H200 a small set's run saved every ~5 s and
+    waited 1-3 s for the previous write to finish, once or twice a run. A crash loses at most
+    `ckpt_every_s` seconds and an epoch; a resumed run replays them exactly (the data order and
+    dropout keys are functions of the step), so skipping a save changes no result."""
 
     def __init__(self, workdir: Path, tc: Any):
         self.tc = tc
         self.ckpt = Checkpointer(
             workdir / "checkpoints", tc.keep_checkpoints, tc.best_metric, tc.async_checkpoint
         )
+        if not float(tc.ckpt_every_s) >= 0:
+            raise RunError(f"train.ckpt_every_s must be >= 0 seconds, got {tc.ckpt_every_s}")
+        self.last_save = time.monotonic()  # the run's start: the first save after an interval
 
     def resume(self, state, meta: dict, workdir: Path) -> tuple[Any, dict, str | None]:
         """(state, meta, the damaged checkpoints skipped or None) of the latest checkpoint, or
@@ -190,8 +202,15 @@ class Checkpoints:
         every = int(self.tc.ckpt_every)
         return every > 0 and step % every == 0 and not last_of_epoch
 
+    def recent(self) -> bool:
+        """A save less than `train.ckpt_every_s` seconds ago (0: never recent, every `due`
+        point saves)."""
+        every = float(self.tc.ckpt_every_s)
+        return every > 0 and time.monotonic() - self.last_save < every
+
     def save(self, step: int, state, meta: dict, metrics: dict | None = None) -> None:
         self.ckpt.save(step, state, dict(meta), metrics)
+        self.last_save = time.monotonic()
 
     def close(self) -> None:
         self.ckpt.close()  # waits for async saves: the latest checkpoint is complete on exit

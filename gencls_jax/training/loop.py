@@ -161,7 +161,8 @@ def _epoch(run: _Run, step_fn, calls, epoch: int, start: int, total: int, tc, lo
         if reason is not None or ckpts.due(run.step, last_of_epoch=i >= total):
             _record(log, run.pending, epoch)
             run.pending = None
-            ckpts.save(run.step, run.state, run.meta)
+            if reason is not None or not ckpts.recent():
+                ckpts.save(run.step, run.state, run.meta)
         if reason is not None:
             break
     calls.close()  # stops the prefetching thread
@@ -325,7 +326,8 @@ def train(
                 reason = _epoch(run, first, calls, epoch, start, total, tc, log, ckpts, stop)
                 if reason is not None:
                     break
-                # Epoch end: evaluate, track the best, maybe stop early, checkpoint.
+                # Epoch end: evaluate, track the best, maybe stop early, checkpoint (always at a new
+                # best and where the run stops, else not within train.ckpt_every_s: `Checkpoints`)
                 epoch += 1
                 meta.update(epoch=epoch, batch=0)
                 ev = {
@@ -335,7 +337,9 @@ def train(
                 log.validation(run.step, epoch - 1, ev)
                 if hooks.track_best(meta, ev, run.step, tc):
                     reason = meta["stop_reason"] = "early_stop"
-                ckpts.save(run.step, run.state, meta, ev or None)
+                stops = reason is not None or epoch >= epochs or 0 < tc.max_steps <= run.step
+                if stops or meta["best_step"] == run.step or not ckpts.recent():
+                    ckpts.save(run.step, run.state, meta, ev or None)
             reason = reason or "completed"
     finally:
         ckpts.close()
