@@ -26,11 +26,11 @@ def first_losses(impl: str, seed: int) -> tuple[np.ndarray, object]:
     return np.asarray(ms[0]["nll"]), state
 
 
-@pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
-def test_rbg_dropout_steps_are_finite_keyed_and_deterministic(impl):
-    a, state = first_losses(impl, 0)
-    again, state_again = first_losses(impl, 0)
-    other, _ = first_losses(impl, 1)
+def test_rbg_dropout_steps_are_finite_keyed_and_deterministic():
+    """rbg (unsafe_rbg runs the same code with another name: its key shape is checked below)."""
+    a, state = first_losses("rbg", 0)
+    again, state_again = first_losses("rbg", 0)
+    other, _ = first_losses("rbg", 1)
     assert np.all(np.isfinite(a))
     np.testing.assert_array_equal(a, again)  # the same seed: the same masks, bit for bit
     jax.tree_util.tree_map(np.testing.assert_array_equal, state.params, state_again.params)
