@@ -1,0 +1,158 @@
+"""Packed rows through cuDNN's own segment layout (ragged offsets), against the dense mask we use.
+
+    python bench/check_cudnn_packed.py            # on a GPU: equality, then timing
+    python bench/check_cudnn_packed.py --rows 16 --length 1024 --steps 20
+
+Why: packed rows (several texts per row, `segment_ids`) reach cuDNN's flash attention with a
+dense [B, H, T, T] mask (`model/gpt2.py`), so the kernel computes every block of every row and
+reads the mask: the packed train step is 0.86 of the right-padded one on the H200 (BUILD_NOTES,
+the fifth lease of 2026-11-30; issue 25 asks for 0.95). cuDNN also takes packed rows as
+segment lengths and offsets with its padding-causal mask (`q_seqlen`/`q_offsets`, jax's
+`jax._src.cudnn.fused_attention_stablehlo.dot_product_attention`: a private API; the public
+`jax.nn.dot_product_attention` does not pass offsets), which skips the blocks outside each
+segment as its causal kernel does. This script says whether that path (1) gives the dense
+mask's outputs and gradients on the real tokens, (2) runs under `vmap` (our class axis), and
+(3) how fast each is, forward + backward, beside right-padded rows (`is_causal`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def packed_rows(rng, rows: int, length: int, mean: int) -> np.ndarray:
+    """[rows, length] segment ids: texts of random lengths (geometric around `mean`) packed
+    in order until a row is full; 0 = padding at the end of a row."""
+    seg = np.zeros((rows, length), np.int32)
+    for r in range(rows):
+        at, s = 0, 1
+        while True:
+            n = int(min(rng.geometric(1.0 / mean), length))
+            if at + n > length:
+                break
+            seg[r, at : at + n], at, s = s, at + n, s + 1
+    return seg
+
+
+def offsets_of(seg: np.ndarray, max_segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths [B, M], offsets [B, M + 1]) of each row's segments, -1 past its last: cuDNN's
+    packed layout as jax's docstring gives it (3 and 2 segments of one token: offsets [[0, 1,
+    2, -1], [0, 1, -1, -1]])."""
+    b = seg.shape[0]
+    lengths = np.full((b, max_segments), -1, np.int32)
+    offsets = np.full((b, max_segments + 1), -1, np.int32)
+    for r in range(b):
+        ids = seg[r]
+        starts = np.flatnonzero((ids > 0) & (np.r_[-1, ids[:-1]] != ids))
+        ends = np.r_[starts[1:], np.flatnonzero(ids > 0)[-1] + 1] if starts.size else starts
+        k = starts.size
+        lengths[r, :k] = ends - starts
+        offsets[r, :k] = starts  # within the row, starts only (jax's docstring example)
+    return lengths, offsets
+
+
+def dense(q, k, v, seg):
+    mask = (seg[:, None, :, None] == seg[:, None, None, :]) & jnp.tril(
+        jnp.ones((q.shape[1], q.shape[1]), bool)
+    )
+    mask = jnp.broadcast_to(mask, (q.shape[0], q.shape[2], q.shape[1], q.shape[1]))
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="cudnn")
+
+
+def ragged(q, k, v, lengths, offsets):
+    from jax._src.cudnn import fused_attention_stablehlo as fa
+
+    return fa.dot_product_attention(
+        q,
+        k,
+        v,
+        q_seqlen=lengths,
+        kv_seqlen=lengths,
+        q_offsets=offsets,
+        kv_offsets=offsets,
+        scale=q.shape[-1] ** -0.5,
+        mask_type=fa.MaskType.PADDING_CAUSAL,
+    )
+
+
+def causal(q, k, v):
+    return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
+
+
+def timed(f, args, steps: int) -> float:
+    """ms per call of forward + backward (the gradient of a weighted sum of the outputs)."""
+    g = jax.jit(jax.grad(lambda *a: jnp.sum(f(*a).astype(jnp.float32) ** 2), argnums=(0, 1, 2)))
+    jax.block_until_ready(g(*args))
+    t = time.perf_counter()
+    for _ in range(steps):
+        out = g(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - t) / steps * 1e3
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=16)
+    ap.add_argument("--length", type=int, default=1024)
+    ap.add_argument("--mean", type=int, default=300, help="mean text length (tokens)")
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--head-dim", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    seg = packed_rows(rng, args.rows, args.length, args.mean)
+    m = int(seg.max())
+    lengths, offsets = offsets_of(seg, m)
+    shape = (args.rows, args.length, args.heads, args.head_dim)
+    q, k, v = (jnp.asarray(rng.normal(size=shape), jnp.bfloat16) for _ in range(3))
+    seg_j, len_j, off_j = jnp.asarray(seg), jnp.asarray(lengths), jnp.asarray(offsets)
+    real = np.asarray(seg > 0)[..., None, None]
+    print(
+        f"{jax.devices()[0].device_kind}  jax {jax.__version__}  rows {args.rows} x "
+        f"{args.length}, {m} segments at most per row, {real.mean():.1%} real tokens"
+    )
+
+    def err(a, b):
+        return float(
+            np.max(np.abs(np.where(real, np.asarray(a, np.float32) - np.asarray(b, np.float32), 0)))
+        )
+
+    ref = jax.jit(dense)(q, k, v, seg_j)
+    try:
+        out = jax.jit(ragged)(q, k, v, len_j, off_j)
+        print(f"ragged vs dense mask, outputs: max |diff| on real tokens {err(out, ref):.4f}")
+        w = jnp.asarray(real, jnp.float32)
+
+        def loss(f, *a):
+            return lambda q, k, v: jnp.sum(f(q, k, v, *a).astype(jnp.float32) * w)
+
+        g_ref = jax.jit(jax.grad(loss(dense, seg_j), argnums=(0, 1, 2)))(q, k, v)
+        g_out = jax.jit(jax.grad(loss(ragged, len_j, off_j), argnums=(0, 1, 2)))(q, k, v)
+        print(
+            "ragged vs dense mask, gradients dq dk dv: "
+            + ", ".join(f"{err(a, b):.4f}" for a, b in zip(g_out, g_ref))
+        )
+        both = jax.jit(jax.vmap(ragged, in_axes=(0, 0, 0, None, None)))
+        vq, vk, vv = (jnp.stack([x, x]) for x in (q, k, v))
+        vo = both(vq, vk, vv, len_j, off_j)
+        print(f"under vmap (2 classes): max |diff| {err(vo[1], ref):.4f}")
+    except Exception as e:  # noqa: BLE001
+        print("ragged path failed:", type(e).__name__, str(e)[:300])
+        out = None
+    print("| attention | fwd+bwd ms |")
+    print("| --- | --- |")
+    print(f"| right-padded rows, causal kernel | {timed(causal, (q, k, v), args.steps):.3f} |")
+    masked = timed(lambda a, b, c: dense(a, b, c, seg_j), (q, k, v), args.steps)
+    print(f"| packed rows, dense mask | {masked:.3f} |")
+    if out is not None:
+        f = lambda a, b, c: ragged(a, b, c, len_j, off_j)  # noqa: E731
+        print(f"| packed rows, cuDNN offsets | {timed(f, (q, k, v), args.steps):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
