@@ -19,7 +19,7 @@ def get_config():
     c = base.get_config()
     c.model.conditioning = "label_prefix"
     c.data.label_names = ("neg", "pos")  # IMDB's 0/1; other sets: () takes the names from the data
-    c.data.batching = "bucket"  # one text per row (the decision needs each text's own score)
+    c.data.batching = "bucket"  # one text per row; "pack": several, told apart by text_ids
     c.data.bucket_lengths = (
         256,
         512,

@@ -51,7 +51,7 @@ def get_config():
     c.data.val_size = 400
     c.data.max_len = 256
     c.data.long_text = "truncate"
-    c.data.batching = "bucket"  # the decision objective needs one text per row
+    c.data.batching = "bucket"  # one text per row ("pack" packs several: data.pack_rows)
     c.data.bucket_lengths = (128, 256)
     c.train.objective = "decision"
     c.train.decision_weight = 0.03

@@ -85,6 +85,7 @@ class Conditioning:
             ds.labels,
             pipeline.batch_spec(config),
             config.seed,
+            int(config.data.pack_rows),
         )
 
     def train_stream(

@@ -226,6 +226,14 @@ KEYS = (
     Key("data.window_stride", 512, MODEL, "long_text=window: tokens advanced per window"),
     Key("data.batching", "pack", MODEL, "training rows: pack | bucket | pad"),
     Key(
+        "data.pack_rows",
+        0,
+        MODEL,
+        "train.objective=decision with data.batching=pack: rows per step, each of the smallest "
+        "bucket length that holds the longest text; up to train.batch_size texts are packed "
+        "into them (0 = auto: ceil(batch_size x mean text length / (0.85 x that length)))",
+    ),
+    Key(
         "data.bucket_lengths",
         (128, 192, 256, 320, 384, 512, 640, 768, 1024),
         MODEL,
@@ -281,7 +289,8 @@ KEYS = (
         "what a step minimises (training/objectives.py): lm = token-weighted negative "
         "log-likelihood | decision = lm_weight x LM loss of the true class + decision_weight x "
         "cross-entropy of "
-        "softmax_c(log p(x|c) + log p(c)) (every class scores every text; batching pad or bucket)",
+        "softmax_c(log p(x|c) + log p(c)) (every class scores every text; batching pad, bucket, "
+        "or pack with data.pack_rows)",
     ),
     Key(
         "train.lm_weight",

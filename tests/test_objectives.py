@@ -197,8 +197,6 @@ def test_sliced_stream_rows_align_and_every_text_once():
             assert labels[i] == b["labels"][r]
             seen.append(i)
     assert sorted(seen) == list(range(len(toks)))
-    with pytest.raises(DataError, match="'pad' or 'bucket'"):
-        sliced(toks, labels, PREFIXES, scheme="pack")
     windows = make_rows([list(range(50))], 16, BOS, "window", 8)
     with pytest.raises(DataError, match="one row per text"):
         SlicedStream((windows,), np.array([0]), BatchSpec("pad", 2, 16, ()), 0)

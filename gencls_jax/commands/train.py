@@ -176,6 +176,7 @@ def train_one(config, workdir: str | Path) -> dict:
     train_step.dropout_prng(config.train)  # before loop.train writes config.json
     changes = rules.check_resume(workdir, config)
     cond = conditioning.get(config.model.conditioning)
+    objectives.check_decision_batching(config, cond)  # packed decision rows: before the data
     t0, timer = time.time(), PhaseTimer()
     with timer.phase("data"):  # read and tokenize (the tokenize cache makes a rerun fast)
         splits = ("train", "val", "test") if preflight.scores_test(config) else ("train", "val")

@@ -7,6 +7,8 @@ A training batch is a dict of numpy arrays, each [B, T]:
 Schemes: 'pad' (every row padded to max_len), 'bucket' (each row padded to the smallest
 bucket length that fits; a batch holds one bucket), 'pack' (first-fit packing of shuffled rows
 into rows of max_len). A last, partial batch is filled with all-padding rows (weight 0).
+The decision objective's sliced batches (`SlicedStream`) add `labels` [B] and, packed, each
+token's text slot `text_ids`.
 
 Determinism: an epoch's plan (which rows go in which batch) is a pure function of
 (lengths, spec, seed, epoch), so batches(epoch, start=S) is exactly what an uninterrupted
@@ -195,49 +197,130 @@ class PerClassStream:
 @dataclasses.dataclass(frozen=True)
 class SlicedStream:
     """Mixed-class batches for objectives that train on the decision
-    (`training/objectives.py`): each text is one row, seen as S slices (slice k: the text as
-    class k's model sees it, e.g. with class k's label prefix; one slice for a discriminative
-    head). Batches are [S, B, T] arrays
-    plus `labels` [B] (-1 for filler rows); all slices share one plan, whose lengths are each
-    text's longest row, so text b sits in row b of every slice. One pass over all texts per
-    epoch, every model steps every step."""
+    (`training/objectives.py`): each text is seen as S slices (slice k: the text as class k's
+    model reads it, e.g. with class k's label prefix; one slice for a discriminative head).
+    Batches are [S, rows, T] arrays plus `labels` [B] (B = the batch size in texts, -1 for
+    empty slots); all slices share one plan, whose lengths are each text's longest row over
+    the slices. One pass over all texts per epoch, every model steps every step.
+
+    'pad' / 'bucket': one text per row, text b in row b of every slice (rows = B).
+    'pack' (`decision_pack_plan`): up to B texts of a step packed first-fit into R rows
+    (`pack_rows`; 0 = `auto_pack_rows`) of one length T for the whole run (the smallest bucket
+    that holds the longest text), with `text_ids` [S, R, T] int32: the slot (0..B-1) of the
+    text each token belongs to, -1 at padding. Slots number the texts in the order they sit in
+    the rows, row by row; `labels[slot]` is that text's class. Each slice packs the texts at
+    its own offsets (label prefixes may differ in length between slices), so `text_ids` is
+    per slice; its segment ids and positions are `make_batch`'s."""
 
     slices: tuple[Rows, ...]
     labels: np.ndarray  # [N] class of each text (row i of every slice is text i)
     spec: BatchSpec
     seed: int
+    pack_rows: int = 0  # 'pack': rows per step (data.pack_rows); 0 = auto_pack_rows
 
     def __post_init__(self):
-        if self.spec.scheme == "pack":
-            raise DataError(
-                "a decision-trained objective scores one text per row: set data.batching "
-                "to 'pad' or 'bucket' (not 'pack')"
-            )
         if any(len(r.inputs) != len(self.labels) for r in self.slices):
             raise DataError(
                 "a decision-trained objective needs one row per text: set "
                 "data.long_text to 'truncate' or 'error' (not 'window'); its scoring may read "
                 "windows (eval.long_text='window')"
             )
+        if self.pack_rows < 0:
+            raise DataError(f"data.pack_rows must be >= 0 (0 = auto), got {self.pack_rows}")
+
+    @property
+    def packed(self) -> bool:
+        return self.spec.scheme == "pack"
+
+    def lengths(self) -> np.ndarray:
+        """[N] each text's longest row over the slices: the room it takes in a row."""
+        return np.max([row_lengths(r) for r in self.slices], axis=0)
+
+    def pack_shape(self) -> tuple[int, int]:
+        """'pack': (R rows, T tokens) of every step of the run."""
+        lengths = self.lengths()
+        buckets = self.spec.buckets
+        T = int(buckets[bucket_of(np.asarray([lengths.max(initial=1)]), buckets)[0]])
+        R = self.pack_rows or auto_pack_rows(lengths, self.spec.batch_size, T)
+        return R, T
 
     def plan(self, epoch: int) -> list[BatchPlan]:
-        lengths = np.max([row_lengths(r) for r in self.slices], axis=0)
-        return epoch_plan(lengths, self.spec, (self.seed, epoch))
+        lengths = self.lengths()
+        if not self.packed:
+            return epoch_plan(lengths, self.spec, (self.seed, epoch))
+        R, T = self.pack_shape()
+        return decision_pack_plan(lengths, self.spec.batch_size, R, T, (self.seed, epoch))
 
     def num_batches(self, epoch: int = 0) -> int:
         return len(self.plan(epoch))
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        rows = self.pack_shape()[0] if self.packed else self.spec.batch_size
         for T, members in self.plan(epoch)[start:]:
-            yield self._batch(T, members)
+            yield self._batch(T, members, rows)
 
-    def _batch(self, T: int, members: list[list[int]]) -> dict[str, np.ndarray]:
+    def _batch(self, T: int, members: list[list[int]], rows: int) -> dict[str, np.ndarray]:
         B = self.spec.batch_size
-        per = [make_batch(r, (T, members), B) for r in self.slices]
+        per = [make_batch(r, (T, members), rows) for r in self.slices]
         batch = {k: np.stack([b[k] for b in per]) for k in per[0]}
+        order = [i for m in members for i in m]  # the texts in the order of their rows
         labels = np.full(B, -1, np.int32)
-        labels[: len(members)] = self.labels[[m[0] for m in members]]
-        return {**batch, "labels": labels}
+        labels[: len(order)] = self.labels[order]
+        if not self.packed:
+            return {**batch, "labels": labels}
+        # text_ids[s, r, t] = slot of segment segment_ids[s, r, t] of row r (-1: padding)
+        lookup = np.full((rows, 1 + max((len(m) for m in members), default=0)), -1, np.int32)
+        slot = 0
+        for r, m in enumerate(members):
+            lookup[r, 1 : 1 + len(m)] = np.arange(slot, slot + len(m))
+            slot += len(m)
+        text_ids = lookup[np.arange(rows)[None, :, None], batch["segment_ids"]]
+        return {**batch, "labels": labels, "text_ids": text_ids}
+
+
+PACK_FILL = 0.85  # auto_pack_rows' expected fill of a packed decision step's rows
+
+
+def auto_pack_rows(lengths: np.ndarray, batch_size: int, length: int) -> int:
+    """Rows of `length` tokens a step of `batch_size` texts of these lengths is given when
+    data.pack_rows is 0: ceil(B x mean length / (0.85 x T)), in [1, B]."""
+    mean = float(np.mean(lengths)) if len(lengths) else 0.0
+    rows = int(np.ceil(batch_size * mean / (PACK_FILL * length)))
+    return min(max(rows, 1), batch_size)
+
+
+def decision_pack_plan(
+    lengths: np.ndarray, batch_size: int, rows: int, length: int, key: Sequence[int]
+) -> list[BatchPlan]:
+    """The steps of one epoch of packed decision batches: the texts in `epoch_plan`'s shuffled
+    order (rng of `key`), each placed first-fit into the current step's `rows` rows of
+    `length` tokens; a step closes when it holds `batch_size` texts or the next text fits in
+    none of its rows (that text opens the next step). Every text once; a pure function of
+    its arguments (a resumed epoch's steps are the uninterrupted one's)."""
+    if len(lengths) and lengths.max() > length:
+        raise DataError(f"a text of {lengths.max()} tokens is longer than a row of {length}")
+    rng = np.random.default_rng([int(k) for k in key])
+    order = rng.permutation(len(lengths))
+    plan: list[BatchPlan] = []
+    bins: list[list[int]] = []
+    room: list[int] = []
+    count = 0
+    for i in order:
+        n = int(lengths[i])
+        j = next((j for j, left in enumerate(room) if left >= n), None)
+        if count == batch_size or (j is None and len(bins) == rows):
+            plan.append((length, bins))
+            bins, room, count, j = [], [], 0, None
+        if j is None:
+            bins.append([int(i)])
+            room.append(length - n)
+        else:
+            bins[j].append(int(i))
+            room[j] -= n
+        count += 1
+    if bins:
+        plan.append((length, bins))
+    return plan
 
 
 def scoring_batches(

@@ -30,7 +30,8 @@ The objectives (`train.objective`):
   `train.lm_weight` x the LM loss of the true class + `train.decision_weight` (lambda) x the
   cross-entropy of softmax_c(log p(x|c) + log p(c)) against the label (its target smoothed,
   (1 - eps) x one-hot + eps / K, with `train.decision_label_smoothing` eps > 0). lambda = 0 is
-  the LM.
+  the LM. Its rows hold one text each, or (`data.batching='pack'`) several, told apart by
+  segment ids and `text_ids` (each token's text slot): log p(x|c) is then a sum by slot.
   The discriminative baseline trains on it with a classification head's logits as its scores
   and no LM term.
 Dropout keys (`dropout` = (step key, micro-batch index)): the LM folds in the class, then the
@@ -56,6 +57,10 @@ Sums = dict[str, Array]
 Dropout = tuple[Array, Any] | None  # (the step's key, the micro-batch index) when dropout is on
 
 OBJECTIVES = ("lm", "decision")
+PACK_HEAD = (
+    "data.batching='pack' packs several texts per row: the discriminative head pools one text "
+    "per row; set data.batching to 'pad' or 'bucket'"
+)
 
 
 def _safe(denominator, xp=jnp):
@@ -153,9 +158,12 @@ class DecisionObjective:
         self, params, batch: Batch, model_config: GPT2Config, dropout: Dropout, embed_delta=None
     ) -> Sums:
         rng = None if dropout is None else jax.random.fold_in(*dropout)
-        slices = {n: v for n, v in batch.items() if n != "labels"}
+        slices = {n: v for n, v in batch.items() if n not in ("labels", "text_ids")}
+        packed = "text_ids" in batch  # several texts per row (`SlicedStream`, 'pack')
         tokens = jnp.sum(batch["weights"].astype(jnp.float32))
         if self.head_pool:  # a classification head on the text's features: no LM term
+            if packed:
+                raise RunError(PACK_HEAD)
             one = {n: v[0] for n, v in slices.items()}
             delta = None if embed_delta is None else embed_delta[0]
             logits = score.head_logits(params, one, model_config, rng, self.head_pool, delta)
@@ -170,12 +178,20 @@ class DecisionObjective:
             model_config,
             rngs,
             stacked=self.stacked,
+            packed=packed,
             sequential=self.sequential and self.stacked,
             embed_delta=embed_delta,
-        )  # [K, B, T]
+        )  # [K, rows, T]
         w = batch["weights"].astype(jnp.float32)
         wlp = score.weighted(lp, w)
-        scores = jnp.sum(wlp, axis=-1).T + jnp.asarray(self.log_prior, jnp.float32)  # [B, K]
+        if packed:  # each text's tokens, summed by its slot: [B, K]
+            slots = jax.nn.one_hot(batch["text_ids"], batch["labels"].shape[0], dtype=jnp.float32)
+            per_text = jnp.einsum(
+                "krt,krtb->bk", wlp, slots, precision=jax.lax.Precision.HIGHEST
+            )  # (HIGHEST: no TF32 rounding of the log-probabilities on GPU)
+        else:
+            per_text = jnp.sum(wlp, axis=-1).T
+        scores = per_text + jnp.asarray(self.log_prior, jnp.float32)  # [B, K]
         true = self._true(batch)
         return dict(
             nll=-jnp.sum(true * wlp)[None],
@@ -218,9 +234,14 @@ class DecisionObjective:
 
     @staticmethod
     def _true(batch: Batch) -> Array:
-        """[K, B, 1]: 1 on the slice of each text's own class (filler rows: none)."""
+        """[K, B, 1]: 1 on the slice of each text's own class (filler rows: none). Packed rows
+        (`text_ids`): [K, R, T], 1 at the tokens of slice k whose text is of class k."""
         k = batch["weights"].shape[0]
-        return jax.nn.one_hot(batch["labels"], k, dtype=jnp.float32).T[..., None]
+        if "text_ids" not in batch:
+            return jax.nn.one_hot(batch["labels"], k, dtype=jnp.float32).T[..., None]
+        ids = batch["text_ids"]
+        label = jnp.where(ids >= 0, jnp.take(batch["labels"], jnp.maximum(ids, 0)), -1)
+        return (label == jnp.arange(k)[:, None, None]).astype(jnp.float32)
 
 
 def _ce_sums(scores: Array, batch: Batch, smoothing: float = 0.0) -> Sums:
@@ -263,6 +284,7 @@ def for_run(config: Any, conditioning, class_counts) -> Objective:
         return lm_objective(config, conditioning.stacked)
     if not conditioning.classifies:
         raise ValueError("train.objective='decision' needs a conditioning that scores classes")
+    check_decision_batching(config, conditioning)
     return DecisionObjective(
         lm_coef=float(t.lm_weight),
         ce_coef=float(t.decision_weight),
@@ -272,6 +294,25 @@ def for_run(config: Any, conditioning, class_counts) -> Objective:
         sequential=not t.stack_classes,
         label_smoothing=float(t.decision_label_smoothing),
     )
+
+
+def check_decision_batching(config: Any, conditioning) -> None:
+    """Packed decision batches (`data.batching='pack'`, `data.batching.SlicedStream`) are for a
+    generative conditioning without gradient accumulation: a micro-batch takes rows, while a
+    packed step's text slots (`labels`, `text_ids`) are the whole step's. Else one line
+    (RunError). Nothing to check for another objective or batching."""
+    if config.train.objective != "decision" or config.data.batching != "pack":
+        return
+    if not conditioning.generative:
+        raise RunError(PACK_HEAD)
+    if int(config.train.grad_accum) > 1:
+        raise RunError(
+            f"data.batching='pack' with train.objective='decision' takes no gradient "
+            f"accumulation (a packed step's texts span its rows): set train.grad_accum=1 (got "
+            f"{int(config.train.grad_accum)}), or data.batching to 'pad' or 'bucket'"
+        )
+    if int(config.data.pack_rows) < 0:
+        raise RunError(f"data.pack_rows must be >= 0 (0 = auto), got {config.data.pack_rows}")
 
 
 def check_settings(tc: Any) -> None:

@@ -422,7 +422,9 @@ def check_batch(
     batch: Batch, *, stacked: bool, num_classes: int | None, accum: int, n_devices: int
 ) -> None:
     """Shape errors here, with a message, rather than deep inside XLA: [K, B, T] batches for
-    stacked models or sliced rows (`labels` [B] with them), [B, T] for one model."""
+    stacked models or sliced rows (`labels` [B] with them), [B, T] for one model. Packed
+    sliced rows (`text_ids`, shaped as the inputs): [K, R, T] with `labels` [B], B texts in R
+    rows, and no micro-batches (their text slots are the whole step's)."""
     shape = np.shape(batch["inputs"])
     sliced = "labels" in batch
     want = 3 if stacked or sliced else 2
@@ -433,7 +435,28 @@ def check_batch(
         )
     if stacked and shape[0] != num_classes:
         raise ValueError(f"batch has {shape[0]} classes, the stacked params {num_classes}")
-    if sliced and np.shape(batch["labels"]) != shape[1:2]:
+    packed = "text_ids" in batch
+    if sliced and packed:
+        if np.shape(batch["text_ids"]) != shape:
+            raise ValueError(
+                f"a packed sliced batch needs text_ids shaped as its inputs {shape}, got "
+                f"{np.shape(batch['text_ids'])}"
+            )
+        if np.ndim(batch["labels"]) != 1:
+            raise ValueError(
+                f"a packed sliced batch needs labels [B], got shape {np.shape(batch['labels'])}"
+            )
+        if accum > 1:
+            raise ValueError(
+                "a packed sliced batch takes no micro-batches: its texts span its rows "
+                f"(grad_accum={accum})"
+            )
+        if np.shape(batch["labels"])[0] % n_devices:
+            raise ValueError(
+                f"{np.shape(batch['labels'])[0]} texts per step do not split over "
+                f"{n_devices} devices"
+            )
+    elif sliced and np.shape(batch["labels"]) != shape[1:2]:
         raise ValueError(f"a sliced batch needs labels [B] for its {shape[1]} rows")
     rows = shape[-2]  # the global batch: every process builds all of it, feeds its own rows
     if rows % accum or (rows // accum) % n_devices:
