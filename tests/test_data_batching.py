@@ -13,6 +13,8 @@ from gencls_jax.data.batching import (
     make_batch,
     padding_fraction,
     scoring_batches,
+    scoring_plan,
+    scoring_rows,
 )
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import make_rows
@@ -219,6 +221,26 @@ def test_packed_loss_equals_unpacked_loss(tiny_model):
         got = packed[tuple(q.tolist())]
         np.testing.assert_allclose(got, ref_tok[i, : len(q)], atol=1e-5)
         np.testing.assert_allclose(got.sum(), ref[i], rtol=1e-5, atol=1e-4)
+
+
+def test_scoring_plan_joins_a_short_bucket_only_when_it_saves_a_call_or_costs_none():
+    """A small set's buckets of less than a call join the next used one (one program instead of
+    three, no more calls); a large set keeps its buckets; every row is scored once."""
+
+    def summary(lengths):
+        plan = scoring_plan(np.asarray(lengths), 4, (16, 32), 64)
+        rows = np.sort(np.concatenate([idx for _, idx, _ in plan]))
+        assert rows.tolist() == list(range(len(lengths)))  # every row once
+        assert all(len(idx) <= n == scoring_rows(4, T, 64) for T, idx, n in plan)
+        return [T for T, _, _ in plan]
+
+    # 16 rows per call at 16 tokens, 8 at 32, 4 at 64: 2 + 1 + 1 rows = one call of 64
+    assert summary([5, 12, 20, 50]) == [64]
+    assert summary([5, 10, 12, 20, 30, 50]) == [64, 64]  # 3 calls apart
+    # 16 short rows fill a call of 16: apart 1 + 1 calls, joined 16 + 1 rows at 32 = 3 calls
+    assert summary([5] * 16 + [20]) == [16, 32]
+    # joined only while no call is added: 9 + 9 rows at 32 take 3 calls, apart 1 + 2
+    assert summary([5] * 9 + [20] * 9) == [32, 32, 32]
 
 
 def test_scoring_batches_cover_rows_and_match_sequence_ll(tiny_model):
