@@ -259,6 +259,9 @@ def test_eval_bucket_lengths_are_the_scoring_shapes_and_leave_scores_unchanged(
 
     monkeypatch.setattr(batched, "scoring_batches", spy)
     config.eval.bucket_lengths = (16, 24, 40, 48)
+    # one row per call at max_len: each bucket fills its calls, none joins the next (the
+    # scoring plan joins a bucket of less than a call into the next used one)
+    config.eval.batch_size = 1
     ll, n = score_dataset(params, LP, ds, TOY, config, model_config)
     assert set(widths) <= {16, 24, 40, 48, 64} and {16, 24, 40, 48} & set(widths)
     np.testing.assert_array_equal(n, n_train)
