@@ -161,12 +161,12 @@ class Checkpoints:
     dropout keys are functions of the step), so skipping a save changes no result."""
 
     def __init__(self, workdir: Path, tc: Any):
+        if not float(tc.ckpt_every_s) >= 0:  # before the manager: nothing to close, no folder
+            raise RunError(f"train.ckpt_every_s must be >= 0 seconds, got {tc.ckpt_every_s}")
         self.tc = tc
         self.ckpt = Checkpointer(
             workdir / "checkpoints", tc.keep_checkpoints, tc.best_metric, tc.async_checkpoint
         )
-        if not float(tc.ckpt_every_s) >= 0:
-            raise RunError(f"train.ckpt_every_s must be >= 0 seconds, got {tc.ckpt_every_s}")
         self.last_save = time.monotonic()  # the run's start: the first save after an interval
 
     def resume(self, state, meta: dict, workdir: Path) -> tuple[Any, dict, str | None]:
