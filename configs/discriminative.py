@@ -10,4 +10,5 @@ def get_config():
     c = decision.get_config()
     c.model.conditioning = "discriminative"
     c.model.pool = "mean"
+    c.data.batching = "bucket"  # the head reads one text per row (packed rows are refused)
     return c

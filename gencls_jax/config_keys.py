@@ -110,6 +110,13 @@ KEYS = (
         "transformer layers per scan iteration; 0 = all (fastest; under model.remat 1: a fully "
         "unrolled stack saves no memory), 1 = fastest compile",
     ),
+    Key(
+        "model.packed_offsets_from",
+        512,
+        EVAL,
+        "attention=cudnn: packed decision rows at least this long take cuDNN's segment-offsets "
+        "kernel (skips blocks across texts), shorter ones the dense segment mask; 0 = always",
+    ),
     Key("model.dropout", 0.1, MODEL, "dropout rate of the transformer (training only)"),
     Key(
         "model.pool",

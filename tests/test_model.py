@@ -183,6 +183,27 @@ def test_bad_config_values():
         M.GPT2Config(dtype="float64")
     with pytest.raises(ValueError, match="unknown model size"):
         M.config_for("gpt5")
+    with pytest.raises(ValueError, match="max_segments"):
+        M.GPT2Config(max_segments=-1)
+
+
+def test_segment_layout_is_cudnns_packed_layout():
+    """Lengths and in-row offsets of each row's segments, -1 past its last (jax's docstring of
+    cuDNN's packed layout: one-token segments give offsets [[0, 1, 2, -1], [0, 1, -1, -1]]),
+    against a loop over the rows; an empty row (all padding) has none."""
+    seg = np.zeros((4, 12), np.int32)
+    seg[0, :3] = [1, 2, 3]
+    seg[1, :2] = [1, 2]
+    seg[2] = [1, 1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 0]  # row 3 stays empty
+    lengths, offsets = (np.asarray(a) for a in M.segment_layout(jnp.asarray(seg), 4))
+    np.testing.assert_array_equal(offsets[:2, :4], [[0, 1, 2, -1], [0, 1, -1, -1]])
+    for r in range(4):
+        ids = seg[r][seg[r] > 0]
+        n = len(np.unique(ids))
+        want_len = [int(np.sum(ids == s)) for s in range(1, n + 1)]
+        want_off = [int(np.argmax(seg[r] == s)) for s in range(1, n + 1)]
+        assert lengths[r].tolist() == want_len + [-1] * (4 - n)
+        assert offsets[r].tolist() == want_off + [-1] * (5 - n)
 
 
 def test_layer_unroll_and_causal_only_mask_agree(hf_tiny_dir):

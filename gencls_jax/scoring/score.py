@@ -20,6 +20,7 @@ models) and `score_texts` (a run's EOS and label prefixes added inside).
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -83,15 +84,24 @@ def class_token_log_probs(
     the rows as class k's model reads them); one model on [B, T] rows gives K = 1. `rngs`: one
     dropout key per class. `sequential`: one class after another (`lax.map`), each class's
     forward pass recomputed in the backward pass, so that a step holds one class model's
-    activations at a time (`train.stack_classes=False`); else all at once (`vmap`).
+    activations at a time (`train.stack_classes=False`); else all at once: one model reads its
+    K slices as K x B rows of one call (dropout from the first class's key), K models `vmap`
+    (where packed rows take the dense mask: cuDNN's packed kernel has no batching rule).
     `embed_delta`: added to the input token embeddings, shaped as the inputs plus the width."""
     sliced, delta = batch["inputs"].ndim == 3, embed_delta  # delta: [K, B, T, D] or [B, T, D]
 
-    def one(p, b, r, d):
+    def one(p, b, r, d, config=config):
         return token_log_probs(p, b, config, r, packed=packed, chunk=chunk, embed_delta=d)
 
     if not (stacked or sliced):
         return one(params, batch, rngs, delta)[None]
+    if sliced and not (stacked or sequential):
+        k = batch["inputs"].shape[0]
+        rows = {n: v.reshape(-1, *v.shape[2:]) for n, v in batch.items()}
+        d = None if delta is None else delta.reshape(-1, *delta.shape[2:])
+        return one(params, rows, None if rngs is None else rngs[0], d).reshape(
+            k, -1, *rows["inputs"].shape[1:]
+        )
 
     if sequential:
 
@@ -103,7 +113,10 @@ def class_token_log_probs(
         xs = (params if stacked else None, batch if sliced else None, rngs, delta)
         return jax.lax.map(at, xs)
     axes = (0 if stacked else None, 0 if sliced else None, None if rngs is None else 0)
-    return jax.vmap(one, in_axes=(*axes, None if delta is None else 0))(params, batch, rngs, delta)
+    mapped = functools.partial(one, config=config.replace(max_segments=0))
+    return jax.vmap(mapped, in_axes=(*axes, None if delta is None else 0))(
+        params, batch, rngs, delta
+    )
 
 
 def weighted(log_probs: Array, weights: Array) -> Array:

@@ -172,6 +172,8 @@ class DecisionObjective:
             return dict(nll=zero, weight=zero, tokens=tokens[None], **ce)
         k = batch["inputs"].shape[0]
         rngs = None if rng is None else jax.random.split(rng, k)
+        if packed:  # a row holds at most the step's texts: cuDNN's packed kernel's bound
+            model_config = model_config.replace(max_segments=batch["labels"].shape[0])
         lp = score.class_token_log_probs(
             params,
             slices,
