@@ -2,12 +2,15 @@
 on a few IMDB reviews, and the ../shared paths. In CI every test must run: there a skip (no
 ../shared/data, no torch) is a failure."""
 
+import atexit
 import concurrent.futures
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +22,21 @@ TOKENIZER_DIR = SHARED / "data" / "gpt2-tokenizer"
 IMDB_DIR = SHARED / "data" / "imdb"
 
 TINY_HF = dict(vocab_size=1000, n_positions=64, n_embd=64, n_layer=2, n_head=4)
+
+# One compilation cache for the whole session: the runs of different test files train the same
+# tiny shapes, so a program compiled once is read by every later run (a cache hit returns the
+# same executable; tests that need a cold cache pass their own). The pytest process itself uses
+# it too, for the steps and scorers tests build in-process.
+XLA_CACHE = Path(tempfile.mkdtemp(prefix="gencls_test_xla_"))
+atexit.register(shutil.rmtree, XLA_CACHE, ignore_errors=True)
+XLA_ARGS = [f"--config.compile_cache_dir={XLA_CACHE}", "--config.compile_cache_min_secs=0"]
+
+
+def pytest_configure(config):
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(XLA_CACHE))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +106,7 @@ def tiny_run_args(folder: Path) -> list[str]:
     """configs/tiny.py on folder's train.jsonl and test.jsonl, 4 of the training texts held out
     for validation, 2 epochs at a high learning rate (the class models differ), no report
     samples or plots. Later commands read the run's config: they share the programs compiled
-    into folder/xla, and the tokens cached in folder/tok_cache."""
+    into the session's XLA_CACHE, and the tokens cached in folder/tok_cache."""
     return [
         "--config=" + str(REPO / "configs" / "tiny.py"),
         f"--config.data.train_path={folder / 'train.jsonl'}",
@@ -104,8 +122,7 @@ def tiny_run_args(folder: Path) -> list[str]:
         "--config.train.tensorboard=False",
         "--config.train.plot=False",
         "--config.progress_bars=False",
-        f"--config.compile_cache_dir={folder / 'xla'}",
-        "--config.compile_cache_min_secs=0",
+        *XLA_ARGS,
     ]
 
 

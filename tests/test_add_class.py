@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, TOKENIZER_DIR
+from conftest import REPO, TOKENIZER_DIR, XLA_CACHE
 
 from gencls_jax.classifier import GenerativeClassifier
 from gencls_jax.commands import add_class as A
@@ -88,7 +88,8 @@ def tiny_config(folder: Path, train: Path, val: Path, test: Path, **data):
     c.eval.update(dict(test_per_class=0, sample_per_class=0, train_sample_per_class=0))
     c.train.update(dict(tensorboard=False, plot=False, min_steps=8, best_metric=""))
     c.progress_bars = False
-    c.compile_cache_dir = ""
+    c.compile_cache_dir = str(XLA_CACHE)  # the session's
+    c.compile_cache_min_secs = 0.0
     return c
 
 

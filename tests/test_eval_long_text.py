@@ -9,7 +9,16 @@ import json
 
 import numpy as np
 import pytest
-from conftest import IMDB_DIR, REPO, SHORT, TOKENIZER_DIR, imdb_train, run_cli, write_jsonl
+from conftest import (
+    IMDB_DIR,
+    REPO,
+    SHORT,
+    TOKENIZER_DIR,
+    XLA_ARGS,
+    imdb_train,
+    run_cli,
+    write_jsonl,
+)
 
 from gencls_jax import conditioning
 from gencls_jax.classifier import GenerativeClassifier
@@ -70,8 +79,7 @@ def decision_run(tmp_path_factory):
         "--config.train.tensorboard=False",
         "--config.train.plot=False",
         "--config.progress_bars=False",
-        f"--config.compile_cache_dir={folder / 'xla'}",
-        "--config.compile_cache_min_secs=0",
+        *XLA_ARGS,
     ]
     p = run_cli(*args)
     assert p.returncode == 0, p.stderr[-3000:]

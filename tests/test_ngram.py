@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import REPO, TOKENIZER_DIR
+from conftest import REPO, TOKENIZER_DIR, XLA_ARGS
 
 from gencls_jax.classifier import GenerativeClassifier
 from gencls_jax.commands import evaluate as E
@@ -251,8 +251,7 @@ def runs(tmp_path_factory):
     common = [
         f"--workdir={wd}",
         "--config.progress_bars=False",
-        f"--config.compile_cache_dir={folder / 'xla'}",
-        "--config.compile_cache_min_secs=0",
+        *XLA_ARGS,
     ]
     p = run_cli(
         "--config=" + str(REPO / "configs" / "tiny.py"),

@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import pytest
 from absl import flags
-from conftest import IMDB_DIR, REPO, SHARED, TOKENIZER_DIR
+from conftest import IMDB_DIR, REPO, SHARED, TOKENIZER_DIR, XLA_CACHE
 
 from gencls_jax import cli, config_keys
 
@@ -562,8 +562,8 @@ def bash(line: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The README's runnable training commands (the first command), with TINY, in one folder."""
-    folder, cache = tmp_path_factory.mktemp("readme_runs"), tmp_path_factory.mktemp("xla")
-    tiny = (*TINY, f"--config.compile_cache_dir={cache}")  # the later commands use it too
+    folder = tmp_path_factory.mktemp("readme_runs")
+    tiny = (*TINY, f"--config.compile_cache_dir={XLA_CACHE}")  # the session's, for every command
     return folder, [(c, bash(shell(c, tiny), folder)) for c in RUN_TRAIN]
 
 

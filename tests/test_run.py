@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMDB_DIR, REPO, TOKENIZER_DIR, damage_checkpoint, in_parallel
+from conftest import IMDB_DIR, REPO, TOKENIZER_DIR, XLA_ARGS, damage_checkpoint, in_parallel
 
 pytestmark = pytest.mark.skipif(
     not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
@@ -385,7 +385,7 @@ def _topic_run(d: Path) -> Path:
     wd = d / "run"
     run(
         f"--workdir={wd}",
-        f"--config.compile_cache_dir={d / 'xla'}",  # its own: CACHE holds the IMDB run's only
+        *XLA_ARGS,  # the session's: CACHE holds the IMDB run's only
         "--config.data.tokenizer=" + str(TOKENIZER_DIR),
         "--config.data.source=jsonl",
         f"--config.data.train_path={train}",

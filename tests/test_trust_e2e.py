@@ -18,24 +18,21 @@ import hashlib
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMDB_DIR, REPO, TOKENIZER_DIR
+from conftest import IMDB_DIR, REPO, TOKENIZER_DIR, XLA_ARGS
 
 pytestmark = pytest.mark.skipif(
     not (IMDB_DIR / "train.jsonl.gz").exists() or not TOKENIZER_DIR.exists(),
     reason="needs ../shared/data",
 )
 
-CACHE = Path(tempfile.mkdtemp(prefix="gencls_xla_cache_"))  # one compilation cache for every call
 COUNTS = {0: 24, 1: 8}  # training texts per class (neg, pos): a 3:1 prior
 PRIOR = np.log(np.array([COUNTS[0], COUNTS[1]], np.float64) / sum(COUNTS.values()))
 COMMON = [
-    "--config.compile_cache_dir=" + str(CACHE),
-    "--config.compile_cache_min_secs=0",
+    *XLA_ARGS,  # the session's compilation cache, for every call
     "--config.data.tokenizer=" + str(TOKENIZER_DIR),
     "--config.data.source=jsonl",
     "--config.data.per_class_limit=0",
