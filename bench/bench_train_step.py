@@ -14,8 +14,9 @@ figure as JSON.
 
 Ours: the real train step (training/step.py: AdamW, clipping, schedule, donation), variants
 attention[+packed]: cudnn = right-padded rows (causal kernel), cudnn+packed = packed rows
-(cuDNN's segment-offsets kernel, `model.max_segments`; before 2026-11-30's sixth session the
-dense segment-id mask), xla = XLA attention; `--remat` = `model.remat` (none | full | dots).
+(from T = `model.packed_offsets_from` cuDNN's segment-offsets kernel, bounded by
+`data.pack_texts`; until 2026-11-30's sixth session the dense segment mask), xla = XLA
+attention; `--remat` = `model.remat` (none | full | dots).
 `--dropout RATE` = `model.dropout` (embedding and residual dropout; 0 = off, today's figures) and
 `--prng IMPL[,IMPL...]` = `train.dropout_prng` (threefry2x32 | rbg | unsafe_rbg: the PRNG of the
 dropout masks; it needs `--dropout`): each variant runs once per PRNG, a row each, named
@@ -210,8 +211,6 @@ def bench_jax(
     c.model.conditioning = "unconditional"
     c.data.batching = "pack" if packed else "bucket"
     config = M.resolve_config(M.config_for(size), c.model)
-    if packed:  # random_batch's texts per row at most: cuDNN's packed kernel (as decision rows)
-        config = config.replace(max_segments=length // 300 + 1)
     params = M.init_params(config)
     n_params = M.count_params(params)
     mesh = sharding.make_mesh()

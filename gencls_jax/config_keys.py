@@ -114,8 +114,9 @@ KEYS = (
         "model.packed_offsets_from",
         512,
         EVAL,
-        "attention=cudnn: packed decision rows at least this long take cuDNN's segment-offsets "
-        "kernel (skips blocks across texts), shorter ones the dense segment mask; 0 = always",
+        "attention=cudnn: packed rows at least this long (texts per row bounded: the decision "
+        "step's texts, data.pack_texts for the LM) take cuDNN's segment-offsets kernel (skips "
+        "the blocks across texts), shorter ones the dense segment mask; 0 = always",
     ),
     Key("model.dropout", 0.1, MODEL, "dropout rate of the transformer (training only)"),
     Key(
@@ -232,6 +233,14 @@ KEYS = (
     ),
     Key("data.window_stride", 512, MODEL, "long_text=window: tokens advanced per window"),
     Key("data.batching", "pack", MODEL, "training rows: pack | bucket | pad"),
+    Key(
+        "data.pack_texts",
+        16,
+        MODEL,
+        "data.batching=pack, the LM objective: texts per row at most (0 = as many as fit); the "
+        "bound lets packed rows of max_len >= model.packed_offsets_from take cuDNN's "
+        "segment-offsets kernel (without it: the dense segment mask)",
+    ),
     Key(
         "data.pack_rows",
         0,

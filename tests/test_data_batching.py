@@ -107,6 +107,26 @@ def test_every_row_exactly_once_per_epoch(scheme):
         )
 
 
+def test_pack_texts_bounds_the_texts_of_a_row_and_keeps_every_text():
+    """data.pack_texts (the bound cuDNN's packed kernel reads as static): no row holds more
+    texts, every text still comes once an epoch, and without the bound these short texts do
+    pack more per row."""
+    rows = make_rows(random_texts(38, 1, 6), 64, BOS, "truncate", eos_id=EOS)
+    most = {}
+    for cap in (0, 3):
+        stream = TrainStream(rows, BatchSpec("pack", 4, 64, (), cap), seed=1)
+        batches = list(stream.batches(epoch=0))
+        want = sorted(
+            tuple(tuple(np.asarray(a).tolist()) for a in r)
+            for r in zip(rows.inputs, rows.targets, rows.weights)
+        )
+        assert sorted(s for b in batches for s in unpack(b)) == want
+        most[cap] = max(int(b["segment_ids"].max()) for b in batches)
+    assert most[3] == 3 < most[0]
+    with pytest.raises(DataError, match="data.pack_texts"):
+        BatchSpec("pack", 4, 64, (), -1)
+
+
 def test_resume_and_determinism():
     rows = make_rows(random_texts(50, 1, 40), 48, BOS, "truncate", 24, eos_id=EOS)
     for scheme in ("pad", "bucket", "pack"):

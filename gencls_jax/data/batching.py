@@ -44,12 +44,15 @@ class BatchSpec:
     batch_size: int
     max_len: int
     bucket_lengths: tuple[int, ...]
+    pack_texts: int = 0  # 'pack' (the LM's rows): texts per row at most, 0 = as many as fit
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:
             raise DataError(f"data.batching must be one of {SCHEMES}, got {self.scheme!r}")
         if self.batch_size <= 0:
             raise DataError(f"batch size must be > 0, got {self.batch_size}")
+        if self.pack_texts < 0:
+            raise DataError(f"data.pack_texts must be >= 0 (0 = no bound), got {self.pack_texts}")
 
     @property
     def buckets(self) -> np.ndarray:
@@ -71,8 +74,11 @@ def bucket_of(lengths: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     return np.searchsorted(buckets, lengths, side="left")
 
 
-def first_fit(lengths: np.ndarray, order: np.ndarray, capacity: int) -> list[list[int]]:
-    """Pack items (in `order`) into bins of `capacity`: each goes to the first open bin it fits."""
+def first_fit(
+    lengths: np.ndarray, order: np.ndarray, capacity: int, max_items: int = 0
+) -> list[list[int]]:
+    """Pack items (in `order`) into bins of `capacity`: each goes to the first open bin it fits.
+    `max_items` > 0: a bin holding that many is closed (a static bound on texts per row)."""
     room = np.empty(len(order), np.int64)
     bins: list[list[int]] = []
     for i in order:
@@ -83,8 +89,11 @@ def first_fit(lengths: np.ndarray, order: np.ndarray, capacity: int) -> list[lis
             bins[j].append(int(i))
             room[j] -= n
         else:
-            room[len(bins)] = capacity - n
+            j = len(bins)
+            room[j] = capacity - n
             bins.append([int(i)])
+        if max_items and len(bins[j]) >= max_items:
+            room[j] = -1
     return bins
 
 
@@ -108,7 +117,7 @@ def epoch_plan(lengths: np.ndarray, spec: BatchSpec, key: Sequence[int]) -> list
                 (int(T), [[int(i)] for i in members[s : s + B]]) for s in range(0, len(members), B)
             ]
         return [plan[i] for i in rng.permutation(len(plan))]
-    bins = first_fit(lengths, order, spec.max_len)
+    bins = first_fit(lengths, order, spec.max_len, spec.pack_texts)
     bins = [bins[i] for i in rng.permutation(len(bins))]
     return [(spec.max_len, bins[s : s + B]) for s in range(0, len(bins), B)]
 

@@ -268,7 +268,11 @@ def label_prefixes(
 def batch_spec(config, batch_size: int | None = None) -> BatchSpec:
     d = config.data
     return BatchSpec(
-        d.batching, batch_size or config.train.batch_size, d.max_len, tuple(d.bucket_lengths)
+        d.batching,
+        batch_size or config.train.batch_size,
+        d.max_len,
+        tuple(d.bucket_lengths),
+        int(d.pack_texts),
     )
 
 

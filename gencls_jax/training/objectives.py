@@ -77,6 +77,7 @@ class LMObjective:
     stacked: bool
     packed: bool  # `data.batching='pack'`: several texts per row, masked by segment ids
     sequential: bool = False  # stacked: one class model's activations at a time
+    pack_texts: int = 0  # packed: texts per row at most (`data.pack_texts`), 0 = unknown
     per_model = True
 
     def totals(self, batch: Batch) -> Array:
@@ -95,6 +96,8 @@ class LMObjective:
                 )
             else:
                 rngs = jax.random.fold_in(key, micro)
+        if self.packed and self.pack_texts:  # the bound cuDNN's packed kernel needs
+            model_config = model_config.replace(max_segments=self.pack_texts)
         lp = score.class_token_log_probs(
             params,
             batch,
@@ -269,10 +272,12 @@ Objective = LMObjective | DecisionObjective
 def lm_objective(config: Any, stacked: bool) -> LMObjective:
     """The LM objective for `data.batching`'s rows (also the validation loss of every generative
     run, whatever its training objective)."""
+    packed = config.data.batching == "pack"
     return LMObjective(
         stacked=stacked,
-        packed=config.data.batching == "pack",
+        packed=packed,
         sequential=not config.train.stack_classes,
+        pack_texts=int(config.data.pack_texts) if packed else 0,
     )
 
 
