@@ -50,6 +50,7 @@ def build_config(args: argparse.Namespace) -> Any:
     c.eval.batch_size = args.batch_size
     if args.eval_buckets:
         c.eval.bucket_lengths = tuple(int(x) for x in args.eval_buckets.split(","))
+    c.eval.pack_texts = args.pack_texts
     scored_as = c.eval.long_text or c.data.long_text  # what scoring reads (pipeline.long_text)
     if scored_as != "truncate":  # the peer below reproduces 'truncate' rows only
         raise SystemExit(f"long texts {scored_as!r}: this bench compares 'truncate' scoring only")
@@ -299,6 +300,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--eval-buckets", default="", help="eval.bucket_lengths, the scoring shapes ('' = ())"
+    )
+    ap.add_argument(
+        "--pack-texts",
+        type=int,
+        default=0,
+        help="eval.pack_texts: rows packed up to this many per scoring row (0 = one per row)",
     )
     ap.add_argument(
         "--host-table",

@@ -12,9 +12,9 @@ what the host adds when the device is infinitely fast.
 Padding table: real row tokens / token slots of every scoring call, computed from the row
 lengths exactly as `scoring_batches` batches them (the token budget: eval.batch_size rows at
 max_len, more in shorter buckets; the last batch of a bucket filled with empty rows), for the
-config's shapes and finer ladders, and for rows packed several texts to a max_len row
-(first-fit decreasing): calls and token slots, which set the device time at a fixed cost per
-token slot.
+config's shapes and finer ladders, and for packed scoring rows (`eval.pack_texts`,
+`data.batching.packed_scoring_plan`): calls and token slots, which set the device time at a
+fixed cost per token slot.
 """
 
 from __future__ import annotations
@@ -112,14 +112,14 @@ def slots(lengths: np.ndarray, buckets, batch_size: int, max_len: int) -> tuple[
     return len(plan), sum(n * T for T, _, n in plan)
 
 
-def packed_slots(lengths: np.ndarray, batch_size: int, max_len: int) -> tuple[int, int]:
-    """(calls, token slots) of rows packed first-fit decreasing into max_len rows (segment ids),
-    batch_size rows per call."""
-    from gencls_jax.data.batching import first_fit
+def packed_slots(
+    lengths: np.ndarray, buckets, batch_size: int, max_len: int, pack_texts: int
+) -> tuple[int, int]:
+    """(calls, token slots) of packed scoring (`eval.pack_texts`, `packed_scoring_plan`)."""
+    from gencls_jax.data.batching import packed_scoring_plan
 
-    bins = first_fit(lengths, np.argsort(-lengths, kind="stable"), max_len)
-    calls = -(-len(bins) // batch_size)
-    return calls, calls * batch_size * max_len
+    plan = packed_scoring_plan(lengths, batch_size, buckets, max_len, pack_texts)
+    return len(plan), sum(n * T for T, _, n in plan)
 
 
 def padding_table(config: Any, cond_name: str, ds: Any, tok: Any) -> list[dict]:
@@ -140,7 +140,14 @@ def padding_table(config: Any, cond_name: str, ds: Any, tok: Any) -> list[dict]:
         "every 32 (32 shapes)": tuple(range(32, L + 1, 32)),
     }
     out = [dict(shapes=k, calls_slots=slots(lengths, v, bs, L)) for k, v in ladders.items()]
-    out.append(dict(shapes=f"packed, {L}-token rows", calls_slots=packed_slots(lengths, bs, L)))
+    pack = int(config.eval.pack_texts) or 16  # eval.pack_texts, or data.pack_texts' default
+    buckets = B.scoring_buckets(config)
+    out.append(
+        dict(
+            shapes=f"packed (eval.pack_texts={pack})",
+            calls_slots=packed_slots(lengths, buckets, bs, L, pack),
+        )
+    )
     real, base = int(lengths.sum()), out[0]["calls_slots"][1]
     for r in out:
         calls, total = r.pop("calls_slots")

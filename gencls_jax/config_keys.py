@@ -547,6 +547,14 @@ KEYS = (
         "padding: 31% in (256, 512, 1024), 14% in data.bucket_lengths' default nine",
     ),
     Key(
+        "eval.pack_texts",
+        0,
+        RUNTIME,
+        "scoring of sums (eval, predict, validation): > 0 packs up to this many rows per "
+        "scoring row (one shape, nearly no padding; from model.packed_offsets_from cuDNN's "
+        "segment-offsets kernel), 0 = one row per scoring row in eval.bucket_lengths' shapes",
+    ),
+    Key(
         "eval.long_text",
         "",
         EVAL,

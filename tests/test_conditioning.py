@@ -208,19 +208,28 @@ def ref_next_log_prob(hf, context, target) -> float:
 
 
 @pytest.mark.parametrize(
-    "data_mode, eval_mode",
-    [("truncate", ""), ("window", ""), ("truncate", "window"), ("window", "truncate")],
+    "data_mode, eval_mode, pack",
+    [
+        ("truncate", "", 0),
+        ("window", "", 0),
+        ("truncate", "window", 0),
+        ("window", "truncate", 0),
+        ("window", "", 3),  # packed scoring rows (eval.pack_texts): a text's windows, apart
+        ("truncate", "", 3),
+    ],
 )
-def test_label_prefix_scores_match_float64_reference(hf_tiny, data_mode, eval_mode):
+def test_label_prefix_scores_match_float64_reference(hf_tiny, data_mode, eval_mode, pack):
     """log p(text | c) = sum over scored text tokens of log p(token | BOS, prefix_c, the window's
     preceding text tokens), each text token scored once; n_tokens counts them, per text. Scoring
     reads eval.long_text where set (a run trained on truncated rows scored with windows), else
-    data.long_text."""
+    data.long_text; packed scoring rows give the same sums."""
     model_config, params, hf = hf_tiny
     config = toy_config(data_mode)
     config.eval.long_text = eval_mode
+    config.eval.pack_texts = pack
     long_text = eval_mode or data_mode
-    ds = toy_dataset([150, 20, 61], [0, 1, 0], seed=1)
+    short = ([9, 14], [1, 0]) if pack else ([], [])  # rows that share a packed row
+    ds = toy_dataset([150, 20, 61, *short[0]], [0, 1, 0, *short[1]], seed=1)
     ll, n_tokens = score_dataset(params, LP, ds, TOY, config, model_config)
     context = 64 - 5
     ref = np.zeros((len(ds), 2))
@@ -234,7 +243,8 @@ def test_label_prefix_scores_match_float64_reference(hf_tiny, data_mode, eval_mo
                     ref[i, c] += ref_next_log_prob(hf, [BOS] + prefix + s[start:j], s[j])
         counts[i] = sum(len(scored) for _, scored in windows(len(s), context, 16, long_text))
     if long_text == "window":
-        np.testing.assert_array_equal(counts, [151, 21, 62])  # every text token exactly once
+        want = [151, 21, 62, *(n + 1 for n in short[0])]
+        np.testing.assert_array_equal(counts, want)  # every text token exactly once
     np.testing.assert_array_equal(n_tokens, counts)
     np.testing.assert_allclose(ll, ref, rtol=1e-5)
 
@@ -252,8 +262,8 @@ def test_eval_bucket_lengths_are_the_scoring_shapes_and_leave_scores_unchanged(
     widths = []
     real = batched.scoring_batches
 
-    def spy(rows, batch_size, bucket_lengths, *args):
-        for idx, b in real(rows, batch_size, bucket_lengths, *args):
+    def spy(rows, batch_size, bucket_lengths, *args, **kw):
+        for idx, b in real(rows, batch_size, bucket_lengths, *args, **kw):
             widths.append(b["inputs"].shape[1])
             yield idx, b
 

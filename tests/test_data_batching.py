@@ -1,6 +1,8 @@
 """Rows and batches: the BOS-shift recipe, pad/bucket/pack layouts, packing == unpacked loss on the
 real model, per-class stepping, resume, scoring batches and the device prefetcher."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -297,6 +299,35 @@ def test_scoring_batches_cover_rows_and_match_sequence_ll(tiny_model):
         tokens[j, : len(texts[i]) + 1], mask[j, : len(texts[i]) + 1] = np.r_[texts[i], EOS], 1
     ref = np.asarray(score.sequence_log_likelihood(params, tokens, mask, cfg))
     np.testing.assert_allclose(ll[short], ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_packed_scoring_equals_one_row_per_call_row(tiny_model, stacked):
+    """eval.pack_texts: rows packed first-fit (longest first) into one shape, at most 3 per
+    scoring row; each row's per-class sum equals the right-padded scoring's (one model, and
+    two stacked class models under vmap), every row once, fewer token slots."""
+    from gencls_jax.scoring import batched
+
+    cfg, params = tiny_model
+    if stacked:
+        params = score.stack_params([params, jax.tree_util.tree_map(lambda x: 1.1 * x, params)])
+    texts = random_texts(40, 1, 30, seed=5) + random_texts(6, 50, 90, seed=6)  # windows too
+    rows = make_rows(texts, 64, BOS, "window", 32, eos_id=EOS)
+    sizes = dict(batch_size=4, bucket_lengths=(16, 32), max_len=64, progress=False)
+    plain = batched.run_rows(
+        params, rows, functools.partial(batched.class_sums, config=cfg, stacked=stacked), **sizes
+    )
+    fn = functools.partial(batched.class_segment_sums, config=cfg, stacked=stacked, segments=3)
+    packed = batched.run_rows(params, rows, fn, pack_texts=3, **sizes)
+    np.testing.assert_allclose(np.stack(packed), np.stack(plain), rtol=1e-5, atol=1e-4)
+    batches = list(scoring_batches(rows, 4, (16, 32), 64, pack_texts=3))
+    idx = np.concatenate([i[i >= 0] for i, _ in batches])
+    assert sorted(idx.tolist()) == list(range(len(rows.inputs)))
+    assert {b["inputs"].shape for _, b in batches} == {(4, 64)}
+    assert max(int(b["segment_ids"].max()) for _, b in batches) == 3
+    assert padding_fraction(b for _, b in batches) < padding_fraction(
+        b for _, b in scoring_batches(rows, 4, (16, 32), 64)
+    )
 
 
 def test_prefetch_to_device_in_order_and_errors():

@@ -333,7 +333,12 @@ def decision_pack_plan(
 
 
 def scoring_batches(
-    rows: Rows, batch_size: int, bucket_lengths: Sequence[int], max_len: int, multiple: int = 1
+    rows: Rows,
+    batch_size: int,
+    bucket_lengths: Sequence[int],
+    max_len: int,
+    multiple: int = 1,
+    pack_texts: int = 0,
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(row indices, batch) for every row, sorted by length, in fixed shapes [rows, bucket]: the
     scorer compiles once per bucket. A batch holds `batch_size` rows at `max_len` and
@@ -341,11 +346,44 @@ def scoring_batches(
     carries about the same number of tokens: short rows in batches of a fixed row count would
     leave the accelerator waiting on kernel launches. One row per batch row, padded as training
     rows are (`make_batch`); filler rows have index -1 and weight 0, and score 0. A batch's row
-    count is a multiple of `multiple` (the devices the rows are split over)."""
-    plan = scoring_plan(row_lengths(rows), batch_size, bucket_lengths, max_len, multiple)
-    for T, idx, n in plan:
+    count is a multiple of `multiple` (the devices the rows are split over).
+    `pack_texts` > 0: packed rows instead (`packed_scoring_plan`), indices [rows, pack_texts]:
+    entry [j, s] is the row in segment s + 1 of batch row j."""
+    lengths = row_lengths(rows)
+    if pack_texts:
+        for T, bins, n in packed_scoring_plan(
+            lengths, batch_size, bucket_lengths, max_len, pack_texts, multiple
+        ):
+            idx = np.full((n, pack_texts), -1, np.int64)
+            for j, members in enumerate(bins):
+                idx[j, : len(members)] = members
+            yield idx, make_batch(rows, (T, bins), n)
+        return
+    for T, idx, n in scoring_plan(lengths, batch_size, bucket_lengths, max_len, multiple):
         batch = make_batch(rows, (T, [[int(r)] for r in idx]), n)
         yield np.concatenate([idx, np.full(n - len(idx), -1, idx.dtype)]), batch
+
+
+def packed_scoring_plan(
+    lengths: np.ndarray,
+    batch_size: int,
+    bucket_lengths: Sequence[int],
+    max_len: int,
+    pack_texts: int,
+    multiple: int = 1,
+) -> list[tuple[int, list[list[int]], int]]:
+    """(T, each batch row's rows, rows per batch) of packed scoring (`eval.pack_texts`): the
+    rows, longest first, packed first-fit into rows of one length T (the smallest bucket that
+    holds the longest row), at most `pack_texts` per row; each call carries the token slots of
+    a right-padded call of that length. One shape, one program, and nearly no padding; the
+    scorer sums each segment (`score.class_segment_sums`)."""
+    if not len(lengths):
+        return []
+    buckets = bucket_ladder(bucket_lengths, max_len)
+    T = int(buckets[np.searchsorted(buckets, int(np.max(lengths)))])
+    bins = first_fit(lengths, np.argsort(-lengths, kind="stable"), T, pack_texts)
+    n = scoring_rows(batch_size, T, max_len, multiple)
+    return [(T, bins[s : s + n], n) for s in range(0, len(bins), n)]
 
 
 def scoring_plan(

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from gencls_jax.data.batching import scoring_batches, scoring_plan
+from gencls_jax.data.batching import packed_scoring_plan, scoring_batches, scoring_plan
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import Rows, row_lengths, scored_tokens
 from gencls_jax.data.sources import Dataset
@@ -33,12 +33,19 @@ from gencls_jax.scoring import score
 from gencls_jax.system import sharding
 
 ROW_KEYS = ("inputs", "targets", "weights")  # what a scoring batch carries to the device
+PACKED_KEYS = (*ROW_KEYS, "positions", "segment_ids")  # ... of packed rows (eval.pack_texts)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "stacked"))
 def class_sums(params, batch, config, stacked):
     """[rows, K] (`score.class_sums`)."""
     return score.class_sums(params, batch, config, stacked=stacked)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "stacked", "segments"))
+def class_segment_sums(params, batch, config, stacked, segments):
+    """[rows, segments, K] (`score.class_segment_sums`)."""
+    return score.class_segment_sums(params, batch, config, stacked=stacked, segments=segments)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "stacked"))
@@ -70,11 +77,14 @@ def run_passes(
     prefetch: int = 2,
     desc: str = "scoring",
     progress: bool = True,
+    pack_texts: int = 0,
 ) -> list[tuple[Rows, list[np.ndarray]]]:
     """(rows, `run_rows`'s per-row results) of each pass (a thunk that builds its rows), all
     passes in one stream of batches: the rows and batches are built in the prefetching thread
     while the device scores the batches before them, so neither the next pass's rows nor any
-    batch's padding keeps the device waiting, and the device is not drained between passes."""
+    batch's padding keeps the device waiting, and the device is not drained between passes.
+    `pack_texts` > 0: packed batches (`scoring_batches`), `fn` returning [rows, pack_texts, K]
+    per-segment results (`class_segment_sums`)."""
     # rows over the 'data' axis of the params' own mesh (class-sharded params: each class group
     # scores every row with its models), else over every device of every process
     mesh = sharding.mesh_of(params) or sharding.make_mesh()
@@ -83,13 +93,20 @@ def run_passes(
     built: list[Rows] = []  # each pass's rows and results, appended by the producer before
     out: list[list] = []  # its first batch
 
+    keys = PACKED_KEYS if pack_texts else ROW_KEYS
+    plan = functools.partial(packed_scoring_plan, pack_texts=pack_texts) if pack_texts else None
+
     def produce():
         for p, make in enumerate(passes):
             built.append(make())
             out.append([None] * len(built[p].inputs))
-            bar.total += len(scoring_plan(row_lengths(built[p]), *sizes))
-            for idx, b in scoring_batches(built[p], *sizes):
-                yield p, idx, {k: b[k] for k in ROW_KEYS}
+            lengths = row_lengths(built[p])
+            if plan:
+                bar.total += len(plan(lengths, *sizes[:3], multiple=sizes[3]))
+            else:
+                bar.total += len(scoring_plan(lengths, *sizes))
+            for idx, b in scoring_batches(built[p], *sizes, pack_texts=pack_texts):
+                yield p, idx, {k: b[k] for k in keys}
 
     def put(item):
         p, idx, b = item
@@ -101,6 +118,10 @@ def run_passes(
         p, idx, result = pending.popleft()
         result = np.asarray(sharding.to_host(result), np.float64)  # every process gets all
         rows, got = built[p], out[p]
+        if pack_texts:  # idx [rows, pack_texts]: the row in each segment of each batch row
+            for j, s in zip(*np.nonzero(idx >= 0)):
+                got[idx[j, s]] = result[j, s]
+            return
         for j, r in enumerate(idx):
             if r >= 0:
                 got[r] = result[j, : len(rows.inputs[r])] if result.ndim == 3 else result[j]
@@ -157,8 +178,12 @@ def scoring_function(conditioning, config, model_config, per_token: bool = False
         if per_token:
             raise ValueError(f"a {conditioning.name} model has no per-token likelihoods")
         return head_log_posteriors, dict(config=model_config, pool=config.model.pool)
-    jitted = class_token_values if per_token else class_sums
-    return jitted, dict(config=model_config, stacked=conditioning.stacked)
+    if per_token:
+        return class_token_values, dict(config=model_config, stacked=conditioning.stacked)
+    if config.eval.pack_texts:
+        static = dict(segments=int(config.eval.pack_texts))
+        return class_segment_sums, dict(config=model_config, stacked=conditioning.stacked, **static)
+    return class_sums, dict(config=model_config, stacked=conditioning.stacked)
 
 
 def scoring_buckets(config) -> tuple[int, ...]:
@@ -201,6 +226,7 @@ def score_dataset(
     )
     jitted, static = scoring_function(conditioning, config, model_config, per_token)
     fn = functools.partial(jitted, **static)
+    kw["pack_texts"] = static.get("segments", 0)
     if not conditioning.generative:  # a classification head: one row per text, K posteriors
         rows = conditioning.class_rows(config, ds, tokenizer, None)
         per_row = run_rows(params, rows, fn, desc=desc, **kw)

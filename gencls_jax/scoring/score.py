@@ -131,6 +131,26 @@ def class_sums(params: dict, batch: Batch, config: GPT2Config, *, stacked: bool)
     return jnp.sum(weighted(lp, batch["weights"]), axis=-1).T
 
 
+def class_segment_sums(
+    params: dict, batch: Batch, config: GPT2Config, *, stacked: bool, segments: int
+) -> Array:
+    """[B, M, K] `class_sums` of packed rows, per segment: entry [b, s, k] sums the weighted
+    tokens of segment s + 1 of row b (segment ids 1..M; M = `segments` bounds them, and lets a
+    row take cuDNN's packed kernel, `model.gpt2.attention_cudnn_packed`)."""
+    lp = class_token_log_probs(
+        params,
+        batch,
+        config.replace(max_segments=segments),
+        stacked=stacked,
+        packed=True,
+        chunk=config.head_chunk,
+    )
+    hot = jax.nn.one_hot(batch["segment_ids"] - 1, segments, dtype=jnp.float32)  # 0: none
+    return jnp.einsum(
+        "krt,rtm->rmk", weighted(lp, batch["weights"]), hot, precision=jax.lax.Precision.HIGHEST
+    )  # (HIGHEST: no TF32 rounding of the log-probabilities on GPU)
+
+
 def class_token_values(params: dict, batch: Batch, config: GPT2Config, *, stacked: bool) -> Array:
     """[B, T, K] weighted per-token log-probabilities of every class (0 at weight 0): the terms
     `class_sums` adds up, which an explanation of a decision shows token by token."""
