@@ -260,8 +260,8 @@ class Attention(nn.Module):
             # cuDNN's own causal mask: no [T, T] tensor
             y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
         elif c.attention == "cudnn" and c.max_segments and t >= c.packed_offsets_from:
-            # packed rows with a known bound of texts per row (H200: 1.17x the masked step at
-            # T = 1,024; 0.91x at T = 64, where the mask is small: BUILD_NOTES)
+            # packed rows with a known bound of texts per row (H200, decision steps: 1.17x the
+            # masked step at T = 1,024; 0.78x at T = 64, where the mask is small: BUILD_NOTES)
             y = attention_cudnn_packed(q, k, v, segment_ids, min(c.max_segments, t))
         elif c.attention == "cudnn":  # packed rows: the segment mask, one copy per head (cuDNN's
             # mask layout; a broadcast head axis breaks under the class-axis vmap)
