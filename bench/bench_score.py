@@ -352,6 +352,7 @@ def main() -> None:
         f"{model_config.n_positions}; attention {model_config.attention}, "
         f"dtype {model_config.dtype}; "
         f"batch {args.batch_size}, buckets {tuple(config.data.bucket_lengths)} up to {args.max_len}"
+        f", eval.pack_texts {config.eval.pack_texts}"
     )
 
     # first: its figures survive a peer failure
