@@ -74,6 +74,11 @@ def bucket_of(lengths: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     return np.searchsorted(buckets, lengths, side="left")
 
 
+def packed_length(lengths: np.ndarray, buckets: np.ndarray) -> int:
+    """The one row length of packed rows: the smallest bucket that holds the longest text."""
+    return int(buckets[bucket_of(np.asarray([lengths.max(initial=1)]), buckets)[0]])
+
+
 def first_fit(
     lengths: np.ndarray, order: np.ndarray, capacity: int, max_items: int = 0
 ) -> list[list[int]]:
@@ -248,8 +253,7 @@ class SlicedStream:
     def pack_shape(self) -> tuple[int, int]:
         """'pack': (R rows, T tokens) of every step of the run."""
         lengths = self.lengths()
-        buckets = self.spec.buckets
-        T = int(buckets[bucket_of(np.asarray([lengths.max(initial=1)]), buckets)[0]])
+        T = packed_length(lengths, self.spec.buckets)
         R = self.pack_rows or auto_pack_rows(lengths, self.spec.batch_size, T)
         return R, T
 
@@ -379,8 +383,7 @@ def packed_scoring_plan(
     scorer sums each segment (`score.class_segment_sums`)."""
     if not len(lengths):
         return []
-    buckets = bucket_ladder(bucket_lengths, max_len)
-    T = int(buckets[np.searchsorted(buckets, int(np.max(lengths)))])
+    T = packed_length(lengths, bucket_ladder(bucket_lengths, max_len))
     bins = first_fit(lengths, np.argsort(-lengths, kind="stable"), T, pack_texts)
     n = scoring_rows(batch_size, T, max_len, multiple)
     return [(T, bins[s : s + n], n) for s in range(0, len(bins), n)]
