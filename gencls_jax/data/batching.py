@@ -343,6 +343,7 @@ def scoring_batches(
     max_len: int,
     multiple: int = 1,
     pack_texts: int = 0,
+    plan: list | None = None,
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(row indices, batch) for every row, sorted by length, in fixed shapes [rows, bucket]: the
     scorer compiles once per bucket. A batch holds `batch_size` rows at `max_len` and
@@ -352,20 +353,38 @@ def scoring_batches(
     rows are (`make_batch`); filler rows have index -1 and weight 0, and score 0. A batch's row
     count is a multiple of `multiple` (the devices the rows are split over).
     `pack_texts` > 0: packed rows instead (`packed_scoring_plan`), indices [rows, pack_texts]:
-    entry [j, s] is the row in segment s + 1 of batch row j."""
-    lengths = row_lengths(rows)
+    entry [j, s] is the row in segment s + 1 of batch row j. `plan`: `scoring_calls`' plan of
+    these rows, when the caller has it already."""
+    if plan is None:
+        sizes = (batch_size, bucket_lengths, max_len, multiple)
+        plan = scoring_calls(row_lengths(rows), *sizes, pack_texts=pack_texts)
     if pack_texts:
-        for T, bins, n in packed_scoring_plan(
-            lengths, batch_size, bucket_lengths, max_len, pack_texts, multiple
-        ):
+        for T, bins, n in plan:
             idx = np.full((n, pack_texts), -1, np.int64)
             for j, members in enumerate(bins):
                 idx[j, : len(members)] = members
             yield idx, make_batch(rows, (T, bins), n)
         return
-    for T, idx, n in scoring_plan(lengths, batch_size, bucket_lengths, max_len, multiple):
+    for T, idx, n in plan:
         batch = make_batch(rows, (T, [[int(r)] for r in idx]), n)
         yield np.concatenate([idx, np.full(n - len(idx), -1, idx.dtype)]), batch
+
+
+def scoring_calls(
+    lengths: np.ndarray,
+    batch_size: int,
+    bucket_lengths: Sequence[int],
+    max_len: int,
+    multiple: int = 1,
+    pack_texts: int = 0,
+) -> list:
+    """The calls `scoring_batches` makes of rows of these lengths: `packed_scoring_plan` with
+    `pack_texts`, else `scoring_plan` (its length: the number of calls)."""
+    if pack_texts:
+        return packed_scoring_plan(
+            lengths, batch_size, bucket_lengths, max_len, pack_texts, multiple
+        )
+    return scoring_plan(lengths, batch_size, bucket_lengths, max_len, multiple)
 
 
 def packed_scoring_plan(

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from gencls_jax.data.batching import packed_scoring_plan, scoring_batches, scoring_plan
+from gencls_jax.data.batching import scoring_batches, scoring_calls
 from gencls_jax.data.prefetch import prefetch_to_device
 from gencls_jax.data.rows import Rows, row_lengths, scored_tokens
 from gencls_jax.data.sources import Dataset
@@ -94,18 +94,14 @@ def run_passes(
     out: list[list] = []  # its first batch
 
     keys = PACKED_KEYS if pack_texts else ROW_KEYS
-    plan = functools.partial(packed_scoring_plan, pack_texts=pack_texts) if pack_texts else None
 
     def produce():
         for p, make in enumerate(passes):
             built.append(make())
             out.append([None] * len(built[p].inputs))
-            lengths = row_lengths(built[p])
-            if plan:
-                bar.total += len(plan(lengths, *sizes[:3], multiple=sizes[3]))
-            else:
-                bar.total += len(scoring_plan(lengths, *sizes))
-            for idx, b in scoring_batches(built[p], *sizes, pack_texts=pack_texts):
+            plan = scoring_calls(row_lengths(built[p]), *sizes, pack_texts=pack_texts)
+            bar.total += len(plan)
+            for idx, b in scoring_batches(built[p], *sizes, pack_texts=pack_texts, plan=plan):
                 yield p, idx, {k: b[k] for k in keys}
 
     def put(item):
