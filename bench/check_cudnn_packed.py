@@ -66,19 +66,10 @@ def dense(q, k, v, seg):
 
 
 def ragged(q, k, v, lengths, offsets):
-    from jax._src.cudnn import fused_attention_stablehlo as fa
+    """The kernel alone, on `offsets_of`'s NumPy layout (not our `segment_layout`)."""
+    from gencls_jax.model.gpt2 import cudnn_segments
 
-    return fa.dot_product_attention(
-        q,
-        k,
-        v,
-        q_seqlen=lengths,
-        kv_seqlen=lengths,
-        q_offsets=offsets,
-        kv_offsets=offsets,
-        scale=q.shape[-1] ** -0.5,
-        mask_type=fa.MaskType.PADDING_CAUSAL,
-    )
+    return cudnn_segments(q, k, v, lengths, offsets)
 
 
 def causal(q, k, v):

@@ -180,12 +180,19 @@ def attention_cudnn_packed(q: Array, k: Array, v: Array, segment_ids: Array, m: 
     and its batching rule takes no offsets: call it outside `vmap` (`scoring.score` folds a
     class axis into rows). The kernel leaves padding slots unset, outputs and gradients alike:
     `where` on both sides keeps whatever they hold out of the rest of the step."""
-    from jax._src.cudnn import fused_attention_stablehlo as fa
-
     real = (segment_ids > 0)[..., None, None]
     q, k, v = (jnp.where(real, a, jnp.zeros((), a.dtype)) for a in (q, k, v))
-    lengths, offsets = segment_layout(segment_ids, m)
-    y = fa.dot_product_attention(
+    y = cudnn_segments(q, k, v, *segment_layout(segment_ids, m))
+    return jnp.where(real, y, jnp.zeros((), y.dtype))
+
+
+def cudnn_segments(q: Array, k: Array, v: Array, lengths: Array, offsets: Array) -> Array:
+    """cuDNN's attention over segments given as (lengths [B, M], offsets [B, M + 1]), causal
+    within each: the one call of jax's private module (`bench/check_cudnn_packed.py` feeds it
+    a layout computed in NumPy)."""
+    from jax._src.cudnn import fused_attention_stablehlo as fa
+
+    return fa.dot_product_attention(
         q,
         k,
         v,
@@ -196,7 +203,6 @@ def attention_cudnn_packed(q: Array, k: Array, v: Array, segment_ids: Array, m: 
         scale=q.shape[-1] ** -0.5,
         mask_type=fa.MaskType.PADDING_CAUSAL,
     )
-    return jnp.where(real, y, jnp.zeros((), y.dtype))
 
 
 def attention_cached(
