@@ -319,6 +319,12 @@ def main() -> None:
         help="per_class (K stacked models, the peers' comparison) | label_prefix (one model, "
         "a pass per class: the decision recipe's scoring; no peer)",
     )
+    ap.add_argument(
+        "--check-unpacked",
+        action="store_true",
+        help="label_prefix with --pack-texts: score again one text per row (eval.pack_texts=0) "
+        "and print how far the packed scores are from those (the GPU's equality check)",
+    )
     ap.add_argument("--host-only", action="store_true", help="the host tables alone, no model")
     ap.add_argument("--out", default="", help="write the result rows as JSON here")
     args = ap.parse_args()
@@ -359,6 +365,17 @@ def main() -> None:
     if args.ours_conditioning == "label_prefix":  # one model (the first seed's), no peer
         ours = bench_ours(config, model_config, params[0], test, tok, "label_prefix")
         print(f"ours label_prefix: cold {ours['cold_s']:.2f} s, warm {ours['warm_s']:.2f} s")
+        if args.check_unpacked and config.eval.pack_texts:
+            config.eval.pack_texts = 0
+            rows = bench_ours(config, model_config, params[0], test, tok, "label_prefix")
+            rows["impl"] = "ours, one text per row"
+            c = compare(ours, rows, test.labels)
+            print(
+                f"packed vs one text per row ({len(test)} texts x {test.num_classes} classes): "
+                f"max |diff| {c['max_abs']:.4f} nats per text, mean {c['mean_abs']:.5f}, max per "
+                f"token {c['max_abs_per_token']:.5f}, argmax agrees {100 * c['argmax_agree']:.2f}% "
+                f"(mean class margin {c['mean_class_margin']:.2f})"
+            )
         return
     ours = bench_ours(config, model_config, stack_params(params), test, tok)
     print(f"ours: cold {ours['cold_s']:.2f} s, warm {ours['warm_s']:.2f} s", flush=True)
