@@ -1,5 +1,6 @@
 """Our Flax GPT-2 against Hugging Face PyTorch GPT-2, and the model's numerics policy."""
 
+import dataclasses
 import json
 
 import jax
@@ -250,15 +251,21 @@ def test_fused_head_log_probs_match_float64(vocab):
 
 
 def test_init_is_flax_init_as_one_program():
-    """`init_params` (jitted) gives flax's op-by-op init of the same seed up to float32 rounding
-    of the normal samples, and another seed gives other weights."""
+    """`init_params` (jitted, through its cheapest forward pass: one token, a rolled layer loop)
+    gives flax's op-by-op init of the same seed through the configured pass (every layer
+    unrolled, 8 tokens) up to float32 rounding of the normal samples, whatever the settings
+    that leave the parameter layout alone; another seed gives other weights."""
     mc = M.config_for("tiny", vocab_size=64, n_positions=16)
+    assert mc.scan_unroll == mc.n_layer  # the reference runs the unrolled pass
     eager = M.GPT2(mc).init(jax.random.key(3), jnp.zeros((1, 8), jnp.int32))["params"]
-    jitted = M.init_params(mc, seed=3)
-    jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-7),
-        eager,
-        jitted,
-    )
+    for config in (mc, dataclasses.replace(mc, remat="full", layer_unroll=1, dropout=0.3)):
+        jitted = M.init_params(config, seed=3)
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_allclose(
+                np.asarray(a), np.asarray(b), rtol=0, atol=1e-7
+            ),
+            eager,
+            jitted,
+        )
     other = M.init_params(mc, seed=4)
     assert not np.array_equal(jitted["wte"]["embedding"], other["wte"]["embedding"])

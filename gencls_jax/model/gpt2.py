@@ -400,17 +400,20 @@ class GPT2(nn.Module):
 
 
 def init_params(config: GPT2Config, seed: int = 0) -> dict:
-    """Random GPT-2 parameters (GPT-2's own init), float32. Jitted: op by op, flax's init of
-    gpt2 took 9-12 s on 2 CPU cores (one program: 9 s cold, 1.6 s compiled), and on the H200 a
-    scratch pretraining stalled 29 s between its data phase and its first step's compile, in
-    this init and the row layout (1.8 s on the CPU). One program gives the same numbers up to
-    float32 rounding of the normal samples (the embeddings differ by <= 1 ulp)."""
-    return _init_params(config, seed)
+    """Random GPT-2 parameters (GPT-2's own init), float32, as one jitted program (op by op,
+    flax's init took 9-12 s on 2 CPU cores). flax makes them by running a forward pass, whose
+    compile is the cost: the values depend only on the parameter layout and the seed, so the
+    pass is the cheapest that has it (XLA attention, a rolled layer loop, one token: on the
+    H200 a scratch run compiled the full pass 15-21 s; on 2 CPU cores 4.4 s -> 1.2 s)."""
+    cheap = dataclasses.replace(
+        config, attention="xla", layer_unroll=1, remat="none", dropout=0.0, max_segments=0
+    )
+    return _init_params(cheap, seed)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _init_params(config: GPT2Config, seed) -> dict:
-    tokens = jnp.zeros((1, 8), jnp.int32)
+    tokens = jnp.zeros((1, 1), jnp.int32)
     return GPT2(config).init(jax.random.key(seed), tokens)["params"]
 
 
