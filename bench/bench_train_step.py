@@ -19,7 +19,8 @@ attention[+packed]: cudnn = right-padded rows (causal kernel), cudnn+packed = pa
 attention; `--remat` = `model.remat` (none | full | dots).
 `--dropout RATE` = `model.dropout` (embedding and residual dropout; 0 = off, today's figures) and
 `--prng IMPL[,IMPL...]` = `train.dropout_prng` (threefry2x32 | rbg | unsafe_rbg: the PRNG of the
-dropout masks; it needs `--dropout`): each variant runs once per PRNG, a row each, named
+dropout masks; or hash: threefry2x32 keys, `model.dropout_masks=hash`; it needs `--dropout`):
+each variant runs once per PRNG, a row each, named
 'ours VARIANT/PRNG' (e.g. 'ours cudnn/rbg'), the table's dropout column saying the rate. The
 peer drops out at the same rate (HF resid_pdrop = embd_pdrop = RATE, attn_pdrop = 0: ours has
 no attention dropout). The peers: HF GPT2LMHeadModel of the same size (n_layer, n_embd,
@@ -207,7 +208,8 @@ def bench_jax(
         dropout,
     )
     c.model.remat = remat
-    c.train.dropout_prng = prng
+    c.train.dropout_prng = DEFAULT_PRNG if prng == "hash" else prng
+    c.model.dropout_masks = "hash" if prng == "hash" else "jax"
     c.model.conditioning = "unconditional"
     c.data.batching = "pack" if packed else "bucket"
     config = M.resolve_config(M.config_for(size), c.model)
@@ -691,7 +693,7 @@ def check_args(args) -> str | None:
         attention, plus, extra = v.partition("+")
         if attention not in ATTENTIONS or (plus and extra != "packed"):
             return f"variant {v!r}: expected attention[+packed], attention in {ATTENTIONS}"
-    prngs = tuple(DROPOUT_PRNGS)
+    prngs = (*DROPOUT_PRNGS, "hash")
     if not args.prng or any(p not in prngs for p in args.prng):
         return f"--prng takes {', '.join(prngs)} (comma-separated), got {','.join(args.prng)!r}"
     if len(set(args.prng)) < len(args.prng):
@@ -732,8 +734,8 @@ def parse_args(argv=None):
     ap.add_argument(
         "--prng",
         default=DEFAULT_PRNG,
-        help="ours: train.dropout_prng values, a row each (threefry2x32,rbg,unsafe_rbg); "
-        "needs --dropout > 0",
+        help="ours: train.dropout_prng values, a row each (threefry2x32,rbg,unsafe_rbg; hash = "
+        "threefry2x32 keys with model.dropout_masks=hash); needs --dropout > 0",
     )
     ap.add_argument(
         "--matmul-n", type=int, default=8192, help="size of the matmul that measures the peak rate"

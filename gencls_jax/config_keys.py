@@ -120,6 +120,14 @@ KEYS = (
     ),
     Key("model.dropout", 0.1, MODEL, "dropout rate of the transformer (training only)"),
     Key(
+        "model.dropout_masks",
+        "jax",
+        MODEL,
+        "how dropout draws its masks from its keys: jax (jax.random.bernoulli, 32 random bits "
+        "per element) | hash (a 32-bit hash of each element's index and the key: fuses into "
+        "the op that applies it)",
+    ),
+    Key(
         "model.pool",
         "mean",
         MODEL,

@@ -46,6 +46,7 @@ class GPT2Config:
     n_head: int = 12
     layer_norm_epsilon: float = 1e-5
     dropout: float = 0.1  # embedding and residual dropout (HF's embd_pdrop / resid_pdrop)
+    dropout_masks: str = "jax"  # 'jax': jax.random.bernoulli | 'hash': `hashed_keep` (cheaper)
     bos_token_id: int = 50256  # <|endoftext|>: GPT-2's BOS and EOS
     dtype: str = "float32"  # compute dtype; parameters always stay float32
     remat: str = "none"  # 'none' | 'full' | 'dots' (save matmul outputs, recompute the rest)
@@ -62,6 +63,10 @@ class GPT2Config:
             raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.remat not in ("none", "full", "dots"):
             raise ValueError(f"model.remat must be 'none', 'full' or 'dots', got {self.remat!r}")
+        if self.dropout_masks not in ("jax", "hash"):
+            raise ValueError(
+                f"model.dropout_masks must be 'jax' or 'hash', got {self.dropout_masks!r}"
+            )
         if self.attention not in ("xla", "cudnn"):
             raise ValueError(f"model.attention must be 'xla' or 'cudnn', got {self.attention!r}")
         if self.remat != "none" and self.layer_unroll >= self.n_layer:
@@ -126,6 +131,7 @@ def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
         remat=m.remat,
         attention=attention,
         dropout=float(m.dropout),
+        dropout_masks=str(m.dropout_masks),
         layer_unroll=int(m.layer_unroll),
         head_chunk=int(m.head_chunk),
         packed_offsets_from=int(m.packed_offsets_from),
@@ -295,6 +301,59 @@ class MLP(nn.Module):
         )(h)
 
 
+def _mix32(x: Array) -> Array:
+    """lowbias32 (C. Wellons' hash-prospector): a bijective 32-bit integer mixer with near-ideal
+    avalanche, five integer ops and two multiplies."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def hashed_keep(key: Array, shape: tuple[int, ...], rate: float) -> Array:
+    """Dropout's keep mask (True with probability 1 - rate) from a counter hash: each element's
+    flat index, XORed with each word of the key in turn and mixed (`_mix32`).
+
+    Why: `jax.random.bernoulli` draws 32 random bits per element through threefry (20 rounds)
+    or XLA's RngBitGenerator, a kernel of its own per dropout site; a few integer ops of the
+    index fuse into the op that applies the mask. Each round is a bijection of the index, so
+    for one key exactly round(rate * 2^32) of every 2^32 indices are dropped; dropout needs no
+    more randomness than that (sites and steps get their own keys, as with `bernoulli`)."""
+    words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
+    idx = jnp.zeros(shape, jnp.uint32)
+    for axis, n in enumerate(shape):  # row-major flat index, modulo 2^32
+        idx = idx * jnp.uint32(n) + jax.lax.broadcasted_iota(jnp.uint32, shape, axis)
+    h = idx
+    for i in range(words.shape[0]):
+        h = _mix32(h ^ words[i])
+    return h >= jnp.uint32(min(round(rate * 2**32), 2**32 - 1))
+
+
+class Dropout(nn.Module):
+    """flax's `nn.Dropout` (same keys: `make_rng('dropout')` under the same module names) with
+    the mask drawn by `jax.random.bernoulli` ('jax', flax's numbers) or `hashed_keep`
+    ('hash', `model.dropout_masks`)."""
+
+    rate: float
+    masks: str = "jax"
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        if self.rate == 0.0 or self.deterministic:
+            return x
+        if self.rate == 1.0:
+            return jnp.zeros_like(x)
+        key = self.make_rng("dropout")
+        keep_prob = 1.0 - self.rate
+        if self.masks == "hash":
+            keep = hashed_keep(key, x.shape, self.rate)
+        else:
+            keep = jax.random.bernoulli(key, p=keep_prob, shape=x.shape)
+        return jax.lax.select(keep, x / keep_prob, jnp.zeros_like(x))
+
+
 class Block(nn.Module):
     """Pre-LayerNorm block. The residual stream stays float32 (GPT-2's activations overflow
     float16); only the matmul inputs are cast to the compute dtype."""
@@ -312,7 +371,7 @@ class Block(nn.Module):
     ):
         c = self.config
         ln = functools.partial(nn.LayerNorm, epsilon=c.layer_norm_epsilon, dtype=c.compute_dtype)
-        drop = nn.Dropout(c.dropout, deterministic=self.deterministic)
+        drop = Dropout(c.dropout, c.dropout_masks, deterministic=self.deterministic)
         new_kv = None
         if kv is None:
             y = Attention(c, name="attn")(ln(name="ln_1")(x), segment_ids)
@@ -353,7 +412,7 @@ class GPT2(nn.Module):
         if embed_delta is not None:  # adversarial training's [B, T, D] perturbation
             emb = emb + embed_delta
         x = emb + wpe(positions)
-        x = nn.Dropout(c.dropout, deterministic=deterministic)(x)
+        x = Dropout(c.dropout, c.dropout_masks, deterministic=deterministic)(x)
 
         block = Block
         if c.remat != "none":
