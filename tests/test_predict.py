@@ -564,3 +564,28 @@ def test_bench_ood_smoke_on_the_trained_run(trained, tmp_path, capsys):
         assert sum(b["n_in"] for b in r["by_length"]) == 10
     printed = capsys.readouterr().out
     assert printed.startswith("set ") and len(printed.strip().splitlines()) == 1 + len(bench.SETS)
+
+
+def test_the_interrupt_line_starts_a_line_of_its_own_after_an_open_progress_bar(monkeypatch):
+    """When the watchdog ends a program mid-bar (the bar never closed), the one line is still
+    the last line of stderr (CI once read 'predicting: 3%|...| 5/188 ...interrupted ...')."""
+    import io
+
+    from tqdm.auto import tqdm
+
+    for bar_open in (True, False):
+        err = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        monkeypatch.setitem(interrupt._state, "reported", False)
+        bar = tqdm(total=10, desc="predicting", file=err)
+        bar.update(3)
+        bar.refresh()
+        if not bar_open:
+            bar.close()
+        interrupt.report()
+        text = err.getvalue()
+        bar.close()
+        assert text.splitlines()[-1] == interrupt.MESSAGE, text
+        assert text.count(interrupt.MESSAGE) == 1
+        # the bar's line, then the message: no blank line between them, bar closed or open
+        assert "3/10" in text.splitlines()[-2] and "\n\n" not in text, text

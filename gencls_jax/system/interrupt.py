@@ -86,10 +86,17 @@ def install() -> None:
 
 
 def report() -> None:
-    """The one line an interrupted command prints on stderr (once)."""
+    """The one line an interrupted command prints on stderr (once), on a line of its own: when
+    the watchdog ends the program, a progress bar may still be open, its line unfinished."""
     if not _state["reported"]:
         _state["reported"] = True
-        print(MESSAGE, file=sys.stderr, flush=True)
+        print(("\n" if _open_progress_bar() else "") + MESSAGE, file=sys.stderr, flush=True)
+
+
+def _open_progress_bar() -> bool:
+    """Is a tqdm bar open (its line has no newline yet)? Only if tqdm was imported at all."""
+    std = sys.modules.get("tqdm.std")
+    return bool(std is not None and len(getattr(std.tqdm, "_instances", ())))
 
 
 def exit_interrupted() -> None:
