@@ -388,3 +388,33 @@ def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, pr
     np.add.at(ref, rows.text_index, np.asarray(per_row))
     assert got.shape == (len(texts), 1)
     np.testing.assert_allclose(got[:, 0], ref, rtol=1e-5, atol=1e-4)
+
+
+def test_the_progress_total_counts_every_pass_from_the_first(tiny_model, monkeypatch):
+    """run_passes builds each pass's rows lazily (in the prefetching thread); the bar's total
+    still counts every pass's calls from the first one on (a label prefix's passes: the same
+    texts), so its ETA is not half the truth during the first pass."""
+    from gencls_jax.scoring import batched
+
+    seen: list[tuple[int, int]] = []  # (total, calls done) at each update
+
+    class Bar:
+        def __init__(self, total, **kw):
+            self.total, self.n = total, 0
+
+        def update(self, n=1):
+            self.n += n
+            seen.append((self.total, self.n))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(batched, "tqdm", Bar)
+    cfg, params = tiny_model
+    rows = make_rows(random_texts(24, 1, 30, seed=7), 64, BOS, "window", 32, eos_id=EOS)
+    fn = functools.partial(batched.class_sums, config=cfg, stacked=False)
+    sizes = dict(batch_size=4, bucket_lengths=(16, 32), max_len=64)
+    batched.run_passes(params, [lambda: rows] * 3, fn, **sizes)
+    calls = len(list(scoring_batches(rows, 4, (16, 32), 64)))
+    assert len(seen) == 3 * calls
+    assert {t for t, _ in seen} == {3 * calls}

@@ -95,12 +95,17 @@ def run_passes(
 
     keys = PACKED_KEYS if pack_texts else ROW_KEYS
 
+    planned: list[int] = []  # calls of each pass planned so far
+
     def produce():
         for p, make in enumerate(passes):
             built.append(make())
             out.append([None] * len(built[p].inputs))
             plan = scoring_calls(row_lengths(built[p]), *sizes, pack_texts=pack_texts)
-            bar.total += len(plan)
+            planned.append(len(plan))
+            # the passes not built yet count as the mean planned one (a label prefix's passes
+            # differ by a few tokens), so the bar's ETA holds from the first pass on
+            bar.total = sum(planned) + round(np.mean(planned) * (len(passes) - len(planned)))
             for idx, b in scoring_batches(built[p], *sizes, pack_texts=pack_texts, plan=plan):
                 yield p, idx, {k: b[k] for k in keys}
 
