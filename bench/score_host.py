@@ -133,15 +133,15 @@ def padding_table(config: Any, cond_name: str, ds: Any, tok: Any) -> list[dict]:
     passes = len(B.class_passes(cond, ds.num_classes))
     lengths = row_lengths(cond.class_rows(config, ds, tok, 0 if passes > 1 else None))
     bs, L = config.eval.batch_size, config.data.max_len
+    buckets = B.scoring_buckets(config)
     ladders = {
-        f"config {B.scoring_buckets(config)}": B.scoring_buckets(config),
+        f"config {buckets}": buckets,
         "nine (data.bucket_lengths default)": NINE,
         "every 64 (16 shapes)": tuple(range(64, L + 1, 64)),
         "every 32 (32 shapes)": tuple(range(32, L + 1, 32)),
     }
     out = [dict(shapes=k, calls_slots=slots(lengths, v, bs, L)) for k, v in ladders.items()]
-    pack = int(config.eval.pack_texts) or 16  # eval.pack_texts, or data.pack_texts' default
-    buckets = B.scoring_buckets(config)
+    pack = int(config.eval.pack_texts) or int(config.data.pack_texts)  # the LM's bound if off
     out.append(
         dict(
             shapes=f"packed (eval.pack_texts={pack})",
