@@ -269,3 +269,24 @@ def test_init_is_flax_init_as_one_program():
         )
     other = M.init_params(mc, seed=4)
     assert not np.array_equal(jitted["wte"]["embedding"], other["wte"]["embedding"])
+
+
+def test_logsumexp_one_pass_is_float64_logsumexp():
+    """The head's one-read logsumexp against float64 NumPy: GPT-2-like logits (large, negative,
+    one row rising to its max at the end, one falling), the padded vocabulary's -inf columns,
+    a row that is -inf but for one entry."""
+    from gencls_jax.model.head import logsumexp_one_pass
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((6, 50304)) * 8 - 60).astype(np.float32)
+    x[0] = np.linspace(-120, 5, x.shape[1])
+    x[1] = np.linspace(5, -120, x.shape[1])
+    x[2] = -np.inf
+    x[2, 17] = -3.0
+    x[:, 50257:] = -np.inf
+    x64 = x.astype(np.float64)
+    mx = x64.max(1, keepdims=True)
+    ref = np.log(np.exp(x64 - mx).sum(1)) + mx[:, 0]
+    got = np.asarray(jax.jit(logsumexp_one_pass)(jnp.asarray(x)))
+    assert got[2] == -3.0
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-5)

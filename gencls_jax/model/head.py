@@ -90,7 +90,7 @@ def _head_lp(h: Array, e: Array, y: Array) -> Array:
 def _head_lp_fwd(h, e, y):
     logits = jnp.einsum("nd,vd->nv", h, _pad_vocab(e), preferred_element_type=jnp.float32)
     valid = jnp.arange(logits.shape[-1]) < e.shape[0]
-    lse = jax.nn.logsumexp(jnp.where(valid, logits, -jnp.inf), axis=-1)
+    lse = logsumexp_one_pass(jnp.where(valid, logits, -jnp.inf))
     target = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
     return target - lse, (h, e, logits, lse, y)
 
@@ -107,6 +107,25 @@ def _head_lp_bwd(res, ct):
 
 
 _head_lp.defvjp(_head_lp_fwd, _head_lp_bwd)
+
+
+def logsumexp_one_pass(x: Array) -> Array:
+    """logsumexp over the last axis, float32, reading `x` once: one reduction that carries the
+    running (max, sum of exp(x - max)) pair, where `jax.nn.logsumexp` reduces twice (the max,
+    then the sum). The head's [tokens, vocab] logits are the largest arrays of a step and the
+    reductions are memory-bound, so the second read of them is what this saves. -inf entries
+    (the padded vocabulary) add nothing."""
+
+    def combine(a, b):
+        (m1, s1), (m2, s2) = a, b
+        d = m1 - m2
+        e = jnp.exp(-jnp.abs(jnp.where(jnp.isnan(d), 0.0, d)))  # both -inf: d is nan, e = 1
+        return jnp.maximum(m1, m2), jnp.where(d >= 0, s1 + s2 * e, s1 * e + s2)
+
+    x = x.astype(jnp.float32)
+    init = (jnp.float32(-jnp.inf), jnp.float32(0.0))
+    m, total = jax.lax.reduce((x, jnp.ones_like(x)), init, combine, (x.ndim - 1,))
+    return m + jnp.log(total)
 
 
 def token_log_probs(logits: Array, targets: Array) -> Array:
