@@ -121,11 +121,11 @@ KEYS = (
     Key("model.dropout", 0.1, MODEL, "dropout rate of the transformer (training only)"),
     Key(
         "model.dropout_masks",
-        "jax",
+        "hash",
         MODEL,
-        "how dropout draws its masks from its keys: jax (jax.random.bernoulli, 32 random bits "
-        "per element) | hash (a 32-bit hash of each element's index and the key: fuses into "
-        "the op that applies it)",
+        "how dropout draws its masks from its keys: hash (a 32-bit hash of each element's index "
+        "and the key: fuses into the op that applies it; same IMDB accuracy, less compile) | "
+        "jax (jax.random.bernoulli, 32 random bits per element: flax's nn.Dropout to the bit)",
     ),
     Key(
         "model.pool",

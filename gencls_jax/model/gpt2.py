@@ -46,7 +46,7 @@ class GPT2Config:
     n_head: int = 12
     layer_norm_epsilon: float = 1e-5
     dropout: float = 0.1  # embedding and residual dropout (HF's embd_pdrop / resid_pdrop)
-    dropout_masks: str = "jax"  # 'jax': jax.random.bernoulli | 'hash': `hashed_keep` (cheaper)
+    dropout_masks: str = "hash"  # 'hash': `hashed_keep` (cheaper) | 'jax': jax.random.bernoulli
     bos_token_id: int = 50256  # <|endoftext|>: GPT-2's BOS and EOS
     dtype: str = "float32"  # compute dtype; parameters always stay float32
     remat: str = "none"  # 'none' | 'full' | 'dots' (save matmul outputs, recompute the rest)
