@@ -28,6 +28,14 @@ def add_imdb_args(ap: argparse.ArgumentParser, seed_help: str) -> None:
     ap.add_argument(
         "--buckets", default="", help="data.bucket_lengths, comma-separated ('' = the config's)"
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other config key, e.g. model.head_chunk=1024 (a Python literal or a string; "
+        "repeatable); the script's own flags set theirs after it",
+    )
 
 
 def padded_length(longest: int, multiple: int) -> int:
@@ -65,4 +73,25 @@ def imdb_config(args: argparse.Namespace) -> Any:
     c.model.dtype = args.dtype
     c.model.dropout = 0.0
     c.model.conditioning = "per_class"
+    for item in args.set:
+        set_key(c, item)
     return c
+
+
+def set_key(config: Any, item: str) -> None:
+    """`--set KEY=VALUE` on the config: the key must exist (a typo fails here, not as a silent
+    default), the value is a Python literal where it parses as one."""
+    import ast
+
+    key, sep, text = item.partition("=")
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+        node = getattr(node, name, None)
+    if not sep or node is None or leaf not in node:
+        raise SystemExit(f"--set {item!r}: not KEY=VALUE with a config key")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    setattr(node, leaf, value)
