@@ -19,7 +19,8 @@ attention[+packed]: cudnn = right-padded rows (causal kernel), cudnn+packed = pa
 attention; `--remat` = `model.remat` (none | full | dots).
 `--dropout RATE` = `model.dropout` (embedding and residual dropout; 0 = off, today's figures) and
 `--prng IMPL[,IMPL...]` = `train.dropout_prng` (threefry2x32 | rbg | unsafe_rbg: the PRNG of the
-dropout masks; or hash: threefry2x32 keys, `model.dropout_masks=hash`; it needs `--dropout`):
+dropout masks, drawn by `jax.random.bernoulli`; or hash, the default since 2026-11-30's eighth
+lease: threefry2x32 keys, `model.dropout_masks=hash`; another than hash needs `--dropout`):
 each variant runs once per PRNG, a row each, named
 'ours VARIANT/PRNG' (e.g. 'ours cudnn/rbg'), the table's dropout column saying the rate. The
 peer drops out at the same rate (HF resid_pdrop = embd_pdrop = RATE, attn_pdrop = 0: ours has
@@ -88,7 +89,8 @@ GIB = 2**30
 REMATS = ("none", "full", "dots")
 ATTENTIONS = ("xla", "cudnn")
 PEERS = ("eager", "compile")
-DEFAULT_PRNG = "threefry2x32"  # --prng's default (JAX's default PRNG)
+DEFAULT_PRNG = "threefry2x32"  # the keys' PRNG under --prng hash (JAX's default PRNG)
+DEFAULT_MASKS = "hash"  # --prng's default: the shipped masks (model.dropout_masks), those keys
 
 
 # --- in the worker: one measurement ---------------------------------------------------------
@@ -343,7 +345,7 @@ def run_job(spec: dict) -> dict:
             spec["remat"],
             spec["repeats"],
             spec.get("dropout", 0.0),
-            spec.get("prng", DEFAULT_PRNG),
+            spec.get("prng", DEFAULT_MASKS),
         )
     return bench_torch(
         spec["batch"],
@@ -416,7 +418,7 @@ def impl_name(spec: dict) -> str:
     'ours NAME T tokens/s' lines), or 'HF torch PEER'."""
     if spec["job"] != "ours":
         return f"HF torch {spec['peer']}"
-    prng = f"/{spec.get('prng', DEFAULT_PRNG)}" if spec.get("dropout") else ""
+    prng = f"/{spec.get('prng', DEFAULT_MASKS)}" if spec.get("dropout") else ""
     return f"ours {spec['variant']}{prng}"
 
 
@@ -700,7 +702,7 @@ def check_args(args) -> str | None:
         return f"--prng names a PRNG twice: {','.join(args.prng)}"
     if not 0.0 <= args.dropout < 1.0:
         return f"--dropout must be in [0, 1), got {args.dropout}"
-    if args.dropout == 0 and args.prng != [DEFAULT_PRNG]:
+    if args.dropout == 0 and args.prng != [DEFAULT_MASKS]:
         return "--prng picks the PRNG of the dropout masks: it needs --dropout > 0"
     if any(p not in PEERS for p in args.peers):
         return f"--peers takes {', '.join(PEERS)} or '' for none, got {','.join(args.peers)}"
@@ -733,9 +735,10 @@ def parse_args(argv=None):
     )
     ap.add_argument(
         "--prng",
-        default=DEFAULT_PRNG,
-        help="ours: train.dropout_prng values, a row each (threefry2x32,rbg,unsafe_rbg; hash = "
-        "threefry2x32 keys with model.dropout_masks=hash); needs --dropout > 0",
+        default=DEFAULT_MASKS,
+        help="ours: train.dropout_prng values with jax.random.bernoulli masks, a row each "
+        "(threefry2x32,rbg,unsafe_rbg), or hash (threefry2x32 keys with model.dropout_masks=hash, "
+        "the shipped default); needs --dropout > 0 unless left at hash",
     )
     ap.add_argument(
         "--matmul-n", type=int, default=8192, help="size of the matmul that measures the peak rate"
