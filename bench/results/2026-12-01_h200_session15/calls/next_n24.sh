@@ -12,7 +12,10 @@
 #    the head's share of the ~26 ms per call, against the H100's 17 ms of 49;
 # 5. XLA's cuBLASLt path (`--xla_gpu_enable_cublaslt=true`, off by default: its GEMM rewriter
 #    folds bias and the tanh GELU into the matmul's epilogue) on the step and on test scoring,
-#    against the default rows of 1 and 2 from the same call.
+#    against the default rows of 1 and 2 from the same call;
+# 6. the cold stall with XLA's autotuning at level 1 (candidates timed without the output
+#    buffers' init, re-init and correctness check; default 4): n23's TREC run (gpt2 from
+#    scratch, a fresh compile cache) against its 25.8 s stall and 147.8 steps/s.
 set -uo pipefail; source bench/lease/env.sh
 mkdir -p $O/bench
 # b NAME cmd...: run once into $O/bench/NAME.log; a bench cut by the call's limit stays NAME.part
@@ -31,4 +34,6 @@ if [ $LT_OK = 1 ]; then
   XLA_FLAGS="$LT" b step_cublaslt timeout 200 python3 bench/bench_train_step.py --lengths 1024 --batch 16 --steps 20 --repeats 3 --variants cudnn+packed --dropout 0.1 --prng hash --peers ''; grep -a "^ours" $O/bench/step_cublaslt.log
   XLA_FLAGS="$LT" b score_cublaslt timeout 120 python3 bench/bench_score.py --data $D --ours-conditioning label_prefix --buckets 256,512,1024 --pack-texts 16 --peer-precisions ''; tr '\r' '\n' < $O/bench/score_cublaslt.log | grep -a "^ours label" | sed "s/^/cublaslt: /"
 fi
+export LV_INIT=scratch LVX="--config.model.size=gpt2 --config.train.max_steps=2592 --config.train.min_steps=0 --config.train.early_stop_patience=0"
+XLA_FLAGS=--xla_gpu_autotune_level=1 bash bench/lease/lever.sh trec_at1_s0; [ $? = 255 ] && exit 130
 echo QUEUE DONE | tee -a $O/logs/summary.txt
