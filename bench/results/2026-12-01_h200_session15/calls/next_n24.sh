@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The next lease (planned 2026-11-30 after its eighth lease), issue 25: fire twice back to back
-# (~10 minutes of work; done markers skip what the first call finished). Carry .gpu and .whl (move .gpu/onepass out first: the tree + .gpu ran at 64 MiB).
+# (~10 minutes of work; done markers skip what the first call finished). Carry .gpu and .whl.
 #   QUEUE=bench/results/2026-12-01_h200_session15/calls/next_n24.sh LIMIT=540 bash bench/lease/call.sh
 # 1. the step against torch.compile at today's code (hashed masks, one-read logsumexp), the
 #    recipe's numerics (dropout 0.1, packed rows) and right-padded rows: the 1.5x target's row;
