@@ -148,6 +148,43 @@ def test_resume_and_determinism():
         )
 
 
+@pytest.mark.parametrize("epochs", [2, 3])
+def test_an_epoch_is_planned_once_for_the_loops_questions(monkeypatch, epochs):
+    """The training loop asks a stream for each epoch's plan to size the run (`run_epochs`,
+    `total_steps`), for the epoch's schedule and for its batches (~9 first-fit packings in a
+    2-epoch run, ~0.4 s each for IMDB's LM texts). Each epoch is planned once while it is among
+    the two kept (with three, each is planned again when read), and the batches are those of a
+    stream that plans afresh every time."""
+    import ml_collections
+
+    import gencls_jax.data.batching as B
+    from gencls_jax.training import loop
+
+    planned = []
+    real = B.epoch_plan
+    monkeypatch.setattr(B, "epoch_plan", lambda *a: planned.append(a[2][1]) or real(*a))
+    rows = make_rows(random_texts(60, 1, 40), 48, BOS, "truncate", 24, eos_id=EOS)
+    spec = BatchSpec("pack", 3, 48, ())
+    stream = TrainStream(rows, spec, seed=5)
+    tc = ml_collections.ConfigDict(dict(epochs=epochs, min_steps=0, max_steps=0))
+    assert loop.run_epochs(tc, stream.num_batches) == epochs
+    totals = loop.total_steps(tc, stream.num_batches)
+    got = []
+    for e in range(epochs):  # what `loop.train` asks per epoch
+        stream.num_batches(e)
+        got.append(list(stream.batches(e)))
+    # 2 epochs: each once (8 plans before); 3: sizing the run plans all three, each is planned
+    # again when read (6 plans; 11 before)
+    assert planned == (list(range(epochs)) if epochs <= 2 else [0, 1, 2] * 2)
+    assert totals == (sum(len(g) for g in got),)
+    for e in range(epochs):
+        fresh = [make_batch(rows, p, 3) for p in real(B.row_lengths(rows), spec, (5, e, 0))]
+        assert len(fresh) == len(got[e])
+        for a, b in zip(fresh, got[e]):
+            for k in KEYS:
+                np.testing.assert_array_equal(a[k], b[k])
+
+
 def test_per_class_stream_sees_each_class_once_per_epoch():
     """Imbalanced classes (13 / 5 / 2 texts, batch 2, two buckets): an epoch has max_k(own
     batches) steps; class k's own batches come first, then all-padding batches; every row of
