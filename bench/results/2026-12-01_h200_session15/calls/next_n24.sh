@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The next lease (planned 2026-11-30 after its eighth lease), issue 25: fire twice back to back
-# (~10 minutes of work; done markers skip what the first call finished). Carry .gpu and .whl.
+# The next lease (planned 2026-11-30 after its eighth lease), issue 25: fire up to three times
+# back to back (~13 minutes of work; done markers skip what an earlier call finished). Carry .gpu and .whl.
 #   QUEUE=bench/results/2026-12-01_h200_session15/calls/next_n24.sh LIMIT=540 bash bench/lease/call.sh
 # 1. the step against torch.compile at today's code (hashed masks, one-read logsumexp), the
 #    recipe's numerics (dropout 0.1, packed rows) and right-padded rows: the 1.5x target's row;
@@ -15,7 +15,9 @@
 #    against the default rows of 1 and 2 from the same call;
 # 6. the cold stall with XLA's autotuning at level 1 (candidates timed without the output
 #    buffers' init, re-init and correctness check; default 4): n23's TREC run (gpt2 from
-#    scratch, a fresh compile cache) against its 25.8 s stall and 147.8 steps/s.
+#    scratch, a fresh compile cache) against its 25.8 s stall and 147.8 steps/s;
+# 7. the 2-epoch pretraining (hashed masks) with each epoch planned once: the log's gap before
+#    its "2 epochs" line against n22's 4.3 s, its train phase against 117.8 s (n22, warm).
 set -uo pipefail; source bench/lease/env.sh
 mkdir -p $O/bench
 # b NAME cmd...: run once into $O/bench/NAME.log; a bench cut by the call's limit stays NAME.part
@@ -36,4 +38,6 @@ if [ $LT_OK = 1 ]; then
 fi
 export LV_INIT=scratch LVX="--config.model.size=gpt2 --config.train.max_steps=2592 --config.train.min_steps=0 --config.train.early_stop_patience=0"
 XLA_FLAGS=--xla_gpu_autotune_level=1 bash bench/lease/lever.sh trec_at1_s0; [ $? = 255 ] && exit 130
+r pretrain2_plans python3 run.py --config=configs/pretrain_unsup.py --workdir=$O/pretrain2_plans "${common[@]}" "${imdb[@]}" --config.train.epochs=2 || exit 1
+rm -rf $O/pretrain2_plans/checkpoints $O/pretrain2_plans/export
 echo QUEUE DONE | tee -a $O/logs/summary.txt
