@@ -25,7 +25,7 @@ stacks the K batches [K, B, T], T = the largest of the K batches' lengths at tha
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -130,31 +130,37 @@ def epoch_plan(lengths: np.ndarray, spec: BatchSpec, key: Sequence[int]) -> list
 PLANS_KEPT = 2  # epoch plans a stream keeps: the epoch being read and the one asked about next
 
 
-def _new_memo() -> dict:
-    return {"plans": {}, "counts": {}}
+class PlansOnce:
+    """`plan(epoch)` and `num_batches(epoch)` of a stream from its `_plan(epoch)` (a pure function
+    of the epoch), computed once per epoch while it is among the PLANS_KEPT most recent; every
+    epoch's count is kept. Why: the training loop asks for each epoch's plan for the run's
+    length, for its schedules and for its batches (~9 plans in a 2-epoch run), and a first-fit
+    packing of a corpus is ~0.4 s a plan (73,750 texts into 1,024-token rows). The memo lives in
+    the instance's `__dict__` (as `functools.cached_property` keeps its values on frozen
+    dataclasses): no field, so equality, repr and `dataclasses.replace` ignore it. No lock: the
+    prefetching thread and the loop may both plan an epoch once at worst (the same plan), and
+    every step here is one atomic dict operation."""
 
+    def _plan(self, epoch: int) -> list[BatchPlan]:
+        raise NotImplementedError
 
-def memo_plan(memo: dict, epoch: int, compute: Callable[[], list[BatchPlan]]) -> list[BatchPlan]:
-    """`compute()` (an epoch's plan, a pure function of the epoch) once per epoch while it is
-    among the PLANS_KEPT most recent. Why: the training loop asks for each epoch's plan for the
-    run's length, for its schedules and for its batches (~9 plans in a 2-epoch run), and a
-    first-fit packing of a corpus is ~0.4 s a plan (73,750 texts into 1,024-token rows).
-    No lock: the prefetching thread and the loop may both plan an epoch once at worst (the
-    same plan), and every step here is one atomic dict operation."""
-    plans = memo["plans"]
-    plan = plans.get(epoch)
-    if plan is None:
-        plan = plans[epoch] = compute()
-        memo["counts"][epoch] = len(plan)
-        for old in [e for e in list(plans) if e != epoch][: max(len(plans) - PLANS_KEPT, 0)]:
-            plans.pop(old, None)
-    return plan
+    def _memo(self) -> dict:
+        return self.__dict__.setdefault("_plans_memo", {"plans": {}, "counts": {}})
 
+    def plan(self, epoch: int) -> list[BatchPlan]:
+        memo = self._memo()
+        plans = memo["plans"]
+        plan = plans.get(epoch)
+        if plan is None:
+            plan = plans[epoch] = self._plan(epoch)
+            memo["counts"][epoch] = len(plan)
+            for old in [e for e in list(plans) if e != epoch][: max(len(plans) - PLANS_KEPT, 0)]:
+                plans.pop(old, None)
+        return plan
 
-def memo_count(memo: dict, epoch: int, compute: Callable[[], list[BatchPlan]]) -> int:
-    """An epoch's number of batches: kept for every epoch once planned."""
-    n = memo["counts"].get(epoch)
-    return len(memo_plan(memo, epoch, compute)) if n is None else n
+    def num_batches(self, epoch: int = 0) -> int:
+        n = self._memo()["counts"].get(epoch)
+        return len(self.plan(epoch)) if n is None else n
 
 
 def make_batch(
@@ -184,25 +190,16 @@ def make_batch(
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainStream:
+class TrainStream(PlansOnce):
     """One model's training rows: batches of an epoch are a pure function of (seed, epoch)."""
 
     rows: Rows
     spec: BatchSpec
     seed: int
     stream: int = 0  # distinguishes independent streams with one seed (e.g. class k)
-    _memo: dict = dataclasses.field(
-        default_factory=_new_memo, init=False, repr=False, compare=False
-    )
 
     def _plan(self, epoch: int) -> list[BatchPlan]:
         return epoch_plan(row_lengths(self.rows), self.spec, (self.seed, epoch, self.stream))
-
-    def plan(self, epoch: int) -> list[BatchPlan]:
-        return memo_plan(self._memo, epoch, lambda: self._plan(epoch))
-
-    def num_batches(self, epoch: int = 0) -> int:
-        return memo_count(self._memo, epoch, lambda: self._plan(epoch))
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """The batches of `epoch` from index `start` on (resume after batch start-1)."""
@@ -245,7 +242,7 @@ class PerClassStream:
 
 
 @dataclasses.dataclass(frozen=True)
-class SlicedStream:
+class SlicedStream(PlansOnce):
     """Mixed-class batches for objectives that train on the decision
     (`training/objectives.py`): each text is seen as S slices (slice k: the text as class k's
     model reads it, e.g. with class k's label prefix; one slice for a discriminative head).
@@ -267,9 +264,6 @@ class SlicedStream:
     spec: BatchSpec
     seed: int
     pack_rows: int = 0  # 'pack': rows per step (data.pack_rows); 0 = auto_pack_rows
-    _memo: dict = dataclasses.field(
-        default_factory=_new_memo, init=False, repr=False, compare=False
-    )
 
     def __post_init__(self):
         if any(len(r.inputs) != len(self.labels) for r in self.slices):
@@ -302,12 +296,6 @@ class SlicedStream:
             return epoch_plan(lengths, self.spec, (self.seed, epoch))
         R, T = self.pack_shape()
         return decision_pack_plan(lengths, self.spec.batch_size, R, T, (self.seed, epoch))
-
-    def plan(self, epoch: int) -> list[BatchPlan]:
-        return memo_plan(self._memo, epoch, lambda: self._plan(epoch))
-
-    def num_batches(self, epoch: int = 0) -> int:
-        return memo_count(self._memo, epoch, lambda: self._plan(epoch))
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
         rows = self.pack_shape()[0] if self.packed else self.spec.batch_size
