@@ -33,8 +33,8 @@ def add_imdb_args(ap: argparse.ArgumentParser, seed_help: str) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other config key, e.g. model.head_chunk=1024 (a Python literal or a string; "
-        "repeatable); the script's own flags set theirs after it",
+        help="any other config key, e.g. model.head_chunk=1024, parsed as run.py's "
+        "--config.KEY=VALUE (repeatable); applied after the script's own settings",
     )
 
 
@@ -73,25 +73,22 @@ def imdb_config(args: argparse.Namespace) -> Any:
     c.model.dtype = args.dtype
     c.model.dropout = 0.0
     c.model.conditioning = "per_class"
-    for item in args.set:
-        set_key(c, item)
-    return c
+    return set_keys(c, args.set)
 
 
-def set_key(config: Any, item: str) -> None:
-    """`--set KEY=VALUE` on the config: the key must exist (a typo fails here, not as a silent
-    default), the value is a Python literal where it parses as one."""
-    import ast
+def set_keys(config: Any, items: list[str]) -> Any:
+    """`--set KEY=VALUE ...` on the config through run.py's own override parser
+    (`config_keys.overridden`: the key must exist, the value takes the key's type), one line
+    naming the item on a bad one."""
+    from absl import flags
 
-    key, sep, text = item.partition("=")
-    *parents, leaf = key.split(".")
-    node = config
-    for name in parents:
-        node = getattr(node, name, None)
-    if not sep or node is None or leaf not in node:
-        raise SystemExit(f"--set {item!r}: not KEY=VALUE with a config key")
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    setattr(node, leaf, value)
+    from gencls_jax import config_keys
+
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set {item!r}: not KEY=VALUE")
+        try:
+            config, _ = config_keys.overridden(config, ["bench", f"--config.{item}"])
+        except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as err:
+            raise SystemExit(f"--set {item!r}: {' '.join(str(err).split())}") from None
+    return config
