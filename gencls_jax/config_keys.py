@@ -139,6 +139,13 @@ KEYS = (
         RUNTIME,
         "scoring: tokens per chunk of the LM head (float32 logits: 8192 x 50304 x 4 B = 1.6 GB)",
     ),
+    Key(
+        "model.scoring_head",
+        "xla",
+        RUNTIME,
+        "scoring's LM head: xla (float32 logits in chunks of model.head_chunk, then their "
+        "log-sum-exp) | pallas (one GPU kernel that keeps the logits on chip; interpreted off GPU)",
+    ),
     # --- data ----------------------------------------------------------------------------
     Key("data.source", "tfds", MODEL, "tfds | jsonl | csv | aclimdb"),
     Key("data.tfds_name", "imdb_reviews", MODEL, "source tfds: the data set's name"),

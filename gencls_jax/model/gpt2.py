@@ -53,6 +53,7 @@ class GPT2Config:
     attention: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention implementation)
     layer_unroll: int = 0  # layers per scan iteration; 0 = all (fastest on GPU), 1 under remat
     head_chunk: int = 8192  # scoring: tokens per chunk of the head
+    scoring_head: str = "xla"  # 'xla' (chunked logits) | 'pallas' (`head_kernel`, GPU kernel)
     #   (bounds its float32 [tokens, vocab] logits)
     max_segments: int = 0  # packed rows: texts per row at most, set by the caller that packs;
     #   > 0 with attention='cudnn': cuDNN's segment-offsets kernel (`attention_cudnn_packed`)
@@ -78,6 +79,10 @@ class GPT2Config:
             raise ValueError(
                 f"max_segments and model.packed_offsets_from must be >= 0, got "
                 f"{self.max_segments}, {self.packed_offsets_from}"
+            )
+        if self.scoring_head not in ("xla", "pallas"):
+            raise ValueError(
+                f"model.scoring_head must be 'xla' or 'pallas', got {self.scoring_head!r}"
             )
         if self.head_chunk <= 0:
             raise ValueError(f"model.head_chunk must be > 0, got {self.head_chunk}")
@@ -134,6 +139,7 @@ def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
         dropout_masks=str(m.dropout_masks),
         layer_unroll=int(m.layer_unroll),
         head_chunk=int(m.head_chunk),
+        scoring_head=str(m.scoring_head),
         packed_offsets_from=int(m.packed_offsets_from),
     )
 

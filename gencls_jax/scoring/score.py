@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from gencls_jax.model.gpt2 import GPT2Config, apply
 from gencls_jax.model.head import chunked_token_log_probs, head_log_probs
+from gencls_jax.model.head_kernel import fused_head_log_probs
 
 Array = jax.Array
 Batch = dict
@@ -62,6 +63,8 @@ def token_log_probs(
     )
     targets = jnp.maximum(batch["targets"], 0)
     embedding = params["wte"]["embedding"]
+    if chunk and config.scoring_head == "pallas":
+        return fused_head_log_probs(hidden, embedding, targets, config.compute_dtype)
     if chunk:
         return chunked_token_log_probs(hidden, embedding, targets, config.compute_dtype, chunk)
     return head_log_probs(hidden, embedding, targets, config.compute_dtype)

@@ -1,0 +1,121 @@
+"""log p(target) through the tied head as one GPU kernel (Pallas, Triton backend): the
+[tokens, vocab] logits never leave the chip.
+
+Why: in a scoring call the XLA head writes float32 logits (65,536 x 50,304 x 4 B = 13 GB per
+1,024-token call of two class models) and reads them back for the log-sum-exp: 13.8 of a call's
+44 ms on an H200, 5 ms of it the read (BUILD_NOTES, "test scoring (n24)"). Here each program
+takes `block_rows` tokens, walks the vocabulary `block_vocab` rows of wte at a time, multiplies
+on the tensor cores and folds the block into a running (max, sum of exp, target logit): what
+leaves the chip is one float32 per token. Forward only: scoring, not training.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
+
+Array = jax.Array
+
+
+def _kernel(h_ref, e_ref, y_ref, out_ref, *, vocab: int, block_vocab: int, block_k: int):
+    rows, d = h_ref.shape
+    y = y_ref[...]
+
+    def vocab_block(j, carry):
+        m, s, t = carry
+
+        def k_step(k, acc):
+            hk = h_ref[:, pl.ds(k * block_k, block_k)]
+            ek = e_ref[pl.ds(j * block_vocab, block_vocab), pl.ds(k * block_k, block_k)]
+            return acc + plt.dot(hk, ek, trans_b=True)
+
+        acc = jax.lax.fori_loop(
+            0, d // block_k, k_step, jnp.zeros((rows, block_vocab), jnp.float32)
+        )
+        cols = j * block_vocab + jnp.arange(block_vocab)
+        acc = jnp.where(cols[None, :] < vocab, acc, -jnp.inf)
+        m_new = jnp.maximum(m, jnp.max(acc, axis=1))
+        s = s * jnp.exp(m - m_new) + jnp.sum(jnp.exp(acc - m_new[:, None]), axis=1)
+        t = t + jnp.sum(jnp.where(cols[None, :] == y[:, None], acc, 0.0), axis=1)
+        return m_new, s, t
+
+    init = (
+        jnp.full((rows,), -jnp.inf, jnp.float32),
+        jnp.zeros((rows,), jnp.float32),
+        jnp.zeros((rows,), jnp.float32),
+    )
+    n_blocks = e_ref.shape[0] // block_vocab
+    m, s, t = jax.lax.fori_loop(0, n_blocks, vocab_block, init)
+    out_ref[...] = t - (m + jnp.log(s))
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "block_rows",
+        "block_vocab",
+        "block_k",
+        "num_warps",
+        "num_stages",
+        "interpret",
+    ),
+)
+def fused_token_log_probs(
+    hidden: Array,
+    embedding: Array,
+    targets: Array,
+    *,
+    block_rows: int = 64,
+    block_vocab: int = 128,
+    block_k: int = 64,
+    num_warps: int = 4,
+    num_stages: int = 3,
+    interpret: bool = False,
+) -> Array:
+    """log softmax(hidden @ embedding^T)[targets], float32: hidden [N, D] and embedding [V, D]
+    in the compute dtype, targets [N] int (in [0, V)). `interpret` runs the kernel as plain JAX
+    (any backend: the tests). D must be a multiple of `block_k`."""
+    n, d = hidden.shape
+    v = embedding.shape[0]
+    if d % block_k:
+        raise ValueError(f"width {d} is not a multiple of block_k {block_k}")
+    e = jnp.pad(embedding, ((0, -v % block_vocab), (0, 0)))
+    pad = -n % block_rows
+    h = jnp.pad(hidden, ((0, pad), (0, 0)))
+    y = jnp.pad(targets.astype(jnp.int32), (0, pad))
+    rows = h.shape[0]
+    kernel = functools.partial(_kernel, vocab=v, block_vocab=block_vocab, block_k=block_k)
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((rows,), jnp.float32),
+        grid=(rows // block_rows,),
+        in_specs=[
+            pl.BlockSpec((block_rows, d), lambda i: (i, 0)),
+            pl.BlockSpec(e.shape, lambda i: (0, 0)),
+            pl.BlockSpec((block_rows,), lambda i: (i,)),
+        ],
+        out_specs=pl.BlockSpec((block_rows,), lambda i: (i,)),
+        compiler_params=None
+        if interpret
+        else plt.CompilerParams(num_warps=num_warps, num_stages=num_stages),
+        interpret=interpret,
+        name="fused_token_log_probs",
+    )(h, e, y)
+    return out[:n]
+
+
+def fused_head_log_probs(hidden: Array, embedding: Array, targets: Array, dtype) -> Array:
+    """`head.chunked_token_log_probs` through the kernel: hidden [..., D] -> [...] float32, in
+    the compute dtype `dtype`; interpreted where there is no GPU (the tests)."""
+    lead, d = hidden.shape[:-1], hidden.shape[-1]
+    out = fused_token_log_probs(
+        hidden.reshape(-1, d).astype(dtype),
+        embedding.astype(dtype),
+        targets.reshape(-1),
+        interpret=jax.default_backend() != "gpu",
+    )
+    return out.reshape(lead)

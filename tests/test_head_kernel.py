@@ -1,0 +1,82 @@
+"""The fused scoring head (`model.head_kernel`, interpreted on CPU) against float64 NumPy and
+Hugging Face PyTorch logits."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gencls_jax.model.head_kernel import fused_token_log_probs
+from gencls_jax.model.weights import load_pretrained
+from gencls_jax.scoring import score as S
+
+torch = pytest.importorskip("torch")
+import transformers  # noqa: E402
+
+
+def log_softmax_at(logits, targets):
+    """float64 log softmax(logits)[targets] per row."""
+    m = logits.max(-1, keepdims=True)
+    lse = m[..., 0] + np.log(np.exp(logits - m).sum(-1))
+    return np.take_along_axis(logits, targets[..., None], -1)[..., 0] - lse
+
+
+# rows and vocabulary both off the block sizes (the padding paths), targets at both ends
+@pytest.mark.parametrize("rows,vocab", [(37, 300), (64, 256)])
+def test_kernel_equals_float64_log_softmax(rows, vocab):
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(rows, 64)).astype(np.float32)
+    e = (rng.normal(size=(vocab, 64)) * 0.5).astype(np.float32)
+    y = rng.integers(0, vocab, rows)
+    y[:2] = [0, vocab - 1]
+    out = fused_token_log_probs(
+        jnp.asarray(h),
+        jnp.asarray(e),
+        jnp.asarray(y),
+        block_rows=16,
+        block_vocab=128,
+        block_k=32,
+        interpret=True,
+    )
+    ref = log_softmax_at(h.astype(np.float64) @ e.astype(np.float64).T, y)
+    assert out.shape == (rows,) and out.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(out), ref, rtol=0, atol=3e-5)
+
+
+def test_width_off_block_k_is_refused():
+    with pytest.raises(ValueError, match="not a multiple of block_k"):
+        fused_token_log_probs(
+            jnp.zeros((4, 48)),
+            jnp.zeros((10, 48)),
+            jnp.zeros(4, jnp.int32),
+            block_k=32,
+            interpret=True,
+        )
+
+
+def test_scorer_with_the_kernel_matches_hf_float64(hf_tiny_dir):
+    """`model.scoring_head='pallas'` through the scorer, two stacked class models (the kernel
+    under the class vmap), against each model's float64 PyTorch log-softmax."""
+    config, params = load_pretrained(hf_tiny_dir)
+    config = config.replace(scoring_head="pallas")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(hf_tiny_dir).eval()
+    other = jax.tree_util.tree_map(lambda a: a * 0.9, params)  # a second "class model"
+    tokens = np.random.default_rng(1).integers(0, 999, (2, 21)).astype(np.int32)
+    batch = dict(inputs=tokens[:, :-1], targets=tokens[:, 1:])
+    out = S.class_token_log_probs(
+        S.stack_params([params, other]), batch, config, stacked=True, chunk=config.head_chunk
+    )
+    xla = S.class_token_log_probs(
+        S.stack_params([params, other]),
+        batch,
+        config.replace(scoring_head="xla"),
+        stacked=True,
+        chunk=config.head_chunk,
+    )
+    with torch.no_grad():
+        logits = hf(torch.tensor(batch["inputs"], dtype=torch.long)).logits.double().numpy()
+    ref = log_softmax_at(logits, batch["targets"])
+    assert out.shape == (2, 2, 20)
+    np.testing.assert_allclose(np.asarray(out[0]), ref, rtol=0, atol=2e-4)
+    np.testing.assert_allclose(np.asarray(out[1]), np.asarray(xla[1]), rtol=0, atol=2e-5)
+    assert np.max(np.abs(np.asarray(out[1]) - ref)) > 1e-2  # the second model is another model
