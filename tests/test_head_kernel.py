@@ -80,3 +80,21 @@ def test_scorer_with_the_kernel_matches_hf_float64(hf_tiny_dir):
     np.testing.assert_allclose(np.asarray(out[0]), ref, rtol=0, atol=2e-4)
     np.testing.assert_allclose(np.asarray(out[1]), np.asarray(xla[1]), rtol=0, atol=2e-5)
     assert np.max(np.abs(np.asarray(out[1]) - ref)) > 1e-2  # the second model is another model
+
+
+def test_kernel_lowers_for_the_gpu_under_the_class_vmap():
+    """The Pallas -> Triton lowering runs in Python, so a CPU machine catches what Triton's
+    lowering rejects (shapes, ops) for gpt2's head, stacked class models and every tile size
+    `bench/bench_head.py` sweeps by default."""
+    h = jax.ShapeDtypeStruct((2, 4096, 768), jnp.bfloat16)
+    e = jax.ShapeDtypeStruct((2, 50257, 768), jnp.bfloat16)
+    y = jax.ShapeDtypeStruct((2, 4096), jnp.int32)
+    for r, v, k, w, s in [(64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (128, 256, 64, 8, 3)]:
+
+        def one(h, e, y, r=r, v=v, k=k, w=w, s=s):
+            return fused_token_log_probs(
+                h, e, y, block_rows=r, block_vocab=v, block_k=k, num_warps=w, num_stages=s
+            )
+
+        text = jax.jit(jax.vmap(one)).trace(h, e, y).lower(lowering_platforms=("cuda",)).as_text()
+        assert "triton" in text.lower()
