@@ -146,6 +146,13 @@ KEYS = (
         "scoring's LM head: xla (float32 logits in chunks of model.head_chunk, then their "
         "log-sum-exp) | pallas (one GPU kernel that keeps the logits on chip; interpreted off GPU)",
     ),
+    Key(
+        "model.head_tiles",
+        "128,256,64,8,3",
+        RUNTIME,
+        "scoring_head=pallas: the kernel's tokens, vocabulary rows and width per tile (powers of "
+        "2), Triton warps and pipeline stages (the fastest of 13 on an H200: BUILD_NOTES)",
+    ),
     # --- data ----------------------------------------------------------------------------
     Key("data.source", "tfds", MODEL, "tfds | jsonl | csv | aclimdb"),
     Key("data.tfds_name", "imdb_reviews", MODEL, "source tfds: the data set's name"),

@@ -36,6 +36,8 @@ def test_kernel_equals_float64_log_softmax(rows, vocab):
         block_rows=16,
         block_vocab=128,
         block_k=32,
+        num_warps=4,
+        num_stages=3,
         interpret=True,
     )
     ref = log_softmax_at(h.astype(np.float64) @ e.astype(np.float64).T, y)
@@ -49,7 +51,11 @@ def test_width_off_block_k_is_refused():
             jnp.zeros((4, 48)),
             jnp.zeros((10, 48)),
             jnp.zeros(4, jnp.int32),
+            block_rows=16,
+            block_vocab=128,
             block_k=32,
+            num_warps=4,
+            num_stages=3,
             interpret=True,
         )
 

@@ -186,6 +186,10 @@ def test_bad_config_values():
         M.config_for("gpt5")
     with pytest.raises(ValueError, match="max_segments"):
         M.GPT2Config(max_segments=-1)
+    for tiles in ("128,256,64,8", "128,200,64,8,3", "128,256,64,0,3", "a,256,64,8,3"):
+        with pytest.raises(ValueError, match="model.head_tiles"):
+            M.GPT2Config(head_tiles=tiles)
+    M.GPT2Config(head_tiles="16, 128, 32, 4, 2")  # spaces and any positive warps/stages pass
 
 
 def test_segment_layout_is_cudnns_packed_layout():

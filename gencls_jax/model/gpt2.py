@@ -54,6 +54,7 @@ class GPT2Config:
     layer_unroll: int = 0  # layers per scan iteration; 0 = all (fastest on GPU), 1 under remat
     head_chunk: int = 8192  # scoring: tokens per chunk of the head
     scoring_head: str = "xla"  # 'xla' (chunked logits) | 'pallas' (`head_kernel`, GPU kernel)
+    head_tiles: str = "128,256,64,8,3"  # pallas head: rows, vocab, k, warps, stages
     #   (bounds its float32 [tokens, vocab] logits)
     max_segments: int = 0  # packed rows: texts per row at most, set by the caller that packs;
     #   > 0 with attention='cudnn': cuDNN's segment-offsets kernel (`attention_cudnn_packed`)
@@ -83,6 +84,16 @@ class GPT2Config:
         if self.scoring_head not in ("xla", "pallas"):
             raise ValueError(
                 f"model.scoring_head must be 'xla' or 'pallas', got {self.scoring_head!r}"
+            )
+        tiles = self.head_tiles.split(",")
+        if (
+            len(tiles) != 5
+            or not all(t.strip().isdigit() and int(t) > 0 for t in tiles)
+            or any(int(t) & (int(t) - 1) for t in tiles[:3])
+        ):
+            raise ValueError(
+                "model.head_tiles must be 5 positive integers 'rows,vocab,k,warps,stages' (the "
+                f"first three powers of 2), got {self.head_tiles!r}"
             )
         if self.head_chunk <= 0:
             raise ValueError(f"model.head_chunk must be > 0, got {self.head_chunk}")
@@ -140,6 +151,7 @@ def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
         layer_unroll=int(m.layer_unroll),
         head_chunk=int(m.head_chunk),
         scoring_head=str(m.scoring_head),
+        head_tiles=str(m.head_tiles),
         packed_offsets_from=int(m.packed_offsets_from),
     )
 

@@ -64,7 +64,9 @@ def token_log_probs(
     targets = jnp.maximum(batch["targets"], 0)
     embedding = params["wte"]["embedding"]
     if chunk and config.scoring_head == "pallas":
-        return fused_head_log_probs(hidden, embedding, targets, config.compute_dtype)
+        return fused_head_log_probs(
+            hidden, embedding, targets, config.compute_dtype, config.head_tiles
+        )
     if chunk:
         return chunked_token_log_probs(hidden, embedding, targets, config.compute_dtype, chunk)
     return head_log_probs(hidden, embedding, targets, config.compute_dtype)
