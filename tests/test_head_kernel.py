@@ -104,3 +104,22 @@ def test_kernel_lowers_for_the_gpu_under_the_class_vmap():
 
         text = jax.jit(jax.vmap(one)).trace(h, e, y).lower(lowering_platforms=("cuda",)).as_text()
         assert "triton" in text.lower()
+
+
+def test_auto_scoring_head_is_the_kernel_on_hopper_only(monkeypatch):
+    """'auto' picks the kernel where its tiles were measured (sm_90), XLA's head elsewhere."""
+    from types import SimpleNamespace
+
+    from gencls_jax import config_keys
+    from gencls_jax.model import gpt2 as M
+
+    m = config_keys.defaults().model
+    assert m.scoring_head == "auto"
+    assert M.resolve_config(M.GPT2Config(), m).scoring_head == "xla"  # this CPU
+    for cc, want in (("9.0", "pallas"), ("8.0", "xla"), ("8.9", "xla")):
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+        monkeypatch.setattr(jax, "devices", lambda cc=cc: [SimpleNamespace(compute_capability=cc)])
+        assert M.resolve_config(M.GPT2Config(), m).scoring_head == want
+    monkeypatch.undo()
+    m.scoring_head = "pallas"
+    assert M.resolve_config(M.GPT2Config(), m).scoring_head == "pallas"

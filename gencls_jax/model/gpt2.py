@@ -138,10 +138,17 @@ def config_for(size: str, **overrides: Any) -> GPT2Config:
 def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
     """`base` (an architecture, e.g. from pretrained weights) with the numerics and regularisation
     of `config.model` (`m`): dtype, remat, attention ('auto': cuDNN on GPUs, XLA elsewhere),
-    dropout, layer unroll, head chunk, packed rows' kernel."""
+    dropout, layer unroll, head chunk, scoring head ('auto': the Pallas kernel on Hopper GPUs, XLA
+    elsewhere) and its tiles, packed rows' kernel."""
     attention = m.attention
     if attention == "auto":
         attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
+    scoring_head = m.scoring_head
+    if scoring_head == "auto":  # the kernel's tiles were measured on Hopper (sm_90) only
+        hopper = jax.default_backend() == "gpu" and (
+            getattr(jax.devices()[0], "compute_capability", "") == "9.0"
+        )
+        scoring_head = "pallas" if hopper else "xla"
     return base.replace(
         dtype=m.dtype,
         remat=m.remat,
@@ -150,7 +157,7 @@ def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
         dropout_masks=str(m.dropout_masks),
         layer_unroll=int(m.layer_unroll),
         head_chunk=int(m.head_chunk),
-        scoring_head=str(m.scoring_head),
+        scoring_head=str(scoring_head),
         head_tiles=str(m.head_tiles),
         packed_offsets_from=int(m.packed_offsets_from),
     )
