@@ -73,6 +73,12 @@ def main() -> None:
     ap.add_argument("--variants", default="fused,plain,nohead,packed")
     ap.add_argument("--classes", type=int, default=2)
     ap.add_argument("--head-chunk", type=int, default=8192)
+    ap.add_argument(
+        "--scoring-head",
+        default="xla",
+        choices=("xla", "pallas"),
+        help="model.scoring_head of the fused variant (pallas: the kernel at its default tiles)",
+    )
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument(
         "--profile", type=int, default=0, help="trace the fused call at this bucket (0 = none)"
@@ -92,13 +98,15 @@ def main() -> None:
         attention=attention,
         n_positions=max(args.max_len, M.SIZES[args.size].get("n_positions", 1024)),
         head_chunk=args.head_chunk,
+        scoring_head=args.scoring_head,
     )
     params = stack_params([M.init_params(config, seed=s) for s in range(args.classes)])
     n_params = M.count_params(params) // args.classes
     print(
         f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}  "
         f"model {args.size} ({n_params / 1e6:.1f}M), "
-        f"attention {attention}, {args.classes} classes, head chunk {args.head_chunk} tokens"
+        f"attention {attention}, {args.classes} classes, head chunk {args.head_chunk} tokens, "
+        f"scoring head {args.scoring_head}"
     )
     print(
         f"{'variant':8s} {'T':>5s} {'rows':>5s} {'compile s':>10s} {'ms/call':>9s} "
