@@ -144,7 +144,7 @@ KEYS = (
         "auto",
         RUNTIME,
         "scoring's LM head: auto (pallas on a Hopper GPU, where it was measured: test scoring in "
-        "0.92x the time; else xla) | xla (float32 logits in chunks of model.head_chunk, then "
+        "0.91x the time; else xla) | xla (float32 logits in chunks of model.head_chunk, then "
         "their log-sum-exp) | pallas (one GPU kernel that keeps the logits on chip; interpreted "
         "off GPU)",
     ),
@@ -153,7 +153,7 @@ KEYS = (
         "128,256,64,8,3",
         RUNTIME,
         "scoring_head=pallas: the kernel's tokens, vocabulary rows and width per tile (powers of "
-        "2), Triton warps and pipeline stages (the fastest of 13 on an H200: BUILD_NOTES)",
+        "2), Triton warps and pipeline stages (the fastest of 28 tried on an H200: BUILD_NOTES)",
     ),
     # --- data ----------------------------------------------------------------------------
     Key("data.source", "tfds", MODEL, "tfds | jsonl | csv | aclimdb"),
