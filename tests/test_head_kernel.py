@@ -21,25 +21,20 @@ def log_softmax_at(logits, targets):
     return np.take_along_axis(logits, targets[..., None], -1)[..., 0] - lse
 
 
-# rows and vocabulary both off the block sizes (the padding paths), targets at both ends
-@pytest.mark.parametrize("rows,vocab", [(37, 300), (64, 256)])
+# small tiles, run as plain JAX
+SMALL = dict(block_rows=16, block_vocab=128, block_k=32, num_warps=4, num_stages=3, interpret=True)
+
+
+# rows and vocabulary off the block sizes (the padding paths), a vocabulary of one block (the
+# loop before the masked last block runs no iteration), targets at both ends
+@pytest.mark.parametrize("rows,vocab", [(37, 300), (64, 256), (16, 100)])
 def test_kernel_equals_float64_log_softmax(rows, vocab):
     rng = np.random.default_rng(0)
     h = rng.normal(size=(rows, 64)).astype(np.float32)
     e = (rng.normal(size=(vocab, 64)) * 0.5).astype(np.float32)
     y = rng.integers(0, vocab, rows)
     y[:2] = [0, vocab - 1]
-    out = fused_token_log_probs(
-        jnp.asarray(h),
-        jnp.asarray(e),
-        jnp.asarray(y),
-        block_rows=16,
-        block_vocab=128,
-        block_k=32,
-        num_warps=4,
-        num_stages=3,
-        interpret=True,
-    )
+    out = fused_token_log_probs(jnp.asarray(h), jnp.asarray(e), jnp.asarray(y), **SMALL)
     ref = log_softmax_at(h.astype(np.float64) @ e.astype(np.float64).T, y)
     assert out.shape == (rows,) and out.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out), ref, rtol=0, atol=3e-5)
@@ -48,15 +43,7 @@ def test_kernel_equals_float64_log_softmax(rows, vocab):
 def test_width_off_block_k_is_refused():
     with pytest.raises(ValueError, match="not a multiple of block_k"):
         fused_token_log_probs(
-            jnp.zeros((4, 48)),
-            jnp.zeros((10, 48)),
-            jnp.zeros(4, jnp.int32),
-            block_rows=16,
-            block_vocab=128,
-            block_k=32,
-            num_warps=4,
-            num_stages=3,
-            interpret=True,
+            jnp.zeros((4, 48)), jnp.zeros((10, 48)), jnp.zeros(4, jnp.int32), **SMALL
         )
 
 
