@@ -143,8 +143,9 @@ KEYS = (
         "model.scoring_head",
         "auto",
         RUNTIME,
-        "scoring's LM head: auto (pallas on a Hopper GPU, where it was measured: test scoring in "
-        "0.91x the time; else xla) | xla (float32 logits in chunks of model.head_chunk, then "
+        "scoring's LM head: auto (pallas on one Hopper GPU, where it was measured: test scoring "
+        "in 0.91x the time; else xla, also on several devices: the kernel has no sharding rule) "
+        "| xla (float32 logits in chunks of model.head_chunk, then "
         "their log-sum-exp) | pallas (one GPU kernel that keeps the logits on chip; interpreted "
         "off GPU)",
     ),

@@ -94,7 +94,8 @@ def test_kernel_lowers_for_the_gpu_under_the_class_vmap():
 
 
 def test_auto_scoring_head_is_the_kernel_on_hopper_only(monkeypatch):
-    """'auto' picks the kernel where its tiles were measured (sm_90), XLA's head elsewhere."""
+    """'auto' picks the kernel where its tiles were measured (one sm_90 GPU), XLA's head elsewhere
+    (other GPUs; several devices, where the kernel, with no sharding rule, would be gathered)."""
     from types import SimpleNamespace
 
     from gencls_jax import config_keys
@@ -103,8 +104,14 @@ def test_auto_scoring_head_is_the_kernel_on_hopper_only(monkeypatch):
     m = config_keys.defaults().model
     assert m.scoring_head == "auto"
     assert M.resolve_config(M.GPT2Config(), m).scoring_head == "xla"  # this CPU
-    for cc, want in (("9.0", "pallas"), ("8.0", "xla"), ("8.9", "xla")):
-        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    for cc, n, want in (
+        ("9.0", 1, "pallas"),
+        ("8.0", 1, "xla"),
+        ("8.9", 1, "xla"),
+        ("9.0", 2, "xla"),
+    ):
+        monkeypatch.setattr(jax, "device_count", lambda n=n: n)
         monkeypatch.setattr(jax, "devices", lambda cc=cc: [SimpleNamespace(compute_capability=cc)])
         assert M.resolve_config(M.GPT2Config(), m).scoring_head == want
     monkeypatch.undo()

@@ -138,17 +138,21 @@ def config_for(size: str, **overrides: Any) -> GPT2Config:
 def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
     """`base` (an architecture, e.g. from pretrained weights) with the numerics and regularisation
     of `config.model` (`m`): dtype, remat, attention ('auto': cuDNN on GPUs, XLA elsewhere),
-    dropout, layer unroll, head chunk, scoring head ('auto': the Pallas kernel on Hopper GPUs, XLA
-    elsewhere) and its tiles, packed rows' kernel."""
+    dropout, layer unroll, head chunk, scoring head ('auto': the Pallas kernel on one Hopper GPU,
+    XLA elsewhere) and its tiles, packed rows' kernel."""
     attention = m.attention
     if attention == "auto":
         attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
     scoring_head = m.scoring_head
-    if scoring_head == "auto":  # the kernel's tiles were measured on Hopper (sm_90) only
-        hopper = jax.default_backend() == "gpu" and (
-            getattr(jax.devices()[0], "compute_capability", "") == "9.0"
+    if scoring_head == "auto":
+        # the kernel's tiles were measured on one Hopper GPU (sm_90); it has no sharding rule, so
+        # on several devices XLA would gather its inputs to each of them: XLA's head there
+        one_hopper = (
+            jax.default_backend() == "gpu"
+            and jax.device_count() == 1
+            and getattr(jax.devices()[0], "compute_capability", "") == "9.0"
         )
-        scoring_head = "pallas" if hopper else "xla"
+        scoring_head = "pallas" if one_hopper else "xla"
     return base.replace(
         dtype=m.dtype,
         remat=m.remat,
