@@ -6,10 +6,11 @@
         --iters 1 --repeats 1
 
 One call = log p(target) for --tokens tokens through a [vocab, width] tied head in bfloat16
-(a 1,024-token scoring call of two class models is 65,536 tokens). Rows: `xla` is what scoring
-runs today (`model.head.chunked_token_log_probs`, --head-chunk tokens per chunk: float32 logits
-to HBM, then the one-read log-sum-exp); `pallas R,V,K,W,S` is `model.head_kernel` with
-block_rows R, block_vocab V, block_k K, num_warps W, num_stages S; `torch` is bf16 matmul,
+(a 1,024-token scoring call of two class models is 65,536 tokens). Rows: `xla` is
+`model.scoring_head=xla` (`model.head.chunked_token_log_probs`, --head-chunk tokens per chunk:
+float32 logits to HBM, then the one-read log-sum-exp); `pallas R,V,K,W,S` is
+`model.head_kernel` with `model.head_tiles=R,V,K,W,S` (block_rows R, block_vocab V, block_k K,
+num_warps W, num_stages S; the default 128,256,64,8,3); `torch` is bf16 matmul,
 float32 logits, `log_softmax` + gather in the same process. Prints ms per call (median of
 --repeats timings of --iters calls), TFLOP/s of the matmul (2 x tokens x width x vocab), the
 ratio to xla, and max |difference| from the xla row (nats per token).
