@@ -53,9 +53,10 @@ class GPT2Config:
     attention: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention implementation)
     layer_unroll: int = 0  # layers per scan iteration; 0 = all (fastest on GPU), 1 under remat
     head_chunk: int = 8192  # scoring: tokens per chunk of the head
-    scoring_head: str = "xla"  # 'xla' (chunked logits) | 'pallas' (`head_kernel`, GPU kernel)
-    head_tiles: str = "128,256,64,8,3"  # pallas head: rows, vocab, k, warps, stages
     #   (bounds its float32 [tokens, vocab] logits)
+    scoring_head: str = "xla"  # 'xla' (chunked logits) | 'pallas' (`head_kernel`, GPU kernel)
+    head_tiles: str = "128,256,64,8,3"  # pallas head: rows, vocab, k, warps, stages (a string:
+    #   the config is saved as JSON; `tile_sizes` reads it)
     max_segments: int = 0  # packed rows: texts per row at most, set by the caller that packs;
     #   > 0 with attention='cudnn': cuDNN's segment-offsets kernel (`attention_cudnn_packed`)
     packed_offsets_from: int = 512  # ... for rows at least this long; shorter: the dense mask
@@ -88,8 +89,9 @@ class GPT2Config:
         tiles = self.head_tiles.split(",")
         if (
             len(tiles) != 5
-            or not all(t.strip().isdigit() and int(t) > 0 for t in tiles)
-            or any(int(t) & (int(t) - 1) for t in tiles[:3])
+            or not all(t.strip().isdigit() for t in tiles)
+            or not all(t > 0 for t in self.tile_sizes)
+            or any(t & (t - 1) for t in self.tile_sizes[:3])
         ):
             raise ValueError(
                 "model.head_tiles must be 5 positive integers 'rows,vocab,k,warps,stages' (the "
@@ -103,6 +105,11 @@ class GPT2Config:
     @property
     def compute_dtype(self):
         return DTYPES[self.dtype]
+
+    @property
+    def tile_sizes(self) -> tuple[int, ...]:
+        """`head_tiles` as ints: (rows, vocab, k, warps, stages) of the Pallas head's tiles."""
+        return tuple(int(t) for t in self.head_tiles.split(","))
 
     @property
     def scan_unroll(self) -> int:

@@ -111,13 +111,13 @@ def fused_token_log_probs(
 
 
 def fused_head_log_probs(
-    hidden: Array, embedding: Array, targets: Array, dtype, tiles: str
+    hidden: Array, embedding: Array, targets: Array, dtype, tiles: tuple[int, ...]
 ) -> Array:
     """`head.chunked_token_log_probs` through the kernel: hidden [..., D] -> [...] float32, in
-    the compute dtype `dtype`; `tiles` is `model.head_tiles` ('rows,vocab,k,warps,stages');
+    the compute dtype `dtype`; `tiles` is `GPT2Config.tile_sizes` (rows, vocab, k, warps, stages);
     interpreted where there is no GPU (the tests)."""
     lead, d = hidden.shape[:-1], hidden.shape[-1]
-    rows, vocab, k, warps, stages = (int(t) for t in tiles.split(","))
+    rows, vocab, k, warps, stages = tiles
     out = fused_token_log_probs(
         hidden.reshape(-1, d).astype(dtype),
         embedding.astype(dtype),

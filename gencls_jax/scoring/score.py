@@ -65,7 +65,7 @@ def token_log_probs(
     embedding = params["wte"]["embedding"]
     if chunk and config.scoring_head == "pallas":
         return fused_head_log_probs(
-            hidden, embedding, targets, config.compute_dtype, config.head_tiles
+            hidden, embedding, targets, config.compute_dtype, config.tile_sizes
         )
     if chunk:
         return chunked_token_log_probs(hidden, embedding, targets, config.compute_dtype, chunk)
