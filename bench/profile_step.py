@@ -10,6 +10,7 @@ Ablations (model settings, one process; join with '+'):
   packed    -- segment ids (packed rows): cuDNN with an explicit mask
   plainhead -- autodiff of lm_logits -> token_log_probs (the v1 head)
   chunked   -- chunked tied head + log-softmax (no [B,T,V] float32 logits)
+  uN        -- layer_unroll=N: N layers per loop iteration (u1 = rolled)
   bN        -- batch N instead of --batch (e.g. b32)
 The profile aggregates device time per kernel from a jax.profiler trace.
 (v0 of this script patched jax.nn.dot_product_attention and nn.scan; its results are in
@@ -40,7 +41,8 @@ def build_step(size, batch, length, parts, attention):
         dtype="bfloat16",
         dropout=0.0,
         attention=attention,
-        layer_unroll=1 if "rolled" in parts else 0,
+        layer_unroll=next((int(x[1:]) for x in parts if x[:1] == "u" and x[1:].isdigit()), 0)
+        or (1 if "rolled" in parts else 0),
     )
     packed = "packed" in parts
     seg = (
@@ -74,14 +76,18 @@ def build_step(size, batch, length, parts, attention):
 
 
 def time_steps(step, state, data, steps):
-    for i in range(2):
-        state, loss = step(state, data[i])
+    """Seconds per step, the first call's seconds (compile + one step) and the state."""
+    t0 = time.perf_counter()
+    state, loss = step(state, data[0])
+    loss.block_until_ready()
+    first = time.perf_counter() - t0
+    state, loss = step(state, data[1])
     loss.block_until_ready()
     t0 = time.perf_counter()
     for i in range(steps):
         state, loss = step(state, data[i % 4])
     loss.block_until_ready()
-    return (time.perf_counter() - t0) / steps, state
+    return (time.perf_counter() - t0) / steps, first, state
 
 
 def top_kernels(trace_dir: str, n: int = 30, steps: int = 1):
@@ -141,12 +147,12 @@ def main():
         parts = set(ab.split("+"))
         batch = next((int(x[1:]) for x in parts if x[:1] == "b" and x[1:].isdigit()), args.batch)
         step, state, data = build_step(args.size, batch, args.length, parts, args.attention)
-        dt, state = time_steps(step, state, data, args.steps)
+        dt, first, state = time_steps(step, state, data, args.steps)
         toks = batch * args.length
         flops = (6 * n + 12 * c.n_layer * args.length * c.n_embd) * toks
         print(
             f"{ab:28s} step {dt * 1e3:7.1f} ms  {toks / dt:9.0f} tok/s  "
-            f"{flops / dt / 1e12:6.1f} TFLOP/s",
+            f"{flops / dt / 1e12:6.1f} TFLOP/s  first call {first:5.1f} s",
             flush=True,
         )
         if ab == args.profile:

@@ -3,10 +3,13 @@
 { [ -d /tmp/site/ml_collections ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl; } && export PYTHONPATH=/tmp/site || exit 1
 export PYTHONUNBUFFERED=1
 # IMDB travels as one tar.xz of the jsonl files (the 64 MiB limit), gzipped again here. The
-# tracked tree (~21 MB: bench/results keeps its prediction files gzipped) and .gpu (~40 MB)
-# leave ~6 MiB; should the tree outgrow it, a queue that scores no IMDB test can carry
-# .gpu_spare/imdb_valonly.tar.xz instead (its test.jsonl every 50th review: 26 MB).
-[ -f /tmp/gdata/.ready ] || { rm -rf /tmp/gdata; cp -r .gpu/data /tmp/gdata && tar -C /tmp/gdata -xJf .gpu/imdb.tar.xz && for f in /tmp/gdata/imdb/*.jsonl; do gzip $f & done; wait; touch /tmp/gdata/.ready; }
+# tracked tree (~28 MB: bench/results keeps its prediction files gzipped) and .gpu (~38 MB:
+# imdb.tar.xz with unsup, for pretraining) no longer fit together; a queue that pretrains
+# nothing carries .gpu/data and .gpu_spare instead (imdb_train_test.tar.xz: 18 MB). The first
+# tar found is unpacked, once per machine and tar.
+IMDB_TAR=$(ls .gpu/imdb.tar.xz .gpu_spare/imdb_*.tar.xz 2>/dev/null | head -1)
+mkdir -p /tmp/gdata && cp -rn .gpu/data/. /tmp/gdata/ || exit 1
+[ -z "$IMDB_TAR" ] || [ -f /tmp/gdata/.ready_$(basename $IMDB_TAR) ] || { tar -C /tmp/gdata -xJf $IMDB_TAR && for f in /tmp/gdata/imdb/*.jsonl; do gzip -f $f & done; wait; touch /tmp/gdata/.ready_$(basename $IMDB_TAR); }
 D=/tmp/gdata; O=/tmp/g; mkdir -p $O/logs $O/done
 common=(--config.data.source=jsonl --config.data.tokenizer=$D/gpt2-tokenizer --config.data.cache_dir=/tmp/gencls_cache --config.compile_cache_dir=/tmp/gencls_xla --config.progress_bars=False --config.train.keep_checkpoints=1)
 imdb=(--config.data.train_path=$D/imdb/train.jsonl.gz --config.data.test_path=$D/imdb/test.jsonl.gz --config.data.unsup_path=$D/imdb/unsup.jsonl.gz)
