@@ -11,6 +11,8 @@ Ablations (model settings, one process; join with '+'):
   plainhead -- autodiff of lm_logits -> token_log_probs (the v1 head)
   chunked   -- chunked tied head + log-softmax (no [B,T,V] float32 logits)
   uN        -- layer_unroll=N: N layers per loop iteration (u1 = rolled)
+  dots      -- model.remat=dots: a rolled loop that keeps only the matmuls' outputs
+  full      -- model.remat=full: a rolled loop that keeps only each layer's input
   bN        -- batch N instead of --batch (e.g. b32)
 The profile aggregates device time per kernel from a jax.profiler trace.
 (v0 of this script patched jax.nn.dot_product_attention and nn.scan; its results are in
@@ -43,6 +45,7 @@ def build_step(size, batch, length, parts, attention):
         attention=attention,
         layer_unroll=next((int(x[1:]) for x in parts if x[:1] == "u" and x[1:].isdigit()), 0)
         or (1 if "rolled" in parts else 0),
+        remat="dots" if "dots" in parts else "full" if "full" in parts else "none",
     )
     packed = "packed" in parts
     seg = (
