@@ -95,7 +95,9 @@ KEYS = (
         "model.remat",
         "none",
         MODEL,
-        "none | full | dots: recompute activations in the backward pass to save memory",
+        "none | full | dots: recompute activations in the backward pass to save memory; the "
+        "layers then run as a loop, which also compiles in less time (dots: the matmuls' "
+        "outputs kept, the rest recomputed)",
     ),
     Key(
         "model.attention",
