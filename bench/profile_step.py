@@ -30,6 +30,11 @@ import time
 import numpy as np
 
 
+def number(parts, prefix, default):
+    """N of an ablation part `<prefix>N` (b32: batch 32, u2: layer_unroll 2), else `default`."""
+    return next((int(x[1:]) for x in parts if x[:1] == prefix and x[1:].isdigit()), default)
+
+
 def build_step(size, batch, length, parts, attention):
     import jax
     import jax.numpy as jnp
@@ -43,8 +48,7 @@ def build_step(size, batch, length, parts, attention):
         dtype="bfloat16",
         dropout=0.0,
         attention=attention,
-        layer_unroll=next((int(x[1:]) for x in parts if x[:1] == "u" and x[1:].isdigit()), 0)
-        or (1 if "rolled" in parts else 0),
+        layer_unroll=number(parts, "u", 1 if "rolled" in parts else 0),
         remat="dots" if "dots" in parts else "full" if "full" in parts else "none",
     )
     packed = "packed" in parts
@@ -148,7 +152,7 @@ def main():
     n = M.count_params(jax.eval_shape(lambda: M.init_params(c)))
     for ab in args.ablations.split(","):
         parts = set(ab.split("+"))
-        batch = next((int(x[1:]) for x in parts if x[:1] == "b" and x[1:].isdigit()), args.batch)
+        batch = number(parts, "b", args.batch)
         step, state, data = build_step(args.size, batch, args.length, parts, args.attention)
         dt, first, state = time_steps(step, state, data, args.steps)
         toks = batch * args.length
