@@ -178,21 +178,21 @@ def jax_memory(step, state, batch) -> dict:
     return out
 
 
-def bench_jax(
+def real_step(
     size: str,
     batch: int,
     length: int,
-    steps: int,
     attention: str,
     packed: bool,
     remat: str = "none",
-    repeats: int = 1,
     dropout: float = 0.0,
     prng: str = "threefry2x32",
-) -> dict:
-    """Our real train step (training/step.py: AdamW, clipping, schedule, donation), one model,
-    `dropout` (model.dropout) drawn by the PRNG `prng` (train.dropout_prng).
-    step_s / tokens_s: the median repeat (bench_scaling.py reads these two)."""
+    overrides: dict | None = None,
+):
+    """Our real train step (training/step.py: AdamW, clipping, schedule, donation) for one
+    model, its state on the device and 4 random batches: (step, state, batches, arch).
+    `dropout` (model.dropout) drawn by the PRNG `prng` (train.dropout_prng); `overrides`:
+    more `model.*` keys (e.g. {"logits_dtype": "bfloat16"})."""
     import jax
     import ml_collections
 
@@ -210,13 +210,15 @@ def bench_jax(
         dropout,
     )
     c.model.remat = remat
+    for k, v in (overrides or {}).items():
+        setattr(c.model, k, v)
     c.train.dropout_prng = DEFAULT_PRNG if prng == "hash" else prng
     c.model.dropout_masks = "hash" if prng == "hash" else "jax"
     c.model.conditioning = "unconditional"
     c.data.batching = "pack" if packed else "bucket"
     config = M.resolve_config(M.config_for(size), c.model)
     params = M.init_params(config)
-    n_params = M.count_params(params)
+    arch = dict(n_params=M.count_params(params), n_layer=config.n_layer, n_embd=config.n_embd)
     mesh = sharding.make_mesh()
     tx, step = T.compiled_train_step(
         config,
@@ -230,6 +232,28 @@ def bench_jax(
     del params
     rng = np.random.default_rng(0)
     data = [sharding.shard_batch(random_batch(rng, batch, length, packed), mesh) for _ in range(4)]
+    return step, state, data, arch
+
+
+def bench_jax(
+    size: str,
+    batch: int,
+    length: int,
+    steps: int,
+    attention: str,
+    packed: bool,
+    remat: str = "none",
+    repeats: int = 1,
+    dropout: float = 0.0,
+    prng: str = "threefry2x32",
+) -> dict:
+    """`real_step` timed: step_s / tokens_s the median repeat (bench_scaling.py reads these
+    two)."""
+    import jax
+
+    step, state, data, arch = real_step(
+        size, batch, length, attention, packed, remat, dropout, prng
+    )
     box = {"state": state}
     del state
 
@@ -238,7 +262,6 @@ def bench_jax(
 
     r = timed_calls(call, lambda: jax.block_until_ready(box["metrics"]), steps, repeats)
     memory = jax_memory(step, box["state"], data[0])
-    arch = dict(n_params=n_params, n_layer=config.n_layer, n_embd=config.n_embd)
     return dict(r, tokens_s=batch * length / r["step_s"], memory=memory, **arch)
 
 

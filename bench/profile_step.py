@@ -14,6 +14,11 @@ Ablations (model settings, one process; join with '+'):
   dots      -- model.remat=dots: a rolled loop that keeps only the matmuls' outputs
   full      -- model.remat=full: a rolled loop that keeps only each layer's input
   bN        -- batch N instead of --batch (e.g. b32)
+  bf16l     -- model.logits_dtype=bfloat16: the head's logits kept in bfloat16
+  real      -- the recipes' train step (bench_train_step.real_step: training/step.py, the LM
+               objective, clipping, schedule, decay mask) instead of the bare AdamW step;
+               with packed: its packed rows (cuDNN's segment offsets at T >= 512)
+  drop      -- with real: dropout 0.1, hashed masks (the recipes' default)
 The profile aggregates device time per kernel from a jax.profiler trace.
 (v0 of this script patched jax.nn.dot_product_attention and nn.scan; its results are in
 bench/results/2026-11-25_h100_profile_step_v0.log and BUILD_NOTES.md.)
@@ -39,6 +44,27 @@ def build_step(size, batch, length, parts, attention):
     import jax
     import jax.numpy as jnp
     import optax
+
+    logits_dtype = "bfloat16" if "bf16l" in parts else "float32"
+    if "real" in parts:
+        from bench_train_step import real_step
+
+        remat = "dots" if "dots" in parts else "full" if "full" in parts else "none"
+        step, state, data, _ = real_step(
+            size,
+            batch,
+            length,
+            attention,
+            "packed" in parts,
+            remat,
+            0.1 if "drop" in parts else 0.0,
+            "hash",
+            dict(
+                logits_dtype=logits_dtype,
+                layer_unroll=number(parts, "u", 1 if "rolled" in parts else 0),
+            ),
+        )
+        return step, state, data
 
     from gencls_jax.model import gpt2 as M
     from gencls_jax.model.head import chunked_token_log_probs, head_log_probs, token_log_probs
@@ -68,6 +94,7 @@ def build_step(size, batch, length, parts, attention):
             h = M.apply(p, inputs, config, segment_ids=seg, return_hidden=True)
             head = chunked_token_log_probs if "chunked" in parts else head_log_probs
             extra = (config.head_chunk,) if "chunked" in parts else ()
+            extra = extra or (jnp.dtype(logits_dtype),)
             lp = head(h, p["wte"]["embedding"], targets, config.compute_dtype, *extra)
         return -jnp.mean(lp)
 
@@ -84,16 +111,18 @@ def build_step(size, batch, length, parts, attention):
 
 def time_steps(step, state, data, steps):
     """Seconds per step, the first call's seconds (compile + one step) and the state."""
+    import jax
+
     t0 = time.perf_counter()
-    state, loss = step(state, data[0])
-    loss.block_until_ready()
+    state, out = step(state, data[0])
+    jax.block_until_ready(out)
     first = time.perf_counter() - t0
-    state, loss = step(state, data[1])
-    loss.block_until_ready()
+    state, out = step(state, data[1])
+    jax.block_until_ready(out)
     t0 = time.perf_counter()
     for i in range(steps):
-        state, loss = step(state, data[i % 4])
-    loss.block_until_ready()
+        state, out = step(state, data[i % 4])
+    jax.block_until_ready(out)
     return (time.perf_counter() - t0) / steps, first, state
 
 
@@ -143,6 +172,7 @@ def main():
     ap.add_argument("--profile", default="base", help="ablation to profile ('' = none)")
     ap.add_argument("--attention", default="cudnn")
     ap.add_argument("--trace-dir", default="/tmp/gencls_trace")
+    ap.add_argument("--top", type=int, default=30, help="kernels listed in the profile")
     args = ap.parse_args()
     import jax
 
@@ -165,10 +195,10 @@ def main():
         if ab == args.profile:
             jax.profiler.start_trace(args.trace_dir)
             for i in range(3):
-                state, loss = step(state, data[i])
-            loss.block_until_ready()
+                state, out = step(state, data[i])
+            jax.block_until_ready(out)
             jax.profiler.stop_trace()
-            top_kernels(args.trace_dir, steps=3)
+            top_kernels(args.trace_dir, n=args.top, steps=3)
         del state, step
 
 

@@ -2,14 +2,15 @@
 # flags every run shares, `r` (run once, logged) and `collect` (a run's summaries for $OUT).
 { [ -d /tmp/site/ml_collections ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl; } && export PYTHONPATH=/tmp/site || exit 1
 export PYTHONUNBUFFERED=1
-# IMDB travels as one tar.xz of the jsonl files (the 64 MiB limit), gzipped again here. The
-# tracked tree (~28 MB: bench/results keeps its prediction files gzipped) and .gpu (~38 MB:
-# imdb.tar.xz with unsup, for pretraining) no longer fit together; a queue that pretrains
-# nothing carries .gpu/data and .gpu_spare instead (imdb_train_test.tar.xz: 18 MB). The first
+# IMDB travels as tar.xz files of the jsonl files (the 64 MiB limit), gzipped again here. The
+# tracked tree (~29 MB: bench/results keeps its prediction files gzipped) leaves room for one of
+# .gpu/imdb_train_unsup.tar.xz (26 MB: pretraining) or .gpu_spare/imdb_train_test.tar.xz (18 MB:
+# the classifier runs) beside .gpu/data; a warm machine keeps an earlier call's copy, so every
 # tar found is unpacked, once per machine and tar.
-IMDB_TAR=$(ls .gpu/imdb.tar.xz .gpu_spare/imdb_*.tar.xz 2>/dev/null | head -1)
 mkdir -p /tmp/gdata && cp -rn .gpu/data/. /tmp/gdata/ || exit 1
-[ -z "$IMDB_TAR" ] || [ -f /tmp/gdata/.ready_$(basename $IMDB_TAR) ] || { tar -C /tmp/gdata -xJf $IMDB_TAR && for f in /tmp/gdata/imdb/*.jsonl; do gzip -f $f & done; wait; touch /tmp/gdata/.ready_$(basename $IMDB_TAR); }
+for IMDB_TAR in $(ls .gpu/imdb*.tar.xz .gpu_spare/imdb_*.tar.xz 2>/dev/null); do
+  [ -f /tmp/gdata/.ready_$(basename $IMDB_TAR) ] || { tar -C /tmp/gdata -xJf $IMDB_TAR && for f in /tmp/gdata/imdb/*.jsonl; do gzip -f $f & done; wait; touch /tmp/gdata/.ready_$(basename $IMDB_TAR); } || exit 1
+done
 D=/tmp/gdata; O=/tmp/g; mkdir -p $O/logs $O/done
 common=(--config.data.source=jsonl --config.data.tokenizer=$D/gpt2-tokenizer --config.data.cache_dir=/tmp/gencls_cache --config.compile_cache_dir=/tmp/gencls_xla --config.progress_bars=False --config.train.keep_checkpoints=1)
 imdb=(--config.data.train_path=$D/imdb/train.jsonl.gz --config.data.test_path=$D/imdb/test.jsonl.gz --config.data.unsup_path=$D/imdb/unsup.jsonl.gz)
