@@ -14,15 +14,19 @@ Variants:
   nohead  -- the body alone (sum of the final hidden states): the head's share is fused - nohead
   packed  -- T = max_len only: rows packed with several texts (~300 tokens each, segment ids:
              the masked attention path) instead of right-padded rows
+  <v>8    -- variant v with the body's nn.Dense matmuls in float8 (`fp8_dense.py`: delayed
+             scaling's casts and amaxes, constant scales: a timing, not a recipe), e.g. fused8
 `--profile T` traces the fused call at bucket T and prints its top GPU kernels.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
+from fp8_dense import dense_in_fp8
 
 
 def build(variant: str, config):
@@ -123,9 +127,11 @@ def main() -> None:
         for variant in args.variants.split(","):
             if variant == "packed" and T != args.max_len:
                 continue
-            fn = build(variant, config)
+            fp8 = variant.endswith("8")
             t0 = time.perf_counter()
-            fn = fn.lower(params, *data[0]).compile()
+            with dense_in_fp8() if fp8 else contextlib.nullcontext():
+                fn = build(variant[:-1] if fp8 else variant, config)
+                fn = fn.lower(params, *data[0]).compile()
             compile_s = time.perf_counter() - t0
             fn(params, *data[0]).block_until_ready()
             t0 = time.perf_counter()
@@ -140,7 +146,7 @@ def main() -> None:
                 f"{toks / dt:11.0f} {flops / dt / 1e12:8.1f}",
                 flush=True,
             )
-            if variant == "fused" and T == args.profile:
+            if variant.startswith("fused") and T == args.profile:
                 from profile_step import top_kernels
 
                 jax.profiler.start_trace(args.trace_dir)

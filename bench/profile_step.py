@@ -19,6 +19,8 @@ Ablations (model settings, one process; join with '+'):
                objective, clipping, schedule, decay mask) instead of the bare AdamW step;
                with packed: its packed rows (cuDNN's segment offsets at T >= 512)
   drop      -- with real: dropout 0.1, hashed masks (the recipes' default)
+  fp8       -- the body's nn.Dense matmuls in float8 (`fp8_dense.py`: delayed scaling's
+               casts and amaxes, constant scales: a timing, not a recipe)
 The profile aggregates device time per kernel from a jax.profiler trace.
 (v0 of this script patched jax.nn.dot_product_attention and nn.scan; its results are in
 bench/results/2026-11-25_h100_profile_step_v0.log and BUILD_NOTES.md.)
@@ -28,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import glob
 import os
 import time
 
 import numpy as np
+from fp8_dense import dense_in_fp8
 
 
 def number(parts, prefix, default):
@@ -182,24 +186,30 @@ def main():
     n = M.count_params(jax.eval_shape(lambda: M.init_params(c)))
     for ab in args.ablations.split(","):
         parts = set(ab.split("+"))
-        batch = number(parts, "b", args.batch)
-        step, state, data = build_step(args.size, batch, args.length, parts, args.attention)
-        dt, first, state = time_steps(step, state, data, args.steps)
-        toks = batch * args.length
-        flops = (6 * n + 12 * c.n_layer * args.length * c.n_embd) * toks
-        print(
-            f"{ab:28s} step {dt * 1e3:7.1f} ms  {toks / dt:9.0f} tok/s  "
-            f"{flops / dt / 1e12:6.1f} TFLOP/s  first call {first:5.1f} s",
-            flush=True,
-        )
-        if ab == args.profile:
-            jax.profiler.start_trace(args.trace_dir)
-            for i in range(3):
-                state, out = step(state, data[i])
-            jax.block_until_ready(out)
-            jax.profiler.stop_trace()
-            top_kernels(args.trace_dir, n=args.top, steps=3)
-        del state, step
+        with dense_in_fp8() if "fp8" in parts else contextlib.nullcontext():
+            ablation(args, ab, parts, c, n)
+
+
+def ablation(args, ab, parts, c, n):
+    import jax
+
+    batch = number(parts, "b", args.batch)
+    step, state, data = build_step(args.size, batch, args.length, parts, args.attention)
+    dt, first, state = time_steps(step, state, data, args.steps)
+    toks = batch * args.length
+    flops = (6 * n + 12 * c.n_layer * args.length * c.n_embd) * toks
+    print(
+        f"{ab:28s} step {dt * 1e3:7.1f} ms  {toks / dt:9.0f} tok/s  "
+        f"{flops / dt / 1e12:6.1f} TFLOP/s  first call {first:5.1f} s",
+        flush=True,
+    )
+    if ab == args.profile:
+        jax.profiler.start_trace(args.trace_dir)
+        for i in range(3):
+            state, out = step(state, data[i])
+        jax.block_until_ready(out)
+        jax.profiler.stop_trace()
+        top_kernels(args.trace_dir, n=args.top, steps=3)
 
 
 if __name__ == "__main__":
