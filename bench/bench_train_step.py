@@ -192,7 +192,7 @@ def real_step(
     """Our real train step (training/step.py: AdamW, clipping, schedule, donation) for one
     model, its state on the device and 4 random batches: (step, state, batches, arch).
     `dropout` (model.dropout) drawn by the PRNG `prng` (train.dropout_prng); `overrides`:
-    more `model.*` keys (e.g. {"logits_dtype": "bfloat16"})."""
+    more `model.*` keys (e.g. {"layer_unroll": 1})."""
     import jax
     import ml_collections
 

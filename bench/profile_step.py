@@ -14,7 +14,6 @@ Ablations (model settings, one process; join with '+'):
   dots      -- model.remat=dots: a rolled loop that keeps only the matmuls' outputs
   full      -- model.remat=full: a rolled loop that keeps only each layer's input
   bN        -- batch N instead of --batch (e.g. b32)
-  bf16l     -- model.logits_dtype=bfloat16: the head's logits kept in bfloat16
   real      -- the recipes' train step (bench_train_step.real_step: training/step.py, the LM
                objective, clipping, schedule, decay mask) instead of the bare AdamW step;
                with packed: its packed rows (cuDNN's segment offsets at T >= 512)
@@ -49,9 +48,12 @@ def build_step(size, batch, length, parts, attention):
     import jax.numpy as jnp
     import optax
 
-    logits_dtype = "bfloat16" if "bf16l" in parts else "float32"
     if "real" in parts:
         from bench_train_step import real_step
+
+        from gencls_jax.training.step import compiled_train_step
+
+        compiled_train_step.cache_clear()  # memoised by settings: fp8 or not, same key
 
         remat = "dots" if "dots" in parts else "full" if "full" in parts else "none"
         step, state, data, _ = real_step(
@@ -63,10 +65,7 @@ def build_step(size, batch, length, parts, attention):
             remat,
             0.1 if "drop" in parts else 0.0,
             "hash",
-            dict(
-                logits_dtype=logits_dtype,
-                layer_unroll=number(parts, "u", 1 if "rolled" in parts else 0),
-            ),
+            dict(layer_unroll=number(parts, "u", 1 if "rolled" in parts else 0)),
         )
         return step, state, data
 
@@ -98,7 +97,6 @@ def build_step(size, batch, length, parts, attention):
             h = M.apply(p, inputs, config, segment_ids=seg, return_hidden=True)
             head = chunked_token_log_probs if "chunked" in parts else head_log_probs
             extra = (config.head_chunk,) if "chunked" in parts else ()
-            extra = extra or (jnp.dtype(logits_dtype),)
             lp = head(h, p["wte"]["embedding"], targets, config.compute_dtype, *extra)
         return -jnp.mean(lp)
 

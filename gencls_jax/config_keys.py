@@ -136,14 +136,6 @@ KEYS = (
         "conditioning=discriminative: the head reads the mean of the features | last",
     ),
     Key(
-        "model.logits_dtype",
-        "float32",
-        MODEL,
-        "training: the LM head's logits as the step keeps them for its backward pass: float32 | "
-        "bfloat16 (rounded as torch autocast's and llm.c's are; half the bytes of the step's "
-        "largest arrays); the log-softmax is float32 either way, scoring always float32",
-    ),
-    Key(
         "model.head_chunk",
         8192,
         RUNTIME,

@@ -254,35 +254,6 @@ def test_fused_head_log_probs_match_float64(vocab):
     np.testing.assert_allclose(stacked[0], ref_de, rtol=1e-4, atol=1e-5)
 
 
-def test_bfloat16_logits_are_the_rounded_logits_log_softmax():
-    """model.logits_dtype=bfloat16: head_log_probs and its gradients are the float64 log-softmax
-    of the logits rounded to bfloat16 (the float32 logits' log-probabilities differ: the
-    option takes effect), for a vocabulary the op pads."""
-    rng = np.random.default_rng(7)
-    vocab = 1000
-    h = rng.normal(size=(3, 5, 16)).astype(np.float32)
-    e = (0.3 * rng.normal(size=(vocab, 16))).astype(np.float32)
-    y, ct = rng.integers(0, vocab, size=(3, 5)), rng.uniform(size=(3, 5))
-    logits = np.asarray(np.asarray(h @ e.T, jnp.bfloat16), np.float64)
-    lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
-    ref = np.take_along_axis(logits, y[..., None], -1)[..., 0] - lse
-    dlogits = ct[..., None] * (np.eye(vocab)[y] - np.exp(logits - lse[..., None]))
-    ref_dh, ref_de = dlogits @ e, np.einsum("btv,btd->vd", dlogits, h)
-
-    def lp(h, e, logits_dtype):
-        return head_log_probs(h, e, jnp.asarray(y), jnp.float32, logits_dtype)
-
-    def f(h, e):
-        return jnp.sum(jnp.asarray(ct, jnp.float32) * lp(h, e, jnp.bfloat16))
-
-    got = np.asarray(lp(jnp.asarray(h), jnp.asarray(e), jnp.bfloat16))
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
-    assert np.abs(np.asarray(lp(jnp.asarray(h), jnp.asarray(e), jnp.float32)) - got).max() > 1e-3
-    dh, de = jax.grad(f, (0, 1))(jnp.asarray(h), jnp.asarray(e))
-    np.testing.assert_allclose(dh, ref_dh, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(de, ref_de, rtol=1e-4, atol=1e-5)
-
-
 def test_init_is_flax_init_as_one_program():
     """`init_params` (jitted, through its cheapest forward pass: one token, a rolled layer loop)
     gives flax's op-by-op init of the same seed through the configured pass (every layer

@@ -52,7 +52,6 @@ class GPT2Config:
     remat: str = "none"  # 'none' | 'full' | 'dots' (save matmul outputs, recompute the rest)
     attention: str = "xla"  # 'xla' | 'cudnn' (jax.nn.dot_product_attention implementation)
     layer_unroll: int = 0  # layers per scan iteration; 0 = all (fastest on GPU), 1 under remat
-    logits_dtype: str = "float32"  # training: the head's logits as kept for its backward pass
     head_chunk: int = 8192  # scoring: tokens per chunk of the head
     #   (bounds its float32 [tokens, vocab] logits)
     scoring_head: str = "xla"  # 'xla' (chunked logits) | 'pallas' (`head_kernel`, GPU kernel)
@@ -65,10 +64,6 @@ class GPT2Config:
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.logits_dtype not in ("float32", "bfloat16"):
-            raise ValueError(
-                f"model.logits_dtype must be 'float32' or 'bfloat16', got {self.logits_dtype!r}"
-            )
         if self.remat not in ("none", "full", "dots"):
             raise ValueError(f"model.remat must be 'none', 'full' or 'dots', got {self.remat!r}")
         if self.dropout_masks not in ("jax", "hash"):
@@ -150,8 +145,8 @@ def config_for(size: str, **overrides: Any) -> GPT2Config:
 def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
     """`base` (an architecture, e.g. from pretrained weights) with the numerics and regularisation
     of `config.model` (`m`): dtype, remat, attention ('auto': cuDNN on GPUs, XLA elsewhere),
-    dropout, layer unroll, training logits' dtype, head chunk, scoring head ('auto': the Pallas
-    kernel on one Hopper GPU, XLA elsewhere) and its tiles, packed rows' kernel."""
+    dropout, layer unroll, head chunk, scoring head ('auto': the Pallas kernel on one Hopper GPU,
+    XLA elsewhere) and its tiles, packed rows' kernel."""
     attention = m.attention
     if attention == "auto":
         attention = "cudnn" if jax.default_backend() == "gpu" else "xla"
@@ -172,7 +167,6 @@ def resolve_config(base: GPT2Config, m: Any) -> GPT2Config:
         dropout=float(m.dropout),
         dropout_masks=str(m.dropout_masks),
         layer_unroll=int(m.layer_unroll),
-        logits_dtype=str(m.logits_dtype),
         head_chunk=int(m.head_chunk),
         scoring_head=str(scoring_head),
         head_tiles=str(m.head_tiles),

@@ -5,15 +5,12 @@ the largest arrays of a step), so the head is written out rather than left to au
 - `lm_logits`: features @ wte^T in the compute dtype, float32 out; its backward matmuls run in
   the compute dtype too (autodiff of a float32-output einsum makes them float32, ~5x slower).
 - `head_log_probs`: log p(target) fused with the log-softmax, the vocabulary padded to the
-  matrix units' alignment; the backward pass reads the saved logits once, kept in float32 or
-  (`model.logits_dtype`) bfloat16, half the bytes through the step's largest arrays.
+  matrix units' alignment; the backward pass reads the saved logits once.
 - `chunked_token_log_probs`: `head_log_probs` over chunks of `model.head_chunk` tokens, so a
   scoring batch never holds more than one chunk of float32 logits.
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -68,26 +65,16 @@ _head.defvjp(_head_fwd, _head_bwd)
 VOCAB_ALIGN = 128
 
 
-def head_log_probs(
-    hidden: Array, embedding: Array, targets: Array, dtype, logits_dtype=jnp.float32
-) -> Array:
+def head_log_probs(hidden: Array, embedding: Array, targets: Array, dtype) -> Array:
     """log p(target) through the tied head, float32: `token_log_probs(lm_logits(...), targets)`
-    as one custom-VJP op, the training loss's head. `logits_dtype`: the dtype the matmul writes
-    the logits in and the backward pass reads them back in (the log-softmax is float32 either
-    way); bfloat16 rounds each logit to 8 bits of mantissa, as torch autocast's and llm.c's
-    heads do.
+    as one custom-VJP op, the training loss's head.
 
     Why: autodiff of logits -> log-softmax -> gather writes several float32 [tokens, vocab]
     arrays (softmax, a scattered one-hot, their sum); here the backward pass reads the saved
     logits once and writes the bf16 gradient of the logits once."""
     dt = _head_dtype(dtype)
     lead, d = hidden.shape[:-1], hidden.shape[-1]
-    out = _head_lp(
-        hidden.reshape(-1, d).astype(dt),
-        embedding.astype(dt),
-        targets.reshape(-1),
-        jnp.dtype(logits_dtype),
-    )
+    out = _head_lp(hidden.reshape(-1, d).astype(dt), embedding.astype(dt), targets.reshape(-1))
     return out.reshape(lead)
 
 
@@ -95,23 +82,23 @@ def _pad_vocab(e: Array) -> Array:
     return jnp.pad(e, ((0, -e.shape[0] % VOCAB_ALIGN), (0, 0)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _head_lp(h: Array, e: Array, y: Array, logits_dtype) -> Array:
-    return _head_lp_fwd(h, e, y, logits_dtype)[0]
+@jax.custom_vjp
+def _head_lp(h: Array, e: Array, y: Array) -> Array:
+    return _head_lp_fwd(h, e, y)[0]
 
 
-def _head_lp_fwd(h, e, y, logits_dtype):
-    logits = jnp.einsum("nd,vd->nv", h, _pad_vocab(e), preferred_element_type=logits_dtype)
+def _head_lp_fwd(h, e, y):
+    logits = jnp.einsum("nd,vd->nv", h, _pad_vocab(e), preferred_element_type=jnp.float32)
     valid = jnp.arange(logits.shape[-1]) < e.shape[0]
     lse = logsumexp_one_pass(jnp.where(valid, logits, -jnp.inf))
-    target = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0].astype(jnp.float32)
+    target = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
     return target - lse, (h, e, logits, lse, y)
 
 
-def _head_lp_bwd(logits_dtype, res, ct):
+def _head_lp_bwd(res, ct):
     h, e, logits, lse, y = res
     cols = jnp.arange(logits.shape[-1])
-    p = jnp.where(cols < e.shape[0], jnp.exp(logits.astype(jnp.float32) - lse[:, None]), 0.0)
+    p = jnp.where(cols < e.shape[0], jnp.exp(logits - lse[:, None]), 0.0)
     # d logp / d logits
     g = (((cols == y[:, None]).astype(jnp.float32) - p) * ct[:, None]).astype(h.dtype)
     dh = g @ _pad_vocab(e)

@@ -26,7 +26,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from gencls_jax.model.gpt2 import DTYPES, GPT2Config, apply
+from gencls_jax.model.gpt2 import GPT2Config, apply
 from gencls_jax.model.head import chunked_token_log_probs, head_log_probs
 from gencls_jax.model.head_kernel import fused_head_log_probs
 
@@ -69,9 +69,7 @@ def token_log_probs(
         )
     if chunk:
         return chunked_token_log_probs(hidden, embedding, targets, config.compute_dtype, chunk)
-    return head_log_probs(
-        hidden, embedding, targets, config.compute_dtype, DTYPES[config.logits_dtype]
-    )
+    return head_log_probs(hidden, embedding, targets, config.compute_dtype)
 
 
 def class_token_log_probs(
