@@ -428,8 +428,8 @@ def test_score_rows_sums_rows_per_text_and_obeys_progress(tiny_model, capsys, pr
 
 
 def test_the_progress_total_counts_every_pass_from_the_first(tiny_model, monkeypatch):
-    """run_passes plans each pass's calls when its batches start; the bar's total still counts
-    every pass's calls from the first one on (a label prefix's passes: the same
+    """run_passes builds each pass's rows lazily (in the prefetching thread); the bar's total
+    still counts every pass's calls from the first one on (a label prefix's passes: the same
     texts), so its ETA is not half the truth during the first pass."""
     from gencls_jax.scoring import batched
 
@@ -455,37 +455,3 @@ def test_the_progress_total_counts_every_pass_from_the_first(tiny_model, monkeyp
     calls = len(list(scoring_batches(rows, 4, (16, 32), 64)))
     assert len(seen) == 3 * calls
     assert {t for t, _ in seen} == {3 * calls}
-
-
-def test_later_passes_rows_are_built_while_the_first_pass_scores(tiny_model):
-    """run_passes builds every pass's rows ahead, in a thread of their own: the second pass's
-    rows are being built before the first pass's first batch is scored (built between the
-    passes, they kept the device waiting). A pass whose rows fail raises its error."""
-    import threading
-
-    from gencls_jax.scoring import batched
-
-    cfg, params = tiny_model
-    rows = make_rows(random_texts(64, 1, 30, seed=7), 64, BOS, "window", 32, eos_id=EOS)
-    sizes = dict(batch_size=4, bucket_lengths=(16, 32), max_len=64)
-    assert len(list(scoring_batches(rows, 4, (16, 32), 64))) > 3  # more than prefetch holds
-    second = threading.Event()
-
-    def later():
-        second.set()
-        return rows
-
-    score = functools.partial(batched.class_sums, config=cfg, stacked=False)
-
-    def fn(params, batch):
-        assert second.wait(timeout=10), "the second pass's rows were not started ahead"
-        return score(params, batch)
-
-    (r0, got0), (r1, got1) = batched.run_passes(params, [lambda: rows, later], fn, **sizes)
-    np.testing.assert_array_equal(np.stack(got0), np.stack(got1))
-
-    def broken():
-        raise ValueError("no rows")
-
-    with pytest.raises(ValueError, match="no rows"):
-        batched.run_passes(params, [lambda: rows, broken], score, **sizes)

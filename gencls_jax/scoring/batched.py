@@ -18,7 +18,6 @@ of every process, and every process gets all results.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import functools
 from typing import Any, Callable, Sequence
 
@@ -81,10 +80,9 @@ def run_passes(
     pack_texts: int = 0,
 ) -> list[tuple[Rows, list[np.ndarray]]]:
     """(rows, `run_rows`'s per-row results) of each pass (a thunk that builds its rows), all
-    passes in one stream of batches: the passes' rows are built in order in a thread of their
-    own from the start and the batches in the prefetching thread, both while the device scores
-    the batches before them, so neither the next pass's rows nor any batch's padding keeps the
-    device waiting, and the device is not drained between passes.
+    passes in one stream of batches: the rows and batches are built in the prefetching thread
+    while the device scores the batches before them, so neither the next pass's rows nor any
+    batch's padding keeps the device waiting, and the device is not drained between passes.
     `pack_texts` > 0: packed batches (`scoring_batches`), `fn` returning [rows, pack_texts, K]
     per-segment results (`class_segment_sums`)."""
     # rows over the 'data' axis of the params' own mesh (class-sharded params: each class group
@@ -100,19 +98,8 @@ def run_passes(
     planned: list[int] = []  # calls of each pass planned so far
 
     def produce():
-        # every pass's rows are built in order by a thread of their own from the start, so the
-        # next pass's rows are ready when this pass's last batch goes out (built here, between
-        # the passes, they left the device idle ~0.4 s per pass on an H200: BUILD_NOTES)
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scoring-rows")
-        ahead = [pool.submit(make) for make in passes]
-        try:
-            yield from stream(ahead)
-        finally:  # stopped early (an error, Ctrl-C): passes not started are dropped
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def stream(ahead):
-        for p, rows in enumerate(ahead):
-            built.append(rows.result())
+        for p, make in enumerate(passes):
+            built.append(make())
             out.append([None] * len(built[p].inputs))
             plan = scoring_calls(row_lengths(built[p]), *sizes, pack_texts=pack_texts)
             planned.append(len(plan))
