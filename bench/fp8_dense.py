@@ -4,11 +4,12 @@
 What it models: delayed scaling (Transformer Engine's default), where each tensor is cast with a
 scale fixed ahead (last step's amax) and this step's amax is reduced beside the cast for the
 next step, so the cast can fuse into the op that produces the tensor. Forward: activations and
-weights in e4m3, bfloat16 out; backward: the output gradient in e5m2, dx bfloat16 and dW float32
-out. The scales here are constants (1 for activations and weights, 2^16 for gradients): the
-timing does not depend on their values, the numbers do (gradients this small underflow), so a
-run with it measures speed only. The amaxes are kept alive (added as 0 x amax) so XLA cannot
-drop their reductions.
+weights in e4m3, bfloat16 out; backward: the output gradient in e5m2, dx bfloat16 out, dW
+accumulated in float32 and returned in the operands' dtype. The scales here are constants (1
+for activations and weights, 2^16 for gradients): the timing does not depend on their values,
+the numbers do (gradients far from the scale's range saturate or underflow), so a run with it
+measures speed only. The amaxes are kept alive (added as 0 x amax) so XLA cannot drop their
+reductions.
 """
 
 from __future__ import annotations

@@ -48,14 +48,14 @@ def build_step(size, batch, length, parts, attention):
     import jax.numpy as jnp
     import optax
 
+    remat = "dots" if "dots" in parts else "full" if "full" in parts else "none"
+    unroll = number(parts, "u", 1 if "rolled" in parts else 0)
     if "real" in parts:
         from bench_train_step import real_step
 
         from gencls_jax.training.step import compiled_train_step
 
         compiled_train_step.cache_clear()  # memoised by settings: fp8 or not, same key
-
-        remat = "dots" if "dots" in parts else "full" if "full" in parts else "none"
         step, state, data, _ = real_step(
             size,
             batch,
@@ -65,7 +65,7 @@ def build_step(size, batch, length, parts, attention):
             remat,
             0.1 if "drop" in parts else 0.0,
             "hash",
-            dict(layer_unroll=number(parts, "u", 1 if "rolled" in parts else 0)),
+            dict(layer_unroll=unroll),
         )
         return step, state, data
 
@@ -77,8 +77,8 @@ def build_step(size, batch, length, parts, attention):
         dtype="bfloat16",
         dropout=0.0,
         attention=attention,
-        layer_unroll=number(parts, "u", 1 if "rolled" in parts else 0),
-        remat="dots" if "dots" in parts else "full" if "full" in parts else "none",
+        layer_unroll=unroll,
+        remat=remat,
     )
     packed = "packed" in parts
     seg = (
