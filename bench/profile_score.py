@@ -14,9 +14,13 @@ Variants:
   nohead  -- the body alone (sum of the final hidden states): the head's share is fused - nohead
   packed  -- T = max_len only: rows packed with several texts (~300 tokens each, segment ids:
              the masked attention path) instead of right-padded rows
+  lp      -- T = max_len only: what a label-prefix pass of `decision.py` runs
+             (`score.class_segment_sums`, eval.pack_texts=16): ONE model, packed rows of
+             ~300-token texts through cuDNN's offsets kernel; its token-forwards count 1 model
   <v>8    -- variant v with the body's nn.Dense matmuls in float8 (`fp8_dense.py`: delayed
              scaling's casts and amaxes, constant scales: a timing, not a recipe), e.g. fused8
-`--profile T` traces the fused call at bucket T and prints its top GPU kernels.
+`--profile T` traces the call of each of --profile-variants (default fused) at bucket T and
+prints its top GPU kernels.
 """
 
 from __future__ import annotations
@@ -55,6 +59,18 @@ def build(variant: str, config):
         )
         return jnp.sum(ll * weights, -1)
 
+    if variant == "lp":  # one label-prefix class pass, packed (`run_passes`, decision.py)
+
+        def lp(p, inputs, targets, weights):
+            t = inputs.shape[1]
+            seg = jnp.minimum(jnp.arange(t) // 300 + 1, 16)[None].repeat(inputs.shape[0], 0)
+            pos = (jnp.arange(t) % 300)[None].repeat(inputs.shape[0], 0)
+            batch = dict(
+                inputs=inputs, targets=targets, weights=weights, positions=pos, segment_ids=seg
+            )
+            return S.class_segment_sums(p, batch, config, stacked=False, segments=16)
+
+        return jax.jit(lp)
     if variant == "fused":  # the scorer eval runs (`scoring.score.class_sums`)
 
         def fused(params, inputs, targets, weights):
@@ -86,6 +102,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument(
         "--profile", type=int, default=0, help="trace the fused call at this bucket (0 = none)"
+    )
+    ap.add_argument(
+        "--profile-variants", default="fused", help="which variants --profile traces (comma list)"
     )
     ap.add_argument("--trace-dir", default="/tmp/gencls_score_trace")
     args = ap.parse_args()
@@ -125,33 +144,35 @@ def main() -> None:
             targets = rng.integers(0, config.vocab_size, (rows, T)).astype(np.int32)
             data.append(jax.device_put((inputs, targets, np.ones((rows, T), np.float32))))
         for variant in args.variants.split(","):
-            if variant == "packed" and T != args.max_len:
+            if variant in ("packed", "lp") and T != args.max_len:
                 continue
+            one = variant.rstrip("8") == "lp"  # one model, not the K stacked ones
+            p_v = jax.tree.map(lambda a: a[0], params) if one else params
             fp8 = variant.endswith("8")
             t0 = time.perf_counter()
             with dense_in_fp8() if fp8 else contextlib.nullcontext():
                 fn = build(variant[:-1] if fp8 else variant, config)
-                fn = fn.lower(params, *data[0]).compile()
+                fn = fn.lower(p_v, *data[0]).compile()
             compile_s = time.perf_counter() - t0
-            fn(params, *data[0]).block_until_ready()
+            fn(p_v, *data[0]).block_until_ready()
             t0 = time.perf_counter()
             for i in range(args.iters):
-                out = fn(params, *data[i % 2])
+                out = fn(p_v, *data[i % 2])
             out.block_until_ready()
             dt = (time.perf_counter() - t0) / args.iters
-            toks = rows * T * args.classes
+            toks = rows * T * (1 if one else args.classes)
             flops = (2 * n_params + 2 * config.n_layer * T * config.n_embd) * toks
             print(
                 f"{variant:8s} {T:5d} {rows:5d} {compile_s:10.1f} {dt * 1e3:9.2f} "
                 f"{toks / dt:11.0f} {flops / dt / 1e12:8.1f}",
                 flush=True,
             )
-            if variant.startswith("fused") and T == args.profile:
+            if variant in args.profile_variants.split(",") and T == args.profile:
                 from profile_step import top_kernels
 
                 jax.profiler.start_trace(args.trace_dir)
                 for i in range(3):
-                    out = fn(params, *data[i % 2])
+                    out = fn(p_v, *data[i % 2])
                 out.block_until_ready()
                 jax.profiler.stop_trace()
                 top_kernels(args.trace_dir, n=20, steps=3)

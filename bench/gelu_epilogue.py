@@ -1,0 +1,124 @@
+"""Does XLA fold the MLP's bias and GELU into the cuBLASLt matmul's epilogue, and what is it worth?
+
+    python bench/gelu_epilogue.py                      # H200: gpt2's MLP-in at a scoring call
+    python bench/gelu_epilogue.py --tokens 256 --iters 2   # CPU smoke (no cuBLASLt: 'none')
+
+One jitted `gelu(x @ W + b)` (bfloat16, gpt2's 768 -> 3,072 at a scoring call's 32 x 1,024
+tokens) per way of writing it, each timed (median of --repeats x --iters calls) and its
+optimized HLO searched for the matmul's epilogue (`DEFAULT`, `BIAS`, `GELU`, `BIAS_GELU`, ...).
+Why: XLA's gemm rewriter matches one exact approximate-GELU graph on a cuBLASLt matmul's output
+(`x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`); under the class vmap each model
+has its own bias, which the bias epilogue cannot take, and GELU stays a pass of its own
+(BUILD_NOTES "why GELU stays a pass of its own in scoring"). Ways:
+  jax      -- `jax.nn.gelu(approximate=True)` (what `model.gpt2.MLP` runs)
+  pattern  -- the rewriter's graph written out, x * (0.5 * (1 + tanh(c * (x + k * (x * x * x)))))
+  nobias   -- jax's GELU on the matmul alone, no bias (not the model's function: shows whether
+              the bias is what blocks the GELU epilogue)
+  vmap2    -- `jax` under a vmap over two models (stacked per_class scoring)
+  none     -- the matmul and bias alone (the floor: what an epilogue GELU could reach)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import numpy as np
+
+WAYS = ("jax", "pattern", "nobias", "vmap2", "none")
+
+
+def build(way: str):
+    import jax
+    import jax.numpy as jnp
+
+    def pattern_gelu(x):
+        c = jnp.asarray(np.sqrt(2 / np.pi), x.dtype)
+        return x * (0.5 * (1 + jnp.tanh(c * (x + 0.044715 * (x * (x * x))))))
+
+    def mlp_in(x, w, b, gelu):
+        return gelu(jnp.dot(x, w) + b)
+
+    def jax_gelu(x):
+        return jax.nn.gelu(x, approximate=True)
+
+    if way == "jax":
+        return jax.jit(lambda x, w, b: mlp_in(x, w, b, jax_gelu)), 1
+    if way == "pattern":
+        return jax.jit(lambda x, w, b: mlp_in(x, w, b, pattern_gelu)), 1
+    if way == "nobias":
+        return jax.jit(lambda x, w, b: jax_gelu(jnp.dot(x, w))), 1
+    if way == "vmap2":
+        f = jax.vmap(lambda x, w, b: mlp_in(x, w, b, jax_gelu), in_axes=(None, 0, 0))
+        return jax.jit(f), 2
+    if way == "none":
+        return jax.jit(lambda x, w, b: jnp.dot(x, w) + b), 1
+    raise SystemExit(f"unknown way {way!r}: one of {WAYS}")
+
+
+def epilogues(hlo: str) -> str:
+    """The epilogue of every cuBLAS(Lt) call in optimized HLO text, e.g. 'BIAS_GELU'."""
+    found = re.findall(r'"epilogue":"([A-Z_]+)"', hlo)
+    return ",".join(found) if found else "none"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=32 * 1024)
+    ap.add_argument("--width", type=int, default=768)
+    ap.add_argument("--out", type=int, default=3072)
+    ap.add_argument("--ways", default=",".join(WAYS))
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dump", default="", help="write each way's optimized HLO into this folder")
+    args = ap.parse_args()
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(args.tokens, args.width)), jnp.bfloat16)
+    print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
+    print(f"x [{args.tokens}, {args.width}] @ W [{args.width}, {args.out}] + b, bfloat16")
+    print(
+        f"{'way':8s} {'ms/call':>8s} {'spread':>7s} {'TB/s out':>9s} {'max |d| vs jax':>15s}  "
+        "epilogue"
+    )
+    ref = None
+    for way in args.ways.split(","):
+        fn, k = build(way)
+        shape_w = (args.width, args.out) if k == 1 else (k, args.width, args.out)
+        w = jnp.asarray(rng.normal(size=shape_w) * 0.02, jnp.bfloat16)
+        b = jnp.asarray(rng.normal(size=shape_w[:-2] + (args.out,)) * 0.1, jnp.bfloat16)
+        compiled = fn.lower(x, w, b).compile()
+        hlo = compiled.as_text()
+        if args.dump:
+            import pathlib
+
+            pathlib.Path(args.dump).mkdir(parents=True, exist_ok=True)
+            pathlib.Path(args.dump, f"{way}.hlo.txt").write_text(hlo)
+        out = compiled(x, w, b)
+        out.block_until_ready()
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            for _ in range(args.iters):
+                out = compiled(x, w, b)
+            out.block_until_ready()
+            times.append((time.perf_counter() - t0) / args.iters)
+        ms = float(np.median(times)) * 1e3
+        spread = (max(times) - min(times)) * 1e3
+        tbs = out.size * 2 / (ms / 1e3) / 1e12
+        diff = "-"
+        if way == "jax":
+            ref = (w, b, np.asarray(out, np.float32))
+        elif way == "pattern" and ref is not None:
+            diff = f"{np.max(np.abs(np.asarray(compiled(x, *ref[:2]), np.float32) - ref[2])):.3g}"
+        print(
+            f"{way:8s} {ms:8.3f} {spread:7.3f} {tbs:9.2f} {diff:>15s}  {epilogues(hlo)}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
