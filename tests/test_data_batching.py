@@ -59,6 +59,74 @@ def test_rows_long_text_modes():
     assert max(len(r) for r in w.inputs) <= 8 and set(w.text_index) == {0}
 
 
+def reference_rows(texts, max_len, long_text, stride, eos, prefixes, room):
+    """make_rows' contract, one text at a time (the loop it replaced): the reference."""
+    context = max_len - room
+    stride = stride or context // 2
+    out = []  # (text, inputs, targets, weights)
+    for i, text in enumerate(texts):
+        t = list(text) + ([eos] if eos is not None else [])
+        p = list(prefixes[i]) if prefixes is not None else []
+        if long_text == "truncate":
+            t = t[:context]
+        end = min(context, len(t))
+        out.append((i, [BOS, *p, *t[: end - 1]], [*p, *t[:end]], [0] * len(p) + [1] * end))
+        scored = end
+        while scored < len(t):
+            stop = min(scored + stride, len(t))
+            if prefixes is None:
+                start = max(stop - context - 1, 0)
+                w = [0] * (stop - start - 1)
+                out.append((i, t[start : stop - 1], t[start + 1 : stop], w))
+            else:
+                start = max(stop - context, 0)
+                w = [0] * (len(p) + stop - start)
+                out.append((i, [BOS, *p, *t[start : stop - 1]], [*p, *t[start:stop]], w))
+            w[len(w) - (stop - scored) :] = [1] * (stop - scored)
+            scored = stop
+    return out
+
+
+@pytest.mark.parametrize("mode", ["truncate", "window", "error"])
+@pytest.mark.parametrize("prefixed", [False, True])
+@pytest.mark.parametrize("eos", [None, EOS])
+def test_rows_match_the_per_text_reference(mode, prefixed, eos):
+    """The vectorised first rows and the windows, row for row, against the reference loop:
+    every mode, with and without label prefixes (of different lengths, one empty) and EOS."""
+    rng = np.random.default_rng(hash((mode, prefixed, eos)) % 2**32)
+    hi = 20 if mode == "error" else 70
+    texts = random_texts(41, 1, hi, seed=int(rng.integers(1000)))
+    texts[3] = list(map(int, texts[3]))  # a plain list is a text too
+    prefixes = None
+    if prefixed:
+        prefixes = [np.arange(int(rng.integers(0, 4)), dtype=np.int32) + 900 for _ in texts]
+        prefixes[0] = np.zeros(0, np.int32)
+    for max_len, stride in [(32, None), (24, 5), (26, 11)]:
+        room = 3 if prefixed else 0
+        rows = make_rows(
+            texts, max_len, BOS, mode, stride, eos_id=eos, prefixes=prefixes, prefix_room=room
+        )
+        want = reference_rows(texts, max_len, mode, stride, eos, prefixes, room)
+        assert len(rows.inputs) == len(want)
+        assert len(want) > len(texts) or mode != "window"  # some texts have windows
+        np.testing.assert_array_equal(rows.text_index, [w[0] for w in want])
+        for r, (_, inputs, targets, weights) in enumerate(want):
+            np.testing.assert_array_equal(rows.inputs[r], inputs)
+            np.testing.assert_array_equal(rows.targets[r], targets)
+            np.testing.assert_array_equal(rows.weights[r], weights)
+            assert rows.inputs[r].dtype == rows.targets[r].dtype == np.int32
+            assert rows.weights[r].dtype == np.float32
+
+
+def test_rows_name_the_first_bad_text():
+    long = np.arange(1, 40, dtype=np.int32)
+    with pytest.raises(DataError, match=r"^text b: 40 tokens, more than data.max_len=16"):
+        make_rows([[1, 2], long, []], 16, BOS, "error", eos_id=EOS, ids=["a", "b", "c"])
+    with pytest.raises(DataError, match=r"^text b: no tokens"):
+        make_rows([[1, 2], [], long], 16, BOS, "error", eos_id=EOS, ids=["a", "b", "c"])
+    assert make_rows([], 16, BOS).inputs == []
+
+
 def unpack(batch):
     """Independent decoding of a batch into its (inputs, targets, weights) segments."""
     out = []
@@ -455,3 +523,31 @@ def test_the_progress_total_counts_every_pass_from_the_first(tiny_model, monkeyp
     calls = len(list(scoring_batches(rows, 4, (16, 32), 64)))
     assert len(seen) == 3 * calls
     assert {t for t, _ in seen} == {3 * calls}
+
+
+@pytest.mark.parametrize("pack", [0, 4])
+def test_passes_of_equal_row_lengths_share_one_plan(tiny_model, monkeypatch, pack):
+    """A pass whose rows have the first pass's lengths (label prefixes of one length) takes its
+    plan again instead of planning while the device waits; a pass of other lengths plans its
+    own. Every pass's results are its own rows' scores either way."""
+    from gencls_jax.scoring import batched
+
+    planned = []
+    real = batched.scoring_calls
+    monkeypatch.setattr(
+        batched, "scoring_calls", lambda *a, **k: planned.append(1) or real(*a, **k)
+    )
+    cfg, params = tiny_model
+    texts = random_texts(19, 1, 30, seed=8)
+    same = [make_rows(texts, 64, BOS, "window", 32, EOS, [[900 + k]] * 19) for k in range(2)]
+    other = make_rows(texts, 64, BOS, "window", 32, EOS, [[900, 901]] * 19)
+    jitted = batched.class_segment_sums if pack else batched.class_sums
+    kw = dict(segments=pack) if pack else {}
+    fn = functools.partial(jitted, config=cfg, stacked=False, **kw)
+    sizes = dict(batch_size=4, bucket_lengths=(16, 32), max_len=64, pack_texts=pack)
+    got = batched.run_passes(params, [lambda r=r: r for r in (*same, other)], fn, **sizes)
+    assert len(planned) == 2  # the first pass's plan, then the longer prefix's own
+    for rows, per_row in got:
+        alone = batched.run_rows(params, rows, fn, **sizes)
+        np.testing.assert_allclose(np.stack(per_row), np.stack(alone), rtol=1e-6, atol=1e-5)
+    assert not np.allclose(np.stack(got[0][1]), np.stack(got[1][1]))  # two prefixes, two scores
