@@ -62,10 +62,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def tiny_config(folder: Path, train: Path, val: Path, test: Path, **data):
-    """configs/tiny.py on local topic files, one text per row, no report samples. Dropout off
-    and the latest checkpoint as the best: what the class models of a joint run share (dropout
-    keys by step, the best epoch by the run's validation) left out, they equal the ones trained
-    apart, to float rounding."""
+    """configs/tiny.py on local topic files, one text per row, no report samples, GPT-2's whole
+    vocabulary. Dropout off and the latest checkpoint as the best: what the class models of a
+    joint run share (dropout keys by step, the best epoch by the run's validation, a compact
+    vocabulary counted over every class's texts) left out, they equal the ones trained apart,
+    to float rounding."""
     sys.path.insert(0, str(REPO))
     from configs import tiny
 
@@ -81,6 +82,7 @@ def tiny_config(folder: Path, train: Path, val: Path, test: Path, **data):
             "batching": "bucket",
             "bucket_lengths": (32, 128),  # a text and its EOS fit 32 tokens
             "cache_dir": str(folder / "tok"),
+            "compact_vocab": 0,
             **data,
         }
     )

@@ -65,6 +65,7 @@ def decision_run(tmp_path_factory):
         f"--config.data.cache_dir={folder / 'tok_cache'}",
         "--config.data.per_class_limit=0",
         "--config.model.conditioning=label_prefix",
+        "--config.data.compact_vocab=0",  # the float64 reference reads GPT-2's own ids
         "--config.train.objective=decision",
         "--config.data.batching=bucket",
         f"--config.data.max_len={MAX_LEN}",

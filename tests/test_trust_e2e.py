@@ -304,8 +304,10 @@ DECISION_INTERRUPT = 2  # mid epoch (4 steps of 8 texts)
 
 
 def decision_args(wd, data, pretrained) -> list[str]:
+    """From the pretrained export: its vocabulary, GPT-2's whole one (not tiny.py's compact)."""
     init = f"--config.model.init={pretrained[0] / 'export'}"
-    return [f"--workdir={wd}", *COMMON, *data_args(data["shared"]), *DECISION, init]
+    vocab = "--config.data.compact_vocab=0"
+    return [f"--workdir={wd}", *COMMON, *data_args(data["shared"]), *DECISION, init, vocab]
 
 
 @pytest.fixture(scope="module")
