@@ -12,6 +12,7 @@ from gencls_jax.data.batching import (
     BatchSpec,
     PerClassStream,
     TrainStream,
+    first_fit,
     make_batch,
     padding_fraction,
     scoring_batches,
@@ -551,3 +552,31 @@ def test_passes_of_equal_row_lengths_share_one_plan(tiny_model, monkeypatch, pac
         alone = batched.run_rows(params, rows, fn, **sizes)
         np.testing.assert_allclose(np.stack(per_row), np.stack(alone), rtol=1e-6, atol=1e-5)
     assert not np.allclose(np.stack(got[0][1]), np.stack(got[1][1]))  # two prefixes, two scores
+
+
+def reference_first_fit(lengths, order, capacity, max_items=0):
+    """First fit one item at a time: the reference of `first_fit`'s runs placed at once."""
+    room, bins = [], []
+    for i in order:
+        n = int(lengths[i])
+        j = next((j for j, r in enumerate(room) if r >= n), len(bins))
+        if j == len(bins):
+            room.append(capacity)
+            bins.append([])
+        bins[j].append(int(i))
+        room[j] -= n
+        if max_items and len(bins[j]) >= max_items:
+            room[j] = -1
+    return bins
+
+
+@pytest.mark.parametrize("max_items", [0, 3, 16])
+def test_first_fit_places_runs_of_one_length_as_one_item_at_a_time(max_items):
+    rng = np.random.default_rng(max_items)
+    for _ in range(30):
+        n = int(rng.integers(0, 300))
+        lengths = rng.integers(1, int(rng.choice([8, 40, 70])), n)  # many repeats
+        capacity = int(rng.choice([16, 64]))  # some items longer than a bin
+        for order in (np.argsort(-lengths, kind="stable"), rng.permutation(n), np.arange(n)):
+            got = first_fit(lengths, order, capacity, max_items)
+            assert got == reference_first_fit(lengths, order, capacity, max_items)
