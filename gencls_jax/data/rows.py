@@ -85,6 +85,7 @@ def make_rows(
     pre = [
         np.asarray(prefixes[i] if prefixes is not None else (), np.int32) for i in range(len(texts))
     ]
+    # each text's tokens to score, EOS included
     sizes = np.fromiter((t.size for t in texts), np.int64, len(texts)) + eos.size
     bad = (sizes == eos.size) | ((sizes > context) & (long_text == "error"))
     if np.any(bad):  # the first text that has no tokens or is too long for 'error'
@@ -96,8 +97,7 @@ def make_rows(
             f"text {name}: {sizes[i]} tokens, more than {limit}; "
             f"set {keys[0]} to 'truncate' or 'window'"
         )
-    # sizes: each text's tokens to score, EOS included
-    prefixed = prefixes is not None  # every row starts with BOS (the first rows always do)
+    prefixed = prefixes is not None  # a prefixed text's windows start with BOS + prefix too
     inputs, targets, weights = first_rows(texts, pre, eos, sizes, context, bos_id)
     windowed = np.flatnonzero(sizes > context) if long_text == "window" else ()
     if not len(windowed):  # one row per text
