@@ -26,15 +26,9 @@ TINY_HF = dict(vocab_size=1000, n_positions=64, n_embd=64, n_layer=2, n_head=4)
 # One compilation cache for the whole session: the runs of different test files train the same
 # tiny shapes, so a program compiled once is read by every later run (a cache hit returns the
 # same executable; tests that need a cold cache pass their own). The pytest process itself uses
-# it too, for the steps and scorers tests build in-process. pytest-xdist's workers share it:
-# the controller, whose conftest runs first, makes it and hands it to the workers it starts in
-# the environment; a size bound turns on the cache's file lock (JAX's LRUCache), so no process
-# reads an entry another is still writing.
-if "GENCLS_TEST_XLA_CACHE" not in os.environ:
-    os.environ["GENCLS_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="gencls_test_xla_")
-    atexit.register(shutil.rmtree, os.environ["GENCLS_TEST_XLA_CACHE"], ignore_errors=True)
-XLA_CACHE = Path(os.environ["GENCLS_TEST_XLA_CACHE"])
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1 << 40))
+# it too, for the steps and scorers tests build in-process.
+XLA_CACHE = Path(tempfile.mkdtemp(prefix="gencls_test_xla_"))
+atexit.register(shutil.rmtree, XLA_CACHE, ignore_errors=True)
 XLA_ARGS = [f"--config.compile_cache_dir={XLA_CACHE}", "--config.compile_cache_min_secs=0"]
 
 
