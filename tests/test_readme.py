@@ -291,11 +291,9 @@ def check_run(cmd: Command, trained: dict) -> list[str]:
 
 
 def check_pip(cmd: Command) -> list[str]:
-    """`pip install [--no-compile] -e .` or `-e '.[extra,...]'`, with extras pyproject.toml
-    declares."""
-    argv = tuple(a for a in cmd.argv[2:] if a != "--no-compile")
-    m = re.fullmatch(r"\.(?:\[([\w,-]+)\])?", argv[1]) if len(argv) == 2 else None
-    if argv[:1] != ("-e",) or m is None:
+    """`pip install -e .` or `-e '.[extra,...]'`, with extras pyproject.toml declares."""
+    m = re.fullmatch(r"\.(?:\[([\w,-]+)\])?", cmd.argv[3]) if len(cmd.argv) == 4 else None
+    if cmd.argv[2:3] != ("-e",) or m is None:
         return ["only `pip install -e .[extras]` is checked here"]
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get(
         "optional-dependencies", {}
@@ -374,7 +372,7 @@ RUN_USE = [c for c, run, _ in PLAN if run and not is_train(c)]
 def test_ci_runs_the_readme_test_command():
     """.ci/run's last command is the second line of "Two commands", so they cannot drift."""
     assert ci_command(CI_RUN) == bash_lines(README)[1]
-    assert ci_command(CI_RUN).startswith("pip install --no-compile -e '.[test]' && ")
+    assert ci_command(CI_RUN).startswith("pip install -e '.[test]' && ")
 
 
 def missing_configs(readme: str) -> list[str]:
