@@ -133,16 +133,16 @@ def first_rows(
         return [], [], []
     plen = np.fromiter((p.size for p in pre), np.int64, n)
     blocks = np.concatenate([a for p, t in zip(pre, texts) for a in (p, t, eos)])
-    block_start = exclusive_cumsum(plen + sizes)
+    block_start = np.cumsum(plen + sizes) - (plen + sizes)
     lengths = plen + np.minimum(sizes, context)  # a row's tokens (inputs and targets alike)
-    row_start = exclusive_cumsum(lengths)
+    row_start = np.cumsum(lengths) - lengths
     # row r's token j is block r's token j: one gather from the blocks for all the targets
     src = np.arange(int(lengths.sum())) + np.repeat(block_start - row_start, lengths)
     flat_targets = blocks[src]
     flat_inputs = blocks[src - 1]  # shifted right by one, BOS in front
     flat_inputs[row_start] = bos_id
     flat_weights = np.ones(src.size, np.float32)
-    prefix_at = np.repeat(row_start - exclusive_cumsum(plen), plen) + np.arange(int(plen.sum()))
+    prefix_at = np.repeat(row_start - (np.cumsum(plen) - plen), plen) + np.arange(int(plen.sum()))
     flat_weights[prefix_at] = 0.0  # label prefixes condition, they are not scored
     ends = row_start + lengths
     return (
@@ -150,12 +150,6 @@ def first_rows(
         [flat_targets[i:j] for i, j in zip(row_start, ends)],
         [flat_weights[i:j] for i, j in zip(row_start, ends)],
     )
-
-
-def exclusive_cumsum(x: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(x), np.int64)
-    np.cumsum(x[:-1], out=out[1:])
-    return out
 
 
 def windows(

@@ -104,9 +104,9 @@ def run_passes(
             out.append([None] * len(built[p].inputs))
             # label prefixes of one length give every pass the rows' lengths of the first: its
             # plan again, not a new first-fit while the device waits at the pass change
-            if lengths is None or not np.array_equal(lengths, row_lengths(built[p])):
-                lengths = row_lengths(built[p])
-                plan = scoring_calls(lengths, *sizes, pack_texts=pack_texts)
+            now = row_lengths(built[p])
+            if lengths is None or not np.array_equal(lengths, now):
+                lengths, plan = now, scoring_calls(now, *sizes, pack_texts=pack_texts)
             planned.append(len(plan))
             # the passes not built yet count as the mean planned one (a label prefix's passes
             # differ by a few tokens), so the bar's ETA holds from the first pass on
