@@ -16,6 +16,10 @@ has its own bias, which the bias epilogue cannot take, and GELU stays a pass of 
               the bias is what blocks the GELU epilogue)
   vmap2    -- `jax` under a vmap over two models (stacked per_class scoring)
   none     -- the matmul and bias alone (the floor: what an epilogue GELU could reach)
+  mlp      -- the whole MLP, `gelu(x @ W + b) @ W.T` (MLP-out's [3,072, 768] weight is W's
+              transpose, its bias dropped): with `--xla_gpu_triton_gemm_any=true` XLA may fuse
+              GELU into the second matmul's operand load instead (a Triton GEMM); the column
+              `triton` counts the Triton GEMM fusions in the optimized HLO
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 
 import numpy as np
 
-WAYS = ("jax", "pattern", "nobias", "vmap2", "none")
+WAYS = ("jax", "pattern", "nobias", "vmap2", "none", "mlp")
 
 
 def build(way: str):
@@ -54,6 +58,8 @@ def build(way: str):
         return jax.jit(f), 2
     if way == "none":
         return jax.jit(lambda x, w, b: jnp.dot(x, w) + b), 1
+    if way == "mlp":
+        return jax.jit(lambda x, w, b: jnp.dot(mlp_in(x, w, b, jax_gelu), w.T)), 1
     raise SystemExit(f"unknown way {way!r}: one of {WAYS}")
 
 
@@ -61,6 +67,11 @@ def epilogues(hlo: str) -> str:
     """The epilogue of every cuBLAS(Lt) call in optimized HLO text, e.g. 'BIAS_GELU'."""
     found = re.findall(r'"epilogue":"([A-Z_]+)"', hlo)
     return ",".join(found) if found else "none"
+
+
+def triton_gemms(hlo: str) -> int:
+    """How many Triton GEMM fusions XLA made (each may hold a matmul's fused neighbours)."""
+    return len(re.findall(r'"kind":"__triton_gemm"', hlo))
 
 
 def main() -> None:
@@ -82,7 +93,7 @@ def main() -> None:
     print(f"x [{args.tokens}, {args.width}] @ W [{args.width}, {args.out}] + b, bfloat16")
     print(
         f"{'way':8s} {'ms/call':>8s} {'spread':>7s} {'TB/s out':>9s} {'max |d| vs jax':>15s}  "
-        "epilogue"
+        "triton  epilogue"
     )
     ref = None
     for way in args.ways.split(","):
@@ -108,14 +119,15 @@ def main() -> None:
             times.append((time.perf_counter() - t0) / args.iters)
         ms = float(np.median(times)) * 1e3
         spread = (max(times) - min(times)) * 1e3
-        tbs = out.size * 2 / (ms / 1e3) / 1e12
+        tbs = out.size * out.dtype.itemsize / (ms / 1e3) / 1e12
         diff = "-"
         if way == "jax":
             ref = (w, b, np.asarray(out, np.float32))
         elif way == "pattern" and ref is not None:
             diff = f"{np.max(np.abs(np.asarray(compiled(x, *ref[:2]), np.float32) - ref[2])):.3g}"
         print(
-            f"{way:8s} {ms:8.3f} {spread:7.3f} {tbs:9.2f} {diff:>15s}  {epilogues(hlo)}",
+            f"{way:8s} {ms:8.3f} {spread:7.3f} {tbs:9.2f} {diff:>15s} {triton_gemms(hlo):7d}  "
+            f"{epilogues(hlo)}",
             flush=True,
         )
 
