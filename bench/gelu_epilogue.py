@@ -16,6 +16,10 @@ has its own bias, which the bias epilogue cannot take, and GELU stays a pass of 
               the bias is what blocks the GELU epilogue)
   vmap2    -- `jax` under a vmap over two models (stacked per_class scoring)
   none     -- the matmul and bias alone (the floor: what an epilogue GELU could reach)
+  cudnn    -- `jax` as one cuDNN kernel (`jax._src.cudnn.fusion.cudnn_fusion`: XLA hands the
+              matmul with its elementwise epilogue to cuDNN's runtime fusion engine)
+  cudnn32  -- the same with the GELU written in float32 on the float32 product, one bf16 cast
+  cudnnb   -- the matmul and bias alone as one cuDNN kernel (cuDNN's GEMM against cuBLAS's)
   mlp      -- the whole MLP, `gelu(x @ W + b) @ W.T` (MLP-out's [3,072, 768] weight is W's
               transpose, its bias dropped): with `--xla_gpu_triton_gemm_any=true` XLA may fuse
               GELU into the second matmul's operand load instead (a Triton GEMM); the column
@@ -30,7 +34,8 @@ import time
 
 import numpy as np
 
-WAYS = ("jax", "pattern", "nobias", "vmap2", "none", "mlp")
+WAYS = ("jax", "pattern", "nobias", "vmap2", "none", "mlp", "cudnn", "cudnn32", "cudnnb")
+SAME = ("pattern", "cudnn", "cudnn32")  # ways that compute what `jax` does
 
 
 def build(way: str):
@@ -58,9 +63,28 @@ def build(way: str):
         return jax.jit(f), 2
     if way == "none":
         return jax.jit(lambda x, w, b: jnp.dot(x, w) + b), 1
+    if way.startswith("cudnn"):
+        from jax._src.cudnn.fusion import cudnn_fusion
+
+        def f32_gelu(x, w, b):
+            y = jnp.dot(x, w, preferred_element_type=jnp.float32) + b.astype(jnp.float32)
+            return jax.nn.gelu(y, approximate=True).astype(x.dtype)
+
+        f = {
+            "cudnn": lambda x, w, b: mlp_in(x, w, b, jax_gelu),
+            "cudnn32": f32_gelu,
+            "cudnnb": lambda x, w, b: jnp.dot(x, w) + b,
+        }[way]
+        f.__name__ = f"gelu_{way}"
+        return jax.jit(cudnn_fusion(f)), 1
     if way == "mlp":
         return jax.jit(lambda x, w, b: jnp.dot(mlp_in(x, w, b, jax_gelu), w.T)), 1
     raise SystemExit(f"unknown way {way!r}: one of {WAYS}")
+
+
+def cudnn_fusions(hlo: str) -> int:
+    """How many matmuls XLA handed to cuDNN as fusions (`__cudnn$fusion`)."""
+    return len(re.findall(r'"kind":"__cudnn\$fusion"', hlo))
 
 
 def epilogues(hlo: str) -> str:
@@ -93,7 +117,7 @@ def main() -> None:
     print(f"x [{args.tokens}, {args.width}] @ W [{args.width}, {args.out}] + b, bfloat16")
     print(
         f"{'way':8s} {'ms/call':>8s} {'spread':>7s} {'TB/s out':>9s} {'max |d| vs jax':>15s}  "
-        "triton  epilogue"
+        "triton  cudnn  epilogue"
     )
     ref = None
     for way in args.ways.split(","):
@@ -101,7 +125,14 @@ def main() -> None:
         shape_w = (args.width, args.out) if k == 1 else (k, args.width, args.out)
         w = jnp.asarray(rng.normal(size=shape_w) * 0.02, jnp.bfloat16)
         b = jnp.asarray(rng.normal(size=shape_w[:-2] + (args.out,)) * 0.1, jnp.bfloat16)
-        compiled = fn.lower(x, w, b).compile()
+        if way.startswith("cudnn") and jax.default_backend() != "gpu":
+            print(f"{way:8s} (a cuDNN fusion: GPU only)", flush=True)
+            continue
+        try:
+            compiled = fn.lower(x, w, b).compile()
+        except Exception as e:  # noqa: BLE001 -- a way XLA cannot build is a row, not the end
+            print(f"{way:8s} failed to compile: {str(e).splitlines()[0][:200]}", flush=True)
+            continue
         hlo = compiled.as_text()
         if args.dump:
             import pathlib
@@ -123,11 +154,11 @@ def main() -> None:
         diff = "-"
         if way == "jax":
             ref = (w, b, np.asarray(out, np.float32))
-        elif way == "pattern" and ref is not None:
+        elif way in SAME and ref is not None:
             diff = f"{np.max(np.abs(np.asarray(compiled(x, *ref[:2]), np.float32) - ref[2])):.3g}"
         print(
-            f"{way:8s} {ms:8.3f} {spread:7.3f} {tbs:9.2f} {diff:>15s} {triton_gemms(hlo):7d}  "
-            f"{epilogues(hlo)}",
+            f"{way:8s} {ms:8.3f} {spread:7.3f} {tbs:9.2f} {diff:>15s} {triton_gemms(hlo):7d} "
+            f"{cudnn_fusions(hlo):6d}  {epilogues(hlo)}",
             flush=True,
         )
 
