@@ -20,6 +20,10 @@ has its own bias, which the bias epilogue cannot take, and GELU stays a pass of 
               matmul with its elementwise epilogue to cuDNN's runtime fusion engine)
   cudnn32  -- the same with the GELU written in float32 on the float32 product, one bf16 cast
   cudnnb   -- the matmul and bias alone as one cuDNN kernel (cuDNN's GEMM against cuBLAS's)
+  pallas-BM-BN-BK-W-S -- `jax` as one Pallas (Triton) kernel of ours: tiles of BM tokens x BN
+              outputs, BK-deep steps over the width, W warps, S pipeline stages; the bias and a
+              float32 GELU on the accumulator before the one bfloat16 store (what a GELU
+              epilogue at our own GEMM's rate gives; the GEMM alone: `pallasnone-...`)
   mlp      -- the whole MLP, `gelu(x @ W + b) @ W.T` (MLP-out's [3,072, 768] weight is W's
               transpose, its bias dropped): with `--xla_gpu_triton_gemm_any=true` XLA may fuse
               GELU into the second matmul's operand load instead (a Triton GEMM); the column
@@ -35,7 +39,7 @@ import time
 import numpy as np
 
 WAYS = ("jax", "pattern", "nobias", "vmap2", "none", "mlp", "cudnn", "cudnn32", "cudnnb")
-SAME = ("pattern", "cudnn", "cudnn32")  # ways that compute what `jax` does
+SAME = ("pattern", "cudnn", "cudnn32", "pallas")  # ways that compute what `jax` does
 
 
 def build(way: str):
@@ -77,9 +81,56 @@ def build(way: str):
         }[way]
         f.__name__ = f"gelu_{way}"
         return jax.jit(cudnn_fusion(f)), 1
+    if way.startswith("pallas"):
+        return pallas_mlp_in(way), 1
     if way == "mlp":
         return jax.jit(lambda x, w, b: jnp.dot(mlp_in(x, w, b, jax_gelu), w.T)), 1
     raise SystemExit(f"unknown way {way!r}: one of {WAYS}")
+
+
+def pallas_mlp_in(way: str):
+    """`pallas-BM-BN-BK-W-S` (GELU) or `pallasnone-...` (bias only) -> a jitted (x, w, b)."""
+
+    import jax
+    import jax.numpy as jnp
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
+
+    name, *tiles = way.split("-")
+    bm, bn, bk, warps, stages = (int(t) for t in tiles)
+    gelu = name == "pallas"
+
+    def kernel(x_ref, w_ref, b_ref, o_ref):
+        def k_step(k, acc):
+            xk = x_ref[:, pl.ds(k * bk, bk)]
+            return acc + plt.dot(xk, w_ref[pl.ds(k * bk, bk), :])
+
+        acc = jax.lax.fori_loop(0, x_ref.shape[1] // bk, k_step, jnp.zeros((bm, bn), jnp.float32))
+        y = acc + b_ref[...].astype(jnp.float32)[None, :]
+        o_ref[...] = (jax.nn.gelu(y, approximate=True) if gelu else y).astype(o_ref.dtype)
+
+    @jax.jit
+    def f(x, w, b):
+        n, d = x.shape
+        out = w.shape[1]
+        interpret = jax.default_backend() != "gpu"
+        return pl.pallas_call(
+            kernel,
+            out_shape=jax.ShapeDtypeStruct((n, out), x.dtype),
+            grid=(n // bm, out // bn),
+            in_specs=[
+                pl.BlockSpec((bm, d), lambda i, j: (i, 0)),
+                pl.BlockSpec((d, bn), lambda i, j: (0, j)),
+                pl.BlockSpec((bn,), lambda i, j: (j,)),
+            ],
+            out_specs=pl.BlockSpec((bm, bn), lambda i, j: (i, j)),
+            compiler_params=None
+            if interpret
+            else plt.CompilerParams(num_warps=warps, num_stages=stages),
+            interpret=interpret,
+        )(x, w, b)
+
+    return f
 
 
 def cudnn_fusions(hlo: str) -> int:
@@ -154,7 +205,7 @@ def main() -> None:
         diff = "-"
         if way == "jax":
             ref = (w, b, np.asarray(out, np.float32))
-        elif way in SAME and ref is not None:
+        elif way.split("-")[0] in SAME and ref is not None:
             diff = f"{np.max(np.abs(np.asarray(compiled(x, *ref[:2]), np.float32) - ref[2])):.3g}"
         print(
             f"{way:8s} {ms:8.3f} {spread:7.3f} {tbs:9.2f} {diff:>15s} {triton_gemms(hlo):7d} "
